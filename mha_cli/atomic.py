@@ -1,0 +1,43 @@
+"""Write files whole or not at all: write to a temporary sibling, then rename."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from mha_cli.errors import MhaError
+
+
+@contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `target`; on success rename it onto `target`.
+
+    On any failure (or KeyboardInterrupt) the temporary file is removed and `target`
+    is left untouched, so a reader never sees a half-written file.
+    """
+    target = Path(target)
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        raise MhaError(f"cannot write {target}: folder {parent} does not exist; create it first")
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
+    except OSError as exc:
+        raise MhaError(f"cannot write {target}: {exc.strerror}; choose a writable path") from None
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise MhaError(f"cannot write {target}: {exc.strerror}; choose a writable path") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_atomically(target: Path, write: Callable[[Path], None]) -> None:
+    """Call `write(tmp_path)` and move the result onto `target` only if it succeeded."""
+    with atomic_path(target) as tmp:
+        write(tmp)
