@@ -1,0 +1,71 @@
+"""The `mha` command line: parse options, call the core, hand the results to a renderer.
+
+No arithmetic here and no heavy imports at module level: `mha --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+
+from mha_cli import __version__
+from mha_cli.errors import MhaError
+
+app = typer.Typer(
+    name="mha",
+    help="Shape and weight inspector for multi-head attention, as Dive into Deep Learning writes it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"mha {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")] = False,
+) -> None:
+    """mha builds d2l's attention layer, runs it, and shows every stage."""
+
+
+def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """A user's mistake becomes one line on stderr and its exit code, never a traceback.
+
+    Set MHA_DEBUG=1 to see the traceback of a real bug.
+    """
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except MhaError as error:
+            if os.environ.get("MHA_DEBUG"):
+                raise
+            sys.stderr.write(f"mha: {error}\n")
+            raise typer.Exit(error.exit_code) from None
+
+    return wrapper
+
+
+def _register() -> None:
+    from mha_cli.commands import inspect, presets
+
+    for module in (inspect, presets):
+        module.register(app, user_errors)
+
+
+_register()
+
+
+def main() -> None:
+    app()

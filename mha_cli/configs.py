@@ -1,0 +1,63 @@
+"""Presets (TOML files shipped inside the package) and user config files."""
+
+from __future__ import annotations
+
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from mha_cli.errors import MhaError
+from mha_cli.spec import suggest
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+# Keys a config may hold besides the specification's fields.
+DESCRIPTIVE_KEYS = ("description",)
+
+
+def preset_names() -> list[str]:
+    folder = resources.files("mha_cli") / "configs"
+    return sorted(p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def _read_toml(text: str, where: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise MhaError(f"config {where} is not valid TOML: {exc}; fix the file") from None
+
+
+def read_preset(name: str) -> dict[str, Any]:
+    names = preset_names()
+    if name not in names:
+        raise MhaError(
+            f"--config {name!r} is neither a file nor a preset{suggest(name, names)} "
+            f"(presets: {', '.join(names)}; list them with `mha presets`)"
+        )
+    text = (resources.files("mha_cli") / "configs" / f"{name}.toml").read_text(encoding="utf-8")
+    return _read_toml(text, f"preset {name}")
+
+
+def load_config(name_or_path: str) -> dict[str, Any]:
+    """A preset's name, or a TOML file's path. Returns the specification's keys only."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise MhaError(f"--config {name_or_path}: no such file; give a TOML file or a preset name")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise MhaError(f"--config {name_or_path}: cannot read it ({exc}); give a TOML file") from None
+        values = _read_toml(text, name_or_path)
+    else:
+        values = read_preset(name_or_path)
+    return {k: v for k, v in values.items() if k not in DESCRIPTIVE_KEYS}
+
+
+def preset_descriptions() -> list[tuple[str, dict[str, Any]]]:
+    """Every preset with all its keys (description included), for `mha presets`."""
+    return [(name, read_preset(name)) for name in preset_names()]

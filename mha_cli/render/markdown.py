@@ -1,0 +1,33 @@
+"""The stage table as GitHub-flavoured markdown, for READMEs, notes and CI summaries."""
+
+from __future__ import annotations
+
+from mha_cli.render import numbers
+from mha_cli.render.summary_lines import summary_lines
+from mha_cli.stages import Report
+
+_HEADER = ("#", "stage", "d2l code", "shape", "axes", "params", "FLOPs", "bytes", "values")
+
+
+def report_markdown(report: Report) -> str:
+    rows = [_HEADER, tuple("---" for _ in _HEADER)]
+    for index, stage in enumerate(report.stages):
+        rows.append(
+            (
+                str(index),
+                f"`{stage.name}`",
+                f"`{stage.code}`",
+                numbers.shape(stage.shape),
+                ", ".join(stage.axes),
+                numbers.count(stage.params),
+                numbers.count(stage.flops) if stage.flops else "",
+                "view" if stage.view else numbers.size(stage.bytes),
+                numbers.value_range(stage.value_range),
+            )
+        )
+    summary = report.summary
+    rows.append(("", "**total**", "", "", "", numbers.count(summary.total_params),
+                 numbers.count(summary.total_flops), numbers.size(summary.activation_bytes), ""))
+    table = "\n".join("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows)
+    notes = "\n".join(f"- {line.strip()}" for line in summary_lines(report) if line.strip())
+    return f"{table}\n\n{notes}\n"

@@ -1,0 +1,36 @@
+"""How numbers read in every renderer: counts, bytes, shapes, value ranges."""
+
+from __future__ import annotations
+
+_SI = ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"))
+_BINARY = ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB"))
+
+
+def count(n: int | None) -> str:
+    """Exact below a million (`160,000`), SI above (`17.59 T`)."""
+    if n is None:
+        return ""
+    for scale, unit in _SI:
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n:,}"
+
+
+def size(n: int) -> str:
+    """Bytes in binary units: `3.1 KiB`, `4.0 GiB`."""
+    for scale, unit in _BINARY:
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def shape(dims: tuple[int, ...] | list[int]) -> str:
+    """`(2, 4, 100)`, and `(10,)` for one axis, as Python writes a tuple."""
+    return repr(tuple(dims))
+
+
+def value_range(bounds: tuple[float, float] | list[float] | None) -> str:
+    if bounds is None:
+        return "not computed"
+    low, high = bounds
+    return f"{low:.3g} .. {high:.3g}"

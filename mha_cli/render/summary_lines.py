@@ -1,0 +1,60 @@
+"""The lines below the stage table, shared by the table and markdown renderers."""
+
+from __future__ import annotations
+
+from mha_cli.render import numbers
+from mha_cli.stages import Report
+
+FLOP_CONVENTION = (
+    "matmuls only, a multiply-add = 2 FLOPs (torch.utils.flop_counter's convention); "
+    "softmax, scaling and masking are not counted"
+)
+
+
+def summary_lines(report: Report) -> list[str]:
+    spec, summary = report.spec, report.summary
+    lines = [""]
+    if spec["score"] != "additive":
+        heads = f"{summary.num_heads} heads"
+        if summary.num_kv_heads != summary.num_heads:
+            group = summary.num_heads // summary.num_kv_heads
+            heads += f" sharing {summary.num_kv_heads} key-value heads ({group} query heads each)"
+        lines.append(
+            f"head dim: num_hiddens / num_heads = {spec['hiddens']} / {summary.num_heads} = "
+            f"{summary.head_dim}  ({heads})"
+        )
+        for name, shape, where in summary.head_slices:
+            lines.append(f"  head i uses {name}[{where}]: {numbers.shape(shape)}")
+    lines.append(_params_line(report))
+    lines.append(f"FLOPs: {numbers.count(summary.total_flops)} ({FLOP_CONVENTION})")
+    lines.append(
+        f"memory: activations {numbers.size(summary.activation_bytes)} (stage outputs that are "
+        f"not views), parameters {numbers.size(summary.parameter_bytes)}"
+    )
+    lines.extend(_mask_lines(report))
+    out = report.stages[-1]
+    lines.append(f"output: {numbers.shape(out.shape)} = ({', '.join(out.axes)}): one row per query")
+    if report.layout:
+        lines.append(f"weights: {spec['weights']} ({report.layout})")
+    lines.extend(f"note: {note}" for note in summary.notes)
+    return lines
+
+
+def _params_line(report: Report) -> str:
+    summary = report.summary
+    parts = " + ".join(f"{s.name} {numbers.count(s.params)}" for s in report.stages if s.params)
+    line = f"parameters: {numbers.count(summary.total_params)} ({parts})"
+    if report.spec["score"] == "additive":
+        return line
+    if summary.params_depend_on_heads:
+        return line + "; they depend on the number of heads in this variant"
+    return line + "; the same for any number of heads that divides num_hiddens"
+
+
+def _mask_lines(report: Report) -> list[str]:
+    masked = report.summary.masked_keys
+    if not masked:
+        return ["masked keys: none (no valid_lens, not causal)"]
+    lines = ["masked keys (by position: padding and future keys, never by score):"]
+    lines.extend(f"  example {m.example}: {m.description}" for m in masked)
+    return lines

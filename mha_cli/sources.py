@@ -1,0 +1,108 @@
+"""Read the sizes that `--weights` and `--inputs` files imply, and reconcile them with the spec.
+
+Sizes come from the files; only `--heads` must be given. A size the user set that a file
+contradicts is a mistake, reported with both values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mha_cli.errors import MhaError
+from mha_cli.spec import AttentionSpec
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass(frozen=True)
+class Sources:
+    spec: AttentionSpec
+    state: dict[str, torch.Tensor] | None  # weights in d2l naming
+    inputs: dict[str, torch.Tensor] | None  # queries, keys, values[, valid_lens]
+    layout: str | None  # what kind of checkpoint the weights came from
+
+
+def resolve_sources(spec: AttentionSpec) -> Sources:
+    state = inputs = layout = None
+    if spec.weights is not None:
+        from mha_cli.checkpoints import load_checkpoint
+
+        checkpoint = load_checkpoint(Path(spec.weights))
+        state, layout = checkpoint.state, checkpoint.layout
+        spec = _apply(spec, sizes_from_weights(state, spec.heads, spec.weights), spec.weights)
+    if spec.inputs_file is not None:
+        from mha_cli.tensor_files import load_inputs
+
+        inputs = load_inputs(Path(spec.inputs_file))
+        spec = _apply(spec, sizes_from_inputs(inputs, spec), spec.inputs_file)
+    return Sources(spec, state, inputs, layout)
+
+
+def sizes_from_weights(state: dict[str, torch.Tensor], heads: int, path: str) -> dict[str, Any]:
+    """The spec fields a checkpoint fixes. Weights are (out_features, in_features)."""
+    hiddens, query_size = state["W_q.weight"].shape
+    key_out, key_size = state["W_k.weight"].shape
+    sizes: dict[str, Any] = {
+        "hiddens": hiddens,
+        "query_size": query_size,
+        "key_size": key_size,
+        "bias": "W_q.bias" in state,
+    }
+    if "w_v.weight" in state:  # d2l's AdditiveAttention: values are not projected
+        return {**sizes, "score": "additive", "heads": 1}
+    value_out, value_size = state["W_v.weight"].shape
+    sizes |= {"value_size": value_size, "score": "dot"}
+    if hiddens % heads or (key_out * heads) % hiddens:
+        raise MhaError(
+            f"--heads {heads} does not fit {path}: W_q has {hiddens} outputs and W_k {key_out}, "
+            "so the head dim must divide both; give the number of heads the layer was trained with"
+        )
+    kv_heads = key_out * heads // hiddens
+    sizes["kv_heads"] = None if kv_heads == heads else kv_heads
+    concat = state["W_o.weight"].shape[1]
+    sizes["value_mode"] = "full" if concat == heads * hiddens and heads > 1 else "split"
+    if value_out != (hiddens if sizes["value_mode"] == "full" else key_out):
+        raise MhaError(f"{path}: W_v has {value_out} outputs, which fits neither split nor full values")
+    return sizes
+
+
+def sizes_from_inputs(inputs: dict[str, torch.Tensor], spec: AttentionSpec) -> dict[str, Any]:
+    batch, queries, query_size = inputs["queries"].shape
+    _, kv, key_size = inputs["keys"].shape
+    sizes: dict[str, Any] = {
+        "batch": batch,
+        "queries": queries,
+        "kv": kv,
+        "query_size": query_size,
+        "key_size": key_size,
+        "value_size": inputs["values"].shape[2],
+    }
+    # The file's valid_lens replace the chapter's default; a --valid-lens option still wins.
+    if "valid_lens" not in spec.explicit:
+        lens = inputs.get("valid_lens")
+        sizes["valid_lens"] = None if lens is None else _to_tuple(lens.tolist())
+    return sizes
+
+
+def _to_tuple(value: Any) -> Any:
+    return tuple(_to_tuple(v) for v in value) if isinstance(value, list) else int(value)
+
+
+def _resolved(spec: AttentionSpec, key: str) -> Any:
+    """The value a field really has: None sizes mean num_hiddens, None kv_heads means heads."""
+    derived = {"query_size": spec.q_size, "key_size": spec.k_size, "value_size": spec.v_size}
+    return derived.get(key, getattr(spec, key))
+
+
+def _apply(spec: AttentionSpec, sizes: dict[str, Any], path: str) -> AttentionSpec:
+    for key, value in sizes.items():
+        if key in spec.explicit and key != "valid_lens" and _resolved(spec, key) != value:
+            option = "--" + key.replace("_", "-")
+            raise MhaError(
+                f"{option} {_resolved(spec, key)} contradicts {path}, which implies {key} = {value}; "
+                f"drop {option} (sizes are read from the file) or use a matching file"
+            )
+    return replace(spec, **sizes, explicit=spec.explicit | frozenset(sizes))

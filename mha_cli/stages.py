@@ -1,0 +1,88 @@
+"""Plain records of what the layer did: one `Stage` per step, and the run's `Summary`.
+
+Renderers, JSON and golden files read these; none of them needs torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the forward pass, as recorded from the tensor it produced."""
+
+    name: str  # stable identifier: JSON key, export name, `--expect` name
+    code: str  # the d2l code this step corresponds to
+    shape: tuple[int, ...]
+    axes: tuple[str, ...]
+    params: int | None  # parameters of the module applied here; None for parameter-free steps
+    flops: int  # matmul FLOPs, a multiply-add counted as 2 (torch.utils.flop_counter's convention)
+    bytes: int  # size of the output tensor
+    view: bool  # the output shares storage with its input: no new memory
+    dtype: str
+    value_range: tuple[float, float] | None = None  # (min, max); None when not computed (meta)
+
+    def to_dict(self) -> dict[str, Any]:
+        record = asdict(self)
+        record["shape"] = list(self.shape)
+        record["axes"] = list(self.axes)
+        record["value_range"] = None if self.value_range is None else list(self.value_range)
+        return record
+
+
+@dataclass(frozen=True)
+class MaskedKeys:
+    """Which key positions one batch example masks, and why (by position, never by score)."""
+
+    example: int
+    valid_len: int | list[int] | None  # one length, one per query (2-D valid_lens), or none
+    causal: bool
+    description: str  # e.g. "keys 3..5 masked: padding beyond valid_len 3"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The figures below the table."""
+
+    head_dim: int
+    num_heads: int
+    num_kv_heads: int
+    total_params: int
+    params_depend_on_heads: bool
+    total_flops: int
+    activation_bytes: int  # bytes of every stage output that is not a view
+    output_shape: tuple[int, ...]
+    computed: bool  # values computed (False on the meta device: shapes only)
+    parameter_bytes: int = 0
+    # What one head uses of each weight: (name, shape of its slice, which rows or columns).
+    head_slices: list[tuple[str, tuple[int, int], str]] = field(default_factory=list)
+    masked_keys: list[MaskedKeys] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        record = asdict(self)
+        record["output_shape"] = list(self.output_shape)
+        record["masked_keys"] = [m.to_dict() for m in self.masked_keys]
+        record["head_slices"] = [
+            {"weight": name, "shape": list(shape), "slice": where}
+            for name, shape, where in self.head_slices
+        ]
+        return record
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything a renderer shows, as plain data: no tensors, no torch."""
+
+    spec: dict[str, Any]
+    stages: list[Stage]
+    summary: Summary
+    layout: str | None = None  # checkpoint layout the weights came from
+
+    def stage(self, name: str) -> Stage:
+        return next(s for s in self.stages if s.name == name)

@@ -1,0 +1,144 @@
+"""The figures and notes below the stage table, derived from the run and the spec."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+from torch import nn
+
+from mha_cli.spec import AttentionSpec
+from mha_cli.stages import MaskedKeys, Stage, Summary
+
+
+def summarize(
+    spec: AttentionSpec,
+    layer: nn.Module,
+    stages: list[Stage],
+    attention: torch.Tensor | None,  # (b, h, q, k), None when nothing was computed (meta)
+) -> Summary:
+    total_params = sum(p.numel() for p in layer.parameters())
+    return Summary(
+        head_dim=spec.head_dim,
+        num_heads=spec.heads,
+        num_kv_heads=spec.num_kv_heads,
+        total_params=total_params,
+        params_depend_on_heads=_params_with_one_head(spec) != total_params,
+        total_flops=sum(s.flops for s in stages),
+        activation_bytes=sum(s.bytes for s in stages if not s.view),
+        output_shape=stages[-1].shape,
+        computed=attention is not None,
+        parameter_bytes=sum(p.numel() * p.element_size() for p in layer.parameters()),
+        head_slices=head_slices(spec),
+        masked_keys=masked_keys(spec),
+        notes=_notes(spec, attention),
+    )
+
+
+def head_slices(spec: AttentionSpec) -> list[tuple[str, tuple[int, int], str]]:
+    """The part of each weight (out_features, in_features) that head i uses (seed Q6)."""
+    if spec.score == "additive":
+        return []
+    d = spec.head_dim
+    group = spec.heads // spec.num_kv_heads
+    shared = f", shared by {group} query heads" if group > 1 else ""
+    kv_rows = f"rows j*{d}..j*{d}+{d - 1} of kv head j = i // {group}" if group > 1 else f"rows i*{d}..i*{d}+{d - 1}"
+    slices = [
+        ("W_q", (d, spec.q_size), f"rows i*{d}..i*{d}+{d - 1}"),
+        ("W_k", (d, spec.k_size), kv_rows + shared),
+    ]
+    if spec.value_mode == "full":
+        slices.append(("W_v", (spec.hiddens, spec.v_size), "all rows: values are not split"))
+        h = spec.hiddens
+        slices.append(("W_o", (spec.hiddens, h), f"columns i*{h}..i*{h}+{h - 1}"))
+    else:
+        slices.append(("W_v", (d, spec.v_size), kv_rows + shared))
+        slices.append(("W_o", (spec.hiddens, d), f"columns i*{d}..i*{d}+{d - 1}"))
+    return slices
+
+
+def _params_with_one_head(spec: AttentionSpec) -> int:
+    """Parameters of the same layer with a single head, counted on meta (nothing allocated)."""
+    from mha_cli.run import make_layer
+
+    with torch.device("meta"):
+        one_head = make_layer(replace(spec, heads=1, kv_heads=None))
+    return sum(p.numel() for p in one_head.parameters())
+
+
+def _span(first: int, last: int) -> str:
+    if first > last:
+        return "none"
+    return f"key {first}" if first == last else f"keys {first}..{last}"
+
+
+def masked_keys(spec: AttentionSpec) -> list[MaskedKeys]:
+    """Which key positions each example masks. By position (padding), never by score."""
+    if spec.valid_lens is None and not spec.causal:
+        return []
+    causal = " (and, causal, every key after the query)" if spec.causal else ""
+    result = []
+    for example in range(spec.batch):
+        if spec.valid_lens is None:
+            text = "causal: query i masks keys i+1.. (future positions)"
+            result.append(MaskedKeys(example, None, True, text))
+            continue
+        lens = spec.valid_lens[example]
+        if isinstance(lens, tuple):  # 2-D: one length per query
+            per_query = [f"q{i}: {_span(n, spec.kv - 1)}" for i, n in enumerate(lens[:8])]
+            more = f", ... {len(lens) - 8} more" if len(lens) > 8 else ""
+            text = f"per query, padding beyond its valid length: {', '.join(per_query)}{more}"
+            result.append(MaskedKeys(example, list(lens), spec.causal, text + causal))
+            continue
+        text = f"{_span(lens, spec.kv - 1)} masked: padding beyond valid_len {lens}"
+        if lens == 0:
+            text += "; no key is valid, so every weight is 1/kv (uniform)"
+        result.append(MaskedKeys(example, lens, spec.causal, text + causal))
+    return result
+
+
+def _notes(spec: AttentionSpec, attention: torch.Tensor | None) -> list[str]:
+    notes = []
+    if attention is None:
+        notes.append(
+            "meta device: shapes, parameters, FLOPs and bytes are traced without allocating "
+            "any tensor; values are not computed"
+        )
+    if spec.dropout > 0:
+        keep = 1 / (1 - spec.dropout)
+        action = "is applied (--train)" if spec.train else "is inactive: eval mode, as d2l's attention.eval()"
+        notes.append(
+            f"dropout {spec.dropout:g} {action}; in training it zeroes each attention weight with "
+            f"probability {spec.dropout:g} and scales the others by {keep:.4g}"
+        )
+    if _has_empty_rows(spec):
+        notes.append(
+            "a valid length of 0 masks every key: d2l's -1e6 fill makes those rows uniform; "
+            "torch.nn.MultiheadAttention returns NaN there"
+        )
+    if spec.dtype == "float16":
+        notes.append("float16 cannot hold d2l's -1e6 mask value: masked scores use -65504 instead")
+    if attention is not None and spec.heads > 1 and _heads_identical(attention):
+        why = (
+            "with --inputs ones every query and every key is the same vector, so each valid key "
+            "gets the same score and every head spreads its weight evenly over the valid keys"
+            if spec.inputs == "ones"
+            else "the heads see scores that are equal across keys"
+        )
+        notes.append(f"all {spec.heads} heads have the same weights: {why} (seed Q3); "
+                     "use --inputs randn to see the heads differ")
+    return notes
+
+
+def _has_empty_rows(spec: AttentionSpec) -> bool:
+    lens = spec.valid_lens
+    if lens is None:
+        return False
+    flat = [n for row in lens for n in row] if isinstance(lens[0], tuple) else list(lens)  # type: ignore[union-attr]
+    return 0 in flat
+
+
+def _heads_identical(attention: torch.Tensor) -> bool:
+    """(b, h, q, k): does every head of each example carry the same weights?"""
+    first = attention[:, :1]  # (b, 1, q, k)
+    return bool(torch.allclose(attention.float(), first.float().expand_as(attention), atol=1e-6))

@@ -1,0 +1,114 @@
+"""Check an `AttentionSpec` before anything is built; each fault is one line with its fix."""
+
+from __future__ import annotations
+
+from mha_cli.errors import MhaError
+from mha_cli.spec import DEVICES, DTYPES, SCORES, VALUE_MODES, AttentionSpec, suggest
+
+
+def divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def validate(spec: AttentionSpec) -> AttentionSpec:
+    """Return `spec` unchanged if it describes a layer that can be built, else raise MhaError."""
+    _check_sizes(spec)
+    _check_heads(spec)
+    _check_choices(spec)
+    _check_valid_lens(spec)
+    if not 0.0 <= spec.dropout < 1.0:
+        raise MhaError(f"--dropout {spec.dropout} is outside [0, 1); use e.g. 0.1, or 0 for none")
+    return spec
+
+
+def _check_sizes(spec: AttentionSpec) -> None:
+    sizes = {
+        "--batch": spec.batch,
+        "--queries": spec.queries,
+        "--kv": spec.kv,
+        "--hiddens": spec.hiddens,
+        "--heads": spec.heads,
+        "--kv-heads": spec.kv_heads,
+        "--query-size": spec.query_size,
+        "--key-size": spec.key_size,
+        "--value-size": spec.value_size,
+    }
+    for option, value in sizes.items():
+        if value is not None and value < 1:
+            raise MhaError(f"{option} {value} must be a positive whole number (1 or more)")
+
+
+def _check_heads(spec: AttentionSpec) -> None:
+    if spec.hiddens % spec.heads:
+        options = ", ".join(map(str, divisors(spec.hiddens)))
+        raise MhaError(
+            f"--heads {spec.heads}: num_hiddens ({spec.hiddens}) is not divisible by heads "
+            f"({spec.heads}); heads that divide it: {options}"
+        )
+    if spec.kv_heads is None:
+        return
+    if spec.heads % spec.kv_heads:
+        options = ", ".join(map(str, divisors(spec.heads)))
+        raise MhaError(
+            f"--kv-heads {spec.kv_heads}: heads ({spec.heads}) is not a multiple of kv heads "
+            f"({spec.kv_heads}); each key-value head serves a whole group of query heads, "
+            f"so use one of: {options}"
+        )
+    if spec.kv_heads != spec.heads and spec.value_mode == "full":
+        raise MhaError(
+            f"--kv-heads {spec.kv_heads} with --value-mode full: full values are already shared "
+            "by every head; drop --kv-heads or use --value-mode split"
+        )
+
+
+def _check_choices(spec: AttentionSpec) -> None:
+    choices = {
+        "--score": (spec.score, SCORES),
+        "--value-mode": (spec.value_mode, VALUE_MODES),
+        "--dtype": (spec.dtype, DTYPES),
+        "--device": (spec.device, DEVICES),
+    }
+    for option, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise MhaError(
+                f"{option} {value!r} is not one of {', '.join(allowed)}{suggest(value, allowed)}"
+            )
+    if spec.score == "additive" and spec.heads != 1:
+        raise MhaError(
+            f"--score additive with --heads {spec.heads}: d2l's AdditiveAttention is single-head; "
+            "use --heads 1 (or the preset 'additive')"
+        )
+
+
+def _check_valid_lens(spec: AttentionSpec) -> None:
+    lens = spec.valid_lens
+    if lens is None:
+        return
+    given = _format(lens)
+    if not lens:
+        raise MhaError("--valid-lens is empty; give one length per example, e.g. 3,2, or none")
+    rows = lens if isinstance(lens[0], tuple) else (lens,)
+    if isinstance(lens[0], tuple):
+        if len(lens) != spec.batch or any(len(row) != spec.queries for row in rows):  # type: ignore[arg-type]
+            raise MhaError(
+                f"--valid-lens {given}: 2-D valid_lens must have {spec.batch} rows (batch) of "
+                f"{spec.queries} lengths (queries), separated by ';'"
+            )
+    elif len(lens) != spec.batch:
+        raise MhaError(
+            f"--valid-lens {given} has {len(lens)} entries but the batch has {spec.batch} examples; "
+            f"give one length per example (e.g. {','.join([str(spec.kv)] * spec.batch)}) or none"
+        )
+    for row in rows:
+        for length in row:  # type: ignore[union-attr]
+            if not 0 <= length <= spec.kv:  # type: ignore[operator]
+                raise MhaError(
+                    f"--valid-lens {given}: length {length} is outside 0..{spec.kv} "
+                    f"(there are {spec.kv} key-value pairs)"
+                )
+
+
+def _format(lens: tuple) -> str:  # type: ignore[type-arg]
+    if lens and isinstance(lens[0], tuple):
+        return ";".join(",".join(map(str, row)) for row in lens)
+    return ",".join(map(str, lens))
