@@ -123,7 +123,7 @@ class MultiHeadAttention(nn.Module):
             (ax.BATCH_HEADS, ax.QUERIES, ax.KV_PAIRS),
         )
         dropped = self.dropout(weights)  # ((b h), q, k): identity in eval mode
-        if self.dropout.p > 0:
+        if self.dropout.p > 0 and self.training:  # in eval mode dropout is the identity
             record("dropout", dropped, "self.dropout(self.attention_weights)", (ax.BATCH_HEADS, ax.QUERIES, ax.KV_PAIRS))
         out = torch.bmm(dropped, v)  # ((b h), q, d) or ((b h), q, H)
         feature = ax.VALUE_FEATURES if self.full_values else ax.HEAD_DIM
