@@ -82,7 +82,7 @@ def build_spec(config: str | None, given: dict[str, Any]) -> AttentionSpec:
 
 def spec_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Replace the command's `spec` parameter by the specification options."""
-    own = [p for p in inspect.signature(command).parameters.values() if p.name != "spec"]
+    own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "spec"]
     names = [p.name for p in SPEC_PARAMETERS]
 
     @functools.wraps(command)

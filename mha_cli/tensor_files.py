@@ -1,0 +1,306 @@
+"""Read and write named tensors: `.pt`/`.pth` (torch.save) and `.safetensors` files.
+
+Reading never runs code from a file: `.pt` files are loaded with `weights_only=True`.
+Every problem with a user's file becomes one `MhaError` line that names the file and the fix;
+no exception from torch or safetensors escapes as a traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mha_cli.atomic import write_atomically
+from mha_cli.errors import MhaError
+
+if TYPE_CHECKING:
+    import torch
+
+TORCH_SUFFIXES = (".pt", ".pth")
+SAFETENSORS_SUFFIX = ".safetensors"
+ACCEPTED = ".pt, .pth (torch.save) or .safetensors"
+
+QKV = {"queries": "query_size", "keys": "key_size", "values": "value_size"}
+INPUT_NAMES = (*QKV, "valid_lens")
+_INPUTS_FIX = "a dict of tensors: torch.save({'queries': q, 'keys': k, 'values': v}, path)"
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+def read_tensor_file(path: Path, fix: str) -> Any:
+    """The object stored in `path`.
+
+    `fix` completes "save ..." in messages: what the user should write instead, e.g.
+    "a state_dict: torch.save(layer.state_dict(), path)".
+    """
+    path = Path(path)
+    suffix = _check_readable(path)
+    if suffix == SAFETENSORS_SUFFIX:
+        return _read_safetensors(path)
+    return _read_torch(path, fix)
+
+
+def _check_readable(path: Path) -> str:
+    if not path.exists():
+        raise MhaError(f"{path}: no such file; check the path")
+    if path.is_dir():
+        raise MhaError(f"{path} is a folder, not a file; give the path of a {ACCEPTED} file")
+    suffix = path.suffix.lower()
+    if suffix not in (*TORCH_SUFFIXES, SAFETENSORS_SUFFIX):
+        kind = f"unsupported file type '{path.suffix}'" if path.suffix else "no file extension"
+        raise MhaError(f"{path}: {kind}; give a {ACCEPTED} file")
+    return suffix
+
+
+def _read_torch(path: Path, fix: str) -> Any:
+    import pickle
+
+    import torch
+
+    try:
+        # torch warns about pickle protocols and the like; a user needs our one line, not those.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as exc:
+        raise MhaError(
+            f"cannot read {path}: {exc.strerror or exc}; check its permissions"
+        ) from None
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL (\S+) was not an allowed global", str(exc))
+        if found:  # a real pickle, but of objects that only running code could rebuild
+            raise MhaError(
+                f"{path} refused: it holds Python objects other than tensors ({found.group(1)}), "
+                f"and weights-only loading runs no code from a file; save {fix}"
+            ) from None
+        raise MhaError(_unreadable(path, "torch.load", fix)) from None
+    except Exception:  # torch raises many types (KeyError, EOFError, RuntimeError) for bad bytes
+        raise MhaError(_unreadable(path, "torch.load", fix)) from None
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(path, device="cpu")
+    except OSError as exc:
+        raise MhaError(
+            f"cannot read {path}: {exc.strerror or exc}; check its permissions"
+        ) from None
+    except Exception as exc:  # SafetensorError and friends: the header is not valid
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        fix = _format_hint(path, "safetensors") or "save it with safetensors.torch.save_file"
+        raise MhaError(f"{path} is not a safetensors file ({detail}); {fix}") from None
+
+
+def _unreadable(path: Path, reader: str, fix: str) -> str:
+    fix = _format_hint(path, "torch") or f"save {fix}"
+    return f"{path} is not a file {reader} can read (damaged or another format); {fix}"
+
+
+def _format_hint(path: Path, expected: str) -> str:
+    """The fix when the first bytes show the other format: a swapped extension is a common slip."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(10)
+    except OSError:
+        return ""
+    if expected == "safetensors" and (head.startswith(b"PK") or head.startswith(b"\x80")):
+        return "it looks like a torch.save file: rename it to .pt"
+    if expected == "torch" and head[8:10] == b'{"':
+        return "it looks like a safetensors file: rename it to .safetensors"
+    return ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs
+
+
+def load_inputs(path: Path) -> dict[str, torch.Tensor]:
+    """`queries`, `keys`, `values` (batch, n, size) and optionally `valid_lens` from a file."""
+    path = Path(path)
+    stored = read_tensor_file(path, _INPUTS_FIX)
+    if not isinstance(stored, dict):
+        raise MhaError(
+            f"{path} holds a {type(stored).__name__}, not named tensors; save a dict with "
+            "'queries', 'keys', 'values' and optionally 'valid_lens'"
+        )
+    _check_names(path, stored)
+    inputs = {name: _tensor(path, stored, name) for name in INPUT_NAMES if name in stored}
+    _check_qkv(path, inputs)
+    if "valid_lens" in inputs:
+        _check_valid_lens(path, inputs)
+    return inputs
+
+
+def _check_names(path: Path, stored: dict[Any, Any]) -> None:
+    # Unknown names first: a typo ("querys") also makes a required name missing, and the
+    # suggestion is the more useful message.
+    unknown = [str(name) for name in stored if name not in INPUT_NAMES]
+    if unknown:
+        described = ", ".join(f"'{name}'{_suggestion(name)}" for name in unknown)
+        plural = "s" if len(unknown) > 1 else ""
+        raise MhaError(
+            f"{path}: unknown tensor{plural} {described}; "
+            f"an inputs file holds only {', '.join(INPUT_NAMES)}"
+        )
+    missing = [name for name in QKV if name not in stored]
+    if missing:
+        raise MhaError(
+            f"{path}: no tensor {', '.join(repr(m) for m in missing)}; an inputs file must hold "
+            "queries, keys and values, each (batch, n, size), and optionally valid_lens"
+        )
+
+
+def _suggestion(name: str) -> str:
+    close = difflib.get_close_matches(name, INPUT_NAMES, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _tensor(path: Path, stored: dict[str, Any], name: str) -> torch.Tensor:
+    import torch
+
+    value = stored[name]
+    if not isinstance(value, torch.Tensor):
+        raise MhaError(
+            f"{path}: '{name}' holds a {type(value).__name__}, not a tensor; "
+            f"save torch.tensor(...) under '{name}'"
+        )
+    return value
+
+
+def _check_qkv(path: Path, inputs: dict[str, torch.Tensor]) -> None:
+    for name, size in QKV.items():
+        tensor = inputs[name]
+        rows = "queries" if name == "queries" else "key-value pairs"
+        if tensor.dim() != 3:
+            raise MhaError(
+                f"{path}: '{name}' has shape {shape_text(tensor)}, expected 3-D "
+                f"(batch, {rows}, {size}); add the missing axis with unsqueeze"
+            )
+        if not tensor.is_floating_point():
+            raise MhaError(
+                f"{path}: '{name}' holds {dtype_text(tensor)} values, expected floating point; "
+                "save it with .float()"
+            )
+        if 0 in tensor.shape:
+            raise MhaError(
+                f"{path}: '{name}' has shape {shape_text(tensor)}, with an empty axis; "
+                "every size must be at least 1"
+            )
+    queries, keys, values = inputs["queries"], inputs["keys"], inputs["values"]
+    for name, tensor in (("keys", keys), ("values", values)):
+        if tensor.shape[0] != queries.shape[0]:
+            raise MhaError(
+                f"{path}: '{name}' has shape {shape_text(tensor)}, expected batch "
+                f"{queries.shape[0]} as in 'queries' {shape_text(queries)}; "
+                "queries, keys and values must share the first (batch) axis"
+            )
+    if values.shape[1] != keys.shape[1]:
+        raise MhaError(
+            f"{path}: 'values' has shape {shape_text(values)}, expected {keys.shape[1]} "
+            f"key-value pairs as in 'keys' {shape_text(keys)}; keys and values must have the "
+            "same length (axis 1)"
+        )
+
+
+def _check_valid_lens(path: Path, inputs: dict[str, torch.Tensor]) -> None:
+    import torch
+
+    lens = inputs["valid_lens"]
+    batch, num_queries, kv = (
+        inputs["queries"].shape[0],
+        inputs["queries"].shape[1],
+        inputs["keys"].shape[1],
+    )
+    if lens.is_floating_point() or lens.is_complex() or lens.dtype == torch.bool:
+        raise MhaError(
+            f"{path}: 'valid_lens' holds {dtype_text(lens)} values, expected integers; "
+            "save it with .long()"
+        )
+    if tuple(lens.shape) not in ((batch,), (batch, num_queries)):
+        raise MhaError(
+            f"{path}: 'valid_lens' has shape {shape_text(lens)}, expected ({batch},) (batch) or "
+            f"({batch}, {num_queries}) (batch, queries)"
+        )
+    low, high = int(lens.min()), int(lens.max())
+    if low < 0 or high > kv:
+        bad = low if low < 0 else high
+        raise MhaError(
+            f"{path}: 'valid_lens' holds {bad}, outside 0..{kv}; a valid length counts "
+            f"key-value pairs, and there are {kv}"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Write named tensors to a `.pt`/`.pth` or `.safetensors` file, whole or not at all."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (*TORCH_SUFFIXES, SAFETENSORS_SUFFIX):
+        kind = f"unsupported file type '{path.suffix}'" if path.suffix else "no file extension"
+        raise MhaError(f"cannot export to {path}: {kind}; use a .pt or .safetensors file")
+    if any(t.is_meta for t in tensors.values()):
+        raise MhaError(
+            f"cannot export to {path}: the tensors are on the meta device (shapes only, no "
+            "values); export needs real tensors, run with --device cpu"
+        )
+    ready = _standalone(tensors)
+    write_atomically(path, lambda tmp: _write(tmp, ready, suffix, path))
+
+
+def _standalone(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """CPU, contiguous tensors that each own their whole storage.
+
+    torch.save writes a view's entire storage (a slice of a big tensor would save all of it),
+    and safetensors refuses tensors that share memory (the output is also the last stage).
+    """
+    seen: set[int] = set()
+    ready = {}
+    for name, tensor in tensors.items():
+        tensor = tensor.detach().cpu().contiguous()
+        storage = tensor.untyped_storage()
+        own_bytes = tensor.numel() * tensor.element_size()
+        if storage.data_ptr() in seen or storage.nbytes() != own_bytes:
+            tensor = tensor.clone()
+        seen.add(tensor.untyped_storage().data_ptr())
+        ready[name] = tensor
+    return ready
+
+
+def _write(tmp: Path, tensors: dict[str, torch.Tensor], suffix: str, target: Path) -> None:
+    try:
+        if suffix == SAFETENSORS_SUFFIX:
+            from safetensors.torch import save_file
+
+            save_file(tensors, tmp)
+        else:
+            import torch
+
+            torch.save(tensors, tmp)
+    except OSError:
+        raise  # atomic_path turns it into one line with the reason
+    except RuntimeError as exc:  # torch's C++ writer reports a full disk this way
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise MhaError(f"cannot write {target}: {detail}; choose a writable path") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Formatting for messages
+
+
+def shape_text(tensor: torch.Tensor) -> str:
+    """A shape as Python writes a tuple: (2, 4, 8), or (3,) for one axis."""
+    return str(tuple(tensor.shape))
+
+
+def dtype_text(tensor: torch.Tensor) -> str:
+    return str(tensor.dtype).removeprefix("torch.")
