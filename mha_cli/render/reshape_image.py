@@ -1,0 +1,132 @@
+"""Draw the same attention weights in several reshape layouts, as d2l's show_heatmaps would.
+
+Each layout gets its own sub-figure: grid rows x grid columns of panels, one shared colour
+scale (show_heatmaps scales every panel on its own, which would hide that the numbers are the
+same), and honest labels: a panel whose rows are examples says so instead of "queries".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mha_cli.atomic import atomic_path
+from mha_cli.errors import MhaError
+from mha_cli.reshape import (
+    ReshapeExplanation,
+    Verdict,
+    axis_word,
+    explain_reshape,
+    fmt,
+    index_map,
+)
+
+if TYPE_CHECKING:
+    import numpy as np
+
+FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
+_MAX_TICKS = 12  # beyond this many rows, per-row tick labels become unreadable
+
+
+def render_layouts(weights: np.ndarray, layouts: list[tuple[int, ...]], path: Path, *,
+                   dpi: int = 100, axes: str | None = None) -> Path:
+    """Write one image with every layout of `weights` side by side; returns `path`."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    path = Path(path)
+    fmt_name = FORMATS.get(path.suffix.lower())
+    if fmt_name is None:
+        raise MhaError(f"cannot write {path}: unsupported format {path.suffix!r}; "
+                       "use .png, .svg or .pdf")
+    if not layouts:
+        raise MhaError("no layout to draw; give at least one target shape such as 2,1,1,10")
+    values = np.asarray(weights, dtype=float)
+    expls = [explain_reshape(values.shape, layout, axes) for layout in layouts]
+    for expl in expls:
+        if len(expl.target_shape) != 4:
+            raise MhaError(f"cannot draw {fmt(expl.target_shape)}: show_heatmaps layouts have 4 "
+                           "axes (grid rows, grid columns, panel rows, panel columns)")
+    # widths and heights follow the grids so that a cell is the same size in every layout
+    widths = [e.target_shape[1] * e.target_shape[3] + 6 for e in expls]
+    tallest = max(_height_units(e) for e in expls)
+    fig = Figure(figsize=(min(0.35 * sum(widths) + 1.5, 30), min(0.3 * tallest + 1.9, 30)),
+                 layout="constrained")
+    fig.suptitle(f"the same weights {fmt(values.shape)}, axes {expls[0].source_pattern}, in "
+                 f"{len(expls)} layouts as show_heatmaps draws them (shared colour scale)")
+    subfigs = fig.subfigures(1, len(expls), width_ratios=widths, wspace=0.06, squeeze=False)[0]
+    lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
+    image: Any = None
+    for sub, expl in zip(subfigs, expls, strict=True):
+        image = _draw_layout(sub, values.reshape(expl.target_shape), expl, (lo, hi), tallest)
+    fig.colorbar(image, ax=subfigs[-1].axes, shrink=0.8, label="attention weight")
+    with atomic_path(path) as tmp:
+        # the temporary name ends in .tmp, so the format must be named, not guessed
+        fig.savefig(tmp, format=fmt_name, dpi=dpi)
+    return path
+
+
+def _height_units(expl: ReshapeExplanation) -> int:
+    return expl.target_shape[0] * (expl.target_shape[2] + 2)  # a panel's rows plus its title
+
+
+def _draw_layout(sub: Any, grid: np.ndarray, expl: ReshapeExplanation,
+                 limits: tuple[float, float], tallest: int) -> Any:
+    g0, g1, n_rows, _ = expl.target_shape
+    colour = "darkgreen" if expl.verdict is Verdict.OK else "firebrick"
+    sub.suptitle(f"reshape{fmt(expl.target_shape)}\n{_caption(expl)}", color=colour,
+                 fontsize="medium")
+    if expl.suggestion:
+        sub.supxlabel(f"fix: {expl.suggestion}", fontsize="small", color=colour)
+    # a spacer row below a short grid keeps it from being stretched to the tallest layout
+    spare = tallest - _height_units(expl)
+    ratios = [n_rows + 2] * g0 + ([spare] if spare else [])
+    ax_grid = sub.subplots(len(ratios), g1, squeeze=False, height_ratios=ratios)
+    for ax in ax_grid[g0:].flat:
+        ax.remove()
+    image = None
+    first_rows: Sequence[str] = ()
+    for panel in index_map(expl, max_panels=g0 * g1, max_rows=n_rows):
+        r, c = panel.grid
+        ax = ax_grid[r, c]
+        image = ax.imshow(grid[r, c], cmap="Reds", vmin=limits[0], vmax=limits[1])
+        ax.set_title(panel.title or f"panel [{r}, {c}]", fontsize="small")
+        if (r, c) == (0, 0):
+            # one label for the whole grid: long honest labels would overlap panel by panel
+            sub.supylabel(_row_label(expl, panel.rows), fontsize="small")
+        if c == 0:
+            first_rows = panel.rows
+        if n_rows <= _MAX_TICKS:
+            # label the rows on the left; repeat only where a panel's rows differ (folded)
+            shown = panel.rows if c == 0 or panel.rows != first_rows else [""] * n_rows
+            ax.set_yticks(range(n_rows), shown, fontsize="small")
+        ax.tick_params(labelbottom=r == g0 - 1)
+        if r == g0 - 1:
+            ax.set_xlabel("keys" if expl.made_of[3] == "keys" else f"columns: {expl.made_of[3]}")
+    return image
+
+
+def _caption(expl: ReshapeExplanation) -> str:
+    verdict = expl.verdict.value
+    if expl.verdict is Verdict.OK:
+        held = [axis_word(n) for k in (0, 1) for p in expl.pieces[k] for n in p.axes]
+        return f"{verdict}: one panel per {' and '.join(held) or 'tensor'}"
+    if expl.verdict is Verdict.FOLDED:
+        k = 2 if any(p.axes[0] != "queries" for p in expl.pieces[2]) else 3
+        extra = [p for p in expl.pieces[k] if p.axes[0] not in ("queries", "keys")]
+        what = " x ".join(f"{p.size} {axis_word(p.axes[0], p.size)}" for p in extra)
+        where, label = ("rows", "Queries") if k == 2 else ("columns", "Keys")
+        return (f"{verdict}: {what} share one panel's {where}\n"
+                f"(show_heatmaps labels them \"{label}\")")
+    if expl.verdict is Verdict.MIXED:
+        return f"{verdict}: panels mix {' and '.join(expl.pieces[0][0].axes)}"
+    return f"{verdict}: see mha reshape"
+
+
+def _row_label(expl: ReshapeExplanation, rows: Sequence[str]) -> str:
+    # "example 1, query 0" -> "example x query": the axes the panel rows really run over
+    kinds = " x ".join(part.rsplit(" ", 1)[0] for part in rows[0].split(", ")) if rows else ""
+    if kinds in ("query", ""):
+        return "queries"
+    return f"rows: {kinds} ({expl.verdict.value})"
