@@ -30,11 +30,19 @@ def atomic_path(target: Path) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        # mkstemp makes the file private (0600); give it the permissions a plain open() would.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
     except OSError as exc:
         raise MhaError(f"cannot write {target}: {exc.strerror}; choose a writable path") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    current = os.umask(0)  # reading the umask means setting it; restore it at once
+    os.umask(current)
+    return current
 
 
 def write_atomically(target: Path, write: Callable[[Path], None]) -> None:

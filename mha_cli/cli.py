@@ -58,9 +58,9 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _register() -> None:
-    from mha_cli.commands import inspect, presets
+    from mha_cli.commands import heatmap, inspect, presets, reshape
 
-    for module in (inspect, presets):
+    for module in (inspect, heatmap, reshape, presets):
         module.register(app, user_errors)
 
 

@@ -46,9 +46,14 @@ def _params_line(report: Report) -> str:
     line = f"parameters: {numbers.count(summary.total_params)} ({parts})"
     if report.spec["score"] == "additive":
         return line
-    if summary.params_depend_on_heads:
-        return line + "; they depend on the number of heads in this variant"
-    return line + "; the same for any number of heads that divides num_hiddens"
+    if not summary.params_depend_on_heads:
+        return line + "; the same for any number of heads that divides num_hiddens"
+    if report.spec["value_mode"] == "full":
+        return line + f"; full values make W_o {summary.num_heads} times wider (one H-wide block per head)"
+    return line + (
+        f"; W_k and W_v have kv_heads x head_dim = {summary.num_kv_heads * summary.head_dim} outputs, "
+        "so fewer key-value heads mean fewer parameters"
+    )
 
 
 def _mask_lines(report: Report) -> list[str]:
