@@ -1,0 +1,204 @@
+"""The heatmap renderers: files that open, the numbers plotted, masked cells, atomic writes."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from mha_cli.errors import MhaError
+from mha_cli.render import heatmap
+from mha_cli.render.heatmap import (
+    HeatmapData,
+    annotate_allowed,
+    compose_grid,
+    panel_slices,
+    render_grid,
+    render_per_head,
+)
+from mha_cli.render.terminal_heatmap import MASK_GLYPH, SHADES, terminal_grid
+
+
+def chapter_data(seed: int = 0) -> HeatmapData:
+    """The chapter's shape: 2 examples, 5 heads, 4 queries, 6 keys, valid_lens [3, 2]."""
+    rng = np.random.default_rng(seed)
+    masked = np.zeros((2, 5, 4, 6), dtype=bool)
+    masked[0, :, :, 3:] = True
+    masked[1, :, :, 2:] = True
+    scores = np.where(masked, -1e6, rng.normal(size=masked.shape))
+    weights = np.exp(scores - scores.max(-1, keepdims=True))
+    weights /= weights.sum(-1, keepdims=True)  # (b, h, q, k)
+    return HeatmapData(weights.astype(np.float32), masked, "chapter example")
+
+
+def files_in(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_compose_grid_holds_each_panel_exactly() -> None:
+    data = chapter_data()
+    grid = compose_grid(data)
+    for b in range(2):
+        for h in range(5):
+            rows, cols = panel_slices(data, b, h)
+            block = grid[rows, cols]
+            np.testing.assert_array_equal(block.data, data.weights[b, h])
+            np.testing.assert_array_equal(np.ma.getmaskarray(block), data.masked[b, h])
+
+
+def test_compose_grid_masks_the_separators() -> None:
+    data = chapter_data()
+    grid = compose_grid(data)
+    inside = np.zeros(grid.shape, dtype=bool)
+    for b in range(2):
+        for h in range(5):
+            inside[panel_slices(data, b, h)] = True
+    assert np.ma.getmaskarray(grid)[~inside].all()
+    gap = heatmap.separator_cells(data)
+    assert grid.shape == (2 * 4 + gap, 5 * 6 + 4 * gap)
+
+
+def test_causal_mask_broadcasts_to_every_panel() -> None:
+    causal = np.triu(np.ones((3, 3), dtype=bool), 1)[None, None]  # (1, 1, q, k)
+    data = HeatmapData(np.full((2, 2, 3, 3), 0.5), causal, "causal")
+    assert data.masked.shape == (2, 2, 3, 3)
+    assert np.ma.getmaskarray(compose_grid(data)[panel_slices(data, 1, 1)]).tolist() == (
+        causal[0, 0].tolist()
+    )
+
+
+@pytest.mark.parametrize("dpi", [50, 100])
+def test_png_opens_with_a_size_that_follows_the_dpi(tmp_path: Path, dpi: int) -> None:
+    from PIL import Image
+
+    path = render_grid(chapter_data(), tmp_path / "grid.png", dpi=dpi)
+    assert path == tmp_path / "grid.png"
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        width, height = image.size
+    assert 14 * dpi > width > 9 * dpi and 6 * dpi > height > 3 * dpi  # inches = pixels / dpi
+    with Image.open(render_grid(chapter_data(), tmp_path / "ref.png", dpi=2 * dpi)) as image:
+        # Twice the dpi, twice the pixels, give or take the rounding of cells to whole pixels.
+        assert image.size[0] == pytest.approx(2 * width, rel=0.04)
+        assert image.size[1] == pytest.approx(2 * height, rel=0.04)
+    assert files_in(tmp_path) == ["grid.png", "ref.png"]  # no temporary file left behind
+
+
+def test_svg_and_pdf_are_what_they_claim(tmp_path: Path) -> None:
+    svg = render_grid(chapter_data(), tmp_path / "grid.svg").read_text()
+    assert svg.startswith("<?xml") and "<svg" in svg
+    assert render_grid(chapter_data(), tmp_path / "grid.PDF").read_bytes().startswith(b"%PDF")
+
+
+@pytest.mark.parametrize("name", ["grid.jpg", "grid", "grid.png.bak"])
+def test_bad_extension_is_one_clear_error(tmp_path: Path, name: str) -> None:
+    with pytest.raises(MhaError, match=r"^cannot write heatmap .*; use \.png, \.svg or \.pdf$"):
+        render_grid(chapter_data(), tmp_path / name)
+    assert files_in(tmp_path) == []
+
+
+def test_per_head_writes_one_file_per_example_and_head(tmp_path: Path) -> None:
+    messages: list[str] = []
+    paths = render_per_head(chapter_data(), tmp_path / "heads", fmt="svg", progress=messages.append)
+    expected = sorted(f"example{b}_head{h}.svg" for b in range(2) for h in range(5))
+    assert sorted(p.name for p in paths) == expected
+    assert files_in(tmp_path / "heads") == expected
+    assert all(p.read_text().startswith("<?xml") for p in paths)
+    assert messages == []  # ten small files: quick, so quiet
+
+
+def test_per_head_rejects_a_bad_format_and_a_file_as_folder(tmp_path: Path) -> None:
+    with pytest.raises(MhaError, match=r"^cannot write per-head heatmaps into .*'\.gif' is not"):
+        render_per_head(chapter_data(), tmp_path, fmt="gif")
+    (tmp_path / "taken").write_text("")
+    with pytest.raises(MhaError, match=r"^cannot write per-head heatmaps into .*taken"):
+        render_per_head(chapter_data(), tmp_path / "taken")
+
+
+def test_a_failed_write_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from matplotlib.figure import Figure
+
+    def broken_savefig(self: Figure, fname: Path, **kwargs: object) -> None:
+        Path(fname).write_bytes(b"half an image")  # a partial file, then the failure
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(Figure, "savefig", broken_savefig)
+    (tmp_path / "old.png").write_bytes(b"old")
+    with pytest.raises(RuntimeError, match="disk full"):
+        render_grid(chapter_data(), tmp_path / "grid.png")
+    with pytest.raises(RuntimeError, match="disk full"):
+        render_grid(chapter_data(), tmp_path / "old.png")
+    assert files_in(tmp_path) == ["old.png"]
+    assert (tmp_path / "old.png").read_bytes() == b"old"
+
+
+def test_annotate_only_for_small_panels(tmp_path: Path) -> None:
+    assert annotate_allowed(chapter_data())
+    big = HeatmapData(np.full((1, 1, 17, 4), 0.25), np.zeros((1, 1, 17, 4), bool), "tall")
+    assert not annotate_allowed(big)
+    # Asked for anyway on a big panel: ignored, the file is still written.
+    assert render_grid(big, tmp_path / "big.png", annotate=True).exists()
+    assert render_grid(chapter_data(), tmp_path / "small.png", annotate=True).exists()
+
+
+def test_large_grids_report_progress(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(heatmap, "LARGE_CELLS", 100)
+    messages: list[str] = []
+    render_grid(chapter_data(), tmp_path / "grid.png", progress=messages.append)
+    assert messages[0].startswith("drawing 10 panels") and "grid.png" in messages[-1]
+
+
+def test_nothing_to_draw_is_an_error(tmp_path: Path) -> None:
+    empty = HeatmapData(np.zeros((1, 1, 0, 6)), np.zeros((1, 1, 0, 6), bool), "empty")
+    with pytest.raises(MhaError, match=r"^nothing to draw"):
+        render_grid(empty, tmp_path / "grid.png")
+
+
+def render_text(data: HeatmapData, width: int = 120) -> list[str]:
+    console = Console(file=io.StringIO(), width=width, color_system=None)
+    console.print(terminal_grid(data, max_width=width))
+    return console.file.getvalue().splitlines()  # type: ignore[attr-defined]
+
+
+def test_terminal_grid_shows_the_mask_glyph_exactly_at_masked_cells() -> None:
+    weights = np.array([[[[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]], [[0.3, 0.3, 0.4], [0.9, 0.1, 0.0]]]])
+    masked = np.array([[[[False, False, True], [False, True, True]],
+                        [[False, False, False], [False, False, True]]]])  # (1, 2, 2, 3)
+    lines = render_text(HeatmapData(weights, masked, "hand-made"))
+    assert lines[0] == "hand-made"
+    assert "head 0" in lines[1] and "head 1" in lines[1]
+    rows = [line for line in lines if "│" in line]
+    assert rows[0].startswith("example 0")
+    for query, line in enumerate(rows):
+        panels = line.split("│")[1:-1]
+        assert len(panels) == 2
+        for head, panel in enumerate(panels):
+            cells = [panel[i : i + 2] for i in range(0, len(panel), 2)]
+            for key, cell in enumerate(cells):
+                assert (cell == MASK_GLYPH * 2) == masked[0, head, query, key]
+                if not masked[0, head, query, key]:
+                    assert cell[0] == cell[1] and cell[0] in SHADES
+    assert rows[1].split("│")[1][:2] == "██"  # the largest weight, 1.0, is the darkest shade
+    assert any("masked (padding / causal)" in line for line in lines)
+
+
+def test_terminal_grid_crops_big_panels_and_says_so() -> None:
+    shape = (2, 12, 128, 128)
+    data = HeatmapData(np.full(shape, 1 / 128), np.zeros(shape, bool), "big")
+    lines = render_text(data)
+    assert all(len(line) <= 120 for line in lines)
+    assert any(line.startswith("showing queries 0-23 of 128") for line in lines)
+    assert sum("head 11" in line for line in lines) == 1
+
+
+def test_importing_the_renderers_pulls_in_neither_matplotlib_nor_numpy() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, mha_cli.render.heatmap, mha_cli.render.terminal_heatmap; "
+            "print(sorted(m for m in ('matplotlib', 'numpy') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
