@@ -12,12 +12,46 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from mha_cli import __version__
 from mha_cli.errors import MhaError
 
+# typer bundles its own click; reach its exception base through the public BadParameter.
+_USAGE_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+class OneLineErrors(TyperGroup):
+    """Usage mistakes that typer itself catches (unknown option, bad choice, missing value)
+    come out as one line on stderr with exit code 2, like mha's own errors."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        try:
+            result = super().main(*args, standalone_mode=False, **kwargs)
+        except _USAGE_ERROR as error:
+            if not standalone_mode:
+                raise
+            if type(error).__name__ == "NoArgsIsHelpError":  # plain `mha`: show the help
+                typer.echo(error.format_message())
+                sys.exit(0)
+            context = getattr(error, "ctx", None)
+            where = context.command_path if context is not None else "mha"
+            message = " ".join(error.format_message().split()).rstrip(".")  # one line, whatever click wrapped
+            sys.stderr.write(f"{where}: {message}; see '{where} --help'\n")
+            sys.exit(error.exit_code)
+        except typer.Abort:
+            if not standalone_mode:
+                raise
+            sys.stderr.write("mha: interrupted\n")
+            sys.exit(130)
+        if standalone_mode:
+            sys.exit(result if isinstance(result, int) else 0)
+        return result
+
+
 app = typer.Typer(
     name="mha",
+    cls=OneLineErrors,
     help="Shape and weight inspector for multi-head attention, as Dive into Deep Learning writes it.",
     no_args_is_help=True,
     add_completion=False,

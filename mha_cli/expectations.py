@@ -50,8 +50,8 @@ def actual_value(expectation: Expectation, report: Report) -> tuple[int, ...] | 
     if target not in names:
         known = [*names, *ALIASES, *SCALARS]
         raise MhaError(
-            f"--expect {target}: no stage or figure of that name{suggest(target, known)}; "
-            f"known: {', '.join(known)}"
+            f"--expect {target}: no stage or figure of that name{suggest(target, known)} "
+            f"(known: {', '.join(known)})"
         )
     return report.stage(target).shape
 

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from mha_cli.configs import load_config
-from mha_cli.spec import AttentionSpec, merge, parse_valid_lens
+from mha_cli.spec import AttentionSpec, merge, parse_option
 
 SIZES = "Sizes"
 MASKS = "Masks"
@@ -51,9 +51,13 @@ _SPEC_OPTIONS: list[tuple[str, type, tuple[str, ...], str, str]] = [
 
 
 def _parameter(field: str, kind: type, names: tuple[str, ...], help_text: str, panel: str) -> inspect.Parameter:
-    option = typer.Option(*names, help=help_text, rich_help_panel=panel, show_default=False)
+    # Numbers arrive as text and are parsed by the spec, so a bad value gets mha's own
+    # one-line message naming the value and a fix, not typer's generic one.
+    metavar = {int: "INT", float: "FLOAT"}.get(kind)
+    option = typer.Option(*names, help=help_text, rich_help_panel=panel, show_default=False, metavar=metavar)
+    annotated = Optional[str if metavar else kind]  # noqa: UP045
     return inspect.Parameter(
-        field, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[Optional[kind], option]  # noqa: UP045
+        field, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[annotated, option]
     )
 
 
@@ -74,9 +78,7 @@ def build_spec(config: str | None, given: dict[str, Any]) -> AttentionSpec:
     spec = AttentionSpec()
     if config is not None:
         spec = merge(spec, load_config(config), f"config {config}")
-    values = {k: v for k, v in given.items() if v is not None}
-    if "valid_lens" in values:
-        values["valid_lens"] = parse_valid_lens(values["valid_lens"])
+    values = {k: parse_option(k, v) if isinstance(v, str) else v for k, v in given.items() if v is not None}
     return merge(spec, values, "command line")
 
 

@@ -14,6 +14,7 @@ from torch import nn
 
 from mha_cli.errors import MhaError
 from mha_cli.layer import MultiHeadAttention
+from mha_cli.memory import available_bytes, check_fits
 from mha_cli.sources import Sources, resolve_sources
 from mha_cli.spec import AttentionSpec
 from mha_cli.stages import Report, Stage, Summary
@@ -86,6 +87,7 @@ def run_attention(spec: AttentionSpec) -> Trace:
     sources = resolve_sources(spec)
     spec = validate(sources.spec)
     device = _device(spec.device)
+    check_fits(spec, _free_memory(device))
     dtype = getattr(torch, spec.dtype)
     layer = build_layer(spec, device, dtype, sources)
     queries, keys, values = make_inputs(spec, device, dtype, sources)
@@ -101,6 +103,12 @@ def run_attention(spec: AttentionSpec) -> Trace:
     mask4 = None if mask is None else mask.expand(b * h, q, k).reshape(b, h, q, k)
     summary = summarize(spec, layer, recorder.stages, attention if recorder.keep_tensors else None)
     return Trace(spec, recorder.stages, summary, sources.layout, recorder.tensors, attention, mask4)
+
+
+def _free_memory(device: torch.device) -> int | None:
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    return available_bytes() if device.type == "cpu" else None
 
 
 def _device(name: str) -> torch.device:

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mha_cli.errors import MhaError
 from mha_cli.spec import AttentionSpec
 
 if TYPE_CHECKING:
     import torch
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -30,15 +33,23 @@ def resolve_sources(spec: AttentionSpec) -> Sources:
     if spec.weights is not None:
         from mha_cli.checkpoints import load_checkpoint
 
-        checkpoint = load_checkpoint(Path(spec.weights))
+        checkpoint = _named("--weights", load_checkpoint, spec.weights)
         state, layout = checkpoint.state, checkpoint.layout
         spec = _apply(spec, sizes_from_weights(state, spec.heads, spec.weights), spec.weights)
     if spec.inputs_file is not None:
         from mha_cli.tensor_files import load_inputs
 
-        inputs = load_inputs(Path(spec.inputs_file))
+        inputs = _named("--inputs", load_inputs, spec.inputs_file)
         spec = _apply(spec, sizes_from_inputs(inputs, spec), spec.inputs_file)
     return Sources(spec, state, inputs, layout)
+
+
+def _named(option: str, load: Callable[[Path], T], path: str) -> T:
+    """Load a file; its errors name the option the file came from."""
+    try:
+        return load(Path(path))
+    except MhaError as error:
+        raise MhaError(f"{option} {error}") from None
 
 
 def sizes_from_weights(state: dict[str, torch.Tensor], heads: int, path: str) -> dict[str, Any]:

@@ -123,6 +123,29 @@ def parse_valid_lens(text: str) -> ValidLens:
     return parsed[0] if len(parsed) == 1 and ";" not in cleaned else tuple(parsed)
 
 
+def option_name(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def parse_option(field: str, text: str) -> Any:
+    """A command-line value (always text) as the field's type, or one line naming the fault."""
+    option = option_name(field)
+    if field == "valid_lens":
+        return parse_valid_lens(text)
+    if field in _INT_FIELDS:
+        try:
+            return int(text)
+        except ValueError:
+            example = getattr(AttentionSpec(), field) or 1
+            raise MhaError(f"{option} {text!r} is not a whole number; e.g. {option} {example}") from None
+    if field == "dropout":
+        try:
+            return float(text)
+        except ValueError:
+            raise MhaError(f"{option} {text!r} is not a number; give a probability in [0, 1), e.g. 0.1") from None
+    return text
+
+
 def suggest(name: str, known: tuple[str, ...] | list[str]) -> str:
     """`; did you mean 'heads'?` or an empty string."""
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)

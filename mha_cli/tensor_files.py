@@ -241,13 +241,22 @@ def _check_valid_lens(path: Path, inputs: dict[str, torch.Tensor]) -> None:
 # Writing
 
 
-def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    """Write named tensors to a `.pt`/`.pth` or `.safetensors` file, whole or not at all."""
-    path = Path(path)
+def check_export_path(path: Path) -> str:
+    """Refuse an export path before any work is done; returns its (lower-case) suffix."""
     suffix = path.suffix.lower()
     if suffix not in (*TORCH_SUFFIXES, SAFETENSORS_SUFFIX):
         kind = f"unsupported file type '{path.suffix}'" if path.suffix else "no file extension"
-        raise MhaError(f"cannot export to {path}: {kind}; use a .pt or .safetensors file")
+        raise MhaError(f"--export {path}: {kind}; use a .pt or .safetensors file")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise MhaError(f"--export {path}: folder {folder} does not exist; create it first")
+    return suffix
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Write named tensors to a `.pt`/`.pth` or `.safetensors` file, whole or not at all."""
+    path = Path(path)
+    suffix = check_export_path(path)
     if any(t.is_meta for t in tensors.values()):
         raise MhaError(
             f"cannot export to {path}: the tensors are on the meta device (shapes only, no "

@@ -44,7 +44,13 @@ def heatmap(
     from mha_cli.plot_data import heatmap_data
     from mha_cli.render import heatmap as render
     from mha_cli.run import run_attention, tensors_for_export
+    from mha_cli.tensor_files import check_export_path, save_tensors
 
+    # Refuse bad paths before the run, which can take a while.
+    if export is not None:
+        check_export_path(export)
+    if not per_head and not (terminal and out is None):
+        render.check_format(_grid_path(out))
     trace = run_attention(spec)
     data = heatmap_data(trace)
     for line in trace.summary.notes:
@@ -56,8 +62,6 @@ def heatmap(
 
         stdout_console().print(terminal_grid(data))
     if export is not None:
-        from mha_cli.tensor_files import save_tensors
-
         save_tensors(export, tensors_for_export(trace))
         typer.echo(str(export))
     if terminal and out is None:

@@ -29,11 +29,13 @@ def inspect(spec: AttentionSpec, fmt: FORMAT = Format.table, expect: EXPECT = No
     """Build the layer, run one forward pass, and print every stage: shape, axes, params, FLOPs, bytes."""
     from mha_cli.run import run_attention, tensors_for_export
 
+    from mha_cli.tensor_files import check_export_path, save_tensors
+
     expectations = [parse_expectation(text) for text in expect or []]  # bad ones fail before the run
+    if export is not None:
+        check_export_path(export)
     trace = run_attention(spec)
     if export is not None:
-        from mha_cli.tensor_files import save_tensors
-
         save_tensors(export, tensors_for_export(trace))
         note(f"wrote {export}")
     report = trace.report()
