@@ -78,9 +78,20 @@ def _read_torch(path: Path, fix: str) -> Any:
                 f"{path} refused: it holds Python objects other than tensors ({found.group(1)}), "
                 f"and weights-only loading runs no code from a file; save {fix}"
             ) from None
+        if _is_pickle(path):  # a real pickle of objects the safe unpickler will not rebuild
+            raise MhaError(
+                f"{path} refused: it is a pickle that only its own code could load, and "
+                f"weights-only loading runs no code from a file; save {fix}"
+            ) from None
         raise MhaError(_unreadable(path, "torch.load", fix)) from None
     except Exception:  # torch raises many types (KeyError, EOFError, RuntimeError) for bad bytes
         raise MhaError(_unreadable(path, "torch.load", fix)) from None
+
+
+def _is_pickle(path: Path) -> bool:
+    """Pickles of protocol 2 and later open with the PROTO opcode, 0x80."""
+    with open(path, "rb") as file:
+        return file.read(1) == b"\x80"
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
