@@ -47,25 +47,67 @@ class AdditiveAttention(nn.Module):
             lens_axes = (ax.BATCH,) if valid_lens.dim() == 1 else (ax.BATCH, ax.QUERIES)
             record("valid_lens", valid_lens, "valid_lens", lens_axes)
         q = self.W_q(queries)  # (b, q, H)
-        record("W_q", q, "self.W_q(queries)", (ax.BATCH, ax.QUERIES, ax.HIDDENS), module=self.W_q, flops=linear_flops(self.W_q, q))
+        record(
+            "W_q",
+            q,
+            "self.W_q(queries)",
+            (ax.BATCH, ax.QUERIES, ax.HIDDENS),
+            module=self.W_q,
+            flops=linear_flops(self.W_q, q),
+        )
         k = self.W_k(keys)  # (b, k, H)
-        record("W_k", k, "self.W_k(keys)", (ax.BATCH, ax.KV_PAIRS, ax.HIDDENS), module=self.W_k, flops=linear_flops(self.W_k, k))
+        record(
+            "W_k",
+            k,
+            "self.W_k(keys)",
+            (ax.BATCH, ax.KV_PAIRS, ax.HIDDENS),
+            module=self.W_k,
+            flops=linear_flops(self.W_k, k),
+        )
         q4 = q.unsqueeze(2)  # (b, q, 1, H)
-        record("queries.unsqueeze", q4, "queries.unsqueeze(2)", (ax.BATCH, ax.QUERIES, "1", ax.HIDDENS))
+        record(
+            "queries.unsqueeze", q4, "queries.unsqueeze(2)", (ax.BATCH, ax.QUERIES, "1", ax.HIDDENS)
+        )
         k4 = k.unsqueeze(1)  # (b, 1, k, H)
         record("keys.unsqueeze", k4, "keys.unsqueeze(1)", (ax.BATCH, "1", ax.KV_PAIRS, ax.HIDDENS))
         features = torch.tanh(q4 + k4)  # (b, q, k, H): every query paired with every key
-        record("features", features, "torch.tanh(queries.unsqueeze(2) + keys.unsqueeze(1))", (ax.BATCH, ax.QUERIES, ax.KV_PAIRS, ax.HIDDENS))
+        record(
+            "features",
+            features,
+            "torch.tanh(queries.unsqueeze(2) + keys.unsqueeze(1))",
+            (ax.BATCH, ax.QUERIES, ax.KV_PAIRS, ax.HIDDENS),
+        )
         scored = self.w_v(features)  # (b, q, k, 1)
-        record("w_v", scored, "self.w_v(features)", (ax.BATCH, ax.QUERIES, ax.KV_PAIRS, "1"), module=self.w_v, flops=linear_flops(self.w_v, scored))
+        record(
+            "w_v",
+            scored,
+            "self.w_v(features)",
+            (ax.BATCH, ax.QUERIES, ax.KV_PAIRS, "1"),
+            module=self.w_v,
+            flops=linear_flops(self.w_v, scored),
+        )
         scores = scored.squeeze(-1)  # (b, q, k)
-        record("scores", scores, "self.w_v(features).squeeze(-1)", (ax.BATCH, ax.QUERIES, ax.KV_PAIRS))
-        mask = positional_mask(valid_lens, q.shape[1], k.shape[1], self.causal, scores.device)  # (b, q, k)
+        record(
+            "scores", scores, "self.w_v(features).squeeze(-1)", (ax.BATCH, ax.QUERIES, ax.KV_PAIRS)
+        )
+        mask = positional_mask(
+            valid_lens, q.shape[1], k.shape[1], self.causal, scores.device
+        )  # (b, q, k)
         weights = masked_softmax(scores, mask)  # (b, q, k)
-        record("masked_softmax", weights, "self.attention_weights = masked_softmax(scores, valid_lens)", (ax.BATCH, ax.QUERIES, ax.KV_PAIRS))
+        record(
+            "masked_softmax",
+            weights,
+            "self.attention_weights = masked_softmax(scores, valid_lens)",
+            (ax.BATCH, ax.QUERIES, ax.KV_PAIRS),
+        )
         dropped = self.dropout(weights)  # (b, q, k): identity in eval mode
         if self.dropout.p > 0 and self.training:  # in eval mode dropout is the identity
-            record("dropout", dropped, "self.dropout(self.attention_weights)", (ax.BATCH, ax.QUERIES, ax.KV_PAIRS))
+            record(
+                "dropout",
+                dropped,
+                "self.dropout(self.attention_weights)",
+                (ax.BATCH, ax.QUERIES, ax.KV_PAIRS),
+            )
         output = torch.bmm(dropped, values)  # (b, q, v)
         record(
             "weighted_sum",

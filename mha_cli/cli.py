@@ -36,7 +36,9 @@ class OneLineErrors(TyperGroup):
                 sys.exit(0)
             context = getattr(error, "ctx", None)
             where = context.command_path if context is not None else "mha"
-            message = " ".join(error.format_message().split()).rstrip(".")  # one line, whatever click wrapped
+            message = " ".join(error.format_message().split()).rstrip(
+                "."
+            )  # one line, whatever click wrapped
             sys.stderr.write(f"{where}: {message}; see '{where} --help'\n")
             sys.exit(error.exit_code)
         except typer.Abort:
@@ -52,7 +54,8 @@ class OneLineErrors(TyperGroup):
 app = typer.Typer(
     name="mha",
     cls=OneLineErrors,
-    help="Shape and weight inspector for multi-head attention, as Dive into Deep Learning writes it.",
+    help="Shape and weight inspector for multi-head attention, as Dive into Deep Learning "
+    "writes it.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -67,7 +70,12 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
 ) -> None:
     """mha builds d2l's attention layer, runs it, and shows every stage."""
 

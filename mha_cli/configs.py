@@ -21,7 +21,9 @@ DESCRIPTIVE_KEYS = ("description",)
 
 def preset_names() -> list[str]:
     folder = resources.files("mha_cli") / "configs"
-    return sorted(p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml"))
+    return sorted(
+        p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml")
+    )
 
 
 def _read_toml(text: str, where: str) -> dict[str, Any]:
@@ -47,11 +49,15 @@ def load_config(name_or_path: str) -> dict[str, Any]:
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
-            raise MhaError(f"--config {name_or_path}: no such file; give a TOML file or a preset name")
+            raise MhaError(
+                f"--config {name_or_path}: no such file; give a TOML file or a preset name"
+            )
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise MhaError(f"--config {name_or_path}: cannot read it ({exc}); give a TOML file") from None
+            raise MhaError(
+                f"--config {name_or_path}: cannot read it ({exc}); give a TOML file"
+            ) from None
         values = _read_toml(text, name_or_path)
     else:
         values = read_preset(name_or_path)

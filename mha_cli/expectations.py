@@ -28,18 +28,26 @@ def parse_expectation(text: str) -> Expectation:
     target, sep, value = text.partition("=")
     target = target.strip()
     if not sep or not target or not value.strip():
-        raise MhaError(f"--expect {text!r} should be NAME=VALUE, e.g. output=2,4,100 or params=40000")
+        raise MhaError(
+            f"--expect {text!r} should be NAME=VALUE, e.g. output=2,4,100 or params=40000"
+        )
     if target in SCALARS:
         try:
             return Expectation(target, int(value))
         except ValueError:
-            raise MhaError(f"--expect {text!r}: {target} is a whole number, e.g. {target}=40000") from None
+            raise MhaError(
+                f"--expect {text!r}: {target} is a whole number, e.g. {target}=40000"
+            ) from None
     return Expectation(target, parse_shape(value, f"--expect {target}"))
 
 
 def actual_value(expectation: Expectation, report: Report) -> tuple[int, ...] | int:
     target, spec, summary = expectation.target, report.spec, report.summary
-    scalars = {"params": summary.total_params, "flops": summary.total_flops, "head_dim": summary.head_dim}
+    scalars = {
+        "params": summary.total_params,
+        "flops": summary.total_flops,
+        "head_dim": summary.head_dim,
+    }
     if target in scalars:
         return scalars[target]
     if target == "output":
@@ -75,7 +83,10 @@ def check(expectations: list[Expectation], report: Report) -> list[dict[str, Any
 def raise_if_failed(results: list[dict[str, Any]]) -> None:
     failed = [r for r in results if not r["ok"]]
     if failed:
-        parts = [f"{r['target']} expected {_show(r['expected'])}, got {_show(r['actual'])}" for r in failed]
+        parts = [
+            f"{r['target']} expected {_show(r['expected'])}, got {_show(r['actual'])}"
+            for r in failed
+        ]
         raise ExpectationFailed("expectation failed: " + "; ".join(parts))
 
 

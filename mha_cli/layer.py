@@ -114,7 +114,9 @@ class MultiHeadAttention(nn.Module):
             (ax.BATCH_HEADS, ax.QUERIES, ax.KV_PAIRS),
             flops=2 * scores.numel() * d,
         )
-        mask = positional_mask(valid_lens, q.shape[1], k.shape[1], self.causal, scores.device)  # ((b h), q, k)
+        mask = positional_mask(
+            valid_lens, q.shape[1], k.shape[1], self.causal, scores.device
+        )  # ((b h), q, k)
         weights = masked_softmax(scores, mask)  # ((b h), q, k)
         record(
             "masked_softmax",
@@ -124,7 +126,12 @@ class MultiHeadAttention(nn.Module):
         )
         dropped = self.dropout(weights)  # ((b h), q, k): identity in eval mode
         if self.dropout.p > 0 and self.training:  # in eval mode dropout is the identity
-            record("dropout", dropped, "self.dropout(self.attention_weights)", (ax.BATCH_HEADS, ax.QUERIES, ax.KV_PAIRS))
+            record(
+                "dropout",
+                dropped,
+                "self.dropout(self.attention_weights)",
+                (ax.BATCH_HEADS, ax.QUERIES, ax.KV_PAIRS),
+            )
         out = torch.bmm(dropped, v)  # ((b h), q, d) or ((b h), q, H)
         feature = ax.VALUE_FEATURES if self.full_values else ax.HEAD_DIM
         record(
@@ -174,7 +181,12 @@ class MultiHeadAttention(nn.Module):
             (ax.BATCH, seq_axis, head_axis, ax.HEAD_DIM),
         )
         X = X.permute(0, 2, 1, 3)  # (b, h, n, d)
-        record(f"{role}.permute", X, "X.permute(0, 2, 1, 3)", (ax.BATCH, head_axis, seq_axis, ax.HEAD_DIM))
+        record(
+            f"{role}.permute",
+            X,
+            "X.permute(0, 2, 1, 3)",
+            (ax.BATCH, head_axis, seq_axis, ax.HEAD_DIM),
+        )
         if heads != self.num_heads:
             # Grouped-query attention: key-value head j serves query heads j*r .. j*r + r-1.
             X = X.repeat_interleave(self.num_heads // heads, dim=1)  # (b, h, n, d)
@@ -185,7 +197,12 @@ class MultiHeadAttention(nn.Module):
                 (ax.BATCH, ax.HEADS, seq_axis, ax.HEAD_DIM),
             )
         X = X.reshape(-1, X.shape[2], X.shape[3])  # ((b h), n, d)
-        record(f"{role}.fold", X, "X.reshape(-1, X.shape[2], X.shape[3])", (ax.BATCH_HEADS, seq_axis, ax.HEAD_DIM))
+        record(
+            f"{role}.fold",
+            X,
+            "X.reshape(-1, X.shape[2], X.shape[3])",
+            (ax.BATCH_HEADS, seq_axis, ax.HEAD_DIM),
+        )
         return X
 
     def _share_full_values(self, V: torch.Tensor, record: Record) -> torch.Tensor:
@@ -198,7 +215,12 @@ class MultiHeadAttention(nn.Module):
             (ax.BATCH, ax.HEADS, ax.KV_PAIRS, ax.VALUE_FEATURES),
         )
         V = V.reshape(-1, V.shape[2], V.shape[3])  # ((b h), k, H)
-        record("values.fold", V, "X.reshape(-1, X.shape[2], X.shape[3])", (ax.BATCH_HEADS, ax.KV_PAIRS, ax.VALUE_FEATURES))
+        record(
+            "values.fold",
+            V,
+            "X.reshape(-1, X.shape[2], X.shape[3])",
+            (ax.BATCH_HEADS, ax.KV_PAIRS, ax.VALUE_FEATURES),
+        )
         return V
 
     def _transpose_output(self, X: torch.Tensor, feature: str, record: Record) -> torch.Tensor:
@@ -211,8 +233,15 @@ class MultiHeadAttention(nn.Module):
             (ax.BATCH, ax.HEADS, ax.QUERIES, feature),
         )
         X = X.permute(0, 2, 1, 3)  # (b, q, h, d)
-        record("output.permute", X, "X.permute(0, 2, 1, 3)", (ax.BATCH, ax.QUERIES, ax.HEADS, feature))
+        record(
+            "output.permute", X, "X.permute(0, 2, 1, 3)", (ax.BATCH, ax.QUERIES, ax.HEADS, feature)
+        )
         X = X.reshape(X.shape[0], X.shape[1], -1)  # (b, q, h*d)
         concat_axis = ax.HIDDENS if feature == ax.HEAD_DIM else ax.folded(ax.HEADS, ax.HIDDENS)
-        record("output.concat", X, "X.reshape(X.shape[0], X.shape[1], -1)", (ax.BATCH, ax.QUERIES, concat_axis))
+        record(
+            "output.concat",
+            X,
+            "X.reshape(X.shape[0], X.shape[1], -1)",
+            (ax.BATCH, ax.QUERIES, concat_axis),
+        )
         return X

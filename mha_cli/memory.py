@@ -46,7 +46,8 @@ def check_fits(spec: AttentionSpec, available: int | None) -> None:
     if total > _HEADROOM * available:
         raise MhaError(
             f"this configuration needs about {_size(total)} for its tensors (the scores "
-            f"({spec.batch * spec.heads}, {spec.queries}, {spec.kv}) alone take {_size(scores)}) but "
+            f"({spec.batch * spec.heads}, {spec.queries}, {spec.kv}) alone take {_size(scores)}) "
+            "but "
             f"{spec.device} has {_size(available)} free; add --device meta for its shapes, "
             "parameters, FLOPs and bytes without allocating anything"
         )

@@ -21,8 +21,12 @@ from mha_cli.errors import MhaError
 
 ROLES = ("grid rows", "grid columns", "panel rows", "panel columns")  # show_heatmaps' 4 axes
 _ALIASES = {"b": "batch", "h": "heads", "q": "queries", "k": "keys", "kv": "keys"}
-_WORDS = {"batch": ("example", "examples"), "heads": ("head", "heads"),
-          "queries": ("query", "queries"), "keys": ("key", "keys")}
+_WORDS = {
+    "batch": ("example", "examples"),
+    "heads": ("head", "heads"),
+    "queries": ("query", "queries"),
+    "keys": ("key", "keys"),
+}
 _DEFAULT_AXES = {2: "queries,keys", 3: "batch,queries,keys", 4: "batch,heads,queries,keys"}
 _TOKEN = re.compile(r"\s*(?:([(),])|([A-Za-z_]\w*)(?:\s*=\s*(\d+))?|(\S))")
 
@@ -90,11 +94,18 @@ class ReshapeExplanation:
             "source_pattern": self.source_pattern,
             "target_shape": list(self.target_shape),
             "target": [
-                {"axis": k, "size": n, "role": role, "made_of": words,
-                 "pieces": [{**asdict(p), "axes": list(p.axes)} for p in ps]}
+                {
+                    "axis": k,
+                    "size": n,
+                    "role": role,
+                    "made_of": words,
+                    "pieces": [{**asdict(p), "axes": list(p.axes)} for p in ps],
+                }
                 for k, (n, role, words, ps) in enumerate(
-                    zip(self.target_shape, self.target_roles, self.made_of, self.pieces,
-                        strict=True))
+                    zip(
+                        self.target_shape, self.target_roles, self.made_of, self.pieces, strict=True
+                    )
+                )
             ],
             "dropped": list(self.dropped),
             "verdict": self.verdict.value,
@@ -114,8 +125,9 @@ def axis_word(name: str, count: int = 1) -> str:
     return singular if count == 1 else plural
 
 
-def parse_shape(text: str | Sequence[int], *, option: str = "--shape",
-                allow_infer: bool = False) -> tuple[int, ...]:
+def parse_shape(
+    text: str | Sequence[int], *, option: str = "--shape", allow_infer: bool = False
+) -> tuple[int, ...]:
     """'2,1,10', '(2, 1, 10)', '2 1 10' or a sequence of ints -> (2, 1, 10)."""
     if isinstance(text, str):
         parts = [p for p in re.split(r"[,\s]+", text.strip().strip("()[] ")) if p]
@@ -132,8 +144,9 @@ def parse_shape(text: str | Sequence[int], *, option: str = "--shape",
     return values
 
 
-def parse_axes(text: str, shape: tuple[int, ...],
-               sizes: Mapping[str, int] | None = None) -> tuple[tuple[Axis, ...], str]:
+def parse_axes(
+    text: str, shape: tuple[int, ...], sizes: Mapping[str, int] | None = None
+) -> tuple[tuple[Axis, ...], str]:
     """'(batch=2 heads) queries keys' (commas optional) -> elementary axes and the pattern.
 
     A folded group needs the sizes of all but one member: from `name=size` in the pattern or
@@ -145,8 +158,10 @@ def parse_axes(text: str, shape: tuple[int, ...],
     for m in _TOKEN.finditer(text):
         punct, name, size, junk = m.groups()
         if junk or (punct == "(" and open_group is not None) or (punct == ")" and not open_group):
-            raise MhaError(f"--axes {text!r}: unexpected {junk or punct!r}; write names such as "
-                           "batch,queries,keys or (batch heads),queries,keys")
+            raise MhaError(
+                f"--axes {text!r}: unexpected {junk or punct!r}; write names such as "
+                "batch,queries,keys or (batch heads),queries,keys"
+            )
         if punct == "(":
             open_group = []
         elif punct == ")":
@@ -162,19 +177,25 @@ def parse_axes(text: str, shape: tuple[int, ...],
         raise MhaError(f"--axes {text!r}: a '(' is not closed; e.g. (batch heads),queries,keys")
     if len(groups) != len(shape):
         example = _DEFAULT_AXES.get(len(shape), "x,y")
-        raise MhaError(f"--axes {text!r} names {len(groups)} axes but --shape {fmt(shape)} has "
-                       f"{len(shape)}; name one per axis, e.g. {example}")
+        raise MhaError(
+            f"--axes {text!r} names {len(groups)} axes but --shape {fmt(shape)} has "
+            f"{len(shape)}; name one per axis, e.g. {example}"
+        )
     names = [n for g in groups for n, _ in g]
     if len(set(names)) != len(names):
         raise MhaError(f"--axes {text!r} repeats a name; give each axis its own name")
-    axes = [a for g, dim in zip(groups, shape, strict=True)
-            for a in _group_sizes(g, dim, sizes or {}, text)]
+    axes = [
+        a
+        for g, dim in zip(groups, shape, strict=True)
+        for a in _group_sizes(g, dim, sizes or {}, text)
+    ]
     pattern = " ".join(f"({' '.join(n for n, _ in g)})" if len(g) > 1 else g[0][0] for g in groups)
     return tuple(axes), pattern
 
 
-def _group_sizes(group: list[tuple[str, int | None]], dim: int, sizes: Mapping[str, int],
-                 text: str) -> list[Axis]:
+def _group_sizes(
+    group: list[tuple[str, int | None]], dim: int, sizes: Mapping[str, int], text: str
+) -> list[Axis]:
     if len(group) == 1:
         name, given = group[0]
         if given is not None and given != dim:
@@ -184,22 +205,28 @@ def _group_sizes(group: list[tuple[str, int | None]], dim: int, sizes: Mapping[s
     label = f"({' '.join(n for n, _ in group)})"
     if known.count(None) > 1:
         first = group[0][0]
-        raise MhaError(f"--axes {text!r}: {label} of size {dim} needs the sizes of all but one "
-                       f"of its axes; write e.g. ({first}=2 {' '.join(n for n, _ in group[1:])})")
+        raise MhaError(
+            f"--axes {text!r}: {label} of size {dim} needs the sizes of all but one "
+            f"of its axes; write e.g. ({first}=2 {' '.join(n for n, _ in group[1:])})"
+        )
     product = math.prod(k for k in known if k is not None)
     if None in known:
         if product < 1 or dim % product:
-            raise MhaError(f"--axes {text!r}: can't divide {label} of size {dim} by {product}; "
-                           f"give sizes whose product divides {dim}")
+            raise MhaError(
+                f"--axes {text!r}: can't divide {label} of size {dim} by {product}; "
+                f"give sizes whose product divides {dim}"
+            )
         known = [k if k is not None else dim // product for k in known]
     elif product != dim:
-        raise MhaError(f"--axes {text!r}: {label} multiplies to {product} but --shape has {dim} "
-                       "there; give sizes whose product is that size")
+        raise MhaError(
+            f"--axes {text!r}: {label} multiplies to {product} but --shape has {dim} "
+            "there; give sizes whose product is that size"
+        )
     return [Axis(n, int(k or 0)) for (n, _), k in zip(group, known, strict=True)]
 
 
 def _strides(sizes: Sequence[int]) -> list[int]:
-    return [math.prod(sizes[i + 1:]) for i in range(len(sizes))]  # row-major (C order)
+    return [math.prod(sizes[i + 1 :]) for i in range(len(sizes))]  # row-major (C order)
 
 
 def _refine(src: Sequence[Axis], tgt: Sequence[int]) -> list[list[Piece]]:
@@ -226,8 +253,9 @@ def _refine(src: Sequence[Axis], tgt: Sequence[int]) -> list[list[Piece]]:
     return pieces
 
 
-def _place_units(src: Sequence[Axis], tgt: Sequence[int], pieces: list[list[Piece]],
-                 expected: Sequence[str]) -> tuple[str, ...]:
+def _place_units(
+    src: Sequence[Axis], tgt: Sequence[int], pieces: list[list[Piece]], expected: Sequence[str]
+) -> tuple[str, ...]:
     """Give each size-1 source axis to a size-1 target axis at the same position.
 
     A reshape cannot tell size-1 axes apart, so prefer the target axis whose role expects that
@@ -264,13 +292,20 @@ def _made_of(ps: Sequence[Piece], size: int, src_sizes: Mapping[str, int]) -> st
     return " x ".join(words)
 
 
-def explain_reshape(shape: str | Sequence[int], to: str | Sequence[int], axes: str | None = None,
-                    *, sizes: Mapping[str, int] | None = None) -> ReshapeExplanation:
+def explain_reshape(
+    shape: str | Sequence[int],
+    to: str | Sequence[int],
+    axes: str | None = None,
+    *,
+    sizes: Mapping[str, int] | None = None,
+) -> ReshapeExplanation:
     """Explain `weights.reshape(to)` for weights of `shape` whose axes are named by `axes`."""
     source = parse_shape(shape)
     if axes is None and len(source) not in _DEFAULT_AXES:
-        raise MhaError(f"--shape {fmt(source)} has {len(source)} axes; name them with --axes, "
-                       "e.g. --axes batch,heads,queries,keys")
+        raise MhaError(
+            f"--shape {fmt(source)} has {len(source)} axes; name them with --axes, "
+            "e.g. --axes batch,heads,queries,keys"
+        )
     src, pattern = parse_axes(axes or _DEFAULT_AXES[len(source)], source, sizes)
     target = _resolve(source, parse_shape(to, option="--to", allow_infer=True), src)
     four = len(target) == 4
@@ -284,26 +319,43 @@ def explain_reshape(shape: str | Sequence[int], to: str | Sequence[int], axes: s
     verdict, message = _judge(src, target, frozen, qname, kname)
     suggested = _canonical(src, qname, kname)
     return ReshapeExplanation(
-        source_shape=source, source_axes=src, source_pattern=pattern, target_shape=target,
-        target_roles=roles, pieces=frozen, made_of=made_of, dropped=dropped, verdict=verdict,
-        message=message, suggestion=_suggest(verdict, src, suggested, qname, kname),
-        suggested_shape=None if verdict is Verdict.OK else suggested)
+        source_shape=source,
+        source_axes=src,
+        source_pattern=pattern,
+        target_shape=target,
+        target_roles=roles,
+        pieces=frozen,
+        made_of=made_of,
+        dropped=dropped,
+        verdict=verdict,
+        message=message,
+        suggestion=_suggest(verdict, src, suggested, qname, kname),
+        suggested_shape=None if verdict is Verdict.OK else suggested,
+    )
 
 
-def _resolve(source: tuple[int, ...], target: tuple[int, ...],
-             src: Sequence[Axis]) -> tuple[int, ...]:
+def _resolve(
+    source: tuple[int, ...], target: tuple[int, ...], src: Sequence[Axis]
+) -> tuple[int, ...]:
     total, known = math.prod(source), math.prod(v for v in target if v != -1)
     example = _canonical(src, *_panel_names(src)) or source
     if target.count(-1) > 1:
-        raise MhaError(f"--to {fmt(target)} has more than one -1; only one size can be inferred, "
-                       f"e.g. {','.join(str(v) for v in example[:-2])},-1,{example[-1]}")
+        raise MhaError(
+            f"--to {fmt(target)} has more than one -1; only one size can be inferred, "
+            f"e.g. {','.join(str(v) for v in example[:-2])},-1,{example[-1]}"
+        )
     if -1 in target and total % known == 0:
         target = tuple(total // known if v == -1 else v for v in target)
     if math.prod(target) != total or -1 in target:
-        got = f": {total} is not divisible by {known}" if -1 in target else (
-            f" ({math.prod(target)} elements)")
-        raise MhaError(f"cannot reshape {fmt(source)} ({total} elements) to {fmt(target)}{got}; "
-                       f"the target sizes must multiply to {total}, e.g. {fmt(example)}")
+        got = (
+            f": {total} is not divisible by {known}"
+            if -1 in target
+            else (f" ({math.prod(target)} elements)")
+        )
+        raise MhaError(
+            f"cannot reshape {fmt(source)} ({total} elements) to {fmt(target)}{got}; "
+            f"the target sizes must multiply to {total}, e.g. {fmt(example)}"
+        )
     return target
 
 
@@ -323,38 +375,55 @@ def _canonical(src: Sequence[Axis], qname: str, kname: str) -> tuple[int, ...] |
         return None
     lead = [a.size for a in src[:-2]] or [1]
     # more than two leading axes: fold all but the last into the grid rows (row-major, unmixed)
-    return (math.prod(lead[:-1] or lead), lead[-1] if len(lead) > 1 else 1,
-            src[-2].size, src[-1].size)
+    return (
+        math.prod(lead[:-1] or lead),
+        lead[-1] if len(lead) > 1 else 1,
+        src[-2].size,
+        src[-1].size,
+    )
 
 
-def _suggest(verdict: Verdict, src: Sequence[Axis], shape: tuple[int, ...] | None,
-             qname: str, kname: str) -> str:
+def _suggest(
+    verdict: Verdict, src: Sequence[Axis], shape: tuple[int, ...] | None, qname: str, kname: str
+) -> str:
     if verdict is Verdict.OK:
         return ""
     if shape is None and not qname:
         return "name at least two axes (queries, keys) to get a show_heatmaps layout"
     if shape is None:
-        return (f"permute the weights so that {qname} and {kname} are the last two axes, "
-                "then reshape; a reshape alone cannot move them")
+        return (
+            f"permute the weights so that {qname} and {kname} are the last two axes, "
+            "then reshape; a reshape alone cannot move them"
+        )
     lead = [a.name for a in src[:-2]]
     grid = f"grid rows = {' x '.join(lead[:-1] or lead)}" if lead else "one panel"
     grid += f", grid columns = {lead[-1]}" if len(lead) > 1 else ""
     return f"use {fmt(shape)}: {grid}, each panel {qname} x {kname}"
 
 
-def _judge(src: Sequence[Axis], target: tuple[int, ...], pieces: tuple[tuple[Piece, ...], ...],
-           qname: str, kname: str) -> tuple[Verdict, str]:
+def _judge(
+    src: Sequence[Axis],
+    target: tuple[int, ...],
+    pieces: tuple[tuple[Piece, ...], ...],
+    qname: str,
+    kname: str,
+) -> tuple[Verdict, str]:
     sizes = {a.name: a.size for a in src}
     # mixed: an index made of several source axes where one is cut, e.g. (batch=2 heads=8)
     # read as (8, 2) gives grid rows = batch x half of heads (the boundaries divide, no "mixed"
     # piece, yet a row that claims to be a head is not one)
-    mixed = [k for k, ps in enumerate(pieces) if any(p.kind == "mixed" for p in ps)
-             or (len(ps) > 1 and any(p.kind == "part" for p in ps))]
+    mixed = [
+        k
+        for k, ps in enumerate(pieces)
+        if any(p.kind == "mixed" for p in ps) or (len(ps) > 1 and any(p.kind == "part" for p in ps))
+    ]
     if mixed:
         return Verdict.MIXED, _mixed_message(src, target, pieces, mixed)
     if len(target) != 4:
-        return Verdict.NOT_4D, (f"show_heatmaps takes 4 axes (grid rows, grid columns, panel "
-                                f"rows, panel columns); {fmt(target)} has {len(target)}")
+        return Verdict.NOT_4D, (
+            f"show_heatmaps takes 4 axes (grid rows, grid columns, panel "
+            f"rows, panel columns); {fmt(target)} has {len(target)}"
+        )
     for k, want, other, label in ((2, qname, kname, "Queries"), (3, kname, qname, "Keys")):
         extra = [p.axes[0] for p in pieces[k] if p.axes[0] != want]
         if not extra:
@@ -362,8 +431,10 @@ def _judge(src: Sequence[Axis], target: tuple[int, ...], pieces: tuple[tuple[Pie
         if other in extra and any(p.kind == "part" for p in pieces[k]):
             break  # keys cut into panel rows and columns: a split, reported below
         if other in extra:
-            return Verdict.MISPLACED, (f"the {ROLES[k]} hold {_made_of(pieces[k], 1, sizes)}, "
-                                       f"not {want}: the \"{label}\" label is wrong")
+            return Verdict.MISPLACED, (
+                f"the {ROLES[k]} hold {_made_of(pieces[k], 1, sizes)}, "
+                f'not {want}: the "{label}" label is wrong'
+            )
         held = [(p.axes[0], p.size) for p in pieces[k]]
         held += [(want, 1)] if sizes.get(want) == 1 and want not in extra else []
         stack = " x ".join(f"{n} {axis_word(name, n)}" for name, n in held)
@@ -371,42 +442,63 @@ def _judge(src: Sequence[Axis], target: tuple[int, ...], pieces: tuple[tuple[Pie
         return Verdict.FOLDED, (
             f"{folded} {'is' if len(extra) == 1 else 'are'} folded into the {ROLES[k]}: each "
             f"panel stacks {stack} = {target[k]} {ROLES[k].split()[1]}, so "
-            f"{axis_word(extra[0], 2)} share a panel and its \"{label}\" label is wrong; the "
-            "numbers are the same, only the layout differs")
+            f'{axis_word(extra[0], 2)} share a panel and its "{label}" label is wrong; the '
+            "numbers are the same, only the layout differs"
+        )
     for ps in pieces:
         for p in ps:
             if p.kind == "part":
-                where = [ROLES[k] for k, qs in enumerate(pieces)
-                         if any(q.axes == p.axes for q in qs)]
-                return Verdict.SPLIT, (f"{p.axes[0]} ({sizes[p.axes[0]]}) is split across the "
-                                       f"{' and '.join(where)}: each holds only part of it")
+                where = [
+                    ROLES[k] for k, qs in enumerate(pieces) if any(q.axes == p.axes for q in qs)
+                ]
+                return Verdict.SPLIT, (
+                    f"{p.axes[0]} ({sizes[p.axes[0]]}) is split across the "
+                    f"{' and '.join(where)}: each holds only part of it"
+                )
     for k in (0, 1):
         on_grid = [p.axes[0] for p in pieces[k] if p.axes[0] in (qname, kname) and p.size > 1]
         if on_grid:
             name = on_grid[0]
-            return Verdict.MISPLACED, (f"{name} ({sizes[name]}) sit on the {ROLES[k]}, so "
-                                       f"each panel shows a single {axis_word(name)}")
+            return Verdict.MISPLACED, (
+                f"{name} ({sizes[name]}) sit on the {ROLES[k]}, so "
+                f"each panel shows a single {axis_word(name)}"
+            )
     grid = [_made_of(pieces[k], target[k], sizes) for k in (0, 1)]
     each = " and ".join(axis_word(a.name) for a in src if a.name not in (qname, kname))
-    return Verdict.OK, (f"panel rows are {qname} and panel columns are {kname}; grid rows hold "
-                        f"{grid[0]} and grid columns hold {grid[1]}, so each panel shows "
-                        f"{'one ' + each + chr(39) + 's' if each else 'the'} {qname} x {kname}")
+    return Verdict.OK, (
+        f"panel rows are {qname} and panel columns are {kname}; grid rows hold "
+        f"{grid[0]} and grid columns hold {grid[1]}, so each panel shows "
+        f"{'one ' + each + chr(39) + 's' if each else 'the'} {qname} x {kname}"
+    )
 
 
-def _mixed_message(src: Sequence[Axis], target: tuple[int, ...],
-                   pieces: tuple[tuple[Piece, ...], ...], mixed: list[int]) -> str:
+def _mixed_message(
+    src: Sequence[Axis],
+    target: tuple[int, ...],
+    pieces: tuple[tuple[Piece, ...], ...],
+    mixed: list[int],
+) -> str:
     used = {n for k in mixed for p in pieces[k] for n in p.axes}
     names = [a.name for a in src if a.name in used]
     sizes = {a.name: a.size for a in src}
     mixed = [k for k, ps in enumerate(pieces) if any(set(p.axes) & used for p in ps)]
     roles = [ROLES[k] if len(target) == 4 else f"axis {k}" for k in mixed]
-    text = (f"({' '.join(names)}) is {names[0]}-major, so it unfolds as "
-            f"{fmt([sizes[n] for n in names])}; with {fmt([target[k] for k in mixed])} the "
-            f"{' and '.join(roles)} take their indices from parts of {' and '.join(names)}")
+    text = (
+        f"({' '.join(names)}) is {names[0]}-major, so it unfolds as "
+        f"{fmt([sizes[n] for n in names])}; with {fmt([target[k] for k in mixed])} the "
+        f"{' and '.join(roles)} take their indices from parts of {' and '.join(names)}"
+    )
     if len(target) == 4 and set(mixed) & {0, 1}:
         shown = [(r, c) for r, c in ((0, 1), (1, 0)) if r < target[0] and c < target[1]]
-        text += " (" + "; ".join(f"panel [{r}, {c}] shows " + _describe(
-            src, (r * target[1] + c) * target[2] * target[3], set(names)) for r, c in shown) + ")"
+        text += (
+            " ("
+            + "; ".join(
+                f"panel [{r}, {c}] shows "
+                + _describe(src, (r * target[1] + c) * target[2] * target[3], set(names))
+                for r, c in shown
+            )
+            + ")"
+        )
     return text + "; no error is raised: every element still lands somewhere"
 
 
@@ -419,8 +511,9 @@ def _describe(src: Sequence[Axis], flat: int, keep: set[str]) -> str:
     return ", ".join(w for w in reversed(index) if w)
 
 
-def index_map(expl: ReshapeExplanation, *, max_panels: int = 4,
-              max_rows: int = 4) -> tuple[PanelMap, ...]:
+def index_map(
+    expl: ReshapeExplanation, *, max_panels: int = 4, max_rows: int = 4
+) -> tuple[PanelMap, ...]:
     """For a 4-D target: what the first panels and their first rows show, in source indices."""
     if len(expl.target_shape) != 4:
         return ()
@@ -431,7 +524,14 @@ def index_map(expl: ReshapeExplanation, *, max_panels: int = 4,
     across = {p.axes[0] for p in expl.pieces[3] if p.kind == "whole"} - held[2]
     rest = {a.name for a in expl.source_axes} - title - across
     return tuple(
-        PanelMap(divmod(panel, g1), _describe(expl.source_axes, panel * n_rows * n_cols, title),
-                 tuple(_describe(expl.source_axes, (panel * n_rows + r) * n_cols, rest)
-                       for r in range(min(n_rows, max_rows))), max(0, n_rows - max_rows))
-        for panel in range(min(g0 * g1, max_panels)))
+        PanelMap(
+            divmod(panel, g1),
+            _describe(expl.source_axes, panel * n_rows * n_cols, title),
+            tuple(
+                _describe(expl.source_axes, (panel * n_rows + r) * n_cols, rest)
+                for r in range(min(n_rows, max_rows))
+            ),
+            max(0, n_rows - max_rows),
+        )
+        for panel in range(min(g0 * g1, max_panels))
+    )

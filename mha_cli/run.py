@@ -57,7 +57,9 @@ class Recorder:
         flops: int = 0,
     ) -> None:
         if len(axes) != tensor.dim():  # a bug in the layer, never a user's mistake
-            raise RuntimeError(f"stage {name}: {len(axes)} axis names for a {tensor.dim()}-D tensor")
+            raise RuntimeError(
+                f"stage {name}: {len(axes)} axis names for a {tensor.dim()}-D tensor"
+            )
         params = None if module is None else sum(p.numel() for p in module.parameters())
         self.stages.append(
             Stage(
@@ -93,11 +95,15 @@ def run_attention(spec: AttentionSpec) -> Trace:
     queries, keys, values = make_inputs(spec, device, dtype, sources)
     valid_lens = None
     if spec.valid_lens is not None:
-        valid_lens = torch.tensor(spec.valid_lens, dtype=torch.long, device=device)  # (b,) or (b, q)
+        valid_lens = torch.tensor(
+            spec.valid_lens, dtype=torch.long, device=device
+        )  # (b,) or (b, q)
     recorder = Recorder(keep_tensors=device.type != "meta")
     layer.train(spec.train)
     with torch.no_grad():
-        _, weights, mask = layer(queries, keys, values, valid_lens, recorder)  # weights: ((b h), q, k)
+        _, weights, mask = layer(
+            queries, keys, values, valid_lens, recorder
+        )  # weights: ((b h), q, k)
     b, h, q, k = spec.batch, spec.heads, spec.queries, spec.kv
     attention = weights.reshape(b, h, q, k)  # (b, h, q, k): transpose_qkv folds batch-major
     mask4 = None if mask is None else mask.expand(b * h, q, k).reshape(b, h, q, k)
@@ -140,7 +146,9 @@ def make_layer(spec: AttentionSpec) -> nn.Module:
     if spec.score == "additive":
         from mha_cli.additive import AdditiveAttention
 
-        return AdditiveAttention(spec.k_size, spec.q_size, spec.hiddens, spec.dropout, spec.bias, spec.causal)
+        return AdditiveAttention(
+            spec.k_size, spec.q_size, spec.hiddens, spec.dropout, spec.bias, spec.causal
+        )
     return MultiHeadAttention(
         spec.k_size,
         spec.q_size,
@@ -178,7 +186,9 @@ def make_inputs(
 def tensors_for_export(trace: Trace) -> dict[str, Any]:
     """`attention_weights` (b, h, q, k), `output` (b, q, H), and every stage under its name."""
     if not trace.tensors:
-        raise MhaError("--export needs computed tensors, and the meta device computes none; use --device cpu")
+        raise MhaError(
+            "--export needs computed tensors, and the meta device computes none; use --device cpu"
+        )
     tensors = dict(trace.tensors)
     tensors["attention_weights"] = trace.attention_weights
     tensors["output"] = trace.tensors[trace.stages[-1].name]

@@ -6,9 +6,9 @@ contradicts is a mistake, reported with both values.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mha_cli.errors import MhaError
@@ -76,7 +76,9 @@ def sizes_from_weights(state: dict[str, torch.Tensor], heads: int, path: str) ->
     concat = state["W_o.weight"].shape[1]
     sizes["value_mode"] = "full" if concat == heads * hiddens and heads > 1 else "split"
     if value_out != (hiddens if sizes["value_mode"] == "full" else key_out):
-        raise MhaError(f"{path}: W_v has {value_out} outputs, which fits neither split nor full values")
+        raise MhaError(
+            f"{path}: W_v has {value_out} outputs, which fits neither split nor full values"
+        )
     return sizes
 
 
@@ -113,7 +115,8 @@ def _apply(spec: AttentionSpec, sizes: dict[str, Any], path: str) -> AttentionSp
         if key in spec.explicit and key != "valid_lens" and _resolved(spec, key) != value:
             option = "--" + key.replace("_", "-")
             raise MhaError(
-                f"{option} {_resolved(spec, key)} contradicts {path}, which implies {key} = {value}; "
+                f"{option} {_resolved(spec, key)} contradicts {path}, "
+                f"which implies {key} = {value}; "
                 f"drop {option} (sizes are read from the file) or use a matching file"
             )
     return replace(spec, **sizes, explicit=spec.explicit | frozenset(sizes))

@@ -101,7 +101,9 @@ def parse_shape(text: str, what: str) -> tuple[int, ...]:
     try:
         shape = tuple(int(part) for part in cleaned.split(",") if part != "")
     except ValueError:
-        raise MhaError(f"{what} {text!r} is not a shape; write sizes separated by commas, e.g. 2,4,100") from None
+        raise MhaError(
+            f"{what} {text!r} is not a shape; write sizes separated by commas, e.g. 2,4,100"
+        ) from None
     if not shape:
         raise MhaError(f"{what} is empty; write sizes separated by commas, e.g. 2,4,100")
     return shape
@@ -137,12 +139,16 @@ def parse_option(field: str, text: str) -> Any:
             return int(text)
         except ValueError:
             example = getattr(AttentionSpec(), field) or 1
-            raise MhaError(f"{option} {text!r} is not a whole number; e.g. {option} {example}") from None
+            raise MhaError(
+                f"{option} {text!r} is not a whole number; e.g. {option} {example}"
+            ) from None
     if field == "dropout":
         try:
             return float(text)
         except ValueError:
-            raise MhaError(f"{option} {text!r} is not a number; give a probability in [0, 1), e.g. 0.1") from None
+            raise MhaError(
+                f"{option} {text!r} is not a number; give a probability in [0, 1), e.g. 0.1"
+            ) from None
     return text
 
 
@@ -208,7 +214,7 @@ def _coerce_valid_lens(value: Any, wrong: Any) -> ValidLens:
         isinstance(row, list | tuple) and all(_is_int(v) for v in row) for row in value
     ):
         return tuple(tuple(row) for row in value)
-    raise wrong("a list of whole numbers, a list of such lists, or \"none\"")
+    raise wrong('a list of whole numbers, a list of such lists, or "none"')
 
 
 def _is_int(value: Any) -> bool:

@@ -42,7 +42,11 @@ def head_slices(spec: AttentionSpec) -> list[tuple[str, tuple[int, int], str]]:
     d = spec.head_dim
     group = spec.heads // spec.num_kv_heads
     shared = f", shared by {group} query heads" if group > 1 else ""
-    kv_rows = f"rows j*{d}..j*{d}+{d - 1} of kv head j = i // {group}" if group > 1 else f"rows i*{d}..i*{d}+{d - 1}"
+    kv_rows = (
+        f"rows j*{d}..j*{d}+{d - 1} of kv head j = i // {group}"
+        if group > 1
+        else f"rows i*{d}..i*{d}+{d - 1}"
+    )
     slices = [
         ("W_q", (d, spec.q_size), f"rows i*{d}..i*{d}+{d - 1}"),
         ("W_k", (d, spec.k_size), kv_rows + shared),
@@ -106,7 +110,11 @@ def _notes(spec: AttentionSpec, attention: torch.Tensor | None) -> list[str]:
         )
     if spec.dropout > 0:
         keep = 1 / (1 - spec.dropout)
-        action = "is applied (--train)" if spec.train else "is inactive: eval mode, as d2l's attention.eval()"
+        action = (
+            "is applied (--train)"
+            if spec.train
+            else "is inactive: eval mode, as d2l's attention.eval()"
+        )
         notes.append(
             f"dropout {spec.dropout:g} {action}; in training it zeroes each attention weight with "
             f"probability {spec.dropout:g} and scales the others by {keep:.4g}"
@@ -125,8 +133,10 @@ def _notes(spec: AttentionSpec, attention: torch.Tensor | None) -> list[str]:
             if spec.inputs == "ones"
             else "the heads see scores that are equal across keys"
         )
-        notes.append(f"all {spec.heads} heads have the same weights: {why} (seed Q3); "
-                     "use --inputs randn to see the heads differ")
+        notes.append(
+            f"all {spec.heads} heads have the same weights: {why} (seed Q3); "
+            "use --inputs randn to see the heads differ"
+        )
     return notes
 
 

@@ -95,7 +95,11 @@ def _check_valid_lens(spec: AttentionSpec) -> None:
                 f"{spec.queries} lengths (queries), separated by ';'"
             )
     elif len(lens) != spec.batch:
-        source = f"--valid-lens {given}" if "valid_lens" in spec.explicit else f"the default --valid-lens {given} (the chapter's)"
+        source = (
+            f"--valid-lens {given}"
+            if "valid_lens" in spec.explicit
+            else f"the default --valid-lens {given} (the chapter's)"
+        )
         raise MhaError(
             f"{source} has {len(lens)} entries but the batch has {spec.batch} examples; "
             f"give one length per example (e.g. {','.join([str(spec.kv)] * spec.batch)}) or none"

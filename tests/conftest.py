@@ -15,7 +15,11 @@ GOLDEN = Path(__file__).parent / "golden"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--update-goldens", action="store_true", help="rewrite tests/golden/* from the current output")
+    parser.addoption(
+        "--update-goldens",
+        action="store_true",
+        help="rewrite tests/golden/* from the current output",
+    )
 
 
 @pytest.fixture
@@ -29,7 +33,9 @@ def cli(runner: CliRunner):
     from mha_cli.cli import app
 
     def invoke(*args: str):
-        return runner.invoke(app, list(args), env={"COLUMNS": "160", "NO_COLOR": "1", "MHA_DEBUG": ""})
+        return runner.invoke(
+            app, list(args), env={"COLUMNS": "160", "NO_COLOR": "1", "MHA_DEBUG": ""}
+        )
 
     return invoke
 
@@ -44,7 +50,9 @@ def golden(request: pytest.FixtureRequest):
         if update or not path.exists():
             path.write_text(text, encoding="utf-8")
             if not update:
-                pytest.fail(f"golden file {name} was missing and has been written; check it and rerun")
+                pytest.fail(
+                    f"golden file {name} was missing and has been written; check it and rerun"
+                )
         assert text == path.read_text(encoding="utf-8")
 
     return check

@@ -18,7 +18,7 @@ def einsum_attention(
     causal: bool,
     full_values: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Multi-head attention per head with einsum: returns output (b, q, H) and weights (b, h, q, k)."""
+    """Multi-head attention per head with einsum: output (b, q, H) and weights (b, h, q, k)."""
 
     def project(x: torch.Tensor, name: str) -> torch.Tensor:
         y = torch.einsum("bni,oi->bno", x, weights[f"{name}.weight"])
@@ -57,7 +57,7 @@ def additive_attention(
     weights: dict[str, torch.Tensor],
     valid_lens: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Additive scoring by explicit loops over queries and keys: output (b, q, v), weights (b, q, k)."""
+    """Additive scoring by loops over queries and keys: output (b, q, v), weights (b, q, k)."""
     b, nq, _ = queries.shape
     nk = keys.shape[1]
     q = queries @ weights["W_q.weight"].T  # (b, q, H)

@@ -34,9 +34,15 @@ def make_files(folder: Path) -> None:
     torch.save({"encoder.linear.weight": torch.zeros(3, 3)}, folder / "unknown_layout.pt")
     torch.save(torch.nn.MultiheadAttention(100, 5).state_dict(), folder / "mha100.pt")
     torch.save(torch.nn.MultiheadAttention(64, 4).state_dict(), folder / "mha64.pt")
-    torch.save({"queries": torch.zeros(2, 4, 100), "keys": torch.zeros(2, 6, 100)}, folder / "no_values.pt")
     torch.save(
-        {"queries": torch.zeros(2, 4, 100), "keys": torch.zeros(2, 6, 100), "values": torch.zeros(2, 6, 100)},
+        {"queries": torch.zeros(2, 4, 100), "keys": torch.zeros(2, 6, 100)}, folder / "no_values.pt"
+    )
+    torch.save(
+        {
+            "queries": torch.zeros(2, 4, 100),
+            "keys": torch.zeros(2, 6, 100),
+            "values": torch.zeros(2, 6, 100),
+        },
         folder / "inputs100.pt",
     )
     torch.save({"querys": torch.zeros(2, 4, 100)}, folder / "typo.pt")
@@ -57,29 +63,61 @@ CATALOGUE: list[tuple[list[str], int, str]] = [
     (["inspect", "--heads", "0"], 2, "--heads 0 must be a positive whole number"),
     # heads
     (["inspect", "--heads", "7"], 2, "heads that divide it: 1, 2, 4, 5, 10, 20, 25, 50, 100"),
-    (["inspect", "--kv-heads", "2"], 2, "--kv-heads 2: heads (5) is not a multiple of kv heads (2)"),
-    (["inspect", "--kv-heads", "1", "--value-mode", "full"], 2, "drop --kv-heads or use --value-mode split"),
-    (["inspect", "--score", "additive"], 2, "d2l's AdditiveAttention is single-head; use --heads 1"),
+    (
+        ["inspect", "--kv-heads", "2"],
+        2,
+        "--kv-heads 2: heads (5) is not a multiple of kv heads (2)",
+    ),
+    (
+        ["inspect", "--kv-heads", "1", "--value-mode", "full"],
+        2,
+        "drop --kv-heads or use --value-mode split",
+    ),
+    (
+        ["inspect", "--score", "additive"],
+        2,
+        "d2l's AdditiveAttention is single-head; use --heads 1",
+    ),
     # valid_lens
-    (["inspect", "--valid-lens", "3"], 2, "--valid-lens 3 has 1 entries but the batch has 2 examples"),
+    (
+        ["inspect", "--valid-lens", "3"],
+        2,
+        "--valid-lens 3 has 1 entries but the batch has 2 examples",
+    ),
     (["inspect", "--batch", "3"], 2, "the default --valid-lens 3,2 (the chapter's) has 2 entries"),
     (["inspect", "--valid-lens", "3,-1"], 2, "length -1 is outside 0..6"),
     (["inspect", "--valid-lens", "3,x"], 2, "--valid-lens '3,x' is not a list of whole numbers"),
-    (["inspect", "--valid-lens", "1,2;3,4"], 2, "2-D valid_lens must have 2 rows (batch) of 4 lengths"),
-    (["inspect", "--valid-lens", "7,2"], 2, "length 7 is outside 0..6 (there are 6 key-value pairs)"),
+    (
+        ["inspect", "--valid-lens", "1,2;3,4"],
+        2,
+        "2-D valid_lens must have 2 rows (batch) of 4 lengths",
+    ),
+    (
+        ["inspect", "--valid-lens", "7,2"],
+        2,
+        "length 7 is outside 0..6 (there are 6 key-value pairs)",
+    ),
     # dropout and choices
     (["inspect", "--dropout", "1"], 2, "--dropout 1.0 is outside [0, 1)"),
     (["inspect", "--dropout", "-0.1"], 2, "--dropout -0.1 is outside [0, 1)"),
     (["inspect", "--dropout", "half"], 2, "--dropout 'half' is not a number"),
     (["inspect", "--score", "dotproduct"], 2, "--score 'dotproduct' is not one of dot, additive"),
     (["inspect", "--value-mode", "whole"], 2, "--value-mode 'whole' is not one of split, full"),
-    (["inspect", "--dtype", "int8"], 2, "--dtype 'int8' is not one of float32, float64, float16, bfloat16"),
+    (
+        ["inspect", "--dtype", "int8"],
+        2,
+        "--dtype 'int8' is not one of float32, float64, float16, bfloat16",
+    ),
     (["inspect", "--device", "gpu"], 2, "--device 'gpu' is not one of cpu, meta, cuda"),
     (["inspect", "--format", "yaml"], 2, "'yaml' is not one of 'table', 'json', 'markdown'"),
     (["inspect", "--hedas", "5"], 2, "No such option: --hedas (Possible options: --heads"),
     (["frobnicate"], 2, "No such command 'frobnicate'"),
     # expectations
-    (["inspect", "--expect", "output=2,4,99"], 1, "expectation failed: output expected (2, 4, 99), got (2, 4, 100)"),
+    (
+        ["inspect", "--expect", "output=2,4,99"],
+        1,
+        "expectation failed: output expected (2, 4, 99), got (2, 4, 100)",
+    ),
     (["inspect", "--expect", "params=1"], 1, "params expected 1, got 40000"),
     (["inspect", "--expect", "output"], 2, "should be NAME=VALUE"),
     (["inspect", "--expect", "scorse=10,4,6"], 2, "did you mean 'scores'?"),
@@ -88,7 +126,11 @@ CATALOGUE: list[tuple[list[str], int, str]] = [
     (["inspect", "--config", "gpt3"], 2, "is neither a file nor a preset"),
     (["inspect", "--config", "{d}/missing.toml"], 2, "no such file"),
     (["inspect", "--config", "{d}/bad.toml"], 2, "is not valid TOML"),
-    (["inspect", "--config", "{d}/unknown_key.toml"], 2, "unknown key 'num_heads'; did you mean 'heads'?"),
+    (
+        ["inspect", "--config", "{d}/unknown_key.toml"],
+        2,
+        "unknown key 'num_heads'; did you mean 'heads'?",
+    ),
     (["inspect", "--config", "{d}/wrong_type.toml"], 2, "heads = 'five' should be a whole number"),
     # checkpoints
     (["inspect", "--weights", "{d}/missing.pt"], 2, "--weights {d}/missing.pt: no such file"),
@@ -96,16 +138,28 @@ CATALOGUE: list[tuple[list[str], int, str]] = [
     (["inspect", "--weights", "{d}/garbage.pt"], 2, "is not a file torch.load can read"),
     (["inspect", "--weights", "{d}/garbage.safetensors"], 2, "is not a safetensors file"),
     (["inspect", "--weights", "{d}/hostile.pt"], 2, "weights-only loading runs no code"),
-    (["inspect", "--weights", "{d}/unknown_layout.pt"], 2, "unknown checkpoint layout; found keys encoder.linear.weight"),
+    (
+        ["inspect", "--weights", "{d}/unknown_layout.pt"],
+        2,
+        "unknown checkpoint layout; found keys encoder.linear.weight",
+    ),
     (["inspect", "--weights", "{d}/mha100.pt", "--hiddens", "64"], 2, "--hiddens 64 contradicts"),
     (["inspect", "--weights", "{d}/mha100.pt", "--heads", "3"], 2, "--heads 3 does not fit"),
     (["inspect", "--weights", "{d}/notes.txt"], 2, "unsupported file type '.txt'"),
     # inputs files
     (["inspect", "--inputs", "{d}/no_values.pt"], 2, "no tensor 'values'"),
     (["inspect", "--inputs", "{d}/typo.pt"], 2, "did you mean 'queries'?"),
-    (["inspect", "--inputs", "{d}/inputs100.pt", "--weights", "{d}/mha64.pt", "--heads", "4"], 2, "contradicts"),
+    (
+        ["inspect", "--inputs", "{d}/inputs100.pt", "--weights", "{d}/mha64.pt", "--heads", "4"],
+        2,
+        "contradicts",
+    ),
     # outputs
-    (["inspect", "--export", "{d}/out.npz"], 2, "--export {d}/out.npz: unsupported file type '.npz'"),
+    (
+        ["inspect", "--export", "{d}/out.npz"],
+        2,
+        "--export {d}/out.npz: unsupported file type '.npz'",
+    ),
     (["inspect", "--export", "{d}/nowhere/out.pt"], 2, "folder {d}/nowhere does not exist"),
     (["inspect", "--device", "meta", "--export", "{d}/out.pt"], 2, "use --device cpu"),
     (["heatmap", "--out", "{d}/grid.jpg"], 2, "use .png, .svg or .pdf"),
@@ -113,7 +167,11 @@ CATALOGUE: list[tuple[list[str], int, str]] = [
     (["heatmap", "--device", "meta"], 2, "heatmaps need computed weights"),
     (["heatmap", "--dpi", "0"], 2, "--dpi"),
     # reshapes
-    (["reshape", "--shape", "2,1,10", "--to", "1,1,3,10"], 2, "cannot reshape (2, 1, 10) (20 elements) to (1, 1, 3, 10) (30 elements)"),
+    (
+        ["reshape", "--shape", "2,1,10", "--to", "1,1,3,10"],
+        2,
+        "cannot reshape (2, 1, 10) (20 elements) to (1, 1, 3, 10) (30 elements)",
+    ),
     (["reshape", "--to", "1,-1,-1,10"], 2, "more than one -1"),
     (["reshape", "--shape", "2,1,x"], 2, "--shape '2,1,x' is not a shape"),
     # too large for real tensors
@@ -129,7 +187,9 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("args", "code", "fragment"), CATALOGUE, ids=[" ".join(c[0]) for c in CATALOGUE])
+@pytest.mark.parametrize(
+    ("args", "code", "fragment"), CATALOGUE, ids=[" ".join(c[0]) for c in CATALOGUE]
+)
 def test_catalogue(cli, folder, args, code, fragment):
     args = [a.replace("{d}", str(folder)) for a in args]
     result = cli(*args)
@@ -179,9 +239,15 @@ def test_installed_command_prints_one_line_and_no_traceback(tmp_path):
     mha = Path(sys.executable).parent / "mha"
     env = {**os.environ, "NO_COLOR": "1"}
     env.pop("MHA_DEBUG", None)
-    out = subprocess.run([str(mha), "inspect", "--heads", "7"], capture_output=True, text=True, env=env)
+    out = subprocess.run(
+        [str(mha), "inspect", "--heads", "7"], capture_output=True, text=True, env=env
+    )
     assert out.returncode == 2
     assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
-    debug = subprocess.run([str(mha), "inspect", "--heads", "7"], capture_output=True, text=True,
-                           env={**env, "MHA_DEBUG": "1"})
+    debug = subprocess.run(
+        [str(mha), "inspect", "--heads", "7"],
+        capture_output=True,
+        text=True,
+        env={**env, "MHA_DEBUG": "1"},
+    )
     assert "Traceback" in debug.stderr  # tracebacks stay available for real bugs

@@ -1,14 +1,13 @@
-"""`--weights`, `--inputs` and `--export` end to end, checked against torch.nn.MultiheadAttention."""
+"""`--weights`, `--inputs` and `--export` end to end, against torch.nn.MultiheadAttention."""
 
 from __future__ import annotations
 
 import json
 
+import d2l_reference as d2l
 import pytest
 import safetensors.torch
 import torch
-
-import d2l_reference as d2l
 
 
 def torch_mha_checkpoint(bias: bool) -> torch.nn.MultiheadAttention:
@@ -44,8 +43,19 @@ def test_torch_checkpoint_inputs_and_export_match_torch(cli, tmp_path, weights_e
     torch.save(inputs, tmp_path / "inputs.pt")
     export = tmp_path / "export.safetensors"
 
-    result = cli("inspect", "--weights", str(weights), "--inputs", str(tmp_path / "inputs.pt"),
-                 "--heads", "5", "--export", str(export), "--format", "json")
+    result = cli(
+        "inspect",
+        "--weights",
+        str(weights),
+        "--inputs",
+        str(tmp_path / "inputs.pt"),
+        "--heads",
+        "5",
+        "--export",
+        str(export),
+        "--format",
+        "json",
+    )
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     assert document["spec"]["bias"] is bias  # read from the checkpoint, not given
@@ -54,8 +64,12 @@ def test_torch_checkpoint_inputs_and_export_match_torch(cli, tmp_path, weights_e
     padding = torch.arange(6)[None, :] >= inputs["valid_lens"][:, None]
     with torch.no_grad():
         expected, expected_weights = layer(
-            inputs["queries"], inputs["keys"], inputs["values"], key_padding_mask=padding,
-            need_weights=True, average_attn_weights=False,
+            inputs["queries"],
+            inputs["keys"],
+            inputs["values"],
+            key_padding_mask=padding,
+            need_weights=True,
+            average_attn_weights=False,
         )
     torch.testing.assert_close(exported["output"], expected, atol=1e-5, rtol=0)
     torch.testing.assert_close(exported["attention_weights"], expected_weights, atol=1e-5, rtol=0)
@@ -66,12 +80,30 @@ def test_torch_checkpoint_inputs_and_export_match_torch(cli, tmp_path, weights_e
 
 def test_d2l_checkpoint_gives_every_size(cli, tmp_path):
     torch.manual_seed(0)
-    reference = d2l.MultiHeadAttention(key_size=6, query_size=10, value_size=8, num_hiddens=24, num_heads=4, dropout=0)
+    reference = d2l.MultiHeadAttention(
+        key_size=6, query_size=10, value_size=8, num_hiddens=24, num_heads=4, dropout=0
+    )
     torch.save(reference.state_dict(), tmp_path / "d2l.pt")
-    result = cli("inspect", "--weights", str(tmp_path / "d2l.pt"), "--heads", "4", "--valid-lens", "none",
-                 "--format", "json", "--export", str(tmp_path / "out.pt"))
+    result = cli(
+        "inspect",
+        "--weights",
+        str(tmp_path / "d2l.pt"),
+        "--heads",
+        "4",
+        "--valid-lens",
+        "none",
+        "--format",
+        "json",
+        "--export",
+        str(tmp_path / "out.pt"),
+    )
     spec = json.loads(result.stdout)["spec"]
-    assert (spec["query_size"], spec["key_size"], spec["value_size"], spec["hiddens"]) == (10, 6, 8, 24)
+    assert (spec["query_size"], spec["key_size"], spec["value_size"], spec["hiddens"]) == (
+        10,
+        6,
+        8,
+        24,
+    )
     exported = torch.load(tmp_path / "out.pt", weights_only=True)
     with torch.no_grad():
         expected = reference(exported["queries"], exported["keys"], exported["values"], None)
@@ -80,7 +112,9 @@ def test_d2l_checkpoint_gives_every_size(cli, tmp_path):
 
 def test_option_contradicting_the_checkpoint_is_refused(cli, tmp_path):
     torch.save(torch_mha_checkpoint(False).state_dict(), tmp_path / "mha.pt")
-    result = cli("inspect", "--weights", str(tmp_path / "mha.pt"), "--hiddens", "60", "--heads", "5")
+    result = cli(
+        "inspect", "--weights", str(tmp_path / "mha.pt"), "--hiddens", "60", "--heads", "5"
+    )
     assert result.exit_code == 2
     assert "--hiddens 60 contradicts" in result.output
     assert "hiddens = 100" in result.output

@@ -8,12 +8,12 @@ import matplotlib.image
 import numpy as np
 import pytest
 import torch
+from oracles import einsum_attention
 
 from mha_cli.plot_data import heatmap_data
 from mha_cli.render.heatmap import compose_grid
 from mha_cli.run import run_attention
 from mha_cli.spec import AttentionSpec
-from oracles import einsum_attention
 
 
 def test_no_options_writes_one_png_here_and_prints_its_path(cli, tmp_path, monkeypatch):
@@ -51,14 +51,24 @@ def test_plotted_numbers_are_the_layer_weights_and_the_oracle_weights():
 
     state = make_layer(spec).state_dict()
     lens = torch.tensor(spec.valid_lens)
-    _, expected = einsum_attention(trace.tensors["queries"], trace.tensors["keys"], trace.tensors["values"],
-                                   state, 5, 5, lens, causal=True)
+    _, expected = einsum_attention(
+        trace.tensors["queries"],
+        trace.tensors["keys"],
+        trace.tensors["values"],
+        state,
+        5,
+        5,
+        lens,
+        causal=True,
+    )
     np.testing.assert_allclose(data.weights, expected.numpy(), atol=1e-6)
     expected_mask = (np.arange(6)[None, None, :] >= lens.numpy()[:, :, None]) | (
         np.arange(6)[None, None, :] > np.arange(4)[None, :, None]
     )
     assert np.array_equal(data.masked, np.broadcast_to(expected_mask[:, None], (2, 5, 4, 6)))
-    assert grid.mask.sum() > data.masked.sum()  # masked cells and separators are masked in the image
+    assert (
+        grid.mask.sum() > data.masked.sum()
+    )  # masked cells and separators are masked in the image
 
 
 def test_ones_inputs_say_why_every_head_looks_the_same(cli, tmp_path):
@@ -72,7 +82,9 @@ def test_export_saves_the_plotted_numbers(cli, tmp_path):
     export = tmp_path / "weights.pt"
     assert cli("heatmap", "--out", str(tmp_path / "a.png"), "--export", str(export)).exit_code == 0
     exported = torch.load(export, weights_only=True)["attention_weights"]
-    np.testing.assert_array_equal(exported.numpy(), heatmap_data(run_attention(AttentionSpec())).weights)
+    np.testing.assert_array_equal(
+        exported.numpy(), heatmap_data(run_attention(AttentionSpec())).weights
+    )
 
 
 def test_terminal_rendering_needs_no_file(cli, tmp_path, monkeypatch):
@@ -104,15 +116,43 @@ def test_reshape_answers_the_book_question(cli):
     folded = cli("reshape", "--shape", "2,1,10", "--to", "1,1,2,10")
     assert folded.exit_code == 0
     assert "folded" in folded.stdout and "use (2, 1, 1, 10)" in folded.stdout
-    ok = json.loads(cli("reshape", "--shape", "2,1,10", "--to", "2,1,1,10", "--format", "json").stdout)
+    ok = json.loads(
+        cli("reshape", "--shape", "2,1,10", "--to", "2,1,1,10", "--format", "json").stdout
+    )
     assert (ok["schema"], ok["verdict"]) == ("mha.reshape", "ok")
 
 
 def test_reshape_flags_the_wrong_head_unfold(cli):
-    wrong = json.loads(cli("reshape", "--shape", "10,4,6", "--axes", "(batch heads),queries,keys",
-                           "--batch", "2", "--to", "5,2,4,6", "--format", "json").stdout)
-    right = json.loads(cli("reshape", "--shape", "10,4,6", "--axes", "(batch heads),queries,keys",
-                           "--heads", "5", "--to", "2,5,4,6", "--format", "json").stdout)
+    wrong = json.loads(
+        cli(
+            "reshape",
+            "--shape",
+            "10,4,6",
+            "--axes",
+            "(batch heads),queries,keys",
+            "--batch",
+            "2",
+            "--to",
+            "5,2,4,6",
+            "--format",
+            "json",
+        ).stdout
+    )
+    right = json.loads(
+        cli(
+            "reshape",
+            "--shape",
+            "10,4,6",
+            "--axes",
+            "(batch heads),queries,keys",
+            "--heads",
+            "5",
+            "--to",
+            "2,5,4,6",
+            "--format",
+            "json",
+        ).stdout
+    )
     assert wrong["verdict"] == "mixed" and wrong["suggested_shape"] == [2, 5, 4, 6]
     assert right["verdict"] == "ok"
 
@@ -120,7 +160,9 @@ def test_reshape_flags_the_wrong_head_unfold(cli):
 def test_reshape_with_a_different_element_count_exits_2(cli):
     result = cli("reshape", "--shape", "2,1,10", "--to", "1,1,3,10")
     assert result.exit_code == 2
-    assert result.stderr.startswith("mha: cannot reshape (2, 1, 10) (20 elements) to (1, 1, 3, 10) (30 elements)")
+    assert result.stderr.startswith(
+        "mha: cannot reshape (2, 1, 10) (20 elements) to (1, 1, 3, 10) (30 elements)"
+    )
 
 
 def test_reshape_render_draws_both_layouts(cli, tmp_path):

@@ -59,7 +59,11 @@ def test_json_has_a_versioned_schema_and_every_stage(cli):
     assert (document["schema"], document["version"]) == ("mha.inspect", 1)
     assert [(s["name"], s["shape"]) for s in document["stages"]] == CHAPTER_STAGES
     wq = document["stages"][4]
-    assert (wq["params"], wq["flops"], wq["bytes"]) == (100 * 100, 2 * 2 * 4 * 100 * 100, 2 * 4 * 100 * 4)
+    assert (wq["params"], wq["flops"], wq["bytes"]) == (
+        100 * 100,
+        2 * 2 * 4 * 100 * 100,
+        2 * 4 * 100 * 4,
+    )
     assert document["summary"]["head_dim"] == 20
     assert document["summary"]["total_params"] == 4 * 100 * 100
     assert document["summary"]["output_shape"] == [2, 4, 100]
@@ -78,7 +82,10 @@ def test_markdown_is_a_pipe_table(cli):
     assert result.exit_code == 0
     lines = result.output.splitlines()
     assert lines[0].startswith("| # | stage | d2l code | shape |")
-    assert "| `queries.fold` | `X.reshape(-1, X.shape[2], X.shape[3])` | (10, 4, 20) |" in result.output
+    assert (
+        "| `queries.fold` | `X.reshape(-1, X.shape[2], X.shape[3])` | (10, 4, 20) |"
+        in result.output
+    )
 
 
 def test_expect_passes_and_fails_with_exit_codes(cli):
@@ -86,7 +93,12 @@ def test_expect_passes_and_fails_with_exit_codes(cli):
     result = cli("inspect", "--expect", "output=2,4,99")
     assert result.exit_code == 1
     assert "expectation failed: output expected (2, 4, 99), got (2, 4, 100)" in result.output
-    assert cli("inspect", "--expect", "params=40000", "--expect", "attention_weights=2,5,4,6").exit_code == 0
+    assert (
+        cli(
+            "inspect", "--expect", "params=40000", "--expect", "attention_weights=2,5,4,6"
+        ).exit_code
+        == 0
+    )
 
 
 def test_heads_that_do_not_divide_hiddens_name_the_ones_that_do(cli):
@@ -129,7 +141,9 @@ def test_ones_inputs_explain_identical_heads(cli):
 
 
 def test_config_preset_and_override(cli):
-    result = cli("inspect", "--config", "bert-base", "--queries", "8", "--kv", "8", "--format", "json")
+    result = cli(
+        "inspect", "--config", "bert-base", "--queries", "8", "--kv", "8", "--format", "json"
+    )
     spec = json.loads(result.output)["spec"]
     assert (spec["hiddens"], spec["heads"], spec["queries"], spec["bias"]) == (768, 12, 8, True)
 
@@ -154,7 +168,9 @@ def test_meta_device_long_context_counts_without_allocating(cli):
     assert result.exit_code == 0, result.output
     document = json.loads(result.output)
     t, hidden, kv_hidden, heads, d = 131072, 8192, 1024, 64, 128
-    expected_flops = 2 * 2 * t * hidden * hidden + 2 * 2 * t * hidden * kv_hidden + 2 * 2 * heads * t * t * d
+    expected_flops = (
+        2 * 2 * t * hidden * hidden + 2 * 2 * t * hidden * kv_hidden + 2 * 2 * heads * t * t * d
+    )
     assert document["summary"]["total_flops"] == expected_flops
     assert document["summary"]["total_params"] == 2 * hidden * hidden + 2 * hidden * kv_hidden
     assert document["summary"]["output_shape"] == [1, t, hidden]
@@ -164,9 +180,14 @@ def test_meta_device_long_context_counts_without_allocating(cli):
     assert "not computed" in cli("inspect", "--config", "gqa-long").output
 
 
-@pytest.mark.parametrize("options", [[], ["--kv-heads", "1", "--causal", "--bias"], ["--value-mode", "full"]])
+@pytest.mark.parametrize(
+    "options", [[], ["--kv-heads", "1", "--causal", "--bias"], ["--value-mode", "full"]]
+)
 def test_meta_and_cpu_agree_on_every_shape_and_count(cli, options):
-    runs = [json.loads(cli("inspect", "--format", "json", "--device", d, *options).output) for d in ("cpu", "meta")]
+    runs = [
+        json.loads(cli("inspect", "--format", "json", "--device", d, *options).output)
+        for d in ("cpu", "meta")
+    ]
     keys = ("name", "shape", "axes", "params", "flops", "bytes")
     cpu, meta = ([{k: s[k] for k in keys} for s in run["stages"]] for run in runs)
     assert cpu == meta

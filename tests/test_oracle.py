@@ -5,16 +5,16 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import d2l_reference as d2l
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from oracles import additive_attention, einsum_attention
 from torch.utils.flop_counter import FlopCounterMode
 
-import d2l_reference as d2l
 from mha_cli.run import Recorder, make_layer, run_attention
 from mha_cli.spec import AttentionSpec
-from oracles import additive_attention, einsum_attention
 
 ATOL = 1e-5
 

@@ -17,16 +17,36 @@ DEFAULT_NAME = "attention.png"
 
 OUT = Annotated[
     Path | None,
-    typer.Option("--out", "-o", help=f"image file (.png, .svg, .pdf) or folder [default: ./{DEFAULT_NAME}]", show_default=False),
+    typer.Option(
+        "--out",
+        "-o",
+        help=f"image file (.png, .svg, .pdf) or folder [default: ./{DEFAULT_NAME}]",
+        show_default=False,
+    ),
 ]
-PER_HEAD = Annotated[bool, typer.Option("--per-head", help="one file per (example, head) in the --out folder")]
+PER_HEAD = Annotated[
+    bool, typer.Option("--per-head", help="one file per (example, head) in the --out folder")
+]
 DPI = Annotated[int, typer.Option("--dpi", help="resolution of PNG images", min=10, max=1200)]
-ANNOTATE = Annotated[bool, typer.Option("--annotate", help="print each weight in its cell (panels up to 16 x 16)")]
-TERMINAL = Annotated[bool, typer.Option("--terminal", help="draw the grid in the terminal instead of a file (unless --out is given)")]
-IMAGE_FORMAT = Annotated[str, typer.Option("--image-format", help="format of --per-head files: png, svg or pdf")]
+ANNOTATE = Annotated[
+    bool, typer.Option("--annotate", help="print each weight in its cell (panels up to 16 x 16)")
+]
+TERMINAL = Annotated[
+    bool,
+    typer.Option(
+        "--terminal", help="draw the grid in the terminal instead of a file (unless --out is given)"
+    ),
+]
+IMAGE_FORMAT = Annotated[
+    str, typer.Option("--image-format", help="format of --per-head files: png, svg or pdf")
+]
 EXPORT = Annotated[
     Path | None,
-    typer.Option("--export", help="save the plotted numbers, as `mha inspect --export` does", show_default=False),
+    typer.Option(
+        "--export",
+        help="save the plotted numbers, as `mha inspect --export` does",
+        show_default=False,
+    ),
 ]
 
 
@@ -56,7 +76,9 @@ def heatmap(
     for line in trace.summary.notes:
         note(f"note: {line}")
     if annotate and not render.annotate_allowed(data):
-        note("note: --annotate skipped: panels are larger than 16 x 16, too small to read numbers in")
+        note(
+            "note: --annotate skipped: panels are larger than 16 x 16, too small to read numbers in"
+        )
     if terminal:
         from mha_cli.render.terminal_heatmap import terminal_grid
 
@@ -68,10 +90,20 @@ def heatmap(
         return
     with _progress() as progress:
         if per_head:
-            written = render.render_per_head(data, out or Path("attention_heads"), fmt=image_format, dpi=dpi,
-                                             annotate=annotate, progress=progress)
+            written = render.render_per_head(
+                data,
+                out or Path("attention_heads"),
+                fmt=image_format,
+                dpi=dpi,
+                annotate=annotate,
+                progress=progress,
+            )
         else:
-            written = [render.render_grid(data, _grid_path(out), dpi=dpi, annotate=annotate, progress=progress)]
+            written = [
+                render.render_grid(
+                    data, _grid_path(out), dpi=dpi, annotate=annotate, progress=progress
+                )
+            ]
     for path in written:
         typer.echo(str(path))
 

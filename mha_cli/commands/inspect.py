@@ -17,21 +17,35 @@ from mha_cli.spec import AttentionSpec
 FORMAT = Annotated[Format, typer.Option("--format", "-f", help="table, json or markdown")]
 EXPECT = Annotated[
     list[str] | None,
-    typer.Option("--expect", "-e", help="assert a shape (output=2,4,100, scores=10,4,6) or a figure (params=40000); exit 1 if it fails; repeatable", show_default=False),
+    typer.Option(
+        "--expect",
+        "-e",
+        help="assert a shape (output=2,4,100, scores=10,4,6) or a figure (params=40000); "
+        "exit 1 if it fails; repeatable",
+        show_default=False,
+    ),
 ]
 EXPORT = Annotated[
     Path | None,
-    typer.Option("--export", help="save attention_weights (b, h, q, k), output and every stage's tensor to .pt or .safetensors", show_default=False),
+    typer.Option(
+        "--export",
+        help="save attention_weights (b, h, q, k), output and every stage's tensor "
+        "to .pt or .safetensors",
+        show_default=False,
+    ),
 ]
 
 
-def inspect(spec: AttentionSpec, fmt: FORMAT = Format.table, expect: EXPECT = None, export: EXPORT = None) -> None:
-    """Build the layer, run one forward pass, and print every stage: shape, axes, params, FLOPs, bytes."""
+def inspect(
+    spec: AttentionSpec, fmt: FORMAT = Format.table, expect: EXPECT = None, export: EXPORT = None
+) -> None:
+    """Build the layer, run one forward pass, print every stage: shape, axes, params, FLOPs."""
     from mha_cli.run import run_attention, tensors_for_export
-
     from mha_cli.tensor_files import check_export_path, save_tensors
 
-    expectations = [parse_expectation(text) for text in expect or []]  # bad ones fail before the run
+    expectations = [
+        parse_expectation(text) for text in expect or []
+    ]  # bad ones fail before the run
     if export is not None:
         check_export_path(export)
     trace = run_attention(spec)

@@ -80,8 +80,9 @@ def _format(extension: str, target: str) -> str:
     fmt = extension.lower().lstrip(".")
     if fmt not in FORMATS:
         shown = f"'.{fmt}'" if fmt else "no extension"
-        raise MhaError(f"cannot write {target}: {shown} is not an image format; "
-                       "use .png, .svg or .pdf")
+        raise MhaError(
+            f"cannot write {target}: {shown} is not an image format; use .png, .svg or .pdf"
+        )
     return fmt
 
 
@@ -161,8 +162,9 @@ def _wrap(text: str, width_in: float, points: float) -> list[str]:
     return [part for line in text.splitlines() for part in textwrap.wrap(line, chars) or [""]]
 
 
-def _layout(data: HeatmapData, grid_shape: tuple[int, int], dpi: int, annotate: bool,
-            note: str) -> _Layout:
+def _layout(
+    data: HeatmapData, grid_shape: tuple[int, int], dpi: int, annotate: bool, note: str
+) -> _Layout:
     _, _, q, k = data.weights.shape
     cell = _cell_inches(grid_shape, max(q, k), dpi, annotate)
     image_w, image_h = grid_shape[1] * cell, grid_shape[0] * cell
@@ -180,8 +182,17 @@ def _layout(data: HeatmapData, grid_shape: tuple[int, int], dpi: int, annotate: 
     def whole(inches: float) -> float:  # the image's edges on pixel boundaries
         return round(inches * dpi) / dpi
 
-    return _Layout(cell, image_w, image_h, whole(fig_w), whole(bottom + image_h + top),
-                   whole(left), whole(bottom), title_lines, note_lines)
+    return _Layout(
+        cell,
+        image_w,
+        image_h,
+        whole(fig_w),
+        whole(bottom + image_h + top),
+        whole(left),
+        whole(bottom),
+        title_lines,
+        note_lines,
+    )
 
 
 def _tick_step(cell_in: float, count: int, label_in: float) -> int:
@@ -200,8 +211,9 @@ def _ticks(count: int, panels: int, offset: int, step: int) -> tuple[list[int], 
     return positions, [str(i) for i in inner] * panels
 
 
-def _label_panels(ax: Axes, data: HeatmapData, ids: tuple[list[int], list[int]],
-                  cell: float) -> None:
+def _label_panels(
+    ax: Axes, data: HeatmapData, ids: tuple[list[int], list[int]], cell: float
+) -> None:
     """Integer ticks per panel, "head h" above each column, "example b" right of each row."""
     _, _, q, k = data.weights.shape
     gap = separator_cells(data)
@@ -213,13 +225,27 @@ def _label_panels(ax: Axes, data: HeatmapData, ids: tuple[list[int], list[int]],
     ax.set_xlabel(data.key_label, fontsize=10)
     ax.set_ylabel(data.query_label, fontsize=10)
     for i, head in enumerate(ids[1]):
-        ax.annotate(f"head {head}", (i * (k + gap) + (k - 1) / 2, 1),
-                    xycoords=ax.get_xaxis_transform(), xytext=(0, 4), textcoords="offset points",
-                    ha="center", va="bottom", fontsize=10)
+        ax.annotate(
+            f"head {head}",
+            (i * (k + gap) + (k - 1) / 2, 1),
+            xycoords=ax.get_xaxis_transform(),
+            xytext=(0, 4),
+            textcoords="offset points",
+            ha="center",
+            va="bottom",
+            fontsize=10,
+        )
     for i, example in enumerate(ids[0]):
-        ax.annotate(f"example {example}", (1, i * (q + gap) + (q - 1) / 2),
-                    xycoords=ax.get_yaxis_transform(), xytext=(6, 0), textcoords="offset points",
-                    ha="left", va="center", fontsize=10)
+        ax.annotate(
+            f"example {example}",
+            (1, i * (q + gap) + (q - 1) / 2),
+            xycoords=ax.get_yaxis_transform(),
+            xytext=(6, 0),
+            textcoords="offset points",
+            ha="left",
+            va="center",
+            fontsize=10,
+        )
 
 
 def _panel_boxes(ax: Axes, data: HeatmapData) -> None:
@@ -232,10 +258,21 @@ def _panel_boxes(ax: Axes, data: HeatmapData) -> None:
             rows, cols = panel_slices(data, example, head)
             xy = (cols.start - 0.5, rows.start - 0.5)
             if data.masked[example, head].any():
-                ax.add_patch(Rectangle(xy, k, q, facecolor=MASK_FACE, hatch="////",
-                                       hatchcolor=MASK_HATCH, linewidth=0, zorder=0))
-            ax.add_patch(Rectangle(xy, k, q, fill=False, edgecolor="#555555", linewidth=0.6,
-                                   zorder=3))
+                ax.add_patch(
+                    Rectangle(
+                        xy,
+                        k,
+                        q,
+                        facecolor=MASK_FACE,
+                        hatch="////",
+                        hatchcolor=MASK_HATCH,
+                        linewidth=0,
+                        zorder=0,
+                    )
+                )
+            ax.add_patch(
+                Rectangle(xy, k, q, fill=False, edgecolor="#555555", linewidth=0.6, zorder=3)
+            )
 
 
 def _rgba(grid: np.ma.MaskedArray, vmax: float) -> np.ndarray:
@@ -259,8 +296,16 @@ def _annotate_cells(ax: Axes, grid: np.ma.MaskedArray, vmax: float, cell: float)
     size = min(9.0, cell * 72 * 0.32)
     for row, col in zip(*np.nonzero(~np.ma.getmaskarray(grid)), strict=True):
         value = float(grid.data[row, col])
-        ax.text(col, row, f"{value:.2f}", ha="center", va="center", fontsize=size,
-                color="black" if value / vmax > 0.55 else "white", zorder=2)
+        ax.text(
+            col,
+            row,
+            f"{value:.2f}",
+            ha="center",
+            va="center",
+            fontsize=size,
+            color="black" if value / vmax > 0.55 else "white",
+            zorder=2,
+        )
 
 
 def _footer(fig: Figure, data: HeatmapData, layout: _Layout) -> None:
@@ -270,16 +315,44 @@ def _footer(fig: Figure, data: HeatmapData, layout: _Layout) -> None:
     x = 0.2 / layout.fig_w
     y = NOTE_LINE_IN * len(layout.note_lines) + 0.1
     if data.masked.any():
-        patch = Patch(facecolor=MASK_FACE, hatch="////", hatchcolor=MASK_HATCH,
-                      edgecolor="#555555", linewidth=0.6, label=MASK_LABEL)
-        fig.legend(handles=[patch], loc="lower left", bbox_to_anchor=(x, y / layout.fig_h),
-                   frameon=False, fontsize=9, borderaxespad=0, handlelength=2.2)
-    fig.text(x, 0.08 / layout.fig_h, "\n".join(layout.note_lines), fontsize=8, color="#333333",
-             ha="left", va="bottom")
+        patch = Patch(
+            facecolor=MASK_FACE,
+            hatch="////",
+            hatchcolor=MASK_HATCH,
+            edgecolor="#555555",
+            linewidth=0.6,
+            label=MASK_LABEL,
+        )
+        fig.legend(
+            handles=[patch],
+            loc="lower left",
+            bbox_to_anchor=(x, y / layout.fig_h),
+            frameon=False,
+            fontsize=9,
+            borderaxespad=0,
+            handlelength=2.2,
+        )
+    fig.text(
+        x,
+        0.08 / layout.fig_h,
+        "\n".join(layout.note_lines),
+        fontsize=8,
+        color="#333333",
+        ha="left",
+        va="bottom",
+    )
 
 
-def _figure(data: HeatmapData, ids: tuple[list[int], list[int]], vmax: float, *, fmt: str,
-            dpi: int, annotate: bool, scope: str = "panels") -> Figure:
+def _figure(
+    data: HeatmapData,
+    ids: tuple[list[int], list[int]],
+    vmax: float,
+    *,
+    fmt: str,
+    dpi: int,
+    annotate: bool,
+    scope: str = "panels",
+) -> Figure:
     """One Figure, one image Axes, one colorbar; nothing registered with pyplot."""
     import matplotlib
     from matplotlib.cm import ScalarMappable
@@ -288,12 +361,20 @@ def _figure(data: HeatmapData, ids: tuple[list[int], list[int]], vmax: float, *,
 
     grid = compose_grid(data)
     # `scope` is "panels" for the grid, "files" for per-head files (one scale across all files).
-    note = (f"One colour scale, 0 to {vmax:.3g}, is shared by all {scope}, so colours compare "
-            "across heads; d2l's show_heatmaps scales each panel separately under one colorbar.")
+    note = (
+        f"One colour scale, 0 to {vmax:.3g}, is shared by all {scope}, so colours compare "
+        "across heads; d2l's show_heatmaps scales each panel separately under one colorbar."
+    )
     lay = _layout(data, grid.shape, dpi, annotate, note)
     fig = Figure(figsize=(lay.fig_w, lay.fig_h), dpi=dpi)
-    ax = fig.add_axes((lay.left / lay.fig_w, lay.bottom / lay.fig_h,
-                       lay.image_w / lay.fig_w, lay.image_h / lay.fig_h))
+    ax = fig.add_axes(
+        (
+            lay.left / lay.fig_w,
+            lay.bottom / lay.fig_h,
+            lay.image_w / lay.fig_w,
+            lay.image_h / lay.fig_h,
+        )
+    )
     whole_pixels = lay.cell * dpi >= 1
     interpolation = "none" if fmt != "png" else ("nearest" if whole_pixels else "antialiased")
     ax.imshow(_rgba(grid, vmax), interpolation=interpolation, aspect="equal", zorder=1)
@@ -304,15 +385,21 @@ def _figure(data: HeatmapData, ids: tuple[list[int], list[int]], vmax: float, *,
     if annotate and annotate_allowed(data):
         _annotate_cells(ax, grid, vmax, lay.cell)
     cbar_h = min(max(lay.image_h, MIN_CBAR_IN), MAX_CBAR_IN)
-    cax = fig.add_axes(((lay.left + lay.image_w + ROW_LABELS_IN + CBAR_GAP_IN) / lay.fig_w,
-                        (lay.bottom + (lay.image_h - cbar_h) / 2) / lay.fig_h,
-                        CBAR_W_IN / lay.fig_w, cbar_h / lay.fig_h))
+    cax = fig.add_axes(
+        (
+            (lay.left + lay.image_w + ROW_LABELS_IN + CBAR_GAP_IN) / lay.fig_w,
+            (lay.bottom + (lay.image_h - cbar_h) / 2) / lay.fig_h,
+            CBAR_W_IN / lay.fig_w,
+            cbar_h / lay.fig_h,
+        )
+    )
     scale = ScalarMappable(Normalize(0, vmax), matplotlib.colormaps[CMAP])
     cbar = fig.colorbar(scale, cax=cax)
     cbar.ax.tick_params(labelsize=8)
     cbar.set_label(f"attention weight\n(shared by all {scope})", fontsize=9)
-    fig.text(0.5, 1 - 0.1 / lay.fig_h, "\n".join(lay.title_lines), ha="center", va="top",
-             fontsize=12)
+    fig.text(
+        0.5, 1 - 0.1 / lay.fig_h, "\n".join(lay.title_lines), ha="center", va="top", fontsize=12
+    )
     _footer(fig, data, lay)
     return fig
 
@@ -332,8 +419,9 @@ def _make_folder(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise MhaError(f"cannot create folder {folder}: {exc.strerror}; choose a writable path"
-                       ) from None
+        raise MhaError(
+            f"cannot create folder {folder}: {exc.strerror}; choose a writable path"
+        ) from None
 
 
 def _check_data(data: HeatmapData) -> None:
@@ -341,29 +429,49 @@ def _check_data(data: HeatmapData) -> None:
         raise MhaError(f"nothing to draw: attention weights have shape {data.weights.shape}")
 
 
-def render_grid(data: HeatmapData, path: Path, *, dpi: int = 100, annotate: bool = False,
-                progress: Progress | None = None) -> Path:
+def render_grid(
+    data: HeatmapData,
+    path: Path,
+    *,
+    dpi: int = 100,
+    annotate: bool = False,
+    progress: Progress | None = None,
+) -> Path:
     """Write the grid (examples down, heads across) to `path`; format from its extension."""
     path = Path(path)
     fmt = check_format(path)
     _check_data(data)
     b, h, _, _ = data.weights.shape
     # Slow cases: many cells, or a thousand and more printed numbers (texts are costly).
-    slow = data.weights.size > LARGE_CELLS or (annotate and annotate_allowed(data)
-                                               and data.weights.size > 1000)
+    slow = data.weights.size > LARGE_CELLS or (
+        annotate and annotate_allowed(data) and data.weights.size > 1000
+    )
     say = progress if progress is not None and slow else None
     if say:
         say(f"drawing {b * h} panels ({data.weights.size:,} cells)")
-    fig = _figure(data, (list(range(b)), list(range(h))), shared_vmax(data), fmt=fmt, dpi=dpi,
-                  annotate=annotate)
+    fig = _figure(
+        data,
+        (list(range(b)), list(range(h))),
+        shared_vmax(data),
+        fmt=fmt,
+        dpi=dpi,
+        annotate=annotate,
+    )
     if say:
         say(f"writing {path}")
     _save(fig, path, fmt, dpi)
     return path
 
 
-def render_per_head(data: HeatmapData, folder: Path, *, fmt: str = "png", dpi: int = 100,
-                    annotate: bool = False, progress: Progress | None = None) -> list[Path]:
+def render_per_head(
+    data: HeatmapData,
+    folder: Path,
+    *,
+    fmt: str = "png",
+    dpi: int = 100,
+    annotate: bool = False,
+    progress: Progress | None = None,
+) -> list[Path]:
     """One file per (example, head), `example{b}_head{h}.{fmt}`, all on the same colour scale."""
     folder = Path(folder)
     fmt = _format(fmt, f"per-head heatmaps into {folder}")
@@ -376,12 +484,16 @@ def render_per_head(data: HeatmapData, folder: Path, *, fmt: str = "png", dpi: i
         for head in range(h):
             if progress is not None and (b * h > PER_HEAD_QUIET or data.weights.size > LARGE_CELLS):
                 progress(f"writing heatmap {len(written) + 1} of {b * h}")
-            one = HeatmapData(data.weights[example:example + 1, head:head + 1],
-                              data.masked[example:example + 1, head:head + 1],
-                              f"{data.title}\nexample {example}, head {head}",
-                              data.query_label, data.key_label)
-            fig = _figure(one, ([example], [head]), vmax, fmt=fmt, dpi=dpi, annotate=annotate,
-                          scope="files")
+            one = HeatmapData(
+                data.weights[example : example + 1, head : head + 1],
+                data.masked[example : example + 1, head : head + 1],
+                f"{data.title}\nexample {example}, head {head}",
+                data.query_label,
+                data.key_label,
+            )
+            fig = _figure(
+                one, ([example], [head]), vmax, fmt=fmt, dpi=dpi, annotate=annotate, scope="files"
+            )
             path = folder / f"example{example}_head{head}.{fmt}"
             _save(fig, path, fmt, dpi)
             written.append(path)

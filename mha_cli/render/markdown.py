@@ -26,8 +26,21 @@ def report_markdown(report: Report) -> str:
             )
         )
     summary = report.summary
-    rows.append(("", "**total**", "", "", "", numbers.count(summary.total_params),
-                 numbers.count(summary.total_flops), numbers.size(summary.activation_bytes), ""))
-    table = "\n".join("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows)
+    rows.append(
+        (
+            "",
+            "**total**",
+            "",
+            "",
+            "",
+            numbers.count(summary.total_params),
+            numbers.count(summary.total_flops),
+            numbers.size(summary.activation_bytes),
+            "",
+        )
+    )
+    table = "\n".join(
+        "| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows
+    )
     notes = "\n".join(f"- {line.strip()}" for line in summary_lines(report) if line.strip())
     return f"{table}\n\n{notes}\n"

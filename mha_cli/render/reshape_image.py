@@ -29,8 +29,14 @@ FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 _MAX_TICKS = 12  # beyond this many rows, per-row tick labels become unreadable
 
 
-def render_layouts(weights: np.ndarray, layouts: list[tuple[int, ...]], path: Path, *,
-                   dpi: int = 100, axes: str | None = None) -> Path:
+def render_layouts(
+    weights: np.ndarray,
+    layouts: list[tuple[int, ...]],
+    path: Path,
+    *,
+    dpi: int = 100,
+    axes: str | None = None,
+) -> Path:
     """Write one image with every layout of `weights` side by side; returns `path`."""
     import numpy as np
     from matplotlib.figure import Figure
@@ -38,23 +44,30 @@ def render_layouts(weights: np.ndarray, layouts: list[tuple[int, ...]], path: Pa
     path = Path(path)
     fmt_name = FORMATS.get(path.suffix.lower())
     if fmt_name is None:
-        raise MhaError(f"cannot write {path}: unsupported format {path.suffix!r}; "
-                       "use .png, .svg or .pdf")
+        raise MhaError(
+            f"cannot write {path}: unsupported format {path.suffix!r}; use .png, .svg or .pdf"
+        )
     if not layouts:
         raise MhaError("no layout to draw; give at least one target shape such as 2,1,1,10")
     values = np.asarray(weights, dtype=float)
     expls = [explain_reshape(values.shape, layout, axes) for layout in layouts]
     for expl in expls:
         if len(expl.target_shape) != 4:
-            raise MhaError(f"cannot draw {fmt(expl.target_shape)}: show_heatmaps layouts have 4 "
-                           "axes (grid rows, grid columns, panel rows, panel columns)")
+            raise MhaError(
+                f"cannot draw {fmt(expl.target_shape)}: show_heatmaps layouts have 4 "
+                "axes (grid rows, grid columns, panel rows, panel columns)"
+            )
     # widths and heights follow the grids so that a cell is the same size in every layout
     widths = [e.target_shape[1] * e.target_shape[3] + 6 for e in expls]
     tallest = max(_height_units(e) for e in expls)
-    fig = Figure(figsize=(min(0.35 * sum(widths) + 1.5, 30), min(0.3 * tallest + 1.9, 30)),
-                 layout="constrained")
-    fig.suptitle(f"the same weights {fmt(values.shape)}, axes {expls[0].source_pattern}, in "
-                 f"{len(expls)} layouts as show_heatmaps draws them (shared colour scale)")
+    fig = Figure(
+        figsize=(min(0.35 * sum(widths) + 1.5, 30), min(0.3 * tallest + 1.9, 30)),
+        layout="constrained",
+    )
+    fig.suptitle(
+        f"the same weights {fmt(values.shape)}, axes {expls[0].source_pattern}, in "
+        f"{len(expls)} layouts as show_heatmaps draws them (shared colour scale)"
+    )
     subfigs = fig.subfigures(1, len(expls), width_ratios=widths, wspace=0.06, squeeze=False)[0]
     lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
     image: Any = None
@@ -71,12 +84,14 @@ def _height_units(expl: ReshapeExplanation) -> int:
     return expl.target_shape[0] * (expl.target_shape[2] + 2)  # a panel's rows plus its title
 
 
-def _draw_layout(sub: Any, grid: np.ndarray, expl: ReshapeExplanation,
-                 limits: tuple[float, float], tallest: int) -> Any:
+def _draw_layout(
+    sub: Any, grid: np.ndarray, expl: ReshapeExplanation, limits: tuple[float, float], tallest: int
+) -> Any:
     g0, g1, n_rows, _ = expl.target_shape
     colour = "darkgreen" if expl.verdict is Verdict.OK else "firebrick"
-    sub.suptitle(f"reshape{fmt(expl.target_shape)}\n{_caption(expl)}", color=colour,
-                 fontsize="medium")
+    sub.suptitle(
+        f"reshape{fmt(expl.target_shape)}\n{_caption(expl)}", color=colour, fontsize="medium"
+    )
     if expl.suggestion:
         sub.supxlabel(f"fix: {expl.suggestion}", fontsize="small", color=colour)
     # a spacer row below a short grid keeps it from being stretched to the tallest layout
@@ -117,8 +132,9 @@ def _caption(expl: ReshapeExplanation) -> str:
         extra = [p for p in expl.pieces[k] if p.axes[0] not in ("queries", "keys")]
         what = " x ".join(f"{p.size} {axis_word(p.axes[0], p.size)}" for p in extra)
         where, label = ("rows", "Queries") if k == 2 else ("columns", "Keys")
-        return (f"{verdict}: {what} share one panel's {where}\n"
-                f"(show_heatmaps labels them \"{label}\")")
+        return (
+            f'{verdict}: {what} share one panel\'s {where}\n(show_heatmaps labels them "{label}")'
+        )
     if expl.verdict is Verdict.MIXED:
         return f"{verdict}: panels mix {' and '.join(expl.pieces[0][0].axes)}"
     return f"{verdict}: see mha reshape"

@@ -17,21 +17,30 @@ _STYLE = {Verdict.OK: "bold green"}  # every other verdict is a warning
 
 def reshape_renderable(expl: ReshapeExplanation) -> RenderableType:
     """The table of target axes, then the verdict, the fix and where the elements go."""
-    table = Table(title=Text(f"{fmt(expl.source_shape)} -> {fmt(expl.target_shape)}"),
-                  caption=Text(f"source axes: {expl.source_pattern}"))
-    for header, justify in (("axis", "right"), ("size", "right"),
-                            ("show_heatmaps role", "left"), ("made of", "left")):
+    table = Table(
+        title=Text(f"{fmt(expl.source_shape)} -> {fmt(expl.target_shape)}"),
+        caption=Text(f"source axes: {expl.source_pattern}"),
+    )
+    for header, justify in (
+        ("axis", "right"),
+        ("size", "right"),
+        ("show_heatmaps role", "left"),
+        ("made of", "left"),
+    ):
         table.add_column(header, justify=justify)  # type: ignore[arg-type]
     for k, (size, role, words) in enumerate(
-            zip(expl.target_shape, expl.target_roles, expl.made_of, strict=True)):
+        zip(expl.target_shape, expl.target_roles, expl.made_of, strict=True)
+    ):
         style = "yellow" if "mixed" in words or "part of" in words else ""
         table.add_row(str(k), str(size), Text(role), Text(words, style=style))
-    verdict = Text.assemble((f"{expl.verdict.value}: ", _STYLE.get(expl.verdict, "bold yellow")),
-                            expl.message)
+    verdict = Text.assemble(
+        (f"{expl.verdict.value}: ", _STYLE.get(expl.verdict, "bold yellow")), expl.message
+    )
     parts: list[RenderableType] = [table, verdict]
     if expl.dropped:
-        parts.append(Text(f"size-1 axes with no place of their own: {', '.join(expl.dropped)}",
-                          style="dim"))
+        parts.append(
+            Text(f"size-1 axes with no place of their own: {', '.join(expl.dropped)}", style="dim")
+        )
     if expl.suggestion:
         parts.append(Text.assemble(("fix: ", "bold"), expl.suggestion))
     parts += [Text(line) for line in _panel_lines(expl)]
@@ -57,11 +66,19 @@ def _cell(text: str) -> str:
 
 def reshape_markdown(expl: ReshapeExplanation) -> str:
     """The same content as Markdown (a table, the verdict, the fix, the panels)."""
-    lines = [f"**{fmt(expl.source_shape)} -> {fmt(expl.target_shape)}** "
-             f"(source axes: `{expl.source_pattern}`)", "",
-             "| axis | size | show_heatmaps role | made of |", "| ---: | ---: | --- | --- |"]
-    lines += [f"| {k} | {n} | {_cell(role)} | {_cell(words)} |" for k, (n, role, words)
-              in enumerate(zip(expl.target_shape, expl.target_roles, expl.made_of, strict=True))]
+    lines = [
+        f"**{fmt(expl.source_shape)} -> {fmt(expl.target_shape)}** "
+        f"(source axes: `{expl.source_pattern}`)",
+        "",
+        "| axis | size | show_heatmaps role | made of |",
+        "| ---: | ---: | --- | --- |",
+    ]
+    lines += [
+        f"| {k} | {n} | {_cell(role)} | {_cell(words)} |"
+        for k, (n, role, words) in enumerate(
+            zip(expl.target_shape, expl.target_roles, expl.made_of, strict=True)
+        )
+    ]
     lines += ["", f"**{expl.verdict.value}**: {expl.message}"]
     if expl.dropped:
         lines += ["", f"size-1 axes with no place of their own: {', '.join(expl.dropped)}"]

@@ -49,9 +49,13 @@ def _params_line(report: Report) -> str:
     if not summary.params_depend_on_heads:
         return line + "; the same for any number of heads that divides num_hiddens"
     if report.spec["value_mode"] == "full":
-        return line + f"; full values make W_o {summary.num_heads} times wider (one H-wide block per head)"
+        return (
+            line
+            + f"; full values make W_o {summary.num_heads} times wider (one H-wide block per head)"
+        )
     return line + (
-        f"; W_k and W_v have kv_heads x head_dim = {summary.num_kv_heads * summary.head_dim} outputs, "
+        "; W_k and W_v have kv_heads x head_dim = "
+        f"{summary.num_kv_heads * summary.head_dim} outputs, "
         "so fewer key-value heads mean fewer parameters"
     )
 

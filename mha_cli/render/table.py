@@ -37,7 +37,10 @@ def stage_table(report: Report) -> Table:
             numbers.count(stage.params),
             numbers.count(stage.flops) if stage.flops else "",
             "view" if stage.view else numbers.size(stage.bytes),
-            Text(numbers.value_range(stage.value_range), style="dim" if stage.value_range is None else ""),
+            Text(
+                numbers.value_range(stage.value_range),
+                style="dim" if stage.value_range is None else "",
+            ),
         )
     return table
 
@@ -51,5 +54,9 @@ def _layer_name(spec: dict) -> str:  # type: ignore[type-arg]
     if spec["score"] == "additive":
         return "AdditiveAttention"
     if spec["kv_heads"] != spec["heads"]:
-        return "MultiHeadAttention (grouped-query)" if spec["kv_heads"] > 1 else "MultiHeadAttention (multi-query)"
+        return (
+            "MultiHeadAttention (grouped-query)"
+            if spec["kv_heads"] > 1
+            else "MultiHeadAttention (multi-query)"
+        )
     return "MultiHeadAttention"

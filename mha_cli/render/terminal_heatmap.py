@@ -28,9 +28,20 @@ MAX_QUERIES = 24  # rows per panel shown; the image files show every one
 MIN_KEYS = 8  # rather wrap heads onto more lines than show fewer keys than this
 MASK_STYLE = Style(color="grey50")
 # viridis, as in the image files, sampled at nine points.
-VIRIDIS = tuple(Color.parse(c).get_truecolor() for c in (
-    "#440154", "#472d7b", "#3b528b", "#2c728e", "#21918c", "#28ae80", "#5ec962", "#addc30",
-    "#fde725"))
+VIRIDIS = tuple(
+    Color.parse(c).get_truecolor()
+    for c in (
+        "#440154",
+        "#472d7b",
+        "#3b528b",
+        "#2c728e",
+        "#21918c",
+        "#28ae80",
+        "#5ec962",
+        "#addc30",
+        "#fde725",
+    )
+)
 
 
 def _colour(fraction: float) -> Color:
@@ -71,8 +82,9 @@ def _header(heads: range, keys: int, label_width: int) -> Text:
     return line
 
 
-def _panel_rows(data: HeatmapData, heads: range, shown: tuple[int, int], label_width: int,
-                vmax: float) -> list[Text]:
+def _panel_rows(
+    data: HeatmapData, heads: range, shown: tuple[int, int], label_width: int, vmax: float
+) -> list[Text]:
     queries, keys = shown
     lines: list[Text] = []
     for example in range(data.weights.shape[0]):
@@ -82,8 +94,13 @@ def _panel_rows(data: HeatmapData, heads: range, shown: tuple[int, int], label_w
             for head in heads:
                 line.append(BORDER)
                 for key in range(keys):
-                    line.append_text(_cell(float(data.weights[example, head, query, key]),
-                                           bool(data.masked[example, head, query, key]), vmax))
+                    line.append_text(
+                        _cell(
+                            float(data.weights[example, head, query, key]),
+                            bool(data.masked[example, head, query, key]),
+                            vmax,
+                        )
+                    )
             line.append(BORDER)
             lines.append(line)
     return lines
@@ -113,8 +130,12 @@ def terminal_grid(data: HeatmapData, max_width: int = 120) -> RenderableType:
         parts.extend(_panel_rows(data, heads, (queries, keys), label_width, vmax))
     parts.append(Text(f"rows: {data.query_label}, columns: {data.key_label}, one cell per weight"))
     if (queries, keys) != (q, k):
-        parts.append(Text(f"showing {data.query_label} 0-{queries - 1} of {q} and "
-                          f"{data.key_label} 0-{keys - 1} of {k} in each panel; "
-                          "the image files show every cell"))
+        parts.append(
+            Text(
+                f"showing {data.query_label} 0-{queries - 1} of {q} and "
+                f"{data.key_label} 0-{keys - 1} of {k} in each panel; "
+                "the image files show every cell"
+            )
+        )
     parts.append(_legend(vmax))
     return Group(*parts)
