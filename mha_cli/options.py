@@ -14,7 +14,6 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from mha_cli.configs import load_config
 from mha_cli.spec import AttentionSpec, merge, parse_option
 
 SIZES = "Sizes"
@@ -133,6 +132,8 @@ def build_spec(config: str | None, given: dict[str, Any]) -> AttentionSpec:
     """Defaults, then the config, then the options given on the command line."""
     spec = AttentionSpec()
     if config is not None:
+        from mha_cli.configs import load_config
+
         spec = merge(spec, load_config(config), f"config {config}")
     values = {
         k: parse_option(k, v) if isinstance(v, str) else v

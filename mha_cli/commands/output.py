@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import sys
 from enum import Enum
+from typing import TYPE_CHECKING
 
-from rich.console import Console
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 class Format(str, Enum):
@@ -20,6 +22,8 @@ def stdout_console() -> Console:
 
     rich drops colour and control codes by itself when stdout is not a terminal or NO_COLOR is set.
     """
+    from rich.console import Console
+
     width = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160
     return Console(width=width, highlight=False)
 

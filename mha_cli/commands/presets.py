@@ -6,17 +6,19 @@ from collections.abc import Callable
 from typing import Any
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
 from mha_cli.commands.output import stdout_console
-from mha_cli.configs import preset_descriptions
 
 _COLUMNS = ("hiddens", "heads", "kv_heads", "queries", "kv", "batch", "causal", "device")
 
 
 def presets() -> None:
     """List the shipped configurations; use one with --config NAME."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from mha_cli.configs import preset_descriptions
+
     table = Table(title="presets (use with --config NAME)", title_justify="left")
     table.add_column("name", no_wrap=True)
     for column in _COLUMNS:
