@@ -18,16 +18,16 @@ from mha_cli import __version__
 from mha_cli.errors import MhaError
 
 # typer bundles its own click; reach its exception base through the public BadParameter.
-_USAGE_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+_USAGE_ERROR: Any = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 
 class OneLineErrors(TyperGroup):
     """Usage mistakes that typer itself catches (unknown option, bad choice, missing value)
     come out as one line on stderr with exit code 2, like mha's own errors."""
 
-    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:  # type: ignore[override]
         try:
-            result = super().main(*args, standalone_mode=False, **kwargs)
+            result = super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[misc]
         except _USAGE_ERROR as error:
             if not standalone_mode:
                 raise

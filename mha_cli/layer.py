@@ -97,12 +97,13 @@ class MultiHeadAttention(nn.Module):
         if valid_lens is not None:
             # Each head of an example sees that example's padding: batch-major, like the fold.
             valid_lens = torch.repeat_interleave(valid_lens, repeats=self.num_heads, dim=0)
-            lens_axes = (ax.BATCH_HEADS,) + ((ax.QUERIES,) if valid_lens.dim() == 2 else ())
+            per_query = (ax.QUERIES,) if valid_lens.dim() == 2 else ()
+            repeated_axes = (ax.BATCH_HEADS, *per_query)
             record(
                 "valid_lens.repeat",
                 valid_lens,
                 "torch.repeat_interleave(valid_lens, repeats=self.num_heads, dim=0)",
-                lens_axes,
+                repeated_axes,
             )
 
         d = q.shape[-1]

@@ -104,9 +104,13 @@ def _parameter(
     option = typer.Option(
         *names, help=help_text, rich_help_panel=panel, show_default=False, metavar=metavar
     )
-    annotated = Optional[str if metavar else kind]  # noqa: UP045
+    # Built at run time for typer to read, so a static type checker cannot follow it.
+    annotated: Any = Optional[str if metavar else kind]  # noqa: UP045
     return inspect.Parameter(
-        field, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[annotated, option]
+        field,
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=Annotated[annotated, option],  # type: ignore[valid-type]
     )
 
 

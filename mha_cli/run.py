@@ -189,7 +189,7 @@ def tensors_for_export(trace: Trace) -> dict[str, Any]:
         raise MhaError(
             "--export needs computed tensors, and the meta device computes none; use --device cpu"
         )
-    tensors = dict(trace.tensors)
+    tensors: dict[str, Any] = dict(trace.tensors)
     tensors["attention_weights"] = trace.attention_weights
     tensors["output"] = trace.tensors[trace.stages[-1].name]
     return tensors

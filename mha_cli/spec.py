@@ -168,7 +168,7 @@ def merge(base: AttentionSpec, values: dict[str, Any], source: str) -> Attention
     return replace(base, **typed, explicit=base.explicit | frozenset(typed))
 
 
-_INT_FIELDS = ("batch", "queries", "kv", "hiddens", "heads", "kv_heads", "seed")
+_INT_FIELDS: tuple[str, ...] = ("batch", "queries", "kv", "hiddens", "heads", "kv_heads", "seed")
 _INT_FIELDS += ("query_size", "key_size", "value_size")
 _BOOL_FIELDS = ("causal", "bias", "train")
 _STR_FIELDS = ("score", "value_mode", "inputs", "weights", "dtype", "device")
