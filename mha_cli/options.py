@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+from dataclasses import replace
 from collections.abc import Callable
 from typing import Annotated, Any, Optional
 
@@ -134,10 +135,14 @@ SPEC_PARAMETERS = [_parameter(*option) for option in _SPEC_OPTIONS] + [_CONFIG]
 
 def build_spec(config: str | None, given: dict[str, Any]) -> AttentionSpec:
     """Defaults, then the config, then the options given on the command line."""
-    spec = AttentionSpec()
-    if config is not None:
-        from mha_cli.configs import load_config
+    from mha_cli.configs import load_config
 
+    spec = AttentionSpec()
+    if config is None and given.get("score") == "additive":
+        # `--score additive` alone reproduces its chapter's example, as plain `mha inspect`
+        # reproduces the multi-head one: those are the defaults, not choices the user made.
+        spec = replace(merge(spec, load_config("additive"), "preset additive"), explicit=frozenset())
+    if config is not None:
         spec = merge(spec, load_config(config), f"config {config}")
     values = {
         k: parse_option(k, v) if isinstance(v, str) else v

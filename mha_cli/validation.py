@@ -13,8 +13,8 @@ def divisors(n: int) -> list[int]:
 def validate(spec: AttentionSpec) -> AttentionSpec:
     """Return `spec` unchanged if it describes a layer that can be built, else raise MhaError."""
     _check_sizes(spec)
+    _check_choices(spec)  # before the head checks: additive attention has exactly one head
     _check_heads(spec)
-    _check_choices(spec)
     _check_valid_lens(spec)
     if not 0.0 <= spec.dropout < 1.0:
         raise MhaError(f"--dropout {spec.dropout} is outside [0, 1); use e.g. 0.1, or 0 for none")

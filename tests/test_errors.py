@@ -74,7 +74,7 @@ CATALOGUE: list[tuple[list[str], int, str]] = [
         "drop --kv-heads or use --value-mode split",
     ),
     (
-        ["inspect", "--score", "additive"],
+        ["inspect", "--score", "additive", "--heads", "5"],
         2,
         "d2l's AdditiveAttention is single-head; use --heads 1",
     ),

@@ -207,3 +207,36 @@ def test_installed_entry_point_runs():
     mha = Path(sys.executable).parent / "mha"  # the script pip installed beside this Python
     out = subprocess.run([str(mha), "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("mha ")
+
+
+def test_score_additive_alone_reproduces_the_chapter_example(cli):
+    """d2l's additive example: queries (2, 1, 20), keys (2, 10, 2), values (2, 10, 4),
+    valid_lens [2, 6], attention weights (2, 1, 10)."""
+    document = json.loads(cli("inspect", "--score", "additive", "--format", "json").output)
+    shapes = {s["name"]: s["shape"] for s in document["stages"]}
+    assert shapes["queries"] == [2, 1, 20]
+    assert shapes["keys"] == [2, 10, 2]
+    assert shapes["values"] == [2, 10, 4]
+    assert shapes["masked_softmax"] == [2, 1, 10]
+    assert shapes["weighted_sum"] == [2, 1, 4]
+    assert document["spec"]["valid_lens"] == [2, 6]
+    assert cli("inspect", "--score", "additive", "--kv", "12", "--valid-lens", "3,4").exit_code == 0
+
+
+@pytest.mark.parametrize(("dtype", "size"), [("float64", 8), ("float16", 2), ("bfloat16", 2)])
+def test_dtype_sets_every_stage_and_its_bytes(cli, dtype, size):
+    document = json.loads(cli("inspect", "--dtype", dtype, "--format", "json").output)
+    scores = next(s for s in document["stages"] if s["name"] == "scores")
+    assert scores["dtype"] == dtype
+    assert scores["bytes"] == 10 * 4 * 6 * size
+    weights = next(s for s in document["stages"] if s["name"] == "masked_softmax")
+    assert weights["value_range"][0] == 0.0  # masked keys get exactly 0 in every dtype
+
+
+def test_dropout_is_explained_and_only_applied_with_train(cli):
+    eval_run = json.loads(cli("inspect", "--dropout", "0.5", "--format", "json").output)
+    assert "dropout" not in [s["name"] for s in eval_run["stages"]]
+    assert any("inactive" in note for note in eval_run["summary"]["notes"])
+    train_run = json.loads(cli("inspect", "--dropout", "0.5", "--train", "--format", "json").output)
+    dropout = next(s for s in train_run["stages"] if s["name"] == "dropout")
+    assert dropout["value_range"][1] > 1.0  # kept weights are scaled by 1 / (1 - 0.5)
