@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Annotated, Any, Optional
 
 import typer
@@ -141,7 +141,8 @@ def build_spec(config: str | None, given: dict[str, Any]) -> AttentionSpec:
     if config is None and given.get("score") == "additive":
         # `--score additive` alone reproduces its chapter's example, as plain `mha inspect`
         # reproduces the multi-head one: those are the defaults, not choices the user made.
-        spec = replace(merge(spec, load_config("additive"), "preset additive"), explicit=frozenset())
+        chapter = merge(spec, load_config("additive"), "preset additive")
+        spec = replace(chapter, explicit=frozenset())
     if config is not None:
         spec = merge(spec, load_config(config), f"config {config}")
     values = {
