@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from mha_cli import axes as ax
-from mha_cli.layer import Record, linear_flops
+from mha_cli.layer import Record, linear_flops, record_inputs
 from mha_cli.masking import masked_softmax, positional_mask
 
 
@@ -40,12 +40,7 @@ class AdditiveAttention(nn.Module):
         valid_lens: torch.Tensor | None,  # (b,) or (b, q)
         record: Record,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        record("queries", queries, "queries", (ax.BATCH, ax.QUERIES, ax.QUERY_SIZE))
-        record("keys", keys, "keys", (ax.BATCH, ax.KV_PAIRS, ax.KEY_SIZE))
-        record("values", values, "values", (ax.BATCH, ax.KV_PAIRS, ax.VALUE_SIZE))
-        if valid_lens is not None:
-            lens_axes = (ax.BATCH,) if valid_lens.dim() == 1 else (ax.BATCH, ax.QUERIES)
-            record("valid_lens", valid_lens, "valid_lens", lens_axes)
+        record_inputs(record, queries, keys, values, valid_lens)
         q = self.W_q(queries)  # (b, q, H)
         record(
             "W_q",

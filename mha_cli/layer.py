@@ -36,6 +36,22 @@ def linear_flops(layer: nn.Linear, output: torch.Tensor) -> int:
     return 2 * output.numel() * layer.in_features
 
 
+def record_inputs(
+    record: Record,
+    queries: torch.Tensor,  # (b, q, query_size)
+    keys: torch.Tensor,  # (b, k, key_size)
+    values: torch.Tensor,  # (b, k, value_size)
+    valid_lens: torch.Tensor | None,  # (b,) or (b, q)
+) -> None:
+    """The first rows of every layer's table: what goes in, before any weight touches it."""
+    record("queries", queries, "queries", (ax.BATCH, ax.QUERIES, ax.QUERY_SIZE))
+    record("keys", keys, "keys", (ax.BATCH, ax.KV_PAIRS, ax.KEY_SIZE))
+    record("values", values, "values", (ax.BATCH, ax.KV_PAIRS, ax.VALUE_SIZE))
+    if valid_lens is not None:
+        lens_axes = (ax.BATCH,) if valid_lens.dim() == 1 else (ax.BATCH, ax.QUERIES)
+        record("valid_lens", valid_lens, "valid_lens", lens_axes)
+
+
 class MultiHeadAttention(nn.Module):
     """d2l's layer, plus two variants: fewer key-value heads (grouped-query / multi-query
     attention) and values kept whole per head (`value_mode="full"`, seed question Q12)."""
@@ -76,12 +92,7 @@ class MultiHeadAttention(nn.Module):
         valid_lens: torch.Tensor | None,  # (b,) or (b, q)
         record: Record,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        record("queries", queries, "queries", (ax.BATCH, ax.QUERIES, ax.QUERY_SIZE))
-        record("keys", keys, "keys", (ax.BATCH, ax.KV_PAIRS, ax.KEY_SIZE))
-        record("values", values, "values", (ax.BATCH, ax.KV_PAIRS, ax.VALUE_SIZE))
-        if valid_lens is not None:
-            lens_axes = (ax.BATCH,) if valid_lens.dim() == 1 else (ax.BATCH, ax.QUERIES)
-            record("valid_lens", valid_lens, "valid_lens", lens_axes)
+        record_inputs(record, queries, keys, values, valid_lens)
 
         q = self._project("W_q", self.W_q, queries, ax.QUERIES, record)  # (b, q, H)
         k = self._project("W_k", self.W_k, keys, ax.KV_PAIRS, record)  # (b, k, g*d)
