@@ -41,10 +41,11 @@ class Trace:
 class Recorder:
     """Turns each tensor the layer reports into a `Stage`; keeps the tensor when it is real."""
 
-    def __init__(self, keep_tensors: bool) -> None:
+    def __init__(self, keep_tensors: bool, value_ranges: bool = True) -> None:
         self.stages: list[Stage] = []
         self.tensors: dict[str, torch.Tensor] = {}
         self.keep_tensors = keep_tensors
+        self.value_ranges = value_ranges and keep_tensors
 
     def __call__(
         self,
@@ -72,7 +73,7 @@ class Recorder:
                 bytes=tensor.numel() * tensor.element_size(),
                 view=tensor._base is not None,  # reshape/permute without a copy
                 dtype=str(tensor.dtype).removeprefix("torch."),
-                value_range=_value_range(tensor) if self.keep_tensors else None,
+                value_range=_value_range(tensor) if self.value_ranges else None,
             )
         )
         if self.keep_tensors:
@@ -80,12 +81,16 @@ class Recorder:
 
 
 def _value_range(tensor: torch.Tensor) -> tuple[float, float]:
-    values = tensor.detach().float()
-    return float(values.min()), float(values.max())
+    # One pass, no float copy: this runs on every stage, so on big runs it must stay cheap.
+    low, high = torch.aminmax(tensor.detach())
+    return float(low), float(high)
 
 
-def run_attention(spec: AttentionSpec) -> Trace:
-    """Build the layer `spec` describes, run one forward pass, and record every stage."""
+def run_attention(spec: AttentionSpec, *, value_ranges: bool = True) -> Trace:
+    """Build the layer `spec` describes, run one forward pass, and record every stage.
+
+    `value_ranges=False` skips each stage's min/max, which only the table and JSON show.
+    """
     sources = resolve_sources(spec)
     spec = validate(sources.spec)
     device = _device(spec.device)
@@ -98,7 +103,7 @@ def run_attention(spec: AttentionSpec) -> Trace:
         valid_lens = torch.tensor(
             spec.valid_lens, dtype=torch.long, device=device
         )  # (b,) or (b, q)
-    recorder = Recorder(keep_tensors=device.type != "meta")
+    recorder = Recorder(keep_tensors=device.type != "meta", value_ranges=value_ranges)
     layer.train(spec.train)
     with torch.no_grad():
         _, weights, mask = layer(

@@ -71,7 +71,7 @@ def heatmap(
         check_export_path(export)
     if not per_head and not (terminal and out is None):
         render.check_format(_grid_path(out))
-    trace = run_attention(spec)
+    trace = run_attention(spec, value_ranges=False)  # the picture shows the weights themselves
     data = heatmap_data(trace)
     for line in trace.summary.notes:
         note(f"note: {line}")
