@@ -1,0 +1,513 @@
+"""Whole-process benchmark of `mha` against its anchors (issue 2 and issue 3, "Speed").
+
+Run by hand: `python bench/bench.py [--runs 7 | --quick] [--json FILE]`.
+
+Every case is a fresh subprocess, timed from spawn to exit, and its peak memory is the child's
+own maximum resident set size (rusage from `os.wait4`). Each case gets one untimed warm-up run,
+then the runs go round-robin over the cases so that a slow drift of the machine touches all of
+them alike. Ratios are taken against the median of a bare `python -c "import torch"`.
+
+A separate in-process probe per case (the CLI through `typer.testing.CliRunner`, the Python
+snippets with a line appended) reports which of torch, torch._dynamo, sympy and matplotlib
+were imported: `mha --help` must not import torch, and the meta-device runs should not pay for
+torch._dynamo (and the sympy it pulls in).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+PYTHON = sys.executable
+PROBED = {"torch": "torch", "torch._dynamo": "dynamo", "sympy": "sympy", "matplotlib": "mpl"}
+NOISE = 1.05  # "no slower than at 128 tokens" allows 5 % of run-to-run noise
+TABLE_WIDTH = 200  # wide enough that no column is cut; the table keeps its natural width
+HEATMAP_GRID = ("12", "12", "128")  # examples, heads, queries = keys
+D2L_FIGSIZE = "20"  # inches, square: about the size of mha's grid image at dpi 100
+
+# d2l's chapter example (num_hiddens 100, 5 heads, batch 2, 4 queries, 6 key-value pairs,
+# valid_lens [3, 2]) through torchinfo, with d2l's MultiHeadAttention written out.
+TORCHINFO = r"""
+import math, sys
+import torch
+from torch import nn
+from torchinfo import summary
+
+def masked_softmax(X, valid_lens):
+    if valid_lens is None:
+        return nn.functional.softmax(X, dim=-1)
+    shape = X.shape
+    if valid_lens.dim() == 1:
+        valid_lens = torch.repeat_interleave(valid_lens, shape[1])
+    else:
+        valid_lens = valid_lens.reshape(-1)
+    X = X.reshape(-1, shape[-1])
+    mask = torch.arange(shape[-1], device=X.device)[None, :] < valid_lens[:, None]
+    X[~mask] = -1e6
+    return nn.functional.softmax(X.reshape(shape), dim=-1)
+
+class DotProductAttention(nn.Module):
+    def __init__(self, dropout):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+    def forward(self, queries, keys, values, valid_lens=None):
+        d = queries.shape[-1]
+        scores = torch.bmm(queries, keys.transpose(1, 2)) / math.sqrt(d)
+        self.attention_weights = masked_softmax(scores, valid_lens)
+        return torch.bmm(self.dropout(self.attention_weights), values)
+
+def transpose_qkv(X, num_heads):
+    X = X.reshape(X.shape[0], X.shape[1], num_heads, -1).permute(0, 2, 1, 3)
+    return X.reshape(-1, X.shape[2], X.shape[3])
+
+def transpose_output(X, num_heads):
+    X = X.reshape(-1, num_heads, X.shape[1], X.shape[2]).permute(0, 2, 1, 3)
+    return X.reshape(X.shape[0], X.shape[1], -1)
+
+class MultiHeadAttention(nn.Module):
+    def __init__(self, key_size, query_size, value_size, num_hiddens, num_heads, dropout,
+                 bias=False):
+        super().__init__()
+        self.num_heads = num_heads
+        self.attention = DotProductAttention(dropout)
+        self.W_q = nn.Linear(query_size, num_hiddens, bias=bias)
+        self.W_k = nn.Linear(key_size, num_hiddens, bias=bias)
+        self.W_v = nn.Linear(value_size, num_hiddens, bias=bias)
+        self.W_o = nn.Linear(num_hiddens, num_hiddens, bias=bias)
+    def forward(self, queries, keys, values, valid_lens):
+        queries = transpose_qkv(self.W_q(queries), self.num_heads)
+        keys = transpose_qkv(self.W_k(keys), self.num_heads)
+        values = transpose_qkv(self.W_v(values), self.num_heads)
+        if valid_lens is not None:
+            valid_lens = torch.repeat_interleave(valid_lens, repeats=self.num_heads, dim=0)
+        output = self.attention(queries, keys, values, valid_lens)
+        return self.W_o(transpose_output(output, self.num_heads))
+
+device = torch.device(sys.argv[1])
+with device:
+    layer = MultiHeadAttention(100, 100, 100, 100, 5, 0.5).eval()
+    X, Y = torch.ones((2, 4, 100)), torch.ones((2, 6, 100))
+    valid_lens = torch.tensor([3, 2])
+summary(layer, input_data=[X, Y, Y, valid_lens], device=device)
+"""
+
+# d2l's show_heatmaps (d2l/torch.py): one subplot and one imshow per panel, one colorbar,
+# with the Agg backend and savefig instead of display; weights are softmaxed in torch, as the
+# book's attention layers produce them.
+D2L_LOOP = r"""
+import sys
+import matplotlib
+matplotlib.use("Agg")
+import torch
+from matplotlib import pyplot as plt
+
+def show_heatmaps(matrices, xlabel, ylabel, titles=None, figsize=(2.5, 2.5), cmap="Reds"):
+    num_rows, num_cols = len(matrices), len(matrices[0])
+    fig, axes = plt.subplots(num_rows, num_cols, figsize=figsize,
+                             sharex=True, sharey=True, squeeze=False)
+    for i, (row_axes, row_matrices) in enumerate(zip(axes, matrices)):
+        for j, (ax, matrix) in enumerate(zip(row_axes, row_matrices)):
+            pcm = ax.imshow(matrix.detach().numpy(), cmap=cmap)
+            if i == num_rows - 1:
+                ax.set_xlabel(xlabel)
+            if j == 0:
+                ax.set_ylabel(ylabel)
+            if titles:
+                ax.set_title(titles[j])
+    fig.colorbar(pcm, ax=axes, shrink=0.6)
+    return fig
+
+out, (b, h, n), size = sys.argv[1], map(int, sys.argv[2:5]), float(sys.argv[5])
+torch.manual_seed(0)
+weights = torch.softmax(torch.randn(b, h, n, n), dim=-1)
+show_heatmaps(weights, xlabel="Keys", ylabel="Queries", figsize=(size, size)).savefig(out, dpi=100)
+"""
+
+# Appended to a Python snippet (or run with the CLI's arguments) to list the heavy imports.
+MODULES_TAIL = f"""
+import json as _json, sys as _sys
+print(_json.dumps({{m: m in _sys.modules for m in {list(PROBED)!r}}}))
+"""
+
+CLI_PROBE = f"""
+import sys
+from typer.testing import CliRunner
+from mha_cli.cli import app
+result = CliRunner().invoke(app, sys.argv[1:])
+if result.exit_code != 0:
+    sys.exit(f"exit {{result.exit_code}}: {{result.output[-300:]}} {{result.exception!r}}")
+{MODULES_TAIL}
+"""
+
+
+@dataclass
+class Case:
+    """One whole-process command, its in-process module probe, and what it must meet."""
+
+    key: str
+    label: str
+    argv: list[str]
+    probe: list[str]
+    target: str = "anchor"
+
+
+@dataclass
+class Result:
+    """Raw numbers of one case."""
+
+    seconds: list[float] = field(default_factory=list)
+    peak_mib: list[float] = field(default_factory=list)
+    modules: dict[str, bool] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds) if self.seconds else float("nan")
+
+    @property
+    def peak(self) -> float:
+        return max(self.peak_mib) if self.peak_mib else float("nan")
+
+
+def mha_executable() -> str:
+    """The `mha` console script next to this Python, else the one on PATH."""
+    beside = Path(PYTHON).parent / "mha"
+    found = str(beside) if beside.exists() else shutil.which("mha")
+    if found is None:
+        sys.exit("bench: no `mha` executable; install the package (pip install -e .)")
+    return found
+
+
+def snippet(key: str, label: str, code: str, args: list[str], target: str = "anchor") -> Case:
+    """A `python -c` case; its probe runs the same code with the module report appended."""
+    return Case(
+        key, label, [PYTHON, "-c", code, *args], [PYTHON, "-c", code + MODULES_TAIL, *args], target
+    )
+
+
+def cli(key: str, label: str, mha: str, args: list[str], target: str) -> Case:
+    """An `mha` case; its probe runs the same arguments in-process through CliRunner."""
+    return Case(key, label, [mha, *args], [PYTHON, "-c", CLI_PROBE, *args], target)
+
+
+def has_heatmap(mha: str) -> bool:
+    done = subprocess.run([mha, "--help"], capture_output=True, text=True, check=False)
+    return "heatmap" in done.stdout
+
+
+def build_cases(mha: str, tmp: Path) -> list[Case]:
+    """Issue 2's and issue 3's cases, anchors first (the ratios need `import torch`)."""
+    gqa = ["inspect", "--config", "gqa-long"]
+    cases = [
+        snippet("import-torch", 'python -c "import torch"', "import torch", []),
+        snippet("import-typer", 'python -c "import typer"', "import typer", []),
+        cli("help", "mha --help", mha, ["--help"], "<= 0.15 s, no torch"),
+        cli("presets", "mha presets", mha, ["presets"], "<= 0.15 s, no torch"),
+        cli("inspect", "mha inspect (chapter)", mha, ["inspect"], "<= 1.25x"),
+        cli(
+            "gqa-long",
+            "mha inspect -c gqa-long (131072 tok)",
+            mha,
+            gqa,
+            "<= 1.5x, <= 400 MiB, <= 128-tok",
+        ),
+        cli(
+            "gqa-128",
+            "  same, --queries 128 --kv 128",
+            mha,
+            [*gqa, "--queries", "128", "--kv", "128"],
+            "reference",
+        ),
+        snippet("torchinfo-cpu", "torchinfo.summary, cpu", TORCHINFO, ["cpu"]),
+        snippet("torchinfo-meta", "torchinfo.summary, meta", TORCHINFO, ["meta"]),
+    ]
+    if has_heatmap(mha):
+        b, h, n = HEATMAP_GRID
+        grid = [
+            "heatmap",
+            "--batch",
+            b,
+            "--heads",
+            h,
+            "--queries",
+            n,
+            "--kv",
+            n,
+            "--hiddens",
+            "768",
+            "--valid-lens",
+            "none",
+            "--out",
+        ]
+        cases.append(
+            Case(
+                "heatmap",
+                f"mha heatmap {b}x{h} of {n}x{n}",
+                [mha, *grid, str(tmp / "grid.png")],
+                [PYTHON, "-c", CLI_PROBE, *grid, str(tmp / "probe.png")],
+                "d2l loop >= 5x",
+            )
+        )
+        cases.append(
+            snippet(
+                "d2l-loop",
+                "d2l show_heatmaps loop",
+                D2L_LOOP,
+                [str(tmp / "d2l.png"), *HEATMAP_GRID, D2L_FIGSIZE],
+            )
+        )
+    return cases
+
+
+def child_env(tmp: Path, inherit: bool) -> dict[str, str]:
+    """The children's environment: bytecode cached under `tmp`, as on a user's machine.
+
+    With PYTHONDONTWRITEBYTECODE set (as in some sandboxes) an editable install recompiles
+    its own sources in every process; a pycache prefix keeps the repository clean instead.
+    """
+    env = dict(os.environ)
+    if not inherit:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
+    return env
+
+
+def run_once(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, str | None]:
+    """(wall seconds, peak RSS in MiB, error or None) of one fresh child process."""
+    with tempfile.TemporaryFile(dir=cwd) as errors:
+        start = time.perf_counter()
+        child = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+        )
+        _, status, usage = os.wait4(child.pid, 0)
+        wall = time.perf_counter() - start
+        child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode != 0:
+            errors.seek(0)
+            tail = errors.read().decode(errors="replace").strip().splitlines()[-3:]
+            return wall, 0.0, f"exit {child.returncode}: " + " | ".join(tail)
+    kib = usage.ru_maxrss / 1024 if sys.platform == "darwin" else usage.ru_maxrss  # bytes on macOS
+    return wall, kib / 1024, None
+
+
+def probe_modules(case: Case, cwd: Path, env: dict[str, str]) -> tuple[dict[str, bool], str | None]:
+    done = subprocess.run(case.probe, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        return {}, f"probe failed: {(done.stderr or done.stdout).strip()[-300:]}"
+    return json.loads(done.stdout.strip().splitlines()[-1]), None
+
+
+def measure(cases: list[Case], runs: int, cwd: Path, env: dict[str, str]) -> dict[str, Result]:
+    """Probe each case, warm it up once, then time `runs` rounds over all cases."""
+    results = {case.key: Result() for case in cases}
+    for case in cases:
+        result = results[case.key]
+        result.modules, result.error = probe_modules(case, cwd, env)
+        result.error = result.error or run_once(case.argv, cwd, env)[2]  # warm-up, not counted
+    for round_no in range(1, runs + 1):
+        log(f"round {round_no}/{runs}")
+        for case in cases:
+            result = results[case.key]
+            if result.error is None:
+                wall, peak, result.error = run_once(case.argv, cwd, env)
+                if result.error is None:
+                    result.seconds.append(wall)
+                    result.peak_mib.append(peak)
+    return results
+
+
+def log(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def verdicts(results: dict[str, Result]) -> dict[str, bool]:
+    """Which targets hold; cases without a target are left out."""
+    torch_s = results["import-torch"].median
+    checks: dict[str, Callable[[Result], bool]] = {
+        "help": lambda r: r.median <= 0.15 and not r.modules.get("torch", True),
+        "presets": lambda r: r.median <= 0.15 and not r.modules.get("torch", True),
+        "inspect": lambda r: r.median <= 1.25 * torch_s,
+        "gqa-long": lambda r: (
+            r.median <= 1.5 * torch_s
+            and r.peak <= 400
+            and r.median <= NOISE * results["gqa-128"].median
+        ),
+        "heatmap": lambda r: "d2l-loop" in results and results["d2l-loop"].median >= 5 * r.median,
+    }
+    return {
+        key: check(results[key])
+        for key, check in checks.items()
+        if key in results and results[key].error is None
+    }
+
+
+def loads(modules: dict[str, bool]) -> str:
+    names = [short for name, short in PROBED.items() if modules.get(name)]
+    return ", ".join(names) if names else "none" if modules else "?"
+
+
+def table(cases: list[Case], results: dict[str, Result]) -> Table:
+    torch_s = results["import-torch"].median
+    verdict = verdicts(results)
+    grid = Table(box=box.ASCII, header_style="bold")
+    for name in ("case", "median s", "spread s", "peak MiB", "x import torch"):
+        grid.add_column(name, justify="left" if name == "case" else "right", no_wrap=True)
+    for name in ("target", "verdict", "imports (probe)"):
+        grid.add_column(name, no_wrap=True)
+    for case in cases:
+        r = results[case.key]
+        if r.error is not None and not r.seconds:
+            grid.add_row(case.label, "-", "-", "-", "-", case.target, "error", loads(r.modules))
+            continue
+        mark = "-" if case.key not in verdict else "meets" if verdict[case.key] else "misses"
+        grid.add_row(
+            case.label,
+            f"{r.median:.3f}",
+            f"{min(r.seconds):.3f}-{max(r.seconds):.3f}",
+            f"{r.peak:.0f}",
+            f"{r.median / torch_s:.2f}",
+            case.target,
+            mark,
+            loads(r.modules),
+        )
+    return grid
+
+
+def notes(results: dict[str, Result]) -> list[str]:
+    """The ratios behind the relative targets, the machine, and any errors."""
+    lines = []
+    if "gqa-long" in results and results["gqa-128"].seconds and results["gqa-long"].seconds:
+        ratio = results["gqa-long"].median / results["gqa-128"].median
+        lines.append(
+            f"gqa-long at 131072 tokens / at 128 tokens: {ratio:.2f}x "
+            f"(target <= 1, {NOISE - 1:.0%} noise allowed)"
+        )
+    if "heatmap" in results and results["heatmap"].seconds and results["d2l-loop"].seconds:
+        ratio = results["d2l-loop"].median / results["heatmap"].median
+        lines.append(
+            f"heatmap, d2l loop / mha heatmap (whole processes): {ratio:.1f}x (target >= 5x)"
+        )
+    lines.extend(f"error in {key}: {r.error}" for key, r in results.items() if r.error)
+    lines.append(machine_line())
+    return lines
+
+
+def version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "absent"
+
+
+def cpu_model() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    names = [
+        line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")
+    ]
+    return names[0] if names else platform.machine()
+
+
+def machine_line() -> str:
+    return (
+        f"machine: Python {platform.python_version()}, torch {version('torch')}, "
+        f"{os.cpu_count()} CPUs ({cpu_model()}), {platform.system()} {platform.machine()}"
+    )
+
+
+def write_json(path: Path, cases: list[Case], results: dict[str, Result], runs: int) -> None:
+    torch_s = results["import-torch"].median
+    entries = [
+        {
+            **asdict(results[c.key]),
+            "key": c.key,
+            "label": c.label,
+            # inline code makes argv long: keep the arguments, not the code
+            "argv": [a if "\n" not in a else "<inline code>" for a in c.argv[1:]],
+            "target": c.target,
+            "median_s": results[c.key].median,
+            "peak_mib_max": results[c.key].peak,
+            "x_import_torch": results[c.key].median / torch_s,
+        }
+        for c in cases
+    ]
+    payload = {
+        "runs": runs,
+        "machine": machine_line(),
+        "python": platform.python_version(),
+        "torch": version("torch"),
+        "cpu_count": os.cpu_count(),
+        "verdicts": verdicts(results),
+        "cases": entries,
+    }
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7, help="timed runs per case (default 7)")
+    parser.add_argument("--quick", action="store_true", help="3 runs per case")
+    parser.add_argument(
+        "--inherit-env",
+        action="store_true",
+        help="run the children in this environment as is (no pycache prefix)",
+    )
+    parser.add_argument("--json", type=Path, metavar="FILE", help="write the raw numbers here")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.runs = 3
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    tty = sys.stdout.isatty()
+    console = Console(
+        width=None if tty else TABLE_WIDTH,
+        color_system="auto" if tty else None,
+        highlight=False,
+        markup=False,
+    )
+    with tempfile.TemporaryDirectory(prefix="mha-bench-") as tmp:
+        cases = build_cases(mha_executable(), Path(tmp))
+        env = child_env(Path(tmp), args.inherit_env)
+        results = measure(cases, args.runs, Path(tmp), env)
+    console.print(
+        f"{args.runs} whole-process runs per case after one warm-up; peak = max RSS "
+        "of the child; x import torch = median / median of bare import torch; bytecode "
+        + ("as the environment says" if args.inherit_env else "cached (temporary pycache prefix)")
+    )
+    console.print(table(cases, results))
+    for line in notes(results):
+        console.print(line)
+    if args.json:
+        write_json(args.json, cases, results, args.runs)
+
+
+if __name__ == "__main__":
+    main()
