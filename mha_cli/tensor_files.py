@@ -1,131 +1,27 @@
-"""Read and write named tensors: `.pt`/`.pth` (torch.save) and `.safetensors` files.
+"""Named tensors in files: the inputs a run reads and the tensors `--export` writes.
 
-Reading never runs code from a file: `.pt` files are loaded with `weights_only=True`.
-Every problem with a user's file becomes one `MhaError` line that names the file and the fix;
-no exception from torch or safetensors escapes as a traceback.
+Opening a file safely (no code from it is run) is `tensor_io`'s job; this module checks what the
+file holds and writes exports whole or not at all. Every problem with a user's file becomes one
+`MhaError` line that names the file and the fix; no exception from torch or safetensors escapes
+as a traceback.
 """
 
 from __future__ import annotations
 
 import difflib
-import re
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mha_cli.atomic import write_atomically
 from mha_cli.errors import MhaError
+from mha_cli.tensor_io import SAFETENSORS_SUFFIX, TORCH_SUFFIXES, read_tensor_file
 
 if TYPE_CHECKING:
     import torch
 
-TORCH_SUFFIXES = (".pt", ".pth")
-SAFETENSORS_SUFFIX = ".safetensors"
-ACCEPTED = ".pt, .pth (torch.save) or .safetensors"
-
 QKV = {"queries": "query_size", "keys": "key_size", "values": "value_size"}
 INPUT_NAMES = (*QKV, "valid_lens")
 _INPUTS_FIX = "a dict of tensors: torch.save({'queries': q, 'keys': k, 'values': v}, path)"
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading
-
-
-def read_tensor_file(path: Path, fix: str) -> Any:
-    """The object stored in `path`.
-
-    `fix` completes "save ..." in messages: what the user should write instead, e.g.
-    "a state_dict: torch.save(layer.state_dict(), path)".
-    """
-    path = Path(path)
-    suffix = _check_readable(path)
-    if suffix == SAFETENSORS_SUFFIX:
-        return _read_safetensors(path)
-    return _read_torch(path, fix)
-
-
-def _check_readable(path: Path) -> str:
-    if not path.exists():
-        raise MhaError(f"{path}: no such file; check the path")
-    if path.is_dir():
-        raise MhaError(f"{path} is a folder, not a file; give the path of a {ACCEPTED} file")
-    suffix = path.suffix.lower()
-    if suffix not in (*TORCH_SUFFIXES, SAFETENSORS_SUFFIX):
-        kind = f"unsupported file type '{path.suffix}'" if path.suffix else "no file extension"
-        raise MhaError(f"{path}: {kind}; give a {ACCEPTED} file")
-    return suffix
-
-
-def _read_torch(path: Path, fix: str) -> Any:
-    import pickle
-
-    import torch
-
-    try:
-        # torch warns about pickle protocols and the like; a user needs our one line, not those.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except OSError as exc:
-        raise MhaError(
-            f"cannot read {path}: {exc.strerror or exc}; check its permissions"
-        ) from None
-    except pickle.UnpicklingError as exc:
-        found = re.search(r"GLOBAL (\S+) was not an allowed global", str(exc))
-        if found:  # a real pickle, but of objects that only running code could rebuild
-            raise MhaError(
-                f"{path} refused: it holds Python objects other than tensors ({found.group(1)}), "
-                f"and weights-only loading runs no code from a file; save {fix}"
-            ) from None
-        if _is_pickle(path):  # a real pickle of objects the safe unpickler will not rebuild
-            raise MhaError(
-                f"{path} refused: it is a pickle that only its own code could load, and "
-                f"weights-only loading runs no code from a file; save {fix}"
-            ) from None
-        raise MhaError(_unreadable(path, "torch.load", fix)) from None
-    except Exception:  # torch raises many types (KeyError, EOFError, RuntimeError) for bad bytes
-        raise MhaError(_unreadable(path, "torch.load", fix)) from None
-
-
-def _is_pickle(path: Path) -> bool:
-    """Pickles of protocol 2 and later open with the PROTO opcode, 0x80."""
-    with open(path, "rb") as file:
-        return file.read(1) == b"\x80"
-
-
-def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(path, device="cpu")
-    except OSError as exc:
-        raise MhaError(
-            f"cannot read {path}: {exc.strerror or exc}; check its permissions"
-        ) from None
-    except Exception as exc:  # SafetensorError and friends: the header is not valid
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        fix = _format_hint(path, "safetensors") or "save it with safetensors.torch.save_file"
-        raise MhaError(f"{path} is not a safetensors file ({detail}); {fix}") from None
-
-
-def _unreadable(path: Path, reader: str, fix: str) -> str:
-    fix = _format_hint(path, "torch") or f"save {fix}"
-    return f"{path} is not a file {reader} can read (damaged or another format); {fix}"
-
-
-def _format_hint(path: Path, expected: str) -> str:
-    """The fix when the first bytes show the other format: a swapped extension is a common slip."""
-    try:
-        with path.open("rb") as file:
-            head = file.read(10)
-    except OSError:
-        return ""
-    if expected == "safetensors" and (head.startswith(b"PK") or head.startswith(b"\x80")):
-        return "it looks like a torch.save file: rename it to .pt"
-    if expected == "torch" and head[8:10] == b'{"':
-        return "it looks like a safetensors file: rename it to .safetensors"
-    return ""
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,10 +15,10 @@ from mha_cli.render.heatmap import (
     HeatmapData,
     annotate_allowed,
     compose_grid,
-    panel_slices,
     render_grid,
     render_per_head,
 )
+from mha_cli.render.heatmap_layout import panel_slices
 from mha_cli.render.terminal_heatmap import MASK_GLYPH, SHADES, terminal_grid
 
 

@@ -13,14 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from mha_cli.atomic import atomic_path
 from mha_cli.errors import MhaError
-from mha_cli.reshape import (
-    ReshapeExplanation,
-    Verdict,
-    axis_word,
-    explain_reshape,
-    fmt,
-    index_map,
-)
+from mha_cli.reshape import ReshapeExplanation, Verdict, explain_reshape, index_map
+from mha_cli.reshape_parse import axis_word, fmt
 
 if TYPE_CHECKING:
     import numpy as np
