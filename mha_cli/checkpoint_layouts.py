@@ -25,12 +25,12 @@ D2L_ADDITIVE = "d2l AdditiveAttention"
 TORCH_PACKED = "torch.nn.MultiheadAttention (packed in_proj)"
 TORCH_SEPARATE = "torch.nn.MultiheadAttention (separate q/k/v projections)"
 
-_FIX = "a state_dict: torch.save(layer.state_dict(), path)"
+FIX = "a state_dict: torch.save(layer.state_dict(), path)"
 _SHOWN_KEYS = 8  # a whole model's state dict has hundreds of keys; messages show a few
 
 
 @dataclass(frozen=True)
-class _Layout:
+class Layout:
     name: str
     marker: str  # the query projection: every checkpoint of this layout has it
     required: tuple[str, ...]
@@ -38,25 +38,25 @@ class _Layout:
 
 
 _LAYOUTS = (
-    _Layout(
+    Layout(
         TORCH_PACKED,
         "in_proj_weight",
         ("in_proj_weight", "out_proj.weight"),
         ("in_proj_bias", "out_proj.bias"),
     ),
-    _Layout(
+    Layout(
         TORCH_SEPARATE,
         "q_proj_weight",
         ("q_proj_weight", "k_proj_weight", "v_proj_weight", "out_proj.weight"),
         ("in_proj_bias", "out_proj.bias"),
     ),
-    _Layout(
+    Layout(
         D2L_ADDITIVE,
         "w_v.weight",  # checked before W_q.weight, which additive attention has too
         ("W_q.weight", "W_k.weight", "w_v.weight"),
         ("W_q.bias", "W_k.bias", "w_v.bias"),
     ),
-    _Layout(
+    Layout(
         D2L_MHA,
         "W_q.weight",
         ("W_q.weight", "W_k.weight", "W_v.weight", "W_o.weight"),
@@ -64,7 +64,7 @@ _LAYOUTS = (
     ),
 )
 _ADD_BIAS_KV = ("bias_k", "bias_v")
-_MEMBERS = frozenset(
+MEMBERS = frozenset(
     name for layout in _LAYOUTS for name in layout.required + layout.biases
 ) | frozenset(_ADD_BIAS_KV)
 
@@ -73,7 +73,7 @@ _MEMBERS = frozenset(
 # Recognising the layout
 
 
-def _detect(path: Path, state: dict[Any, Any], keys: dict[str, str]) -> _Layout:
+def detect_layout(path: Path, state: dict[Any, Any], keys: dict[str, str]) -> Layout:
     found = list(keys.values())
     if any(name in keys for name in _ADD_BIAS_KV):
         raise MhaError(
@@ -82,26 +82,26 @@ def _detect(path: Path, state: dict[Any, Any], keys: dict[str, str]) -> _Layout:
         )
     layout = next((lay for lay in _LAYOUTS if lay.marker in keys), None)
     if layout is None:
-        raise MhaError(_unknown_layout(path, state))
+        raise MhaError(unknown_layout(path, state))
     missing = [name for name in layout.required if name not in keys]
     if missing:
         raise MhaError(
             f"{path} looks like a {layout.name} checkpoint but lacks {', '.join(missing)} "
-            f"(found {_listing(found)}); save the whole layer's state_dict()"
+            f"(found {listing(found)}); save the whole layer's state_dict()"
         )
     extra = [keys[name] for name in keys if name not in layout.required + layout.biases]
     if extra:
         raise MhaError(
             f"{path} mixes layouts: {', '.join(extra)} do not belong in a {layout.name} "
-            f"checkpoint (found {_listing(found)}); save one layer's state_dict()"
+            f"checkpoint (found {listing(found)}); save one layer's state_dict()"
         )
     return layout
 
 
-def _unknown_layout(path: Path, state: dict[Any, Any]) -> str:
+def unknown_layout(path: Path, state: dict[Any, Any]) -> str:
     expected = " | ".join(f"{lay.name}: {', '.join(lay.required)}" for lay in reversed(_LAYOUTS))
     return (
-        f"{path}: unknown checkpoint layout; found keys {_listing(state)}; expected "
+        f"{path}: unknown checkpoint layout; found keys {listing(state)}; expected "
         f"{expected} (biases optional); save an attention layer's state_dict()"
     )
 
@@ -110,8 +110,8 @@ def _unknown_layout(path: Path, state: dict[Any, Any]) -> str:
 # Renaming to d2l
 
 
-def _to_d2l(
-    path: Path, layout: _Layout, tensors: dict[str, torch.Tensor], keys: dict[str, str]
+def to_d2l(
+    path: Path, layout: Layout, tensors: dict[str, torch.Tensor], keys: dict[str, str]
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """d2l-named tensors, and for each the file's key it came from (for messages)."""
     if layout.name in (D2L_MHA, D2L_ADDITIVE):
@@ -134,7 +134,7 @@ def _split_packed(
     if weight.shape[0] != 3 * embed:
         raise MhaError(
             f"{path}: '{keys['in_proj_weight']}' has shape {shape_text(weight)}, expected "
-            f"({3 * embed}, {embed}), the q, k and v projections stacked; save {_FIX}"
+            f"({3 * embed}, {embed}), the q, k and v projections stacked; save {FIX}"
         )
     state = dict(zip(("W_q.weight", "W_k.weight", "W_v.weight"), weight.split(embed), strict=True))
     origin = {
@@ -156,7 +156,7 @@ def _separate(
         if weight.shape[0] != embed:
             raise MhaError(
                 f"{path}: '{keys[f'{p}_proj_weight']}' has shape {shape_text(weight)}, expected "
-                f"{embed} outputs (embed_dim, as q_proj_weight); save {_FIX}"
+                f"{embed} outputs (embed_dim, as q_proj_weight); save {FIX}"
             )
         state[f"W_{p}.weight"], origin[f"W_{p}.weight"] = weight, keys[f"{p}_proj_weight"]
     _split_in_proj_bias(path, tensors, keys, embed, state, origin)
@@ -177,7 +177,7 @@ def _split_in_proj_bias(
     if bias.shape[0] != 3 * embed:
         raise MhaError(
             f"{path}: '{keys['in_proj_bias']}' has shape {shape_text(bias)}, expected "
-            f"({3 * embed},), the q, k and v biases stacked; save {_FIX}"
+            f"({3 * embed},), the q, k and v biases stacked; save {FIX}"
         )
     for i, (p, part) in enumerate(zip("qkv", bias.split(embed), strict=True)):
         state[f"W_{p}.bias"] = part
@@ -188,7 +188,7 @@ def _split_in_proj_bias(
 # Checks every layer of the layout satisfies
 
 
-def _check_dot(path: Path, state: dict[str, torch.Tensor], origin: dict[str, str]) -> None:
+def check_dot(path: Path, state: dict[str, torch.Tensor], origin: dict[str, str]) -> None:
     # Only what holds for every variant: grouped-query layers give W_k and W_v fewer outputs
     # than W_q, and "full values" layers widen W_o's input to heads * W_q's outputs.
     q_out, k_out = state["W_q.weight"].shape[0], state["W_k.weight"].shape[0]
@@ -214,7 +214,7 @@ def _check_dot(path: Path, state: dict[str, torch.Tensor], origin: dict[str, str
         )
 
 
-def _check_additive(path: Path, state: dict[str, torch.Tensor], origin: dict[str, str]) -> None:
+def check_additive(path: Path, state: dict[str, torch.Tensor], origin: dict[str, str]) -> None:
     # Projected queries and keys are added, then w_v scores their sum to one number.
     hiddens = state["W_q.weight"].shape[0]
     fix = "the tensors must come from one AdditiveAttention layer; save its state_dict() unchanged"
@@ -230,7 +230,7 @@ def _check_additive(path: Path, state: dict[str, torch.Tensor], origin: dict[str
         )
 
 
-def _check_bias_lengths(path: Path, state: dict[str, torch.Tensor], origin: dict[str, str]) -> None:
+def check_bias_lengths(path: Path, state: dict[str, torch.Tensor], origin: dict[str, str]) -> None:
     for name, bias in state.items():
         if not name.endswith(".bias"):
             continue
@@ -239,7 +239,7 @@ def _check_bias_lengths(path: Path, state: dict[str, torch.Tensor], origin: dict
         if bias.shape[0] != outputs:
             raise MhaError(
                 f"{path}: {origin[name]} has {bias.shape[0]} entries, expected {outputs} "
-                f"(the outputs of {origin[weight_name]}); save {_FIX}"
+                f"(the outputs of {origin[weight_name]}); save {FIX}"
             )
 
 
@@ -247,7 +247,7 @@ def _check_bias_lengths(path: Path, state: dict[str, torch.Tensor], origin: dict
 # Messages
 
 
-def _listing(keys: Any) -> str:
+def listing(keys: Any) -> str:
     """At most a few names, then how many more: "a, b, c, ... 120 more"."""
     names = [str(key) for key in keys]
     if not names:

@@ -16,17 +16,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mha_cli.checkpoint_layouts import (
-    _FIX,
-    _MEMBERS,
     D2L_ADDITIVE,
-    _check_additive,
-    _check_bias_lengths,
-    _check_dot,
-    _detect,
-    _Layout,
-    _listing,
-    _to_d2l,
-    _unknown_layout,
+    FIX,
+    MEMBERS,
+    Layout,
+    check_additive,
+    check_bias_lengths,
+    check_dot,
+    detect_layout,
+    listing,
+    to_d2l,
+    unknown_layout,
 )
 from mha_cli.errors import MhaError
 from mha_cli.tensor_files import dtype_text, shape_text
@@ -46,20 +46,20 @@ class Checkpoint:
 def load_checkpoint(path: Path) -> Checkpoint:
     """The attention layer in `path`, in d2l naming; one-line `MhaError` for any problem."""
     path = Path(path)
-    state = _unwrap(path, read_tensor_file(path, _FIX))
+    state = _unwrap(path, read_tensor_file(path, FIX))
     prefix = _single_prefix(path, state)
     # member name ("W_q.weight") -> the file's key ("encoder.attention.W_q.weight")
     keys = {key[len(prefix) :]: key for key in state if _member(key, prefix)}
-    layout = _detect(path, state, keys)
+    layout = detect_layout(path, state, keys)
     tensors = {member: _tensor(path, key, state[key]) for member, key in keys.items()}
     _check_biases(path, layout, keys)
     _check_dims(path, tensors, keys)
-    d2l, origin = _to_d2l(path, layout, tensors, keys)
+    d2l, origin = to_d2l(path, layout, tensors, keys)
     if layout.name == D2L_ADDITIVE:
-        _check_additive(path, d2l, origin)
+        check_additive(path, d2l, origin)
     else:
-        _check_dot(path, d2l, origin)
-    _check_bias_lengths(path, d2l, origin)
+        check_dot(path, d2l, origin)
+    check_bias_lengths(path, d2l, origin)
     return Checkpoint(d2l, layout.name, tuple(keys.values()))
 
 
@@ -70,7 +70,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
 def _unwrap(path: Path, stored: Any) -> dict[Any, Any]:
     """The state dict itself: training scripts often wrap it under "state_dict" or "model"."""
     if not isinstance(stored, dict):
-        raise MhaError(f"{path} holds a {type(stored).__name__}, not a state dict; save {_FIX}")
+        raise MhaError(f"{path} holds a {type(stored).__name__}, not a state dict; save {FIX}")
     for wrapper in ("state_dict", "model"):
         if isinstance(stored.get(wrapper), dict):
             return stored[wrapper]
@@ -84,14 +84,14 @@ def _single_prefix(path: Path, state: dict[Any, Any]) -> str:
             key[: len(key) - len(member)]
             for key in state
             if isinstance(key, str)
-            for member in _MEMBERS
+            for member in MEMBERS
             if key == member or key.endswith("." + member)
         }
     )
     if not prefixes:
-        raise MhaError(_unknown_layout(path, state))
+        raise MhaError(unknown_layout(path, state))
     if len(prefixes) > 1:
-        shown = _listing(repr(p) for p in prefixes)
+        shown = listing(repr(p) for p in prefixes)
         raise MhaError(
             f"{path} holds more than one attention layer (key prefixes {shown}); reading one "
             "layer out of a larger model is not supported yet; save that layer's state_dict() alone"
@@ -100,14 +100,14 @@ def _single_prefix(path: Path, state: dict[Any, Any]) -> str:
 
 
 def _member(key: Any, prefix: str) -> bool:
-    return isinstance(key, str) and key.startswith(prefix) and key[len(prefix) :] in _MEMBERS
+    return isinstance(key, str) and key.startswith(prefix) and key[len(prefix) :] in MEMBERS
 
 
 def _tensor(path: Path, key: str, value: Any) -> torch.Tensor:
     import torch
 
     if not isinstance(value, torch.Tensor):
-        raise MhaError(f"{path}: '{key}' holds a {type(value).__name__}, not a tensor; save {_FIX}")
+        raise MhaError(f"{path}: '{key}' holds a {type(value).__name__}, not a tensor; save {FIX}")
     return value
 
 
@@ -115,7 +115,7 @@ def _tensor(path: Path, key: str, value: Any) -> torch.Tensor:
 # Checks on the file's own tensors
 
 
-def _check_biases(path: Path, layout: _Layout, keys: dict[str, str]) -> None:
+def _check_biases(path: Path, layout: Layout, keys: dict[str, str]) -> None:
     # One `bias` flag builds every projection of the layer, so a partial set cannot be loaded.
     present = [keys[name] for name in layout.biases if name in keys]
     absent = [name for name in layout.biases if name not in keys]
@@ -134,7 +134,7 @@ def _check_dims(path: Path, tensors: dict[str, torch.Tensor], keys: dict[str, st
             form = "1-D (out_features,)" if is_bias else "2-D (out_features, in_features)"
             raise MhaError(
                 f"{path}: '{keys[name]}' has shape {shape_text(tensor)}, expected {form}; "
-                f"save {_FIX}"
+                f"save {FIX}"
             )
         if not tensor.is_floating_point():
             raise MhaError(

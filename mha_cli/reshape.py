@@ -14,9 +14,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 from mha_cli.errors import MhaError
-from mha_cli.reshape_parse import _DEFAULT_AXES, Axis, fmt, parse_axes, parse_shape
-from mha_cli.reshape_refine import Piece, _made_of, _place_units, _refine
-from mha_cli.reshape_verdict import ROLES, Verdict, _describe, _judge, _suggest
+from mha_cli.reshape_parse import DEFAULT_AXES, Axis, fmt, parse_axes, parse_shape
+from mha_cli.reshape_refine import Piece, made_of_text, place_units, refine
+from mha_cli.reshape_verdict import ROLES, Verdict, describe, judge, suggest_target
 
 
 @dataclass(frozen=True)
@@ -81,22 +81,22 @@ def explain_reshape(
 ) -> ReshapeExplanation:
     """Explain `weights.reshape(to)` for weights of `shape` whose axes are named by `axes`."""
     source = parse_shape(shape)
-    if axes is None and len(source) not in _DEFAULT_AXES:
+    if axes is None and len(source) not in DEFAULT_AXES:
         raise MhaError(
             f"--shape {fmt(source)} has {len(source)} axes; name them with --axes, "
             "e.g. --axes batch,heads,queries,keys"
         )
-    src, pattern = parse_axes(axes or _DEFAULT_AXES[len(source)], source, sizes)
+    src, pattern = parse_axes(axes or DEFAULT_AXES[len(source)], source, sizes)
     target = _resolve(source, parse_shape(to, option="--to", allow_infer=True), src)
     four = len(target) == 4
     roles = ROLES if four else tuple(f"axis {k}" for k in range(len(target)))
     qname, kname = _panel_names(src)
-    pieces = _refine(src, target)
-    dropped = _place_units(src, target, pieces, ("batch", "heads", qname, kname) if four else ())
+    pieces = refine(src, target)
+    dropped = place_units(src, target, pieces, ("batch", "heads", qname, kname) if four else ())
     src_sizes = {a.name: a.size for a in src}
-    made_of = tuple(_made_of(ps, n, src_sizes) for ps, n in zip(pieces, target, strict=True))
+    made_of = tuple(made_of_text(ps, n, src_sizes) for ps, n in zip(pieces, target, strict=True))
     frozen = tuple(tuple(ps) for ps in pieces)
-    verdict, message = _judge(src, target, frozen, qname, kname)
+    verdict, message = judge(src, target, frozen, qname, kname)
     suggested = _canonical(src, qname, kname)
     return ReshapeExplanation(
         source_shape=source,
@@ -109,7 +109,7 @@ def explain_reshape(
         dropped=dropped,
         verdict=verdict,
         message=message,
-        suggestion=_suggest(verdict, src, suggested, qname, kname),
+        suggestion=suggest_target(verdict, src, suggested, qname, kname),
         suggested_shape=None if verdict is Verdict.OK else suggested,
     )
 
@@ -178,9 +178,9 @@ def index_map(
     return tuple(
         PanelMap(
             divmod(panel, g1),
-            _describe(expl.source_axes, panel * n_rows * n_cols, title),
+            describe(expl.source_axes, panel * n_rows * n_cols, title),
             tuple(
-                _describe(expl.source_axes, (panel * n_rows + r) * n_cols, rest)
+                describe(expl.source_axes, (panel * n_rows + r) * n_cols, rest)
                 for r in range(min(n_rows, max_rows))
             ),
             max(0, n_rows - max_rows),

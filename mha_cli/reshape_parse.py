@@ -22,7 +22,7 @@ _WORDS = {
     "queries": ("query", "queries"),
     "keys": ("key", "keys"),
 }
-_DEFAULT_AXES = {2: "queries,keys", 3: "batch,queries,keys", 4: "batch,heads,queries,keys"}
+DEFAULT_AXES = {2: "queries,keys", 3: "batch,queries,keys", 4: "batch,heads,queries,keys"}
 _TOKEN = re.compile(r"\s*(?:([(),])|([A-Za-z_]\w*)(?:\s*=\s*(\d+))?|(\S))")
 
 
@@ -93,7 +93,7 @@ def parse_axes(
     if open_group is not None:
         raise MhaError(f"--axes {text!r}: a '(' is not closed; e.g. (batch heads),queries,keys")
     if len(groups) != len(shape):
-        example = _DEFAULT_AXES.get(len(shape), "x,y")
+        example = DEFAULT_AXES.get(len(shape), "x,y")
         raise MhaError(
             f"--axes {text!r} names {len(groups)} axes but --shape {fmt(shape)} has "
             f"{len(shape)}; name one per axis, e.g. {example}"

@@ -34,7 +34,7 @@ def _strides(sizes: Sequence[int]) -> list[int]:
     return [math.prod(sizes[i + 1 :]) for i in range(len(sizes))]  # row-major (C order)
 
 
-def _refine(src: Sequence[Axis], tgt: Sequence[int]) -> list[list[Piece]]:
+def refine(src: Sequence[Axis], tgt: Sequence[int]) -> list[list[Piece]]:
     s_str, t_str, total = _strides([a.size for a in src]), _strides(tgt), math.prod(tgt)
     s_cut, t_cut = set(s_str) | {total}, set(t_str) | {total}
     cuts = sorted(s_cut & t_cut)  # where the running products of both shapes agree
@@ -58,7 +58,7 @@ def _refine(src: Sequence[Axis], tgt: Sequence[int]) -> list[list[Piece]]:
     return pieces
 
 
-def _place_units(
+def place_units(
     src: Sequence[Axis], tgt: Sequence[int], pieces: list[list[Piece]], expected: Sequence[str]
 ) -> tuple[str, ...]:
     """Give each size-1 source axis to a size-1 target axis at the same position.
@@ -83,7 +83,7 @@ def _place_units(
     return tuple(dropped)
 
 
-def _made_of(ps: Sequence[Piece], size: int, src_sizes: Mapping[str, int]) -> str:
+def made_of_text(ps: Sequence[Piece], size: int, src_sizes: Mapping[str, int]) -> str:
     if not ps:
         return "nothing (size 1)" if size == 1 else "?"
     words = []

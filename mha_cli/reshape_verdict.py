@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from enum import Enum
 
 from mha_cli.reshape_parse import Axis, axis_word, fmt
-from mha_cli.reshape_refine import Piece, _made_of
+from mha_cli.reshape_refine import Piece, made_of_text
 
 ROLES = ("grid rows", "grid columns", "panel rows", "panel columns")  # show_heatmaps' 4 axes
 
@@ -28,7 +28,7 @@ class Verdict(str, Enum):
     NOT_4D = "not 4-D"
 
 
-def _suggest(
+def suggest_target(
     verdict: Verdict, src: Sequence[Axis], shape: tuple[int, ...] | None, qname: str, kname: str
 ) -> str:
     if verdict is Verdict.OK:
@@ -46,7 +46,7 @@ def _suggest(
     return f"use {fmt(shape)}: {grid}, each panel {qname} x {kname}"
 
 
-def _judge(
+def judge(
     src: Sequence[Axis],
     target: tuple[int, ...],
     pieces: tuple[tuple[Piece, ...], ...],
@@ -77,7 +77,7 @@ def _judge(
             break  # keys cut into panel rows and columns: a split, reported below
         if other in extra:
             return Verdict.MISPLACED, (
-                f"the {ROLES[k]} hold {_made_of(pieces[k], 1, sizes)}, "
+                f"the {ROLES[k]} hold {made_of_text(pieces[k], 1, sizes)}, "
                 f'not {want}: the "{label}" label is wrong'
             )
         held = [(p.axes[0], p.size) for p in pieces[k]]
@@ -108,7 +108,7 @@ def _judge(
                 f"{name} ({sizes[name]}) sit on the {ROLES[k]}, so "
                 f"each panel shows a single {axis_word(name)}"
             )
-    grid = [_made_of(pieces[k], target[k], sizes) for k in (0, 1)]
+    grid = [made_of_text(pieces[k], target[k], sizes) for k in (0, 1)]
     each = " and ".join(axis_word(a.name) for a in src if a.name not in (qname, kname))
     return Verdict.OK, (
         f"panel rows are {qname} and panel columns are {kname}; grid rows hold "
@@ -139,7 +139,7 @@ def _mixed_message(
             " ("
             + "; ".join(
                 f"panel [{r}, {c}] shows "
-                + _describe(src, (r * target[1] + c) * target[2] * target[3], set(names))
+                + describe(src, (r * target[1] + c) * target[2] * target[3], set(names))
                 for r, c in shown
             )
             + ")"
@@ -147,7 +147,7 @@ def _mixed_message(
     return text + "; no error is raised: every element still lands somewhere"
 
 
-def _describe(src: Sequence[Axis], flat: int, keep: set[str]) -> str:
+def describe(src: Sequence[Axis], flat: int, keep: set[str]) -> str:
     """'example 1, head 0': the source indices of element `flat` on the axes in `keep`."""
     index = []
     for a in reversed(src):

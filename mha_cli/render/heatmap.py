@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING
 from mha_cli.atomic import atomic_path
 from mha_cli.errors import MhaError
 from mha_cli.render.heatmap_layout import (
-    _colorbar_rect,
-    _footer,
-    _image_rect,
-    _label_panels,
-    _layout,
-    _panel_boxes,
+    colorbar_rect,
+    compute_layout,
+    draw_footer,
+    draw_panel_boxes,
+    image_rect,
+    label_panels,
     separator_cells,
 )
 
@@ -164,19 +164,19 @@ def _figure(
         f"One colour scale, 0 to {vmax:.3g}, is shared by all {scope}, so colours compare "
         "across heads; d2l's show_heatmaps scales each panel separately under one colorbar."
     )
-    lay = _layout(data, grid.shape, dpi, annotate, note)
+    lay = compute_layout(data, grid.shape, dpi, annotate, note)
     fig = Figure(figsize=(lay.fig_w, lay.fig_h), dpi=dpi)
-    ax = fig.add_axes(_image_rect(lay))
+    ax = fig.add_axes(image_rect(lay))
     whole_pixels = lay.cell * dpi >= 1
     interpolation = "none" if fmt != "png" else ("nearest" if whole_pixels else "antialiased")
     ax.imshow(_rgba(grid, vmax), interpolation=interpolation, aspect="equal", zorder=1)
     for spine in ax.spines.values():
         spine.set_visible(False)
-    _panel_boxes(ax, data)
-    _label_panels(ax, data, ids, lay.cell)
+    draw_panel_boxes(ax, data)
+    label_panels(ax, data, ids, lay.cell)
     if annotate and annotate_allowed(data):
         _annotate_cells(ax, grid, vmax, lay.cell)
-    cax = fig.add_axes(_colorbar_rect(lay))
+    cax = fig.add_axes(colorbar_rect(lay))
     scale = ScalarMappable(Normalize(0, vmax), matplotlib.colormaps[CMAP])
     cbar = fig.colorbar(scale, cax=cax)
     cbar.ax.tick_params(labelsize=8)
@@ -184,7 +184,7 @@ def _figure(
     fig.text(
         0.5, 1 - 0.1 / lay.fig_h, "\n".join(lay.title_lines), ha="center", va="top", fontsize=12
     )
-    _footer(fig, data, lay)
+    draw_footer(fig, data, lay)
     return fig
 
 

@@ -83,7 +83,7 @@ def _wrap(text: str, width_in: float, points: float) -> list[str]:
     return [part for line in text.splitlines() for part in textwrap.wrap(line, chars) or [""]]
 
 
-def _layout(
+def compute_layout(
     data: HeatmapData, grid_shape: tuple[int, int], dpi: int, annotate: bool, note: str
 ) -> _Layout:
     _, _, q, k = data.weights.shape
@@ -116,7 +116,7 @@ def _layout(
     )
 
 
-def _image_rect(lay: _Layout) -> tuple[float, float, float, float]:
+def image_rect(lay: _Layout) -> tuple[float, float, float, float]:
     """The image Axes as (left, bottom, width, height), in fractions of the figure."""
     return (
         lay.left / lay.fig_w,
@@ -126,7 +126,7 @@ def _image_rect(lay: _Layout) -> tuple[float, float, float, float]:
     )
 
 
-def _colorbar_rect(lay: _Layout) -> tuple[float, float, float, float]:
+def colorbar_rect(lay: _Layout) -> tuple[float, float, float, float]:
     """The colorbar Axes, right of the row labels and centred on the image, in figure fractions."""
     cbar_h = min(max(lay.image_h, MIN_CBAR_IN), MAX_CBAR_IN)
     return (
@@ -153,7 +153,7 @@ def _ticks(count: int, panels: int, offset: int, step: int) -> tuple[list[int], 
     return positions, [str(i) for i in inner] * panels
 
 
-def _label_panels(
+def label_panels(
     ax: Axes, data: HeatmapData, ids: tuple[list[int], list[int]], cell: float
 ) -> None:
     """Integer ticks per panel, "head h" above each column, "example b" right of each row."""
@@ -190,7 +190,7 @@ def _label_panels(
         )
 
 
-def _panel_boxes(ax: Axes, data: HeatmapData) -> None:
+def draw_panel_boxes(ax: Axes, data: HeatmapData) -> None:
     """A hatched grey box behind each panel (shows through masked cells) and a thin frame."""
     from matplotlib.patches import Rectangle
 
@@ -217,7 +217,7 @@ def _panel_boxes(ax: Axes, data: HeatmapData) -> None:
             )
 
 
-def _footer(fig: Figure, data: HeatmapData, layout: _Layout) -> None:
+def draw_footer(fig: Figure, data: HeatmapData, layout: _Layout) -> None:
     """The legend entry for masked cells and the note about the shared colour scale."""
     from matplotlib.patches import Patch
 
