@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from mha_cli.errors import ExpectationFailed, MhaError
-from mha_cli.spec import parse_shape, suggest
+from mha_cli.reshape_parse import parse_shape
+from mha_cli.spec import suggest
 from mha_cli.stages import Report
 
 # Figures that are one number rather than a shape.
@@ -38,7 +39,7 @@ def parse_expectation(text: str) -> Expectation:
             raise MhaError(
                 f"--expect {text!r}: {target} is a whole number, e.g. {target}=40000"
             ) from None
-    return Expectation(target, parse_shape(value, f"--expect {target}"))
+    return Expectation(target, parse_shape(value, option=f"--expect {target}"))
 
 
 def actual_value(expectation: Expectation, report: Report) -> tuple[int, ...] | int:

@@ -95,20 +95,6 @@ def _as_lists(value: Any) -> Any:
     return [_as_lists(v) for v in value] if isinstance(value, tuple | list) else value
 
 
-def parse_shape(text: str, what: str) -> tuple[int, ...]:
-    """`"2,4,100"` or `"(2, 4, 100)"` -> `(2, 4, 100)`."""
-    cleaned = text.strip().strip("()[]").replace(" ", "")
-    try:
-        shape = tuple(int(part) for part in cleaned.split(",") if part != "")
-    except ValueError:
-        raise MhaError(
-            f"{what} {text!r} is not a shape; write sizes separated by commas, e.g. 2,4,100"
-        ) from None
-    if not shape:
-        raise MhaError(f"{what} is empty; write sizes separated by commas, e.g. 2,4,100")
-    return shape
-
-
 def parse_valid_lens(text: str) -> ValidLens:
     """`3,2` (one length per example), `3,2,1,4;2,2,2,2` (one per query), or `none`."""
     cleaned = text.strip()
