@@ -93,7 +93,9 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except MhaError as error:
             if os.environ.get("MHA_DEBUG"):
                 raise
-            sys.stderr.write(f"mha: {error}\n")
+            # A value may hold a newline (a path, say): escape it, the message stays one line.
+            message = str(error).replace("\r", "\\r").replace("\n", "\\n")
+            sys.stderr.write(f"mha: {message}\n")
             raise typer.Exit(error.exit_code) from None
 
     return wrapper

@@ -45,7 +45,8 @@ _SPEC_OPTIONS: list[tuple[str, type, tuple[str, ...], str, str]] = [
         "valid_lens",
         str,
         ("--valid-lens",),
-        "3,2 (one per example), 3,2,1,4;2,2,2,2 (one per query, rows by ';') or none "
+        "3,2 (one per example), 3,2,1,4;2,2,2,2 (one per query, rows by ';'; a batch of one: "
+        "1,2,3,4;) or none "
         "[default: 3,2]",
         MASKS,
     ),

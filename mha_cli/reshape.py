@@ -81,7 +81,7 @@ def explain_reshape(
 ) -> ReshapeExplanation:
     """Explain `weights.reshape(to)` for weights of `shape` whose axes are named by `axes`."""
     source = parse_shape(shape)
-    if axes is None and len(source) not in DEFAULT_AXES:
+    if not axes and len(source) not in DEFAULT_AXES:
         raise MhaError(
             f"--shape {fmt(source)} has {len(source)} axes; name them with --axes, "
             "e.g. --axes batch,heads,queries,keys"

@@ -100,7 +100,8 @@ def parse_valid_lens(text: str) -> ValidLens:
     cleaned = text.strip()
     if cleaned.lower() in ("none", ""):
         return None
-    rows = [row for row in cleaned.split(";")]
+    # A ';' makes it 2-D; a trailing one lets a batch of one give per-query lengths: `1,2,3;`.
+    rows = [row for row in cleaned.split(";") if row.strip()]
     try:
         parsed = [tuple(int(v) for v in row.replace(" ", "").split(",")) for row in rows]
     except ValueError:

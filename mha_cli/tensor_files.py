@@ -81,6 +81,18 @@ def _tensor(path: Path, stored: dict[str, Any], name: str) -> torch.Tensor:
     return value
 
 
+def check_finite(path: Path, name: str, tensor: torch.Tensor) -> None:
+    """NaN or inf spreads through every softmax row it touches: refuse it with a count."""
+    import torch
+
+    bad = int((~torch.isfinite(tensor)).sum())
+    if bad:
+        raise MhaError(
+            f"{path}: '{name}' holds {bad} NaN or infinite values; attention over them is NaN, "
+            "so replace them (e.g. torch.nan_to_num) before saving"
+        )
+
+
 def _check_qkv(path: Path, inputs: dict[str, torch.Tensor]) -> None:
     for name, size in QKV.items():
         tensor = inputs[name]
@@ -100,6 +112,7 @@ def _check_qkv(path: Path, inputs: dict[str, torch.Tensor]) -> None:
                 f"{path}: '{name}' has shape {shape_text(tensor)}, with an empty axis; "
                 "every size must be at least 1"
             )
+        check_finite(path, name, tensor)
     queries, keys, values = inputs["queries"], inputs["keys"], inputs["values"]
     for name, tensor in (("keys", keys), ("values", values)):
         if tensor.shape[0] != queries.shape[0]:

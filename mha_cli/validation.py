@@ -5,9 +5,23 @@ from __future__ import annotations
 from mha_cli.errors import MhaError
 from mha_cli.spec import DEVICES, DTYPES, SCORES, VALUE_MODES, AttentionSpec, suggest
 
+# Far beyond today's largest models and contexts, and small enough that every tensor's
+# element count stays inside the int64 that torch indexes with.
+MAX_SIZE = 2**40
+MAX_ELEMENTS = 2**62
+SEED_RANGE = (0, 2**64 - 1)  # what torch.manual_seed accepts
+
 
 def divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
+    """All divisors of n, found in sqrt(n) steps."""
+    small = [d for d in range(1, int(n**0.5) + 1) if n % d == 0]
+    return sorted(set(small + [n // d for d in small]))
+
+
+def nearest(options: list[int], wanted: int, count: int = 12) -> str:
+    """The options closest to what was asked, in order, so the message stays short."""
+    chosen = sorted(sorted(options, key=lambda d: (abs(d - wanted), d))[:count])
+    return ", ".join(map(str, chosen)) + (", ..." if len(options) > count else "")
 
 
 def validate(spec: AttentionSpec) -> AttentionSpec:
@@ -36,11 +50,23 @@ def _check_sizes(spec: AttentionSpec) -> None:
     for option, value in sizes.items():
         if value is not None and value < 1:
             raise MhaError(f"{option} {value} must be a positive whole number (1 or more)")
+        if value is not None and value > MAX_SIZE:
+            raise MhaError(f"{option} {value} is too large; sizes go up to 2**40 = {MAX_SIZE:,}")
+    low, high = SEED_RANGE
+    if not low <= spec.seed <= high:
+        raise MhaError(f"--seed {spec.seed} is outside {low}..2**64-1, the seeds torch accepts")
+    b, q, k, h = spec.batch, spec.queries, spec.kv, spec.heads
+    largest = max(b * h * q * k, b * q * spec.hiddens * h, b * k * spec.hiddens)
+    if largest > MAX_ELEMENTS:
+        raise MhaError(
+            f"this configuration has a tensor of {largest:.3g} elements, more than torch can "
+            "index even on the meta device (2**62); use smaller sizes"
+        )
 
 
 def _check_heads(spec: AttentionSpec) -> None:
     if spec.hiddens % spec.heads:
-        options = ", ".join(map(str, divisors(spec.hiddens)))
+        options = nearest(divisors(spec.hiddens), spec.heads)
         raise MhaError(
             f"--heads {spec.heads}: num_hiddens ({spec.hiddens}) is not divisible by heads "
             f"({spec.heads}); heads that divide it: {options}"
@@ -48,7 +74,7 @@ def _check_heads(spec: AttentionSpec) -> None:
     if spec.kv_heads is None:
         return
     if spec.heads % spec.kv_heads:
-        options = ", ".join(map(str, divisors(spec.heads)))
+        options = nearest(divisors(spec.heads), spec.kv_heads)
         raise MhaError(
             f"--kv-heads {spec.kv_heads}: heads ({spec.heads}) is not a multiple of kv heads "
             f"({spec.kv_heads}); each key-value head serves a whole group of query heads, "
@@ -102,7 +128,7 @@ def _check_valid_lens(spec: AttentionSpec) -> None:
         )
         raise MhaError(
             f"{source} has {len(lens)} entries but the batch has {spec.batch} examples; "
-            f"give one length per example (e.g. {','.join([str(spec.kv)] * spec.batch)}) or none"
+            f"give one length per example (e.g. {_example_lens(spec)}) or none"
         )
     for row in rows:
         for length in row:  # type: ignore[union-attr]
@@ -111,6 +137,13 @@ def _check_valid_lens(spec: AttentionSpec) -> None:
                     f"--valid-lens {given}: length {length} is outside 0..{spec.kv} "
                     f"(there are {spec.kv} key-value pairs)"
                 )
+
+
+def _example_lens(spec: AttentionSpec) -> str:
+    """`6,6,6` for a small batch; a description rather than a million numbers for a large one."""
+    if spec.batch <= 8:
+        return ",".join([str(spec.kv)] * spec.batch)
+    return f"{spec.kv},{spec.kv},... with {spec.batch:,} entries"
 
 
 def _format(lens: tuple) -> str:  # type: ignore[type-arg]

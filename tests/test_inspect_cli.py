@@ -240,3 +240,13 @@ def test_dropout_is_explained_and_only_applied_with_train(cli):
     train_run = json.loads(cli("inspect", "--dropout", "0.5", "--train", "--format", "json").output)
     dropout = next(s for s in train_run["stages"] if s["name"] == "dropout")
     assert dropout["value_range"][1] > 1.0  # kept weights are scaled by 1 / (1 - 0.5)
+
+
+def test_per_query_valid_lens_for_a_batch_of_one(cli):
+    """A trailing ';' makes valid_lens 2-D, so one example can mask per query."""
+    document = json.loads(
+        cli("inspect", "--batch", "1", "--valid-lens", "1,2,3,4;", "--format", "json").output
+    )
+    assert document["spec"]["valid_lens"] == [[1, 2, 3, 4]]
+    masked = document["summary"]["masked_keys"][0]
+    assert masked["valid_len"] == [1, 2, 3, 4]

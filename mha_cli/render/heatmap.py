@@ -90,7 +90,8 @@ def shared_vmax(data: HeatmapData) -> float:
     import numpy as np
 
     visible = data.weights[~data.masked]
-    top = float(np.nanmax(visible)) if visible.size else 0.0
+    visible = visible[np.isfinite(visible)]  # a float16 overflow must not break the scale
+    top = float(visible.max()) if visible.size else 0.0
     return top if top > 0 else 1.0
 
 
