@@ -61,6 +61,9 @@ def heatmap(
     export: EXPORT = None,
 ) -> None:
     """Run the layer and save its attention weights as a grid: rows are examples, columns heads."""
+    from mha_cli.heavy import import_heavy
+
+    import_heavy("torch", "mha_cli.run", "matplotlib.figure", "mha_cli.render.heatmap")
     from mha_cli.plot_data import heatmap_data
     from mha_cli.render import heatmap as render
     from mha_cli.run import run_attention, tensors_for_export

@@ -40,6 +40,9 @@ def inspect(
     spec: AttentionSpec, fmt: FORMAT = Format.table, expect: EXPECT = None, export: EXPORT = None
 ) -> None:
     """Build the layer, run one forward pass, print every stage: shape, axes, params, FLOPs."""
+    from mha_cli.heavy import import_heavy
+
+    import_heavy("torch", "mha_cli.run")
     from mha_cli.run import run_attention, tensors_for_export
     from mha_cli.tensor_files import check_export_path, save_tensors
 

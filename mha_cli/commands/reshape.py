@@ -71,6 +71,9 @@ def reshape(
     }
     explanation = explain_reshape(shape, to, axes, sizes=sizes)
     if render is not None:
+        from mha_cli.heavy import import_heavy
+
+        import_heavy("torch", "mha_cli.run", "matplotlib.figure")
         from mha_cli.plot_data import weights_of_shape
         from mha_cli.render.reshape_image import render_layouts
 
