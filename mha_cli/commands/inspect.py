@@ -10,7 +10,6 @@ from typing import Annotated, Any
 import typer
 
 from mha_cli.commands.output import Format, note, stdout_console
-from mha_cli.expectations import check, parse_expectation, raise_if_failed
 from mha_cli.options import spec_options
 from mha_cli.spec import AttentionSpec
 
@@ -40,6 +39,7 @@ def inspect(
     spec: AttentionSpec, fmt: FORMAT = Format.table, expect: EXPECT = None, export: EXPORT = None
 ) -> None:
     """Build the layer, run one forward pass, print every stage: shape, axes, params, FLOPs."""
+    from mha_cli.expectations import check, parse_expectation, raise_if_failed
     from mha_cli.heavy import import_heavy
 
     import_heavy("torch", "mha_cli.run")
