@@ -100,15 +100,13 @@ def run_attention(spec: AttentionSpec, *, value_ranges: bool = True) -> Trace:
     queries, keys, values = make_inputs(spec, device, dtype, sources)
     valid_lens = None
     if spec.valid_lens is not None:
-        valid_lens = torch.tensor(
-            spec.valid_lens, dtype=torch.long, device=device
-        )  # (b,) or (b, q)
+        # (b,) or (b, q)
+        valid_lens = torch.tensor(spec.valid_lens, dtype=torch.long, device=device)
     recorder = Recorder(keep_tensors=device.type != "meta", value_ranges=value_ranges)
     layer.train(spec.train)
     with torch.no_grad():
-        _, weights, mask = layer(
-            queries, keys, values, valid_lens, recorder
-        )  # weights: ((b h), q, k)
+        # weights: ((b h), q, k); mask: ((b h), q, k), or (1, q, k) when only causal
+        _, weights, mask = layer(queries, keys, values, valid_lens, recorder)
     b, h, q, k = spec.batch, spec.heads, spec.queries, spec.kv
     attention = weights.reshape(b, h, q, k)  # (b, h, q, k): transpose_qkv folds batch-major
     mask4 = None if mask is None else mask.expand(b * h, q, k).reshape(b, h, q, k)
