@@ -37,6 +37,8 @@ from rich.table import Table
 PYTHON = sys.executable
 PROBED = {"torch": "torch", "torch._dynamo": "dynamo", "sympy": "sympy", "matplotlib": "mpl"}
 NOISE = 1.05  # "no slower than at 128 tokens" allows 5 % of run-to-run noise
+BENCH = Path(__file__).resolve().parent
+TESTS = BENCH.parent / "tests"
 TABLE_WIDTH = 200  # wide enough that no column is cut; the table keeps its natural width
 HEATMAP_GRID = ("12", "12", "128")  # examples, heads, queries = keys
 D2L_FIGSIZE = "20"  # inches, square: about the size of mha's grid image at dpi 100
@@ -44,60 +46,12 @@ D2L_FIGSIZE = "20"  # inches, square: about the size of mha's grid image at dpi 
 # d2l's chapter example (num_hiddens 100, 5 heads, batch 2, 4 queries, 6 key-value pairs,
 # valid_lens [3, 2]) through torchinfo, with d2l's MultiHeadAttention written out.
 TORCHINFO = r"""
-import math, sys
+import sys
 import torch
-from torch import nn
 from torchinfo import summary
 
-def masked_softmax(X, valid_lens):
-    if valid_lens is None:
-        return nn.functional.softmax(X, dim=-1)
-    shape = X.shape
-    if valid_lens.dim() == 1:
-        valid_lens = torch.repeat_interleave(valid_lens, shape[1])
-    else:
-        valid_lens = valid_lens.reshape(-1)
-    X = X.reshape(-1, shape[-1])
-    mask = torch.arange(shape[-1], device=X.device)[None, :] < valid_lens[:, None]
-    X[~mask] = -1e6
-    return nn.functional.softmax(X.reshape(shape), dim=-1)
-
-class DotProductAttention(nn.Module):
-    def __init__(self, dropout):
-        super().__init__()
-        self.dropout = nn.Dropout(dropout)
-    def forward(self, queries, keys, values, valid_lens=None):
-        d = queries.shape[-1]
-        scores = torch.bmm(queries, keys.transpose(1, 2)) / math.sqrt(d)
-        self.attention_weights = masked_softmax(scores, valid_lens)
-        return torch.bmm(self.dropout(self.attention_weights), values)
-
-def transpose_qkv(X, num_heads):
-    X = X.reshape(X.shape[0], X.shape[1], num_heads, -1).permute(0, 2, 1, 3)
-    return X.reshape(-1, X.shape[2], X.shape[3])
-
-def transpose_output(X, num_heads):
-    X = X.reshape(-1, num_heads, X.shape[1], X.shape[2]).permute(0, 2, 1, 3)
-    return X.reshape(X.shape[0], X.shape[1], -1)
-
-class MultiHeadAttention(nn.Module):
-    def __init__(self, key_size, query_size, value_size, num_hiddens, num_heads, dropout,
-                 bias=False):
-        super().__init__()
-        self.num_heads = num_heads
-        self.attention = DotProductAttention(dropout)
-        self.W_q = nn.Linear(query_size, num_hiddens, bias=bias)
-        self.W_k = nn.Linear(key_size, num_hiddens, bias=bias)
-        self.W_v = nn.Linear(value_size, num_hiddens, bias=bias)
-        self.W_o = nn.Linear(num_hiddens, num_hiddens, bias=bias)
-    def forward(self, queries, keys, values, valid_lens):
-        queries = transpose_qkv(self.W_q(queries), self.num_heads)
-        keys = transpose_qkv(self.W_k(keys), self.num_heads)
-        values = transpose_qkv(self.W_v(values), self.num_heads)
-        if valid_lens is not None:
-            valid_lens = torch.repeat_interleave(valid_lens, repeats=self.num_heads, dim=0)
-        output = self.attention(queries, keys, values, valid_lens)
-        return self.W_o(transpose_output(output, self.num_heads))
+sys.path.insert(0, sys.argv[2])  # tests/: d2l's code as the book has it
+from d2l_reference import MultiHeadAttention
 
 device = torch.device(sys.argv[1])
 with device:
@@ -112,31 +66,16 @@ summary(layer, input_data=[X, Y, Y, valid_lens], device=device)
 # book's attention layers produce them.
 D2L_LOOP = r"""
 import sys
-import matplotlib
-matplotlib.use("Agg")
 import torch
-from matplotlib import pyplot as plt
 
-def show_heatmaps(matrices, xlabel, ylabel, titles=None, figsize=(2.5, 2.5), cmap="Reds"):
-    num_rows, num_cols = len(matrices), len(matrices[0])
-    fig, axes = plt.subplots(num_rows, num_cols, figsize=figsize,
-                             sharex=True, sharey=True, squeeze=False)
-    for i, (row_axes, row_matrices) in enumerate(zip(axes, matrices)):
-        for j, (ax, matrix) in enumerate(zip(row_axes, row_matrices)):
-            pcm = ax.imshow(matrix.detach().numpy(), cmap=cmap)
-            if i == num_rows - 1:
-                ax.set_xlabel(xlabel)
-            if j == 0:
-                ax.set_ylabel(ylabel)
-            if titles:
-                ax.set_title(titles[j])
-    fig.colorbar(pcm, ax=axes, shrink=0.6)
-    return fig
+sys.path.insert(0, sys.argv[6])  # bench/: d2l's show_heatmaps, shared with heatmap_bench.py
+from d2l_show_heatmaps import show_heatmaps
 
 out, (b, h, n), size = sys.argv[1], map(int, sys.argv[2:5]), float(sys.argv[5])
 torch.manual_seed(0)
 weights = torch.softmax(torch.randn(b, h, n, n), dim=-1)
-show_heatmaps(weights, xlabel="Keys", ylabel="Queries", figsize=(size, size)).savefig(out, dpi=100)
+fig = show_heatmaps(weights.numpy(), xlabel="Keys", ylabel="Queries", figsize=(size, size))
+fig.savefig(out, dpi=100)
 """
 
 # Appended to a Python snippet (or run with the CLI's arguments) to list the heavy imports.
@@ -234,8 +173,8 @@ def build_cases(mha: str, tmp: Path) -> list[Case]:
             [*gqa, "--queries", "128", "--kv", "128"],
             "reference",
         ),
-        snippet("torchinfo-cpu", "torchinfo.summary, cpu", TORCHINFO, ["cpu"]),
-        snippet("torchinfo-meta", "torchinfo.summary, meta", TORCHINFO, ["meta"]),
+        snippet("torchinfo-cpu", "torchinfo.summary, cpu", TORCHINFO, ["cpu", str(TESTS)]),
+        snippet("torchinfo-meta", "torchinfo.summary, meta", TORCHINFO, ["meta", str(TESTS)]),
     ]
     if has_heatmap(mha):
         b, h, n = HEATMAP_GRID
@@ -269,7 +208,7 @@ def build_cases(mha: str, tmp: Path) -> list[Case]:
                 "d2l-loop",
                 "d2l show_heatmaps loop",
                 D2L_LOOP,
-                [str(tmp / "d2l.png"), *HEATMAP_GRID, D2L_FIGSIZE],
+                [str(tmp / "d2l.png"), *HEATMAP_GRID, D2L_FIGSIZE, str(BENCH)],
             )
         )
     return cases

@@ -31,26 +31,8 @@ weights /= weights.sum(-1, keepdims=True)  # (b, h, q, k) random softmax weights
 
 start = time.perf_counter()
 if which == "d2l":
-    # d2l's show_heatmaps (d2l/torch.py), with the Agg backend and savefig instead of display.
-    import matplotlib
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    def show_heatmaps(matrices, xlabel, ylabel, titles=None, figsize=(2.5, 2.5), cmap="Reds"):
-        num_rows, num_cols = matrices.shape[0], matrices.shape[1]
-        fig, axes = plt.subplots(num_rows, num_cols, figsize=figsize,
-                                 sharex=True, sharey=True, squeeze=False)
-        for i, (row_axes, row_matrices) in enumerate(zip(axes, matrices)):
-            for j, (ax, matrix) in enumerate(zip(row_axes, row_matrices)):
-                pcm = ax.imshow(matrix, cmap=cmap)
-                if i == num_rows - 1:
-                    ax.set_xlabel(xlabel)
-                if j == 0:
-                    ax.set_ylabel(ylabel)
-                if titles:
-                    ax.set_title(titles[j])
-        fig.colorbar(pcm, ax=axes, shrink=0.6)
-        return fig
+    sys.path.insert(0, sys.argv[7])  # bench/: d2l's show_heatmaps, shared with bench.py
+    from d2l_show_heatmaps import show_heatmaps
 
     fig = show_heatmaps(weights, xlabel="Keys", ylabel="Queries",
                         figsize=(d2l_figsize, d2l_figsize))
@@ -68,7 +50,8 @@ def one_run(
     which: str, out: Path, shape: tuple[int, int, int], figsize: float
 ) -> tuple[float, float]:
     """(seconds inside the child, seconds of the whole child process)."""
-    argv = [sys.executable, "-c", CHILD, which, str(out), *map(str, shape), str(figsize)]
+    bench = str(Path(__file__).resolve().parent)
+    argv = [sys.executable, "-c", CHILD, which, str(out), *map(str, shape), str(figsize), bench]
     start = time.perf_counter()
     done = subprocess.run(argv, capture_output=True, text=True, check=True)
     wall = time.perf_counter() - start
@@ -77,8 +60,10 @@ def one_run(
 
 def summary(name: str, times: list[float]) -> str:
     med = statistics.median(times)
-    return (f"{name:<26} median {med:6.2f} s   min {min(times):6.2f}   max {max(times):6.2f}   "
-            f"({', '.join(f'{t:.2f}' for t in times)})")
+    return (
+        f"{name:<26} median {med:6.2f} s   min {min(times):6.2f}   max {max(times):6.2f}   "
+        f"({', '.join(f'{t:.2f}' for t in times)})"
+    )
 
 
 def main() -> None:
@@ -92,13 +77,17 @@ def main() -> None:
     parser.add_argument("--d2l-figsize", type=float, default=20.0, help="inches, square")
     args = parser.parse_args()
     shape = (args.examples, args.heads, args.size, args.size)
-    print(f"heatmap grid {shape}, PNG at dpi 100, {args.runs} fresh subprocesses each, "
-          f"d2l figsize {args.d2l_figsize} in")
+    print(
+        f"heatmap grid {shape}, PNG at dpi 100, {args.runs} fresh subprocesses each, "
+        f"d2l figsize {args.d2l_figsize} in"
+    )
     results: dict[str, tuple[list[float], list[float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for which in ("d2l", "mha"):
-            runs = [one_run(which, Path(tmp) / f"{which}{i}.png", shape[:3], args.d2l_figsize)
-                    for i in range(args.runs)]
+            runs = [
+                one_run(which, Path(tmp) / f"{which}{i}.png", shape[:3], args.d2l_figsize)
+                for i in range(args.runs)
+            ]
             results[which] = ([r[0] for r in runs], [r[1] for r in runs])
     for which, label in (("d2l", "d2l show_heatmaps loop"), ("mha", "mha render_grid")):
         print(summary(label + " (render)", results[which][0]))
