@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from mha_cli import axes as ax
-from mha_cli.layer import Record, linear_flops, record_inputs
+from mha_cli.layer import Record, linear_flops, project, record_inputs
 from mha_cli.masking import masked_softmax, positional_mask
 
 
@@ -41,24 +41,8 @@ class AdditiveAttention(nn.Module):
         record: Record,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         record_inputs(record, queries, keys, values, valid_lens)
-        q = self.W_q(queries)  # (b, q, H)
-        record(
-            "W_q",
-            q,
-            "self.W_q(queries)",
-            (ax.BATCH, ax.QUERIES, ax.HIDDENS),
-            module=self.W_q,
-            flops=linear_flops(self.W_q, q),
-        )
-        k = self.W_k(keys)  # (b, k, H)
-        record(
-            "W_k",
-            k,
-            "self.W_k(keys)",
-            (ax.BATCH, ax.KV_PAIRS, ax.HIDDENS),
-            module=self.W_k,
-            flops=linear_flops(self.W_k, k),
-        )
+        q = project("W_q", self.W_q, queries, ax.QUERIES, record)  # (b, q, H)
+        k = project("W_k", self.W_k, keys, ax.KV_PAIRS, record)  # (b, k, H)
         q4 = q.unsqueeze(2)  # (b, q, 1, H)
         record(
             "queries.unsqueeze", q4, "queries.unsqueeze(2)", (ax.BATCH, ax.QUERIES, "1", ax.HIDDENS)

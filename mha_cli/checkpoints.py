@@ -29,7 +29,7 @@ from mha_cli.checkpoint_layouts import (
     unknown_layout,
 )
 from mha_cli.errors import MhaError
-from mha_cli.tensor_files import check_finite, dtype_text, shape_text
+from mha_cli.tensor_files import check_values, shape_text
 from mha_cli.tensor_io import read_tensor_file
 
 if TYPE_CHECKING:
@@ -136,14 +136,4 @@ def _check_dims(path: Path, tensors: dict[str, torch.Tensor], keys: dict[str, st
                 f"{path}: '{keys[name]}' has shape {shape_text(tensor)}, expected {form}; "
                 f"save {FIX}"
             )
-        if not tensor.is_floating_point():
-            raise MhaError(
-                f"{path}: '{keys[name]}' holds {dtype_text(tensor)} values, expected floating "
-                "point weights; save the trained layer's state_dict()"
-            )
-        if 0 in tensor.shape:
-            raise MhaError(
-                f"{path}: '{keys[name]}' has shape {shape_text(tensor)}, with an empty axis; "
-                "save a trained layer's state_dict()"
-            )
-        check_finite(path, keys[name], tensor)
+        check_values(path, keys[name], tensor, "save the trained layer's state_dict()")

@@ -52,6 +52,25 @@ def record_inputs(
         record("valid_lens", valid_lens, "valid_lens", lens_axes)
 
 
+_PROJECTED = {"W_q": "queries", "W_k": "keys", "W_v": "values"}
+
+
+def project(
+    name: str, layer: nn.Linear, x: torch.Tensor, seq_axis: str, record: Record
+) -> torch.Tensor:
+    """`self.W_q(queries)` and its siblings: apply one projection and record it."""
+    y = layer(x)  # (b, n, out_features)
+    record(
+        name,
+        y,
+        f"self.{name}({_PROJECTED[name]})",
+        (ax.BATCH, seq_axis, ax.HIDDENS),
+        module=layer,
+        flops=linear_flops(layer, y),
+    )
+    return y
+
+
 class MultiHeadAttention(nn.Module):
     """d2l's layer, plus two variants: fewer key-value heads (grouped-query / multi-query
     attention) and values kept whole per head (`value_mode="full"`, seed question Q12)."""
@@ -94,9 +113,9 @@ class MultiHeadAttention(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         record_inputs(record, queries, keys, values, valid_lens)
 
-        q = self._project("W_q", self.W_q, queries, ax.QUERIES, record)  # (b, q, H)
-        k = self._project("W_k", self.W_k, keys, ax.KV_PAIRS, record)  # (b, k, g*d)
-        v = self._project("W_v", self.W_v, values, ax.KV_PAIRS, record)  # (b, k, g*d) or (b, k, H)
+        q = project("W_q", self.W_q, queries, ax.QUERIES, record)  # (b, q, H)
+        k = project("W_k", self.W_k, keys, ax.KV_PAIRS, record)  # (b, k, g*d)
+        v = project("W_v", self.W_v, values, ax.KV_PAIRS, record)  # (b, k, g*d) or (b, k, H)
 
         q = self._transpose_qkv(q, "queries", ax.QUERIES, record)  # ((b h), q, d)
         k = self._transpose_qkv(k, "keys", ax.KV_PAIRS, record)  # ((b h), k, d)
@@ -164,20 +183,6 @@ class MultiHeadAttention(nn.Module):
             flops=linear_flops(self.W_o, output),
         )
         return output, weights, mask
-
-    def _project(
-        self, name: str, layer: nn.Linear, x: torch.Tensor, seq_axis: str, record: Record
-    ) -> torch.Tensor:
-        y = layer(x)  # (b, n, out_features)
-        record(
-            name,
-            y,
-            f"self.{name}({ {'W_q': 'queries', 'W_k': 'keys', 'W_v': 'values'}[name] })",
-            (ax.BATCH, seq_axis, ax.HIDDENS),
-            module=layer,
-            flops=linear_flops(layer, y),
-        )
-        return y
 
     def _transpose_qkv(
         self, X: torch.Tensor, role: str, seq_axis: str, record: Record

@@ -81,6 +81,19 @@ def _tensor(path: Path, stored: dict[str, Any], name: str) -> torch.Tensor:
     return value
 
 
+def check_values(path: Path, name: str, tensor: torch.Tensor, fix: str) -> None:
+    """Floating point, no empty axis, and finite: what every tensor read from a file must be."""
+    if not tensor.is_floating_point():
+        raise MhaError(
+            f"{path}: '{name}' holds {dtype_text(tensor)} values, expected floating point; {fix}"
+        )
+    if 0 in tensor.shape:
+        raise MhaError(
+            f"{path}: '{name}' has shape {shape_text(tensor)}, with an empty axis; {fix}"
+        )
+    check_finite(path, name, tensor)
+
+
 def check_finite(path: Path, name: str, tensor: torch.Tensor) -> None:
     """NaN or inf spreads through every softmax row it touches: refuse it with a count."""
     import torch
@@ -102,17 +115,7 @@ def _check_qkv(path: Path, inputs: dict[str, torch.Tensor]) -> None:
                 f"{path}: '{name}' has shape {shape_text(tensor)}, expected 3-D "
                 f"(batch, {rows}, {size}); add the missing axis with unsqueeze"
             )
-        if not tensor.is_floating_point():
-            raise MhaError(
-                f"{path}: '{name}' holds {dtype_text(tensor)} values, expected floating point; "
-                "save it with .float()"
-            )
-        if 0 in tensor.shape:
-            raise MhaError(
-                f"{path}: '{name}' has shape {shape_text(tensor)}, with an empty axis; "
-                "every size must be at least 1"
-            )
-        check_finite(path, name, tensor)
+        check_values(path, name, tensor, "save a non-empty float tensor (e.g. .float())")
     queries, keys, values = inputs["queries"], inputs["keys"], inputs["values"]
     for name, tensor in (("keys", keys), ("values", values)):
         if tensor.shape[0] != queries.shape[0]:
