@@ -12,9 +12,9 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from mha_cli.checkpoint_layouts import D2L_ADDITIVE, D2L_MHA, TORCH_PACKED, TORCH_SEPARATE
-from mha_cli.checkpoints import Checkpoint, load_checkpoint
 from mha_cli.errors import MhaError
+from mha_cli.files.checkpoints import Checkpoint, load_checkpoint
+from mha_cli.files.layouts import D2L_ADDITIVE, D2L_MHA, TORCH_PACKED, TORCH_SEPARATE
 
 FORMATS = ["pt", "safetensors"]
 

@@ -209,7 +209,7 @@ def test_hostile_pickle_runs_no_code(cli, folder):
 
 def test_a_failed_run_leaves_no_partial_files(cli, tmp_path, monkeypatch):
     """The export is written through a temporary file; if saving fails, nothing is left."""
-    import mha_cli.tensor_files as tensor_files
+    import mha_cli.files.tensor_files as tensor_files
 
     def broken(tmp, tensors, suffix, target):
         tmp.write_bytes(b"half a file")

@@ -10,10 +10,10 @@ import pytest
 import torch
 from oracles import einsum_attention
 
-from mha_cli.plot_data import heatmap_data
-from mha_cli.render.heatmap import compose_grid
-from mha_cli.run import run_attention
-from mha_cli.spec import AttentionSpec
+from mha_cli.attention.plot_data import heatmap_data
+from mha_cli.attention.run import run_attention
+from mha_cli.render.heatmap.image import compose_grid
+from mha_cli.spec.spec import AttentionSpec
 
 
 def test_no_options_writes_one_png_here_and_prints_its_path(cli, tmp_path, monkeypatch):
@@ -47,7 +47,7 @@ def test_plotted_numbers_are_the_layer_weights_and_the_oracle_weights():
     grid = compose_grid(data)
     # The oracle: an einsum computation from the exported inputs and the layer's weights.
     torch.manual_seed(spec.seed)
-    from mha_cli.run import make_layer
+    from mha_cli.attention.run import make_layer
 
     state = make_layer(spec).state_dict()
     lens = torch.tensor(spec.valid_lens)

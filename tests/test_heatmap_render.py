@@ -10,16 +10,16 @@ import pytest
 from rich.console import Console
 
 from mha_cli.errors import MhaError
-from mha_cli.render import heatmap
-from mha_cli.render.heatmap import (
+from mha_cli.render.heatmap import image as heatmap
+from mha_cli.render.heatmap.image import (
     HeatmapData,
     annotate_allowed,
     compose_grid,
     render_grid,
     render_per_head,
 )
-from mha_cli.render.heatmap_layout import panel_slices
-from mha_cli.render.terminal_heatmap import MASK_GLYPH, SHADES, terminal_grid
+from mha_cli.render.heatmap.layout import panel_slices
+from mha_cli.render.heatmap.terminal import MASK_GLYPH, SHADES, terminal_grid
 
 
 def chapter_data(seed: int = 0) -> HeatmapData:
@@ -198,7 +198,7 @@ def test_importing_the_renderers_pulls_in_neither_matplotlib_nor_numpy() -> None
     import subprocess
     import sys
 
-    code = ("import sys, mha_cli.render.heatmap, mha_cli.render.terminal_heatmap; "
+    code = ("import sys, mha_cli.render.heatmap, mha_cli.render.heatmap.terminal; "
             "print(sorted(m for m in ('matplotlib', 'numpy') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

@@ -9,7 +9,7 @@ import safetensors.torch
 import torch
 
 from mha_cli.errors import MhaError
-from mha_cli.tensor_files import load_inputs, save_tensors
+from mha_cli.files.tensor_files import load_inputs, save_tensors
 
 FORMATS = ["pt", "safetensors"]
 

@@ -9,9 +9,9 @@ from typing import Annotated, Any
 
 import typer
 
+from mha_cli.commands.options import spec_options
 from mha_cli.commands.output import note, stdout_console
-from mha_cli.options import spec_options
-from mha_cli.spec import AttentionSpec
+from mha_cli.spec.spec import AttentionSpec
 
 DEFAULT_NAME = "attention.png"
 
@@ -61,13 +61,15 @@ def heatmap(
     export: EXPORT = None,
 ) -> None:
     """Run the layer and save its attention weights as a grid: rows are examples, columns heads."""
-    from mha_cli.heavy import import_heavy
+    from mha_cli.fast_start import import_heavy
 
-    import_heavy("torch", "mha_cli.run", "matplotlib.figure", "mha_cli.render.heatmap")
-    from mha_cli.plot_data import heatmap_data
-    from mha_cli.render import heatmap as render
-    from mha_cli.run import run_attention, tensors_for_export
-    from mha_cli.tensor_files import check_export_path, save_tensors
+    import_heavy(
+        "torch", "mha_cli.attention.run", "matplotlib.figure", "mha_cli.render.heatmap.image"
+    )
+    from mha_cli.attention.plot_data import heatmap_data
+    from mha_cli.attention.run import run_attention, tensors_for_export
+    from mha_cli.files.tensor_files import check_export_path, save_tensors
+    from mha_cli.render.heatmap import image as render
 
     # Refuse bad paths before the run, which can take a while.
     if export is not None:
@@ -83,7 +85,7 @@ def heatmap(
             "note: --annotate skipped: panels are larger than 16 x 16, too small to read numbers in"
         )
     if terminal:
-        from mha_cli.render.terminal_heatmap import terminal_grid
+        from mha_cli.render.heatmap.terminal import terminal_grid
 
         stdout_console().print(terminal_grid(data))
     if export is not None:

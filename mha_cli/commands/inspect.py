@@ -9,9 +9,9 @@ from typing import Annotated, Any
 
 import typer
 
+from mha_cli.commands.options import spec_options
 from mha_cli.commands.output import Format, note, stdout_console
-from mha_cli.options import spec_options
-from mha_cli.spec import AttentionSpec
+from mha_cli.spec.spec import AttentionSpec
 
 FORMAT = Annotated[Format, typer.Option("--format", "-f", help="table, json or markdown")]
 EXPECT = Annotated[
@@ -40,11 +40,11 @@ def inspect(
 ) -> None:
     """Build the layer, run one forward pass, print every stage: shape, axes, params, FLOPs."""
     from mha_cli.expectations import check, parse_expectation, raise_if_failed
-    from mha_cli.heavy import import_heavy
+    from mha_cli.fast_start import import_heavy
 
-    import_heavy("torch", "mha_cli.run")
-    from mha_cli.run import run_attention, tensors_for_export
-    from mha_cli.tensor_files import check_export_path, save_tensors
+    import_heavy("torch", "mha_cli.attention.run")
+    from mha_cli.attention.run import run_attention, tensors_for_export
+    from mha_cli.files.tensor_files import check_export_path, save_tensors
 
     expectations = [
         parse_expectation(text) for text in expect or []

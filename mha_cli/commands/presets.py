@@ -17,7 +17,7 @@ def presets() -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from mha_cli.configs import preset_descriptions
+    from mha_cli.spec.configs import preset_descriptions
 
     table = Table(title="presets (use with --config NAME)", title_justify="left")
     table.add_column("name", no_wrap=True)

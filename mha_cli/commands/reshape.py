@@ -64,18 +64,18 @@ def reshape(
     fmt: FORMAT = Format.table,
 ) -> None:
     """Explain how a reshape of attention weights lays them out for show_heatmaps (seed Q4, Q7)."""
-    from mha_cli.reshape import explain_reshape
+    from mha_cli.reshape.explain import explain_reshape
 
     sizes = {
         name: value for name, value in (("batch", batch), ("heads", heads)) if value is not None
     }
     explanation = explain_reshape(shape, to, axes, sizes=sizes)
     if render is not None:
-        from mha_cli.heavy import import_heavy
+        from mha_cli.fast_start import import_heavy
 
-        import_heavy("torch", "mha_cli.run", "matplotlib.figure")
-        from mha_cli.plot_data import weights_of_shape
-        from mha_cli.render.reshape_image import render_layouts
+        import_heavy("torch", "mha_cli.attention.run", "matplotlib.figure")
+        from mha_cli.attention.plot_data import weights_of_shape
+        from mha_cli.render.reshape.image import render_layouts
 
         weights = weights_of_shape([(a.name, a.size) for a in explanation.source_axes])
         layouts = [explanation.target_shape]
@@ -89,11 +89,11 @@ def reshape(
             + "\n"
         )
     elif fmt is Format.markdown:
-        from mha_cli.render.reshape_text import reshape_markdown
+        from mha_cli.render.reshape.text import reshape_markdown
 
         sys.stdout.write(reshape_markdown(explanation))
     else:
-        from mha_cli.render.reshape_text import reshape_renderable
+        from mha_cli.render.reshape.text import reshape_renderable
 
         stdout_console().print(reshape_renderable(explanation))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from mha_cli.stages import Report
+from mha_cli.records import Report
 
 SCHEMA = "mha.inspect"
 SCHEMA_VERSION = 1

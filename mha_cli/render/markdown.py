@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from mha_cli.records import Report
 from mha_cli.render import numbers
 from mha_cli.render.summary_lines import summary_lines
-from mha_cli.stages import Report
 
 _HEADER = ("#", "stage", "d2l code", "shape", "axes", "params", "FLOPs", "bytes", "values")
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from mha_cli.records import Report
 from mha_cli.render import numbers
-from mha_cli.stages import Report
 
 FLOP_CONVENTION = (
     "matmuls only, a multiply-add = 2 FLOPs (torch.utils.flop_counter's convention); "

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from enum import Enum
 
-from mha_cli.reshape_parse import Axis, axis_word, fmt
-from mha_cli.reshape_refine import Piece, made_of_text
+from mha_cli.reshape.parse import Axis, axis_word, fmt
+from mha_cli.reshape.refine import Piece, made_of_text
 
 ROLES = ("grid rows", "grid columns", "panel rows", "panel columns")  # show_heatmaps' 4 axes
 

@@ -12,14 +12,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from mha_cli.attention.layer import MultiHeadAttention
+from mha_cli.attention.memory import available_bytes, check_fits
+from mha_cli.attention.summary import summarize
 from mha_cli.errors import MhaError
-from mha_cli.layer import MultiHeadAttention
-from mha_cli.memory import available_bytes, check_fits
-from mha_cli.sources import Sources, resolve_sources
-from mha_cli.spec import AttentionSpec
-from mha_cli.stages import Report, Stage, Summary
-from mha_cli.summary import summarize
-from mha_cli.validation import validate
+from mha_cli.files.sources import Sources, resolve_sources
+from mha_cli.records import Report, Stage, Summary
+from mha_cli.spec.spec import AttentionSpec
+from mha_cli.spec.validation import validate
 
 
 @dataclass
@@ -124,7 +124,7 @@ def _device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise MhaError("--device cuda: no CUDA device is available here; use --device cpu or meta")
     if name == "meta":
-        from mha_cli.meta_speed import skip_dynamo_import
+        from mha_cli.attention.meta_speed import skip_dynamo_import
 
         skip_dynamo_import()
     return torch.device(name)
@@ -147,7 +147,7 @@ def build_layer(
 
 def make_layer(spec: AttentionSpec) -> nn.Module:
     if spec.score == "additive":
-        from mha_cli.additive import AdditiveAttention
+        from mha_cli.attention.additive import AdditiveAttention
 
         return AdditiveAttention(
             spec.k_size, spec.q_size, spec.hiddens, spec.dropout, spec.bias, spec.causal

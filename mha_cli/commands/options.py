@@ -15,7 +15,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from mha_cli.spec import AttentionSpec, merge, parse_option
+from mha_cli.spec.spec import AttentionSpec, merge, parse_option
 
 SIZES = "Sizes"
 MASKS = "Masks"
@@ -136,7 +136,7 @@ SPEC_PARAMETERS = [_parameter(*option) for option in _SPEC_OPTIONS] + [_CONFIG]
 
 def build_spec(config: str | None, given: dict[str, Any]) -> AttentionSpec:
     """Defaults, then the config, then the options given on the command line."""
-    from mha_cli.configs import load_config
+    from mha_cli.spec.configs import load_config
 
     spec = AttentionSpec()
     if config is None and given.get("score") == "additive":

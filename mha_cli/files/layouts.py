@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mha_cli.errors import MhaError
-from mha_cli.tensor_files import shape_text
+from mha_cli.files.tensor_files import shape_text
 
 if TYPE_CHECKING:
     import torch

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mha_cli.checkpoint_layouts import (
+from mha_cli.errors import MhaError
+from mha_cli.files.layouts import (
     D2L_ADDITIVE,
     FIX,
     MEMBERS,
@@ -28,9 +29,8 @@ from mha_cli.checkpoint_layouts import (
     to_d2l,
     unknown_layout,
 )
-from mha_cli.errors import MhaError
-from mha_cli.tensor_files import check_values, shape_text
-from mha_cli.tensor_io import read_tensor_file
+from mha_cli.files.tensor_files import check_values, shape_text
+from mha_cli.files.tensor_io import read_tensor_file
 
 if TYPE_CHECKING:
     import torch

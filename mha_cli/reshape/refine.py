@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from mha_cli.reshape_parse import Axis
+from mha_cli.reshape.parse import Axis
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 sizes), recording every step of its forward pass.
 
 Only imported by commands that run the layer: it imports torch at module level.
-Shapes use the letters of `mha_cli.axes`: b batch, q queries, k key-value pairs,
+Shapes use the letters of `mha_cli.spec.axes`: b batch, q queries, k key-value pairs,
 h heads, g key-value heads, d head dim, H num_hiddens, (b h) heads folded into batch.
 """
 
@@ -14,8 +14,8 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from mha_cli import axes as ax
-from mha_cli.masking import masked_softmax, positional_mask
+from mha_cli.attention.masking import masked_softmax, positional_mask
+from mha_cli.spec import axes as ax
 
 
 class Record(Protocol):

@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mha_cli.atomic import atomic_path
 from mha_cli.errors import MhaError
-from mha_cli.reshape import ReshapeExplanation, Verdict, explain_reshape, index_map
-from mha_cli.reshape_parse import axis_word, fmt
+from mha_cli.files.atomic import atomic_path
+from mha_cli.reshape.explain import ReshapeExplanation, Verdict, explain_reshape, index_map
+from mha_cli.reshape.parse import axis_word, fmt
 
 if TYPE_CHECKING:
     import numpy as np

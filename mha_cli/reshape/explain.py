@@ -14,9 +14,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 from mha_cli.errors import MhaError
-from mha_cli.reshape_parse import DEFAULT_AXES, Axis, fmt, parse_axes, parse_shape
-from mha_cli.reshape_refine import Piece, made_of_text, place_units, refine
-from mha_cli.reshape_verdict import ROLES, Verdict, describe, judge, suggest_target
+from mha_cli.reshape.parse import DEFAULT_AXES, Axis, fmt, parse_axes, parse_shape
+from mha_cli.reshape.refine import Piece, made_of_text, place_units, refine
+from mha_cli.reshape.verdict import ROLES, Verdict, describe, judge, suggest_target
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mha_cli.errors import MhaError
-from mha_cli.spec import suggest
+from mha_cli.spec.spec import suggest
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -20,7 +20,7 @@ DESCRIPTIVE_KEYS = ("description",)
 
 
 def preset_names() -> list[str]:
-    folder = resources.files("mha_cli") / "configs"
+    folder = resources.files("mha_cli.configs")
     return sorted(
         p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml")
     )
@@ -40,7 +40,7 @@ def read_preset(name: str) -> dict[str, Any]:
             f"--config {name!r} is neither a file nor a preset{suggest(name, names)} "
             f"(presets: {', '.join(names)}; list them with `mha presets`)"
         )
-    text = (resources.files("mha_cli") / "configs" / f"{name}.toml").read_text(encoding="utf-8")
+    text = (resources.files("mha_cli.configs") / f"{name}.toml").read_text(encoding="utf-8")
     return _read_toml(text, f"preset {name}")
 
 

@@ -10,8 +10,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from mha_cli.reshape import ReshapeExplanation, Verdict, index_map
-from mha_cli.reshape_parse import fmt
+from mha_cli.reshape.explain import ReshapeExplanation, Verdict, index_map
+from mha_cli.reshape.parse import fmt
 
 _STYLE = {Verdict.OK: "bold green"}  # every other verdict is a warning
 

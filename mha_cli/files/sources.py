@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mha_cli.errors import MhaError
-from mha_cli.spec import AttentionSpec
+from mha_cli.spec.spec import AttentionSpec
 
 if TYPE_CHECKING:
     import torch
@@ -31,13 +31,13 @@ class Sources:
 def resolve_sources(spec: AttentionSpec) -> Sources:
     state = inputs = layout = None
     if spec.weights is not None:
-        from mha_cli.checkpoints import load_checkpoint
+        from mha_cli.files.checkpoints import load_checkpoint
 
         checkpoint = _named("--weights", load_checkpoint, spec.weights)
         state, layout = checkpoint.state, checkpoint.layout
         spec = _apply(spec, sizes_from_weights(state, spec.heads, spec.weights), spec.weights)
     if spec.inputs_file is not None:
-        from mha_cli.tensor_files import load_inputs
+        from mha_cli.files.tensor_files import load_inputs
 
         inputs = _named("--inputs", load_inputs, spec.inputs_file)
         spec = _apply(spec, sizes_from_inputs(inputs, spec), spec.inputs_file)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from mha_cli.errors import MhaError
-from mha_cli.spec import AttentionSpec
+from mha_cli.spec.spec import AttentionSpec
 
 _ELEMENT_BYTES = {"float32": 4, "float64": 8, "float16": 2, "bfloat16": 2}
 # Use at most this share of the memory that is free: the rest is Python, torch and the OS.

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from mha_cli.render.heatmap import HeatmapData
+    from mha_cli.render.heatmap.image import HeatmapData
 
 MASK_FACE = "#d4d4d4"
 MASK_HATCH = "#8a8a8a"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mha_cli.errors import MhaError
-from mha_cli.spec import DEVICES, DTYPES, SCORES, VALUE_MODES, AttentionSpec, suggest
+from mha_cli.spec.spec import DEVICES, DTYPES, SCORES, VALUE_MODES, AttentionSpec, suggest
 
 # Far beyond today's largest models and contexts, and small enough that every tensor's
 # element count stays inside the int64 that torch indexes with.

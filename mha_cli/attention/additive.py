@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mha_cli import axes as ax
-from mha_cli.layer import Record, linear_flops, project, record_inputs
-from mha_cli.masking import masked_softmax, positional_mask
+from mha_cli.attention.layer import Record, linear_flops, project, record_inputs
+from mha_cli.attention.masking import masked_softmax, positional_mask
+from mha_cli.spec import axes as ax
 
 
 class AdditiveAttention(nn.Module):

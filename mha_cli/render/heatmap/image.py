@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mha_cli.atomic import atomic_path
 from mha_cli.errors import MhaError
-from mha_cli.render.heatmap_layout import (
+from mha_cli.files.atomic import atomic_path
+from mha_cli.render.heatmap.layout import (
     colorbar_rect,
     compute_layout,
     draw_footer,

@@ -7,8 +7,8 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from mha_cli.spec import AttentionSpec
-from mha_cli.stages import MaskedKeys, Stage, Summary
+from mha_cli.records import MaskedKeys, Stage, Summary
+from mha_cli.spec.spec import AttentionSpec
 
 
 def summarize(
@@ -63,7 +63,7 @@ def head_slices(spec: AttentionSpec) -> list[tuple[str, tuple[int, int], str]]:
 
 def _params_with_one_head(spec: AttentionSpec) -> int:
     """Parameters of the same layer with a single head, counted on meta (nothing allocated)."""
-    from mha_cli.run import make_layer
+    from mha_cli.attention.run import make_layer
 
     with torch.device("meta"):
         one_head = make_layer(replace(spec, heads=1, kv_heads=None))

@@ -5,20 +5,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mha_cli.errors import MhaError
-from mha_cli.spec import AttentionSpec
+from mha_cli.spec.spec import AttentionSpec
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from mha_cli.render.heatmap import HeatmapData
-    from mha_cli.run import Trace
+    from mha_cli.attention.run import Trace
+    from mha_cli.render.heatmap.image import HeatmapData
 
 
 def heatmap_data(trace: Trace) -> HeatmapData:
     """Attention weights (b, h, q, k) and their mask as numpy arrays, titled with what they are."""
     import numpy as np
 
-    from mha_cli.render.heatmap import HeatmapData
+    from mha_cli.render.heatmap.image import HeatmapData
 
     if trace.attention_weights is None or not trace.tensors:
         raise MhaError(
@@ -54,7 +54,7 @@ def weights_of_shape(axes: list[tuple[str, int]]) -> np.ndarray:
     """Real attention weights with the source layout of `mha reshape`: (batch, queries, keys) from
     d2l's additive-attention example, or ((batch heads), queries, keys) from the multi-head
     layer."""
-    from mha_cli.run import run_attention
+    from mha_cli.attention.run import run_attention
 
     sizes = dict(axes)
     names = [name for name, _ in axes]

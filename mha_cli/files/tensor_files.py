@@ -12,9 +12,9 @@ import difflib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mha_cli.atomic import write_atomically
 from mha_cli.errors import MhaError
-from mha_cli.tensor_io import SAFETENSORS_SUFFIX, TORCH_SUFFIXES, read_tensor_file
+from mha_cli.files.atomic import write_atomically
+from mha_cli.files.tensor_io import SAFETENSORS_SUFFIX, TORCH_SUFFIXES, read_tensor_file
 
 if TYPE_CHECKING:
     import torch
