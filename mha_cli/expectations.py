@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from mha_cli.errors import ExpectationFailed, MhaError
+from mha_cli.messages import suggest
 from mha_cli.records import Report
 from mha_cli.reshape.parse import parse_shape
-from mha_cli.spec.spec import suggest
 
 # Figures that are one number rather than a shape.
 SCALARS = ("params", "flops", "head_dim")

@@ -165,8 +165,14 @@ def render_text(data: HeatmapData, width: int = 120) -> list[str]:
 
 def test_terminal_grid_shows_the_mask_glyph_exactly_at_masked_cells() -> None:
     weights = np.array([[[[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]], [[0.3, 0.3, 0.4], [0.9, 0.1, 0.0]]]])
-    masked = np.array([[[[False, False, True], [False, True, True]],
-                        [[False, False, False], [False, False, True]]]])  # (1, 2, 2, 3)
+    masked = np.array(
+        [
+            [
+                [[False, False, True], [False, True, True]],
+                [[False, False, False], [False, False, True]],
+            ]
+        ]
+    )  # (1, 2, 2, 3)
     lines = render_text(HeatmapData(weights, masked, "hand-made"))
     assert lines[0] == "hand-made"
     assert "head 0" in lines[1] and "head 1" in lines[1]
@@ -198,7 +204,9 @@ def test_importing_the_renderers_pulls_in_neither_matplotlib_nor_numpy() -> None
     import subprocess
     import sys
 
-    code = ("import sys, mha_cli.render.heatmap, mha_cli.render.heatmap.terminal; "
-            "print(sorted(m for m in ('matplotlib', 'numpy') if m in sys.modules))")
+    code = (
+        "import sys, mha_cli.render.heatmap, mha_cli.render.heatmap.terminal; "
+        "print(sorted(m for m in ('matplotlib', 'numpy') if m in sys.modules))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

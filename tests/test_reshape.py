@@ -86,7 +86,8 @@ def test_head_fold_with_dividing_sizes_is_still_mixed() -> None:
     assert expl.verdict is Verdict.MIXED
     assert expl.made_of[:2] == ("batch x part of heads (4 of 8)", "part of heads (2 of 8)")
     assert explain_reshape("16,4,6", "2,8,4,6", "(batch=2 heads=8),queries,keys").verdict is (
-        Verdict.OK)
+        Verdict.OK
+    )
 
 
 def test_group_sizes_from_options_and_einops_letters() -> None:

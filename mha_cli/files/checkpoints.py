@@ -25,12 +25,12 @@ from mha_cli.files.layouts import (
     check_bias_lengths,
     check_dot,
     detect_layout,
-    listing,
     to_d2l,
     unknown_layout,
 )
-from mha_cli.files.tensor_files import check_values, shape_text
+from mha_cli.files.tensor_files import check_values
 from mha_cli.files.tensor_io import read_tensor_file
+from mha_cli.messages import listing, shape_text
 
 if TYPE_CHECKING:
     import torch

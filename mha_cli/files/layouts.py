@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mha_cli.errors import MhaError
-from mha_cli.files.tensor_files import shape_text
+from mha_cli.messages import listing, shape_text
 
 if TYPE_CHECKING:
     import torch
@@ -26,7 +26,6 @@ TORCH_PACKED = "torch.nn.MultiheadAttention (packed in_proj)"
 TORCH_SEPARATE = "torch.nn.MultiheadAttention (separate q/k/v projections)"
 
 FIX = "a state_dict: torch.save(layer.state_dict(), path)"
-_SHOWN_KEYS = 8  # a whole model's state dict has hundreds of keys; messages show a few
 
 
 @dataclass(frozen=True)
@@ -241,17 +240,3 @@ def check_bias_lengths(path: Path, state: dict[str, torch.Tensor], origin: dict[
                 f"{path}: {origin[name]} has {bias.shape[0]} entries, expected {outputs} "
                 f"(the outputs of {origin[weight_name]}); save {FIX}"
             )
-
-
-# ---------------------------------------------------------------------------------------------
-# Messages
-
-
-def listing(keys: Any) -> str:
-    """At most a few names, then how many more: "a, b, c, ... 120 more"."""
-    names = [str(key) for key in keys]
-    if not names:
-        return "(none)"
-    shown = ", ".join(names[:_SHOWN_KEYS])
-    rest = len(names) - _SHOWN_KEYS
-    return f"{shown}, ... {rest} more" if rest > 0 else shown

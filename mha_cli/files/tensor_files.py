@@ -8,13 +8,13 @@ as a traceback.
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mha_cli.errors import MhaError
 from mha_cli.files.atomic import write_atomically
 from mha_cli.files.tensor_io import SAFETENSORS_SUFFIX, TORCH_SUFFIXES, read_tensor_file
+from mha_cli.messages import shape_text, suggest
 
 if TYPE_CHECKING:
     import torch
@@ -50,10 +50,11 @@ def _check_names(path: Path, stored: dict[Any, Any]) -> None:
     # suggestion is the more useful message.
     unknown = [str(name) for name in stored if name not in INPUT_NAMES]
     if unknown:
-        described = ", ".join(f"'{name}'{_suggestion(name)}" for name in unknown)
+        described = ", ".join(f"'{name}'" for name in unknown)
+        hint = next((s for s in (suggest(name, INPUT_NAMES) for name in unknown) if s), "")
         plural = "s" if len(unknown) > 1 else ""
         raise MhaError(
-            f"{path}: unknown tensor{plural} {described}; "
+            f"{path}: unknown tensor{plural} {described}{hint}; "
             f"an inputs file holds only {', '.join(INPUT_NAMES)}"
         )
     missing = [name for name in QKV if name not in stored]
@@ -62,11 +63,6 @@ def _check_names(path: Path, stored: dict[Any, Any]) -> None:
             f"{path}: no tensor {', '.join(repr(m) for m in missing)}; an inputs file must hold "
             "queries, keys and values, each (batch, n, size), and optionally valid_lens"
         )
-
-
-def _suggestion(name: str) -> str:
-    close = difflib.get_close_matches(name, INPUT_NAMES, n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def _tensor(path: Path, stored: dict[str, Any], name: str) -> torch.Tensor:
@@ -227,11 +223,6 @@ def _write(tmp: Path, tensors: dict[str, torch.Tensor], suffix: str, target: Pat
 
 # ---------------------------------------------------------------------------------------------
 # Formatting for messages
-
-
-def shape_text(tensor: torch.Tensor) -> str:
-    """A shape as Python writes a tuple: (2, 4, 8), or (3,) for one axis."""
-    return str(tuple(tensor.shape))
 
 
 def dtype_text(tensor: torch.Tensor) -> str:

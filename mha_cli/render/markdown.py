@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mha_cli.messages import shape_text
 from mha_cli.records import Report
 from mha_cli.render import numbers
 from mha_cli.render.summary_lines import summary_lines
@@ -17,7 +18,7 @@ def report_markdown(report: Report) -> str:
                 str(index),
                 f"`{stage.name}`",
                 f"`{stage.code}`",
-                numbers.shape(stage.shape),
+                shape_text(stage.shape),
                 ", ".join(stage.axes),
                 numbers.count(stage.params),
                 numbers.count(stage.flops) if stage.flops else "",

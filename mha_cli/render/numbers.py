@@ -24,11 +24,6 @@ def size(n: int) -> str:
     return f"{n} B"
 
 
-def shape(dims: tuple[int, ...] | list[int]) -> str:
-    """`(2, 4, 100)`, and `(10,)` for one axis, as Python writes a tuple."""
-    return repr(tuple(dims))
-
-
 def value_range(bounds: tuple[float, float] | list[float] | None) -> str:
     if bounds is None:
         return "not computed"

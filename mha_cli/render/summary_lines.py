@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mha_cli.messages import shape_text
 from mha_cli.records import Report
 from mha_cli.render import numbers
 
@@ -24,7 +25,7 @@ def summary_lines(report: Report) -> list[str]:
             f"{summary.head_dim}  ({heads})"
         )
         for name, shape, where in summary.head_slices:
-            lines.append(f"  head i uses {name}[{where}]: {numbers.shape(shape)}")
+            lines.append(f"  head i uses {name}[{where}]: {shape_text(shape)}")
     lines.append(_params_line(report))
     lines.append(f"FLOPs: {numbers.count(summary.total_flops)} ({FLOP_CONVENTION})")
     lines.append(
@@ -33,7 +34,7 @@ def summary_lines(report: Report) -> list[str]:
     )
     lines.extend(_mask_lines(report))
     out = report.stages[-1]
-    lines.append(f"output: {numbers.shape(out.shape)} = ({', '.join(out.axes)}): one row per query")
+    lines.append(f"output: {shape_text(out.shape)} = ({', '.join(out.axes)}): one row per query")
     if report.layout:
         lines.append(f"weights: {spec['weights']} ({report.layout})")
     lines.extend(f"note: {note}" for note in summary.notes)

@@ -6,6 +6,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from mha_cli.messages import shape_text
 from mha_cli.records import Report
 from mha_cli.render import numbers
 from mha_cli.render.summary_lines import summary_lines
@@ -32,7 +33,7 @@ def stage_table(report: Report) -> Table:
             str(index),
             stage.name,
             Text(stage.code),  # Text, not markup: `[...]` in code must not vanish
-            numbers.shape(stage.shape),
+            shape_text(stage.shape),
             Text(", ".join(stage.axes)),
             numbers.count(stage.params),
             numbers.count(stage.flops) if stage.flops else "",

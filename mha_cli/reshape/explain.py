@@ -14,7 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 from mha_cli.errors import MhaError
-from mha_cli.reshape.parse import DEFAULT_AXES, Axis, fmt, parse_axes, parse_shape
+from mha_cli.messages import shape_text
+from mha_cli.reshape.parse import DEFAULT_AXES, Axis, parse_axes, parse_shape
 from mha_cli.reshape.refine import Piece, made_of_text, place_units, refine
 from mha_cli.reshape.verdict import ROLES, Verdict, describe, judge, suggest_target
 
@@ -83,7 +84,7 @@ def explain_reshape(
     source = parse_shape(shape)
     if not axes and len(source) not in DEFAULT_AXES:
         raise MhaError(
-            f"--shape {fmt(source)} has {len(source)} axes; name them with --axes, "
+            f"--shape {shape_text(source)} has {len(source)} axes; name them with --axes, "
             "e.g. --axes batch,heads,queries,keys"
         )
     src, pattern = parse_axes(axes or DEFAULT_AXES[len(source)], source, sizes)
@@ -121,7 +122,7 @@ def _resolve(
     example = _canonical(src, *_panel_names(src)) or source
     if target.count(-1) > 1:
         raise MhaError(
-            f"--to {fmt(target)} has more than one -1; only one size can be inferred, "
+            f"--to {shape_text(target)} has more than one -1; only one size can be inferred, "
             f"e.g. {','.join(str(v) for v in example[:-2])},-1,{example[-1]}"
         )
     if -1 in target and total % known == 0:
@@ -133,8 +134,8 @@ def _resolve(
             else (f" ({math.prod(target)} elements)")
         )
         raise MhaError(
-            f"cannot reshape {fmt(source)} ({total} elements) to {fmt(target)}{got}; "
-            f"the target sizes must multiply to {total}, e.g. {fmt(example)}"
+            f"cannot reshape {shape_text(source)} ({total} elements) to {shape_text(target)}{got}; "
+            f"the target sizes must multiply to {total}, e.g. {shape_text(example)}"
         )
     return target
 

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from mha_cli.errors import MhaError
+from mha_cli.messages import shape_text
 
 _ALIASES = {"b": "batch", "h": "heads", "q": "queries", "k": "keys", "kv": "keys"}
 _WORDS = {
@@ -30,10 +31,6 @@ _TOKEN = re.compile(r"\s*(?:([(),])|([A-Za-z_]\w*)(?:\s*=\s*(\d+))?|(\S))")
 class Axis:
     name: str
     size: int
-
-
-def fmt(shape: Sequence[int]) -> str:
-    return str(tuple(shape))
 
 
 def axis_word(name: str, count: int = 1) -> str:
@@ -57,7 +54,9 @@ def parse_shape(
     hint = " (or one -1 to infer a size)" if allow_infer else ""
     for v in values:
         if v < 1 and not (allow_infer and v == -1):
-            raise MhaError(f"{option} {fmt(values)} has size {v}; sizes must be positive{hint}")
+            raise MhaError(
+                f"{option} {shape_text(values)} has size {v}; sizes must be positive{hint}"
+            )
     return values
 
 
@@ -95,7 +94,7 @@ def parse_axes(
     if len(groups) != len(shape):
         example = DEFAULT_AXES.get(len(shape), "x,y")
         raise MhaError(
-            f"--axes {text!r} names {len(groups)} axes but --shape {fmt(shape)} has "
+            f"--axes {text!r} names {len(groups)} axes but --shape {shape_text(shape)} has "
             f"{len(shape)}; name one per axis, e.g. {example}"
         )
     names = [n for g in groups for n, _ in g]

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from enum import Enum
 
-from mha_cli.reshape.parse import Axis, axis_word, fmt
+from mha_cli.messages import shape_text
+from mha_cli.reshape.parse import Axis, axis_word
 from mha_cli.reshape.refine import Piece, made_of_text
 
 ROLES = ("grid rows", "grid columns", "panel rows", "panel columns")  # show_heatmaps' 4 axes
@@ -43,7 +44,7 @@ def suggest_target(
     lead = [a.name for a in src[:-2]]
     grid = f"grid rows = {' x '.join(lead[:-1] or lead)}" if lead else "one panel"
     grid += f", grid columns = {lead[-1]}" if len(lead) > 1 else ""
-    return f"use {fmt(shape)}: {grid}, each panel {qname} x {kname}"
+    return f"use {shape_text(shape)}: {grid}, each panel {qname} x {kname}"
 
 
 def judge(
@@ -67,7 +68,7 @@ def judge(
     if len(target) != 4:
         return Verdict.NOT_4D, (
             f"show_heatmaps takes 4 axes (grid rows, grid columns, panel "
-            f"rows, panel columns); {fmt(target)} has {len(target)}"
+            f"rows, panel columns); {shape_text(target)} has {len(target)}"
         )
     for k, want, other, label in ((2, qname, kname, "Queries"), (3, kname, qname, "Keys")):
         extra = [p.axes[0] for p in pieces[k] if p.axes[0] != want]
@@ -130,7 +131,8 @@ def _mixed_message(
     roles = [ROLES[k] if len(target) == 4 else f"axis {k}" for k in mixed]
     text = (
         f"({' '.join(names)}) is {names[0]}-major, so it unfolds as "
-        f"{fmt([sizes[n] for n in names])}; with {fmt([target[k] for k in mixed])} the "
+        f"{shape_text([sizes[n] for n in names])}; "
+        f"with {shape_text([target[k] for k in mixed])} the "
         f"{' and '.join(roles)} take their indices from parts of {' and '.join(names)}"
     )
     if len(target) == 4 and set(mixed) & {0, 1}:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mha_cli.errors import MhaError
-from mha_cli.spec.spec import suggest
+from mha_cli.messages import suggest
 
 if sys.version_info >= (3, 11):
     import tomllib

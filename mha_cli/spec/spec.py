@@ -6,11 +6,11 @@ config file and the command-line options; the layer run reads it.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from mha_cli.errors import MhaError
+from mha_cli.messages import suggest
 
 ValidLens = tuple[int, ...] | tuple[tuple[int, ...], ...] | None
 
@@ -137,12 +137,6 @@ def parse_option(field: str, text: str) -> Any:
                 f"{option} {text!r} is not a number; give a probability in [0, 1), e.g. 0.1"
             ) from None
     return text
-
-
-def suggest(name: str, known: tuple[str, ...] | list[str]) -> str:
-    """`; did you mean 'heads'?` or an empty string."""
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def merge(base: AttentionSpec, values: dict[str, Any], source: str) -> AttentionSpec:

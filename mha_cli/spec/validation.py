@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from mha_cli.errors import MhaError
-from mha_cli.spec.spec import DEVICES, DTYPES, SCORES, VALUE_MODES, AttentionSpec, suggest
+from mha_cli.messages import suggest
+from mha_cli.spec.spec import DEVICES, DTYPES, SCORES, VALUE_MODES, AttentionSpec
 
 # Far beyond today's largest models and contexts, and small enough that every tensor's
 # element count stays inside the int64 that torch indexes with.

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from mha_cli.errors import MhaError
 from mha_cli.files.atomic import atomic_path
+from mha_cli.messages import shape_text
 from mha_cli.reshape.explain import ReshapeExplanation, Verdict, explain_reshape, index_map
-from mha_cli.reshape.parse import axis_word, fmt
+from mha_cli.reshape.parse import axis_word
 
 if TYPE_CHECKING:
     import numpy as np
@@ -48,7 +49,7 @@ def render_layouts(
     for expl in expls:
         if len(expl.target_shape) != 4:
             raise MhaError(
-                f"cannot draw {fmt(expl.target_shape)}: show_heatmaps layouts have 4 "
+                f"cannot draw {shape_text(expl.target_shape)}: show_heatmaps layouts have 4 "
                 "axes (grid rows, grid columns, panel rows, panel columns)"
             )
     # widths and heights follow the grids so that a cell is the same size in every layout
@@ -59,7 +60,7 @@ def render_layouts(
         layout="constrained",
     )
     fig.suptitle(
-        f"the same weights {fmt(values.shape)}, axes {expls[0].source_pattern}, in "
+        f"the same weights {shape_text(values.shape)}, axes {expls[0].source_pattern}, in "
         f"{len(expls)} layouts as show_heatmaps draws them (shared colour scale)"
     )
     subfigs = fig.subfigures(1, len(expls), width_ratios=widths, wspace=0.06, squeeze=False)[0]
@@ -84,7 +85,7 @@ def _draw_layout(
     g0, g1, n_rows, _ = expl.target_shape
     colour = "darkgreen" if expl.verdict is Verdict.OK else "firebrick"
     sub.suptitle(
-        f"reshape{fmt(expl.target_shape)}\n{_caption(expl)}", color=colour, fontsize="medium"
+        f"reshape{shape_text(expl.target_shape)}\n{_caption(expl)}", color=colour, fontsize="medium"
     )
     if expl.suggestion:
         sub.supxlabel(f"fix: {expl.suggestion}", fontsize="small", color=colour)

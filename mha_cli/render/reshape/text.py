@@ -10,8 +10,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from mha_cli.messages import shape_text
 from mha_cli.reshape.explain import ReshapeExplanation, Verdict, index_map
-from mha_cli.reshape.parse import fmt
 
 _STYLE = {Verdict.OK: "bold green"}  # every other verdict is a warning
 
@@ -19,7 +19,7 @@ _STYLE = {Verdict.OK: "bold green"}  # every other verdict is a warning
 def reshape_renderable(expl: ReshapeExplanation) -> RenderableType:
     """The table of target axes, then the verdict, the fix and where the elements go."""
     table = Table(
-        title=Text(f"{fmt(expl.source_shape)} -> {fmt(expl.target_shape)}"),
+        title=Text(f"{shape_text(expl.source_shape)} -> {shape_text(expl.target_shape)}"),
         caption=Text(f"source axes: {expl.source_pattern}"),
     )
     for header, justify in (
@@ -68,7 +68,7 @@ def _cell(text: str) -> str:
 def reshape_markdown(expl: ReshapeExplanation) -> str:
     """The same content as Markdown (a table, the verdict, the fix, the panels)."""
     lines = [
-        f"**{fmt(expl.source_shape)} -> {fmt(expl.target_shape)}** "
+        f"**{shape_text(expl.source_shape)} -> {shape_text(expl.target_shape)}** "
         f"(source axes: `{expl.source_pattern}`)",
         "",
         "| axis | size | show_heatmaps role | made of |",
