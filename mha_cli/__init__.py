@@ -1,3 +1,53 @@
-"""mha: a command-line shape and weight inspector for multi-head attention."""
+"""mha: a shape and weight inspector for multi-head attention, as Dive into Deep Learning
+writes it. The Python API gives the commands' answers as objects, for notebooks:
 
-__version__ = "0.1.0"
+    >>> import mha_cli
+    >>> report = mha_cli.inspect(heads=5, queries=4, kv=6)   # the stage table when printed
+    >>> report.stage("queries.fold").shape
+    (10, 4, 20)
+    >>> figure = mha_cli.heatmap(valid_lens="3,2")            # a matplotlib Figure
+    >>> mha_cli.explain_reshape("2,1,10", "1,1,2,10").verdict.value
+    'folded'
+
+Each function takes the command line's option names as keyword arguments and raises
+`MhaError` (with the command's one-line message) for a user's mistake.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from mha_cli.errors import ExpectationFailed, MhaError
+
+__version__ = "0.2.0"
+
+# name -> module that defines it; imported on first use, so `import mha_cli` (and `mha --help`)
+# stays instant.
+_API = {
+    "inspect": "mha_cli.api.inspect",
+    "heatmap": "mha_cli.api.heatmap",
+    "explain_reshape": "mha_cli.api.reshape",
+    "Report": "mha_cli.report",
+    "AttentionSpec": "mha_cli.spec.spec",
+}
+
+__all__ = [*_API, "ExpectationFailed", "MhaError", "__version__"]
+
+if TYPE_CHECKING:  # for type checkers and editors; at run time `__getattr__` imports them
+    from mha_cli.api.heatmap import heatmap as heatmap
+    from mha_cli.api.inspect import inspect as inspect
+    from mha_cli.api.reshape import explain_reshape as explain_reshape
+    from mha_cli.report import Report as Report
+    from mha_cli.spec.spec import AttentionSpec as AttentionSpec
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        import importlib
+
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'mha_cli' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

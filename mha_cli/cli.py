@@ -1,4 +1,4 @@
-"""The `mha` command line: parse options, call the core, hand the results to a renderer.
+"""The `mha` command line: parse options, call the Python API, hand the results to a renderer.
 
 No arithmetic here and no heavy imports at module level: `mha --help` stays instant.
 """
@@ -15,7 +15,7 @@ import typer
 from typer.core import TyperGroup
 
 from mha_cli import __version__
-from mha_cli.errors import MhaError
+from mha_cli.errors import EXIT_IO, MhaError
 
 # typer bundles its own click; reach its exception base through the public BadParameter.
 _USAGE_ERROR: Any = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
@@ -36,9 +36,7 @@ class OneLineErrors(TyperGroup):
                 sys.exit(0)
             context = getattr(error, "ctx", None)
             where = context.command_path if context is not None else "mha"
-            message = " ".join(error.format_message().split()).rstrip(
-                "."
-            )  # one line, whatever click wrapped
+            message = " ".join(error.format_message().split()).rstrip(".")  # one line
             sys.stderr.write(f"{where}: {message}; see '{where} --help'\n")
             sys.exit(error.exit_code)
         except typer.Abort:
@@ -57,7 +55,6 @@ app = typer.Typer(
     help="Shape and weight inspector for multi-head attention, as Dive into Deep Learning "
     "writes it.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
 
@@ -111,5 +108,32 @@ def _register() -> None:
 _register()
 
 
+class _ClosedStdout:
+    """Stands in for a standard output that was closed before mha started (`mha ... >&-`):
+    writing to it fails as writing to a closed file descriptor does."""
+
+    def write(self, _: str) -> int:
+        raise OSError(9, "standard output is closed")
+
+    def flush(self) -> None:
+        raise OSError(9, "standard output is closed")
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        raise OSError(9, "standard output is closed")
+
+
 def main() -> None:
-    app()
+    """The `mha` entry point: start-up tricks for this process only, then the command."""
+    from mha_cli import fast_start
+
+    fast_start.enable()
+    if sys.stdout is None:
+        sys.stdout = _ClosedStdout()  # type: ignore[assignment]
+    try:
+        app()
+    except OSError as error:  # output that click or typer wrote outside mha's own guard
+        sys.stderr.write(f"mha: cannot write to standard output: {error.strerror or error}\n")
+        sys.exit(EXIT_IO)

@@ -1,19 +1,35 @@
-"""The one exception family of mha.
+"""The one exception family of mha, and the exit codes a script can rely on.
 
-The core raises; the CLI catches once in `main()` and prints one line on stderr.
-Each error carries the exit code a script can rely on.
+The core raises; the command line catches once and prints one line on stderr. The Python API
+lets the exception through, so a notebook gets the same one-line message.
 """
 
 from __future__ import annotations
+
+# Exit codes: 0 success, 1 an expectation (or comparison) that does not hold, 2 a mistake in the
+# input; output that cannot be written: 141 when the reader went away (a pipe closed early, as
+# a shell reports SIGPIPE), 74 otherwise (sysexits' EX_IOERR: a closed or full standard output).
+EXIT_FAILED_CHECK = 1
+EXIT_USAGE = 2
+EXIT_IO = 74
+EXIT_BROKEN_PIPE = 141
 
 
 class MhaError(Exception):
     """A user's mistake: bad option, bad file, impossible request. Exit code 2."""
 
-    exit_code: int = 2
+    exit_code: int = EXIT_USAGE
 
 
 class ExpectationFailed(MhaError):
     """An `--expect` assertion did not hold. Exit code 1."""
 
-    exit_code = 1
+    exit_code = EXIT_FAILED_CHECK
+
+
+class OutputError(MhaError):
+    """Standard output refused what the command wrote: closed, full, or a pipe closed early."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

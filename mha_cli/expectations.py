@@ -7,7 +7,7 @@ from typing import Any
 
 from mha_cli.errors import ExpectationFailed, MhaError
 from mha_cli.messages import suggest
-from mha_cli.records import Report
+from mha_cli.records import RunRecord
 from mha_cli.reshape.parse import parse_shape
 
 # Figures that are one number rather than a shape.
@@ -42,7 +42,7 @@ def parse_expectation(text: str) -> Expectation:
     return Expectation(target, parse_shape(value, option=f"--expect {target}"))
 
 
-def actual_value(expectation: Expectation, report: Report) -> tuple[int, ...] | int:
+def actual_value(expectation: Expectation, report: RunRecord) -> tuple[int, ...] | int:
     target, spec, summary = expectation.target, report.spec, report.summary
     scalars = {
         "params": summary.total_params,
@@ -65,7 +65,7 @@ def actual_value(expectation: Expectation, report: Report) -> tuple[int, ...] | 
     return report.stage(target).shape
 
 
-def check(expectations: list[Expectation], report: Report) -> list[dict[str, Any]]:
+def check(expectations: list[Expectation], report: RunRecord) -> list[dict[str, Any]]:
     """Each expectation with its actual value and whether it held (JSON-ready)."""
     results = []
     for expectation in expectations:

@@ -1,11 +1,16 @@
-"""Import torch and matplotlib without paying the cyclic garbage collector for it.
+"""Start-up speed tricks for the `mha` process only, never for a notebook that imports mha_cli.
 
-`import torch` creates about 165,000 objects that the collector tracks; it traverses them
-again and again while they are being created (0.47 s of a 1.48 s `import torch` on the
-reference machine), and would go on traversing them at every full collection, although they
-live until the process exits. So the collector is off while the heavy modules import, what they
-created is frozen (`gc.freeze` keeps it out of all later collections), and the collector is
-back on for the run's own objects.
+`import torch` creates about 165,000 objects that the cyclic garbage collector tracks; it
+traverses them again and again while they are being created (0.47 s of a 1.48 s `import torch`
+on the reference machine) and at every later full collection, although they live until the
+process exits. And on the meta device torch's reference kernels import `torch._dynamo` (about
+1 s) only to mark themselves "do not compile" (`attention/meta_speed.py`).
+
+Both tricks change the whole process: `gc.freeze()` keeps every object alive so far out of all
+later collections, and the dynamo marks stay on torch's functions. That is harmless in the `mha`
+command, which exits when its command is done, and wrong in a user's own process. So they apply
+only after `enable()`, which the command-line entry point (`mha_cli.cli.main`) alone calls; the
+Python API imports torch plainly.
 """
 
 from __future__ import annotations
@@ -14,18 +19,44 @@ import gc
 import importlib
 import sys
 
+_enabled = False
+
+
+def enable() -> None:
+    """Allow the tricks in this process. Only the `mha` entry point calls this."""
+    global _enabled
+    _enabled = True
+
+
+def enabled() -> bool:
+    return _enabled
+
 
 def import_heavy(*names: str) -> None:
-    """Import `names` (torch, matplotlib, and the modules built on them) once, collector off."""
+    """Import `names` (torch, matplotlib, the modules built on them); in the `mha` process,
+    with the collector off while they import and what they made frozen afterwards."""
     missing = [name for name in names if name not in sys.modules]
     if not missing:
-        return  # already imported: nothing to speed up, nothing new to freeze
-    enabled = gc.isenabled()
+        return
+    if not _enabled:
+        for name in missing:
+            importlib.import_module(name)
+        return
+    was_enabled = gc.isenabled()
     gc.disable()
     try:
         for name in missing:
             importlib.import_module(name)
     finally:
         gc.freeze()
-        if enabled:
+        if was_enabled:
             gc.enable()
+
+
+def before_meta() -> None:
+    """Called before the first meta-device operation: in the `mha` process, skip the
+    `torch._dynamo` import that it would trigger."""
+    if _enabled:
+        from mha_cli.attention.meta_speed import skip_dynamo_import
+
+        skip_dynamo_import()

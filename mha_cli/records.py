@@ -1,4 +1,4 @@
-"""Plain records of what the layer did: one `Stage` per step, and the run's `Summary`.
+"""Plain records of what the layer did: one `Stage` per step, the run's `Summary`, its `Source`.
 
 Renderers, JSON and golden files read these; none of them needs torch.
 """
@@ -76,13 +76,44 @@ class Summary:
 
 
 @dataclass(frozen=True)
-class Report:
-    """Everything a renderer shows, as plain data: no tensors, no torch."""
+class Source:
+    """Where a run's weights came from: the file, the layout recognised, and the keys read."""
+
+    path: str
+    layout: str  # e.g. "torch.nn.MultiheadAttention (packed in_proj)", "llama layer 17"
+    keys: tuple[str, ...] = ()  # the file's own key names that were read
+    shards: tuple[str, ...] = ()  # for a sharded checkpoint: the shard of each key
+
+    def to_dict(self) -> dict[str, Any]:
+        record = asdict(self)
+        record["keys"], record["shards"] = list(self.keys), list(self.shards)
+        return record
+
+
+@dataclass(frozen=True, eq=False)
+class RunRecord:
+    """Everything a renderer shows of one run, as plain data: the renderers need no torch.
+
+    `mha_cli.report.Report` adds the tensors and shows itself as the stage table.
+    """
 
     spec: dict[str, Any]
     stages: list[Stage]
     summary: Summary
-    layout: str | None = None  # checkpoint layout the weights came from
+    source: Source | None = None  # None: seeded random weights
 
     def stage(self, name: str) -> Stage:
         return next(s for s in self.stages if s.name == name)
+
+    @property
+    def output(self) -> Stage:
+        return self.stages[-1]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the specification, every stage, the summary and the weights' source."""
+        return {
+            "spec": self.spec,
+            "source": None if self.source is None else self.source.to_dict(),
+            "stages": [stage.to_dict() for stage in self.stages],
+            "summary": self.summary.to_dict(),
+        }

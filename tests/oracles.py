@@ -38,8 +38,9 @@ def einsum_attention(
     if valid_lens is not None:
         lens = valid_lens[:, None].expand(b, nq) if valid_lens.dim() == 1 else valid_lens
         masked = masked | (key_pos[None, None, None, :] >= lens[:, None, :, None])
-    if causal:
-        masked = masked | (key_pos[None, :] > torch.arange(nq)[:, None])
+    if causal:  # queries are the last nq positions of the nk keys (decoding with a cache)
+        query_pos = torch.arange(nq) + max(0, nk - nq)
+        masked = masked | (key_pos[None, :] > query_pos[:, None])
     attention = torch.where(masked, torch.tensor(-1e6), scores).softmax(dim=-1)
     if full_values:
         v = project(values, "W_v")  # (b, k, H): every head reads all features

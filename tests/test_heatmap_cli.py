@@ -12,7 +12,7 @@ from oracles import einsum_attention
 
 from mha_cli.attention.plot_data import heatmap_data
 from mha_cli.attention.run import run_attention
-from mha_cli.render.heatmap.image import compose_grid
+from mha_cli.render.heatmap.data import compose_grid
 from mha_cli.spec.spec import AttentionSpec
 
 
@@ -20,7 +20,8 @@ def test_no_options_writes_one_png_here_and_prints_its_path(cli, tmp_path, monke
     monkeypatch.chdir(tmp_path)
     result = cli("heatmap")
     assert result.exit_code == 0, result.output
-    assert result.stdout.strip() == "attention.png"
+    assert result.stdout == ""  # written files are reported on stderr, as by every command
+    assert result.stderr.splitlines()[-1] == "wrote attention.png"
     image = matplotlib.image.imread(tmp_path / "attention.png")
     assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 200
     assert [p.name for p in tmp_path.iterdir()] == ["attention.png"]  # no temporary file left
@@ -37,7 +38,8 @@ def test_per_head_writes_one_file_per_example_and_head(cli, tmp_path):
     assert result.exit_code == 0, result.output
     files = sorted((tmp_path / "heads").iterdir())
     assert len(files) == 2 * 5
-    assert sorted(result.stdout.split()) == sorted(str(f) for f in files)
+    written = [line.removeprefix("wrote ") for line in result.stderr.splitlines()]
+    assert sorted(written) == sorted(str(f) for f in files)
 
 
 def test_plotted_numbers_are_the_layer_weights_and_the_oracle_weights():
@@ -45,11 +47,8 @@ def test_plotted_numbers_are_the_layer_weights_and_the_oracle_weights():
     trace = run_attention(spec)
     data = heatmap_data(trace)
     grid = compose_grid(data)
-    # The oracle: an einsum computation from the exported inputs and the layer's weights.
-    torch.manual_seed(spec.seed)
-    from mha_cli.attention.run import make_layer
-
-    state = make_layer(spec).state_dict()
+    # The oracle: an einsum computation from the run's inputs and the layer's weights.
+    state = trace.parameters
     lens = torch.tensor(spec.valid_lens)
     _, expected = einsum_attention(
         trace.tensors["queries"],
@@ -63,7 +62,7 @@ def test_plotted_numbers_are_the_layer_weights_and_the_oracle_weights():
     )
     np.testing.assert_allclose(data.weights, expected.numpy(), atol=1e-6)
     expected_mask = (np.arange(6)[None, None, :] >= lens.numpy()[:, :, None]) | (
-        np.arange(6)[None, None, :] > np.arange(4)[None, :, None]
+        np.arange(6)[None, None, :] > np.arange(4)[None, :, None] + 2  # queries: positions 2..5
     )
     assert np.array_equal(data.masked, np.broadcast_to(expected_mask[:, None], (2, 5, 4, 6)))
     assert (

@@ -11,14 +11,14 @@ from rich.console import Console
 
 from mha_cli.errors import MhaError
 from mha_cli.render.heatmap import image as heatmap
-from mha_cli.render.heatmap.image import (
+from mha_cli.render.heatmap.data import (
     HeatmapData,
     annotate_allowed,
     compose_grid,
-    render_grid,
-    render_per_head,
+    panel_slices,
+    separator_cells,
 )
-from mha_cli.render.heatmap.layout import panel_slices
+from mha_cli.render.heatmap.image import render_grid, render_per_head
 from mha_cli.render.heatmap.terminal import MASK_GLYPH, SHADES, terminal_grid
 
 
@@ -57,7 +57,7 @@ def test_compose_grid_masks_the_separators() -> None:
         for h in range(5):
             inside[panel_slices(data, b, h)] = True
     assert np.ma.getmaskarray(grid)[~inside].all()
-    gap = heatmap.separator_cells(data)
+    gap = separator_cells(data)
     assert grid.shape == (2 * 4 + gap, 5 * 6 + 4 * gap)
 
 
@@ -111,7 +111,7 @@ def test_per_head_writes_one_file_per_example_and_head(tmp_path: Path) -> None:
 
 
 def test_per_head_rejects_a_bad_format_and_a_file_as_folder(tmp_path: Path) -> None:
-    with pytest.raises(MhaError, match=r"^cannot write per-head heatmaps into .*'\.gif' is not"):
+    with pytest.raises(MhaError, match=r"^--image-format 'gif' is not one of png, svg, pdf"):
         render_per_head(chapter_data(), tmp_path, fmt="gif")
     (tmp_path / "taken").write_text("")
     with pytest.raises(MhaError, match=r"^cannot write per-head heatmaps into .*taken"):
@@ -205,7 +205,7 @@ def test_importing_the_renderers_pulls_in_neither_matplotlib_nor_numpy() -> None
     import sys
 
     code = (
-        "import sys, mha_cli.render.heatmap, mha_cli.render.heatmap.terminal; "
+        "import sys, mha_cli.render.heatmap.data, mha_cli.render.heatmap.terminal; "
         "print(sorted(m for m in ('matplotlib', 'numpy') if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

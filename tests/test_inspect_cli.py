@@ -56,7 +56,7 @@ def test_json_has_a_versioned_schema_and_every_stage(cli):
     result = cli("inspect", "--format", "json")
     assert result.exit_code == 0, result.output
     document = json.loads(result.output)
-    assert (document["schema"], document["version"]) == ("mha.inspect", 1)
+    assert (document["schema"], document["version"]) == ("mha.inspect", 2)
     assert [(s["name"], s["shape"]) for s in document["stages"]] == CHAPTER_STAGES
     wq = document["stages"][4]
     assert (wq["params"], wq["flops"], wq["bytes"]) == (

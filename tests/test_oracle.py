@@ -25,7 +25,9 @@ def run_layer(
     torch.manual_seed(spec.seed)
     layer = make_layer(spec).eval()
     with torch.no_grad():
-        output, weights, _ = layer(*inputs, valid_lens, Recorder(keep_tensors=False))
+        output, weights, _ = layer(
+            *inputs, valid_lens, Recorder(keep_tensors=False, catalogue=layer.stages)
+        )
     b, h, q, k = spec.batch, spec.heads, spec.queries, spec.kv
     return layer, output, weights.reshape(b, h, q, k)
 

@@ -237,11 +237,17 @@ def _weights() -> np.ndarray:
     return w / w.sum(-1, keepdims=True)
 
 
+def _layouts(*targets: tuple[int, ...]) -> list[ReshapeExplanation]:
+    return [explain_reshape((2, 1, 10), target) for target in targets]
+
+
 @pytest.mark.parametrize(
     ("suffix", "magic"), [(".png", b"\x89PNG\r\n\x1a\n"), (".svg", b"<?xml"), (".pdf", b"%PDF")]
 )
 def test_render_layouts_writes_the_format(tmp_path: Path, suffix: str, magic: bytes) -> None:
-    out = render_layouts(_weights(), [(1, 1, 2, 10), (2, 1, 1, 10)], tmp_path / f"r{suffix}")
+    out = render_layouts(
+        _weights(), _layouts((1, 1, 2, 10), (2, 1, 1, 10)), tmp_path / f"r{suffix}"
+    )
     assert out.read_bytes().startswith(magic)
     assert [p.name for p in tmp_path.iterdir()] == [f"r{suffix}"]  # no temporary left behind
 
@@ -249,12 +255,14 @@ def test_render_layouts_writes_the_format(tmp_path: Path, suffix: str, magic: by
 def test_render_layouts_png_size(tmp_path: Path) -> None:
     import matplotlib.image as mpimg
 
-    out = render_layouts(_weights(), [(1, 1, 2, 10), (2, 1, 1, 10)], tmp_path / "r.png", dpi=50)
+    out = render_layouts(
+        _weights(), _layouts((1, 1, 2, 10), (2, 1, 1, 10)), tmp_path / "r.png", dpi=50
+    )
     height, width = mpimg.imread(out).shape[:2]
     assert width > height > 50
 
 
 def test_render_layouts_rejects_unknown_format(tmp_path: Path) -> None:
     with pytest.raises(MhaError, match=r"^cannot write .*\.jpg: "):
-        render_layouts(_weights(), [(2, 1, 1, 10)], tmp_path / "r.jpg")
+        render_layouts(_weights(), _layouts((2, 1, 1, 10)), tmp_path / "r.jpg")
     assert not list(tmp_path.iterdir())

@@ -1,39 +1,35 @@
-"""d2l's `MultiHeadAttention` (the Chinese edition's, with separate key, query and value
-sizes), recording every step of its forward pass.
+"""d2l's `MultiHeadAttention` (the Chinese edition's, with separate key, query and value sizes),
+recording every step of its forward pass.
 
-Only imported by commands that run the layer: it imports torch at module level.
+Besides the chapter's layer it builds what real models add: fewer key-value heads (grouped-
+query and multi-query attention), values kept whole per head (`value_mode="full"`, seed Q12),
+a head dim other than num_hiddens / num_heads, per-head RMSNorm of queries and keys, rotary
+position embedding, a sliding window, and biases on some projections only.
 Shapes use the letters of `mha_cli.spec.axes`: b batch, q queries, k key-value pairs,
-h heads, g key-value heads, d head dim, H num_hiddens, (b h) heads folded into batch.
+h heads, g key-value heads, d head dim, H num_hiddens, (b h) heads folded into the batch.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Protocol
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from mha_cli.attention.masking import masked_softmax, positional_mask
+from mha_cli.attention.masking import masked_softmax, positional_mask, query_positions
+from mha_cli.attention.norms import HeadRMSNorm
+from mha_cli.attention.recording import STAGES, Record, linear_flops
+from mha_cli.attention.rope import apply_rope
 from mha_cli.spec import axes as ax
 
 
-class Record(Protocol):
-    def __call__(
-        self,
-        name: str,
-        tensor: torch.Tensor,
-        code: str,
-        axes: tuple[str, ...],
-        *,
-        module: nn.Module | None = None,
-        flops: int = 0,
-    ) -> None: ...
+@dataclass(frozen=True)
+class Rotary:
+    """Rotary position embedding of the first `2 * len(inv_freq)` features of each head."""
 
-
-def linear_flops(layer: nn.Linear, output: torch.Tensor) -> int:
-    """A multiply-add is 2 FLOPs; the bias add is not counted (as torch.utils.flop_counter)."""
-    return 2 * output.numel() * layer.in_features
+    inv_freq: torch.Tensor  # (rd/2,) float32
+    pairing: str  # "half" or "interleaved"
 
 
 def record_inputs(
@@ -44,36 +40,22 @@ def record_inputs(
     valid_lens: torch.Tensor | None,  # (b,) or (b, q)
 ) -> None:
     """The first rows of every layer's table: what goes in, before any weight touches it."""
-    record("queries", queries, "queries", (ax.BATCH, ax.QUERIES, ax.QUERY_SIZE))
-    record("keys", keys, "keys", (ax.BATCH, ax.KV_PAIRS, ax.KEY_SIZE))
-    record("values", values, "values", (ax.BATCH, ax.KV_PAIRS, ax.VALUE_SIZE))
+    record("queries", queries)
+    record("keys", keys)
+    record("values", values)
     if valid_lens is not None:
-        lens_axes = (ax.BATCH,) if valid_lens.dim() == 1 else (ax.BATCH, ax.QUERIES)
-        record("valid_lens", valid_lens, "valid_lens", lens_axes)
+        record("valid_lens", valid_lens, per_query=ax.QUERIES if valid_lens.dim() == 2 else "")
 
 
-_PROJECTED = {"W_q": "queries", "W_k": "keys", "W_v": "values"}
-
-
-def project(
-    name: str, layer: nn.Linear, x: torch.Tensor, seq_axis: str, record: Record
-) -> torch.Tensor:
+def project(name: str, layer: nn.Linear, x: torch.Tensor, out: str, record: Record) -> torch.Tensor:
     """`self.W_q(queries)` and its siblings: apply one projection and record it."""
     y = layer(x)  # (b, n, out_features)
-    record(
-        name,
-        y,
-        f"self.{name}({_PROJECTED[name]})",
-        (ax.BATCH, seq_axis, ax.HIDDENS),
-        module=layer,
-        flops=linear_flops(layer, y),
-    )
+    record(name, y, module=layer, flops=linear_flops(layer, y), out=out)
     return y
 
 
 class MultiHeadAttention(nn.Module):
-    """d2l's layer, plus two variants: fewer key-value heads (grouped-query / multi-query
-    attention) and values kept whole per head (`value_mode="full"`, seed question Q12)."""
+    stages = STAGES  # what each recorded step is: its d2l code and axes
 
     def __init__(
         self,
@@ -84,24 +66,38 @@ class MultiHeadAttention(nn.Module):
         num_heads: int,
         dropout: float,
         bias: bool = False,
+        *,
         num_kv_heads: int | None = None,
+        head_dim: int | None = None,
         value_mode: str = "split",
+        out_bias: bool | None = None,
         causal: bool = False,
+        window: int | None = None,
+        qk_norm: bool = False,
+        norm_eps: float = 1e-6,
+        rotary: Rotary | None = None,
     ) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.num_kv_heads = num_kv_heads or num_heads
+        self.head_dim = head_dim or num_hiddens // num_heads
         self.full_values = value_mode == "full"
-        self.causal = causal
-        head_dim = num_hiddens // num_heads
-        kv_hiddens = self.num_kv_heads * head_dim  # g * d: only g heads get their own keys
+        self.causal, self.window, self.rotary = causal, window, rotary
+        d, h, g = self.head_dim, num_heads, self.num_kv_heads
         self.dropout = nn.Dropout(dropout)
-        self.W_q = nn.Linear(query_size, num_hiddens, bias=bias)
-        self.W_k = nn.Linear(key_size, kv_hiddens, bias=bias)
-        self.W_v = nn.Linear(value_size, num_hiddens if self.full_values else kv_hiddens, bias=bias)
+        self.W_q = nn.Linear(query_size, h * d, bias=bias)
+        self.W_k = nn.Linear(key_size, g * d, bias=bias)  # only g heads get their own keys
+        self.W_v = nn.Linear(value_size, num_hiddens if self.full_values else g * d, bias=bias)
         # Full values: every head returns H features, so the concatenation is h * H wide.
-        concat = num_heads * num_hiddens if self.full_values else num_hiddens
-        self.W_o = nn.Linear(concat, num_hiddens, bias=bias)
+        concat = h * num_hiddens if self.full_values else h * d
+        self.W_o = nn.Linear(concat, num_hiddens, bias=bias if out_bias is None else out_bias)
+        if qk_norm:
+            self.q_norm = HeadRMSNorm(d, norm_eps)
+            self.k_norm = HeadRMSNorm(d, norm_eps)
+        self.qk_norm = qk_norm
+        # Axis names of the projections' outputs: "hiddens" exactly when h * d is num_hiddens.
+        self.q_axis = ax.HIDDENS if h * d == num_hiddens else ax.folded(ax.HEADS, ax.HEAD_DIM)
+        self.kv_axis = self.q_axis if g == h else ax.folded(ax.KV_HEADS, ax.HEAD_DIM)
 
     def forward(
         self,
@@ -112,153 +108,92 @@ class MultiHeadAttention(nn.Module):
         record: Record,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         record_inputs(record, queries, keys, values, valid_lens)
+        value_axis = ax.HIDDENS if self.full_values else self.kv_axis
+        q = project("W_q", self.W_q, queries, self.q_axis, record)  # (b, q, h*d)
+        k = project("W_k", self.W_k, keys, self.kv_axis, record)  # (b, k, g*d)
+        v = project("W_v", self.W_v, values, value_axis, record)  # (b, k, g*d) or (b, k, H)
 
-        q = project("W_q", self.W_q, queries, ax.QUERIES, record)  # (b, q, H)
-        k = project("W_k", self.W_k, keys, ax.KV_PAIRS, record)  # (b, k, g*d)
-        v = project("W_v", self.W_v, values, ax.KV_PAIRS, record)  # (b, k, g*d) or (b, k, H)
-
-        q = self._transpose_qkv(q, "queries", ax.QUERIES, record)  # ((b h), q, d)
-        k = self._transpose_qkv(k, "keys", ax.KV_PAIRS, record)  # ((b h), k, d)
+        # Positions for the rotation: keys at 0..k-1, queries the last q of them.
+        key_pos = torch.arange(keys.shape[1], device=keys.device)  # (k,)
+        query_pos = query_positions(queries.shape[1], keys.shape[1], keys.device)  # (q,)
+        q = self.transpose_qkv(q, "queries", record, query_pos)  # ((b h), q, d)
+        k = self.transpose_qkv(k, "keys", record, key_pos)  # ((b h), k, d)
         if self.full_values:
-            v = self._share_full_values(v, record)  # ((b h), k, H)
+            v = v.unsqueeze(1).expand(-1, self.num_heads, -1, -1)  # (b, h, k, H)
+            record("values.expand", v)
+            v = v.reshape(-1, v.shape[2], v.shape[3])  # ((b h), k, H)
+            record("values.fold", v, seq=ax.KV_PAIRS, feature=ax.HIDDENS)
         else:
-            v = self._transpose_qkv(v, "values", ax.KV_PAIRS, record)  # ((b h), k, d)
+            v = self.transpose_qkv(v, "values", record)  # ((b h), k, d)
 
         if valid_lens is not None:
             # Each head of an example sees that example's padding: batch-major, like the fold.
             valid_lens = torch.repeat_interleave(valid_lens, repeats=self.num_heads, dim=0)
-            per_query = (ax.QUERIES,) if valid_lens.dim() == 2 else ()
-            repeated_axes = (ax.BATCH_HEADS, *per_query)
-            record(
-                "valid_lens.repeat",
-                valid_lens,
-                "torch.repeat_interleave(valid_lens, repeats=self.num_heads, dim=0)",
-                repeated_axes,
-            )
+            record("valid_lens.repeat", valid_lens, per_query=_per_query(valid_lens))
 
         d = q.shape[-1]
         scores = torch.bmm(q, k.transpose(1, 2)) / math.sqrt(d)  # ((b h), q, k)
-        record(
-            "scores",
-            scores,
-            "torch.bmm(queries, keys.transpose(1, 2)) / math.sqrt(d)",
-            (ax.BATCH_HEADS, ax.QUERIES, ax.KV_PAIRS),
-            flops=2 * scores.numel() * d,
-        )
+        record("scores", scores, rows=ax.BATCH_HEADS, flops=2 * scores.numel() * d)
         mask = positional_mask(
-            valid_lens, q.shape[1], k.shape[1], self.causal, scores.device
-        )  # ((b h), q, k)
+            valid_lens, q.shape[1], k.shape[1], self.causal, scores.device, self.window
+        )  # ((b h), q, k), or (1, q, k) when only causal
         weights = masked_softmax(scores, mask)  # ((b h), q, k)
-        record(
-            "masked_softmax",
-            weights,
-            "self.attention_weights = masked_softmax(scores, valid_lens)",
-            (ax.BATCH_HEADS, ax.QUERIES, ax.KV_PAIRS),
-        )
-        dropped = self.dropout(weights)  # ((b h), q, k): identity in eval mode
-        if self.dropout.p > 0 and self.training:  # in eval mode dropout is the identity
-            record(
-                "dropout",
-                dropped,
-                "self.dropout(self.attention_weights)",
-                (ax.BATCH_HEADS, ax.QUERIES, ax.KV_PAIRS),
-            )
+        record("masked_softmax", weights, rows=ax.BATCH_HEADS)
+        dropped = self.dropout(weights)  # ((b h), q, k): the identity in eval mode
+        if self.dropout.p > 0 and self.training:
+            record("dropout", dropped, rows=ax.BATCH_HEADS)
         out = torch.bmm(dropped, v)  # ((b h), q, d) or ((b h), q, H)
-        feature = ax.VALUE_FEATURES if self.full_values else ax.HEAD_DIM
+        feature = ax.HIDDENS if self.full_values else ax.HEAD_DIM
         record(
             "weighted_sum",
             out,
-            "torch.bmm(self.dropout(self.attention_weights), values)",
-            (ax.BATCH_HEADS, ax.QUERIES, feature),
+            rows=ax.BATCH_HEADS,
+            feature=feature,
             flops=2 * out.numel() * v.shape[1],
         )
-        concat = self._transpose_output(out, feature, record)  # (b, q, H) or (b, q, h*H)
+        concat = self.transpose_output(out, feature, record)  # (b, q, h*d) or (b, q, h*H)
         output = self.W_o(concat)  # (b, q, H)
-        record(
-            "W_o",
-            output,
-            "self.W_o(output_concat)",
-            (ax.BATCH, ax.QUERIES, ax.HIDDENS),
-            module=self.W_o,
-            flops=linear_flops(self.W_o, output),
-        )
+        record("W_o", output, module=self.W_o, flops=linear_flops(self.W_o, output))
         return output, weights, mask
 
-    def _transpose_qkv(
-        self, X: torch.Tensor, role: str, seq_axis: str, record: Record
+    def transpose_qkv(
+        self, X: torch.Tensor, role: str, record: Record, positions: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """d2l's `transpose_qkv`, one recorded step at a time: fold the heads into the batch."""
+        """d2l's `transpose_qkv`, one recorded step at a time: split the heads and fold them
+        into the batch, with what modern decoders do to queries and keys in between."""
         heads = self.num_heads if role == "queries" else self.num_kv_heads
-        head_axis = ax.HEADS if heads == self.num_heads else ax.KV_HEADS
+        seq = ax.QUERIES if role == "queries" else ax.KV_PAIRS
+        slots = {"seq": seq, "heads": ax.HEADS if heads == self.num_heads else ax.KV_HEADS}
+        slots["feature"] = ax.HEAD_DIM
         X = X.reshape(X.shape[0], X.shape[1], heads, -1)  # (b, n, h, d)
-        record(
-            f"{role}.split",
-            X,
-            "X.reshape(X.shape[0], X.shape[1], num_heads, -1)",
-            (ax.BATCH, seq_axis, head_axis, ax.HEAD_DIM),
-        )
+        record(f"{role}.split", X, **slots)
         X = X.permute(0, 2, 1, 3)  # (b, h, n, d)
-        record(
-            f"{role}.permute",
-            X,
-            "X.permute(0, 2, 1, 3)",
-            (ax.BATCH, head_axis, seq_axis, ax.HEAD_DIM),
-        )
+        record(f"{role}.permute", X, **slots)
+        if self.qk_norm and role != "values":
+            X = (self.q_norm if role == "queries" else self.k_norm)(X)  # (b, h, n, d)
+            record(f"{role}.norm", X, **slots)
+        if self.rotary is not None and positions is not None:
+            X = apply_rope(X, positions, self.rotary.inv_freq, self.rotary.pairing)  # (b, h, n, d)
+            record(f"{role}.rope", X, **slots)
         if heads != self.num_heads:
             # Grouped-query attention: key-value head j serves query heads j*r .. j*r + r-1.
             X = X.repeat_interleave(self.num_heads // heads, dim=1)  # (b, h, n, d)
-            record(
-                f"{role}.share",
-                X,
-                "X.repeat_interleave(num_heads // num_kv_heads, dim=1)",
-                (ax.BATCH, ax.HEADS, seq_axis, ax.HEAD_DIM),
-            )
+            record(f"{role}.share", X, **slots)
         X = X.reshape(-1, X.shape[2], X.shape[3])  # ((b h), n, d)
-        record(
-            f"{role}.fold",
-            X,
-            "X.reshape(-1, X.shape[2], X.shape[3])",
-            (ax.BATCH_HEADS, seq_axis, ax.HEAD_DIM),
-        )
+        record(f"{role}.fold", X, **slots)
         return X
 
-    def _share_full_values(self, V: torch.Tensor, record: Record) -> torch.Tensor:
-        """Seed Q12: values are not split; every head weighs all H features of the same values."""
-        V = V.unsqueeze(1).expand(-1, self.num_heads, -1, -1)  # (b, h, k, H)
-        record(
-            "values.share",
-            V,
-            "values.unsqueeze(1).expand(-1, num_heads, -1, -1)",
-            (ax.BATCH, ax.HEADS, ax.KV_PAIRS, ax.VALUE_FEATURES),
-        )
-        V = V.reshape(-1, V.shape[2], V.shape[3])  # ((b h), k, H)
-        record(
-            "values.fold",
-            V,
-            "X.reshape(-1, X.shape[2], X.shape[3])",
-            (ax.BATCH_HEADS, ax.KV_PAIRS, ax.VALUE_FEATURES),
-        )
-        return V
-
-    def _transpose_output(self, X: torch.Tensor, feature: str, record: Record) -> torch.Tensor:
+    def transpose_output(self, X: torch.Tensor, feature: str, record: Record) -> torch.Tensor:
         """d2l's `transpose_output`: undo the head fold, then concatenate the heads."""
         X = X.reshape(-1, self.num_heads, X.shape[1], X.shape[2])  # (b, h, q, d)
-        record(
-            "output.unfold",
-            X,
-            "X.reshape(-1, num_heads, X.shape[1], X.shape[2])",
-            (ax.BATCH, ax.HEADS, ax.QUERIES, feature),
-        )
+        record("output.unfold", X, feature=feature)
         X = X.permute(0, 2, 1, 3)  # (b, q, h, d)
-        record(
-            "output.permute", X, "X.permute(0, 2, 1, 3)", (ax.BATCH, ax.QUERIES, ax.HEADS, feature)
-        )
+        record("output.permute", X, feature=feature)
         X = X.reshape(X.shape[0], X.shape[1], -1)  # (b, q, h*d)
-        concat_axis = ax.HIDDENS if feature == ax.HEAD_DIM else ax.folded(ax.HEADS, ax.HIDDENS)
-        record(
-            "output.concat",
-            X,
-            "X.reshape(X.shape[0], X.shape[1], -1)",
-            (ax.BATCH, ax.QUERIES, concat_axis),
-        )
+        concat = self.q_axis if feature == ax.HEAD_DIM else ax.folded(ax.HEADS, ax.HIDDENS)
+        record("output.concat", X, out=concat)
         return X
+
+
+def _per_query(valid_lens: torch.Tensor) -> str:
+    return ax.QUERIES if valid_lens.dim() == 2 else ""

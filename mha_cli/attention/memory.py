@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 from mha_cli.errors import MhaError
+from mha_cli.spec.counts import parameter_count
 from mha_cli.spec.spec import AttentionSpec
 
 _ELEMENT_BYTES = {"float32": 4, "float64": 8, "float16": 2, "bfloat16": 2}
@@ -20,11 +21,10 @@ _HEADROOM = 0.8
 def estimate_bytes(spec: AttentionSpec) -> tuple[int, int]:
     """(total bytes, bytes of the attention scores alone) for one forward pass of `spec`."""
     b, q, k, h, hid = spec.batch, spec.queries, spec.kv, spec.heads, spec.hiddens
-    kv_hid = spec.num_kv_heads * spec.head_dim
-    value_width = hid if spec.value_mode == "full" else spec.head_dim
+    value_width = hid if spec.value_mode == "full" else spec.head_width
     inputs = b * (q * spec.q_size + k * spec.k_size + k * spec.v_size)
-    weights = hid * spec.q_size + kv_hid * (spec.k_size + spec.v_size) + hid * h * value_width
-    projected = b * (q * hid + 2 * k * h * value_width)  # after the head fold (copies)
+    weights = parameter_count(spec)
+    projected = b * (q * h * spec.head_width + 2 * k * h * value_width)  # after the head fold
     scores = b * h * q * k  # scores, masked scores, softmax: 3 live at once
     elements = inputs + weights + 2 * projected + 3 * scores + 2 * b * q * h * value_width
     element = _ELEMENT_BYTES.get(spec.dtype, 4)

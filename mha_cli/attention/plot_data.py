@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mha_cli.errors import MhaError
 from mha_cli.spec.spec import AttentionSpec
@@ -10,50 +10,49 @@ from mha_cli.spec.spec import AttentionSpec
 if TYPE_CHECKING:
     import numpy as np
 
-    from mha_cli.attention.run import Trace
-    from mha_cli.render.heatmap.image import HeatmapData
+    from mha_cli.render.heatmap.data import HeatmapData
+    from mha_cli.report import Report
 
 
-def heatmap_data(trace: Trace) -> HeatmapData:
+def heatmap_data(report: Report) -> HeatmapData:
     """Attention weights (b, h, q, k) and their mask as numpy arrays, titled with what they are."""
     import numpy as np
 
-    from mha_cli.render.heatmap.image import HeatmapData
+    from mha_cli.render.heatmap.data import HeatmapData
 
-    if trace.attention_weights is None or not trace.tensors:
+    if report.attention_weights is None or not report.tensors:
         raise MhaError(
             "heatmaps need computed weights, and the meta device computes none; use --device cpu"
         )
-    weights = trace.attention_weights.detach().float().cpu().numpy()  # (b, h, q, k)
-    if trace.mask is None:
+    weights = report.attention_weights.detach().float().cpu().numpy()  # (b, h, q, k)
+    if report.mask is None:
         masked = np.zeros(weights.shape, dtype=bool)
     else:
-        masked = trace.mask.detach().cpu().numpy()  # (b, h, q, k)
-    return HeatmapData(weights=weights, masked=masked, title=_title(trace.spec))
+        masked = report.mask.detach().cpu().numpy()  # (b, h, q, k)
+    return HeatmapData(weights=weights, masked=masked, title=_title(report.spec))
 
 
-def _title(spec: AttentionSpec) -> str:
-    kind = "additive" if spec.score == "additive" else "scaled dot-product"
-    parts = [f"attention weights, {kind}, {spec.heads} head{'s' if spec.heads > 1 else ''}"]
-    if spec.num_kv_heads != spec.heads:
-        parts.append(f"{spec.num_kv_heads} kv heads")
-    lens = (
-        "none"
-        if spec.valid_lens is None
-        else str(list(spec.valid_lens)).replace("(", "[").replace(")", "]")
-    )
-    parts.append(f"valid_lens {lens}")
-    if spec.causal:
-        parts.append("causal")
-    source = spec.weights or f"random weights (seed {spec.seed})"
-    parts.append(f"inputs {spec.inputs}, {source}")
+def _title(spec: dict[str, Any]) -> str:
+    """What the grid shows, from the run's specification (JSON-ready data)."""
+    kind = "additive" if spec["score"] == "additive" else "scaled dot-product"
+    heads = spec["heads"]
+    parts = [f"attention weights, {kind}, {heads} head{'s' if heads > 1 else ''}"]
+    if spec["kv_heads"] != heads:
+        parts.append(f"{spec['kv_heads']} kv heads")
+    parts.append(f"valid_lens {spec['valid_lens'] if spec['valid_lens'] is not None else 'none'}")
+    if spec["causal"]:
+        parts.append("causal" if spec["window"] is None else f"causal, window {spec['window']}")
+    if spec["rope"] != "none":
+        parts.append(f"rope {spec['rope']}")
+    source = spec["weights"] or f"random weights (seed {spec['seed']})"
+    parts.append(f"inputs {spec['inputs']}, {source}")
     return ", ".join(parts)
 
 
-def weights_of_shape(axes: list[tuple[str, int]]) -> np.ndarray:
-    """Real attention weights with the source layout of `mha reshape`: (batch, queries, keys) from
-    d2l's additive-attention example, or ((batch heads), queries, keys) from the multi-head
-    layer."""
+def weights_of_shape(axes: list[tuple[str, int]]) -> tuple[np.ndarray, np.ndarray | None]:
+    """Real attention weights, and where keys are masked, in the source layout of `mha
+    reshape`: (batch, queries, keys) from d2l's additive-attention example, or
+    ((batch heads), queries, keys) from the multi-head layer."""
     from mha_cli.attention.run import run_attention
 
     sizes = dict(axes)
@@ -86,8 +85,10 @@ def weights_of_shape(axes: list[tuple[str, int]]) -> np.ndarray:
             f"((batch heads), queries, keys); axes {', '.join(names)} are neither; "
             "drop --render or change --axes"
         )
-    trace = run_attention(spec)
-    return trace.tensors["masked_softmax"].numpy()  # the layer's own layout, before any reshape
+    report = run_attention(spec)
+    weights = report.tensors["masked_softmax"]  # the layer's own layout, before any reshape
+    masked = report.mask.reshape(weights.shape) if report.mask is not None else None
+    return weights.numpy(), None if masked is None else masked.numpy()
 
 
 def _chapter_lens(batch: int, keys: int) -> tuple[int, ...] | None:

@@ -1,108 +1,62 @@
 """One forward pass of the layer a spec describes, recorded stage by stage.
 
-The core: it computes and returns plain records (plus the tensors, for heatmaps and
-`--export`); it never prints. Imported only by commands that run the layer.
+The core: it computes and returns a `Report` (plain records, and the tensors beside them);
+it never prints. Weights and inputs are drawn from two independent seeded generators on the
+CPU, so a seed gives the same numbers on any device and the process's global random state
+is left alone.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+import math
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
-from mha_cli.attention.layer import MultiHeadAttention
+from mha_cli import fast_start
+from mha_cli.attention.layer import MultiHeadAttention, Rotary
 from mha_cli.attention.memory import available_bytes, check_fits
+from mha_cli.attention.norms import HeadRMSNorm
+from mha_cli.attention.recording import Recorder
+from mha_cli.attention.rope import inverse_frequencies
 from mha_cli.attention.summary import summarize
 from mha_cli.errors import MhaError
-from mha_cli.files.sources import Sources, resolve_sources
-from mha_cli.records import Report, Stage, Summary
+from mha_cli.files.sources import resolve_sources
+from mha_cli.report import Report
 from mha_cli.spec.spec import AttentionSpec
 from mha_cli.spec.validation import validate
 
-
-@dataclass
-class Trace:
-    """What one run produced: plain records for renderers, tensors beside them."""
-
-    spec: AttentionSpec  # with the sizes read from files filled in
-    stages: list[Stage]
-    summary: Summary
-    layout: str | None  # the checkpoint layout the weights came from, if any
-    tensors: dict[str, torch.Tensor] = field(default_factory=dict)  # stage name -> output
-    attention_weights: torch.Tensor | None = None  # (b, h, q, k)
-    mask: torch.Tensor | None = None  # (b, h, q, k), True where a key is masked
-
-    def report(self) -> Report:
-        return Report(self.spec.to_dict(), self.stages, self.summary, self.layout)
+Tensors = Mapping[str, torch.Tensor]
 
 
-class Recorder:
-    """Turns each tensor the layer reports into a `Stage`; keeps the tensor when it is real."""
-
-    def __init__(self, keep_tensors: bool, value_ranges: bool = True) -> None:
-        self.stages: list[Stage] = []
-        self.tensors: dict[str, torch.Tensor] = {}
-        self.keep_tensors = keep_tensors
-        self.value_ranges = value_ranges and keep_tensors
-
-    def __call__(
-        self,
-        name: str,
-        tensor: torch.Tensor,
-        code: str,
-        axes: tuple[str, ...],
-        *,
-        module: nn.Module | None = None,
-        flops: int = 0,
-    ) -> None:
-        if len(axes) != tensor.dim():  # a bug in the layer, never a user's mistake
-            raise RuntimeError(
-                f"stage {name}: {len(axes)} axis names for a {tensor.dim()}-D tensor"
-            )
-        params = None if module is None else sum(p.numel() for p in module.parameters())
-        self.stages.append(
-            Stage(
-                name=name,
-                code=code,
-                shape=tuple(tensor.shape),
-                axes=axes,
-                params=params,
-                flops=flops,
-                bytes=tensor.numel() * tensor.element_size(),
-                view=tensor._base is not None,  # reshape/permute without a copy
-                dtype=str(tensor.dtype).removeprefix("torch."),
-                value_range=_value_range(tensor) if self.value_ranges else None,
-            )
-        )
-        if self.keep_tensors:
-            self.tensors[name] = tensor
-
-
-def _value_range(tensor: torch.Tensor) -> tuple[float, float]:
-    # One pass, no float copy: this runs on every stage, so on big runs it must stay cheap.
-    low, high = torch.aminmax(tensor.detach())
-    return float(low), float(high)
-
-
-def run_attention(spec: AttentionSpec, *, value_ranges: bool = True) -> Trace:
+def run_attention(
+    spec: AttentionSpec,
+    *,
+    value_ranges: bool = True,
+    state: Tensors | None = None,
+    inputs: Tensors | None = None,
+) -> Report:
     """Build the layer `spec` describes, run one forward pass, and record every stage.
 
-    `value_ranges=False` skips each stage's min/max, which only the table and JSON show.
+    `state` (d2l names) and `inputs` (queries, keys, values) replace the spec's weights and
+    inputs, so the same numbers can be run again in another dtype. `value_ranges=False` skips
+    each stage's min/max, which only the table and JSON show.
     """
     sources = resolve_sources(spec)
     spec = validate(sources.spec)
     device = _device(spec.device)
     check_fits(spec, _free_memory(device))
     dtype = getattr(torch, spec.dtype)
-    layer = build_layer(spec, device, dtype, sources)
-    queries, keys, values = make_inputs(spec, device, dtype, sources)
+    layer = build_layer(spec, device, dtype, state if state is not None else sources.state)
+    given = inputs if inputs is not None else sources.inputs
+    queries, keys, values = make_inputs(spec, device, dtype, given)
     valid_lens = None
     if spec.valid_lens is not None:
-        # (b,) or (b, q)
-        valid_lens = torch.tensor(spec.valid_lens, dtype=torch.long, device=device)
-    recorder = Recorder(keep_tensors=device.type != "meta", value_ranges=value_ranges)
+        valid_lens = torch.tensor(spec.valid_lens, dtype=torch.long, device=device)  # (b,)/(b, q)
+    recorder = Recorder(device.type != "meta", value_ranges, layer.stages)
     layer.train(spec.train)
     with torch.no_grad():
         # weights: ((b h), q, k); mask: ((b h), q, k), or (1, q, k) when only causal
@@ -110,8 +64,18 @@ def run_attention(spec: AttentionSpec, *, value_ranges: bool = True) -> Trace:
     b, h, q, k = spec.batch, spec.heads, spec.queries, spec.kv
     attention = weights.reshape(b, h, q, k)  # (b, h, q, k): transpose_qkv folds batch-major
     mask4 = None if mask is None else mask.expand(b * h, q, k).reshape(b, h, q, k)
-    summary = summarize(spec, layer, recorder.stages, attention if recorder.keep_tensors else None)
-    return Trace(spec, recorder.stages, summary, sources.layout, recorder.tensors, attention, mask4)
+    computed = recorder.keep_tensors
+    summary = summarize(spec, layer, recorder.stages, attention if computed else None)
+    return Report(
+        spec=spec.to_dict(),
+        stages=recorder.stages,
+        summary=summary,
+        source=sources.source,
+        tensors=recorder.tensors,
+        attention_weights=attention if computed else None,
+        mask=mask4 if computed else None,
+        parameters=dict(layer.state_dict()) if computed else {},
+    )
 
 
 def _free_memory(device: torch.device) -> int | None:
@@ -124,25 +88,47 @@ def _device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise MhaError("--device cuda: no CUDA device is available here; use --device cpu or meta")
     if name == "meta":
-        from mha_cli.attention.meta_speed import skip_dynamo_import
-
-        skip_dynamo_import()
+        fast_start.before_meta()
     return torch.device(name)
 
 
+def stream_seed(seed: int, stream: str) -> int:
+    """A seed of its own for each random stream (weights, inputs), derived from the user's:
+    two generators seeded alike would draw the same numbers, and the inputs would correlate
+    with the weights."""
+    digest = hashlib.blake2b(f"{seed}/{stream}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1  # below 2**63: any torch generator takes it
+
+
 def build_layer(
-    spec: AttentionSpec, device: torch.device, dtype: torch.dtype, sources: Sources
+    spec: AttentionSpec, device: torch.device, dtype: torch.dtype, state: Tensors | None
 ) -> nn.Module:
-    torch.manual_seed(spec.seed)  # nn.Linear's default initialisation, reproducibly
-    with torch.device(device):
+    """The layer, with its weights from `state` or drawn as nn.Linear draws them, seeded."""
+    with torch.device("meta"):  # shapes first: no memory, no draw from the global generator
         layer = make_layer(spec)
+    if device.type == "meta":
+        return layer.to(dtype=dtype)  # meta has no values: sizes are all it needs
+    layer = layer.to_empty(device="cpu")
+    if state is None:  # drawn in float32, so a seed gives the same weights in every dtype
+        init_weights(layer, torch.Generator().manual_seed(stream_seed(spec.seed, "weights")))
     layer = layer.to(dtype=dtype)
-    if sources.state is not None:
-        if device.type == "meta":
-            return layer  # meta has no values to load: the sizes already come from the file
-        state = {name: t.to(device=device, dtype=dtype) for name, t in sources.state.items()}
-        layer.load_state_dict(state, strict=True)
-    return layer
+    if state is not None:
+        layer.load_state_dict(dict(state), strict=True)  # copies cast to the layer's dtype
+    return layer.to(device=device)
+
+
+def init_weights(layer: nn.Module, generator: torch.Generator) -> None:
+    """nn.Linear's own distribution, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases,
+    drawn from `generator`; norms start at one."""
+    with torch.no_grad():
+        for module in layer.modules():
+            if isinstance(module, nn.Linear):
+                bound = 1 / math.sqrt(module.in_features)
+                module.weight.uniform_(-bound, bound, generator=generator)
+                if module.bias is not None:
+                    module.bias.uniform_(-bound, bound, generator=generator)
+            elif isinstance(module, HeadRMSNorm):
+                module.weight.fill_(1.0)
 
 
 def make_layer(spec: AttentionSpec) -> nn.Module:
@@ -152,6 +138,12 @@ def make_layer(spec: AttentionSpec) -> nn.Module:
         return AdditiveAttention(
             spec.k_size, spec.q_size, spec.hiddens, spec.dropout, spec.bias, spec.causal
         )
+    rotary = None
+    if spec.rope != "none":
+        scaling = None if spec.rope_scaling is None else dict(spec.rope_scaling)
+        with torch.device("cpu"):  # a constant of the layer, never a meta tensor
+            inv_freq = inverse_frequencies(spec.rotary_width, spec.rope_theta, scaling)
+        rotary = Rotary(inv_freq, spec.rope)
     return MultiHeadAttention(
         spec.k_size,
         spec.q_size,
@@ -159,15 +151,21 @@ def make_layer(spec: AttentionSpec) -> nn.Module:
         spec.hiddens,
         spec.heads,
         spec.dropout,
-        bias=spec.bias,
+        spec.bias,
         num_kv_heads=spec.kv_heads,
+        head_dim=spec.head_dim,
         value_mode=spec.value_mode,
+        out_bias=spec.out_bias,
         causal=spec.causal,
+        window=spec.window,
+        qk_norm=spec.qk_norm,
+        norm_eps=spec.norm_eps,
+        rotary=rotary,
     )
 
 
 def make_inputs(
-    spec: AttentionSpec, device: torch.device, dtype: torch.dtype, sources: Sources
+    spec: AttentionSpec, device: torch.device, dtype: torch.dtype, given: Tensors | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     shapes = (
         (spec.batch, spec.queries, spec.q_size),  # (b, q, query_size)
@@ -175,24 +173,26 @@ def make_inputs(
         (spec.batch, spec.kv, spec.v_size),  # (b, k, value_size)
     )
     if device.type == "meta":
-        return tuple(torch.empty(s, device=device, dtype=dtype) for s in shapes)  # type: ignore[return-value]
-    if sources.inputs is not None:
-        names = ("queries", "keys", "values")
-        return tuple(sources.inputs[n].to(device=device, dtype=dtype) for n in names)  # type: ignore[return-value]
-    if spec.inputs == "ones":  # the book's inputs: every query and key is the same vector
-        return tuple(torch.ones(s, dtype=dtype, device=device) for s in shapes)  # type: ignore[return-value]
-    # Drawn on the CPU from their own generator, so a seed gives the same inputs on any device.
-    generator = torch.Generator().manual_seed(spec.seed)
-    return tuple(torch.randn(s, generator=generator).to(device=device, dtype=dtype) for s in shapes)  # type: ignore[return-value]
+        made = [torch.empty(s, device=device, dtype=dtype) for s in shapes]
+    elif given is not None:
+        made = [
+            given[name].to(device=device, dtype=dtype) for name in ("queries", "keys", "values")
+        ]
+    elif spec.inputs == "ones":  # the book's inputs: every query and key is the same vector
+        made = [torch.ones(s, dtype=dtype, device=device) for s in shapes]
+    else:
+        generator = torch.Generator().manual_seed(stream_seed(spec.seed, "inputs"))
+        made = [torch.randn(s, generator=generator).to(device=device, dtype=dtype) for s in shapes]
+    return made[0], made[1], made[2]
 
 
-def tensors_for_export(trace: Trace) -> dict[str, Any]:
+def tensors_for_export(report: Report) -> dict[str, Any]:
     """`attention_weights` (b, h, q, k), `output` (b, q, H), and every stage under its name."""
-    if not trace.tensors:
+    if not report.tensors:
         raise MhaError(
             "--export needs computed tensors, and the meta device computes none; use --device cpu"
         )
-    tensors: dict[str, Any] = dict(trace.tensors)
-    tensors["attention_weights"] = trace.attention_weights
-    tensors["output"] = trace.tensors[trace.stages[-1].name]
+    tensors: dict[str, Any] = dict(report.tensors)
+    tensors["attention_weights"] = report.attention_weights
+    tensors["output"] = report.output_tensor
     return tensors

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import torch
 from torch import nn
 
 from mha_cli.records import MaskedKeys, Stage, Summary
+from mha_cli.spec.counts import parameters_depend_on_heads
 from mha_cli.spec.spec import AttentionSpec
 
 
@@ -19,11 +18,11 @@ def summarize(
 ) -> Summary:
     total_params = sum(p.numel() for p in layer.parameters())
     return Summary(
-        head_dim=spec.head_dim,
+        head_dim=spec.head_width,
         num_heads=spec.heads,
         num_kv_heads=spec.num_kv_heads,
         total_params=total_params,
-        params_depend_on_heads=_params_with_one_head(spec) != total_params,
+        params_depend_on_heads=parameters_depend_on_heads(spec),
         total_flops=sum(s.flops for s in stages),
         activation_bytes=sum(s.bytes for s in stages if not s.view),
         output_shape=stages[-1].shape,
@@ -39,7 +38,7 @@ def head_slices(spec: AttentionSpec) -> list[tuple[str, tuple[int, int], str]]:
     """The part of each weight (out_features, in_features) that head i uses (seed Q6)."""
     if spec.score == "additive":
         return []
-    d = spec.head_dim
+    d = spec.head_width
     group = spec.heads // spec.num_kv_heads
     shared = f", shared by {group} query heads" if group > 1 else ""
     kv_rows = (
@@ -58,16 +57,8 @@ def head_slices(spec: AttentionSpec) -> list[tuple[str, tuple[int, int], str]]:
     else:
         slices.append(("W_v", (d, spec.v_size), kv_rows + shared))
         slices.append(("W_o", (spec.hiddens, d), f"columns i*{d}..i*{d}+{d - 1}"))
+
     return slices
-
-
-def _params_with_one_head(spec: AttentionSpec) -> int:
-    """Parameters of the same layer with a single head, counted on meta (nothing allocated)."""
-    from mha_cli.attention.run import make_layer
-
-    with torch.device("meta"):
-        one_head = make_layer(replace(spec, heads=1, kv_heads=None))
-    return sum(p.numel() for p in one_head.parameters())
 
 
 def _span(first: int, last: int) -> str:
@@ -80,11 +71,11 @@ def masked_keys(spec: AttentionSpec) -> list[MaskedKeys]:
     """Which key positions each example masks. By position (padding), never by score."""
     if spec.valid_lens is None and not spec.causal:
         return []
-    causal = " (and, causal, every key after the query)" if spec.causal else ""
+    causal = f" (and {_causal_text(spec)})" if spec.causal else ""
     result = []
     for example in range(spec.batch):
         if spec.valid_lens is None:
-            text = "causal: query i masks keys i+1.. (future positions)"
+            text = _causal_text(spec)
             result.append(MaskedKeys(example, None, True, text))
             continue
         lens = spec.valid_lens[example]
@@ -101,8 +92,42 @@ def masked_keys(spec: AttentionSpec) -> list[MaskedKeys]:
     return result
 
 
+def _causal_text(spec: AttentionSpec) -> str:
+    """Which keys a query at position p masks: the future, and beyond a sliding window."""
+    text = "causal: the query at position p masks keys p+1.. (the future)"
+    if spec.window is not None:
+        text += f" and keys ..p-{spec.window} (outside the window of {spec.window})"
+    return text
+
+
+def _positions_note(spec: AttentionSpec) -> str | None:
+    """Say where the queries sit when it matters: fewer queries than keys, with positions."""
+    if spec.query_offset == 0 or not (spec.causal or spec.rope != "none"):
+        return None
+    first, last = spec.query_offset, spec.kv - 1
+    return (
+        f"positions: keys are 0..{last}, queries are the last {spec.queries} ({first}..{last}), "
+        "as when decoding with a cache"
+    )
+
+
 def _notes(spec: AttentionSpec, attention: torch.Tensor | None) -> list[str]:
     notes = []
+    positions = _positions_note(spec)
+    if positions:
+        notes.append(positions)
+    if spec.rope != "none":
+        pairs = "j and j + rd/2" if spec.rope == "half" else "2j and 2j+1"
+        notes.append(
+            f"rotary embedding: the first {spec.rotary_width} of each head's {spec.head_width} "
+            f"features of queries and keys turn in pairs ({pairs}) by position x "
+            f"theta^(-2j/rd), theta {spec.rope_theta:g}; values are not rotated"
+        )
+    if spec.qk_norm:
+        notes.append(
+            "qk-norm: each head's queries and keys are RMS-normalised over their "
+            f"{spec.head_width} features (one weight shared by all heads) before the rotation"
+        )
     if attention is None:
         notes.append(
             "meta device: shapes, parameters, FLOPs and bytes are traced without allocating "

@@ -3,25 +3,24 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from mha_cli.commands.options import spec_options
-from mha_cli.commands.output import note, stdout_console
-from mha_cli.spec.spec import AttentionSpec
-
-DEFAULT_NAME = "attention.png"
+from mha_cli.commands.output import guarded_stdout, note, stdout_console, wrote
 
 OUT = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--out",
         "-o",
-        help=f"image file (.png, .svg, .pdf) or folder [default: ./{DEFAULT_NAME}]",
-        show_default=False,
+        help="image file (.png, .svg, .pdf), or a folder (an existing one, or ending in '/': "
+        "created if missing)",
+        show_default="./attention.png; with --per-head ./attention_heads/",
     ),
 ]
 PER_HEAD = Annotated[
@@ -38,7 +37,12 @@ TERMINAL = Annotated[
     ),
 ]
 IMAGE_FORMAT = Annotated[
-    str, typer.Option("--image-format", help="format of --per-head files: png, svg or pdf")
+    str | None,
+    typer.Option(
+        "--image-format",
+        help="png, svg or pdf, for files named by a folder --out (and --per-head files)",
+        show_default="png, or --out's extension",
+    ),
 ]
 EXPORT = Annotated[
     Path | None,
@@ -51,95 +55,61 @@ EXPORT = Annotated[
 
 
 def heatmap(
-    spec: AttentionSpec,
+    options: dict[str, Any],
     out: OUT = None,
     per_head: PER_HEAD = False,
     dpi: DPI = 100,
     annotate: ANNOTATE = False,
     terminal: TERMINAL = False,
-    image_format: IMAGE_FORMAT = "png",
+    image_format: IMAGE_FORMAT = None,
     export: EXPORT = None,
 ) -> None:
     """Run the layer and save its attention weights as a grid: rows are examples, columns heads."""
-    from mha_cli.fast_start import import_heavy
+    from mha_cli.api.heatmap import save_heatmaps
+    from mha_cli.render.heatmap.data import annotate_allowed
 
-    import_heavy(
-        "torch", "mha_cli.attention.run", "matplotlib.figure", "mha_cli.render.heatmap.image"
-    )
-    from mha_cli.attention.plot_data import heatmap_data
-    from mha_cli.attention.run import run_attention, tensors_for_export
-    from mha_cli.files.tensor_files import check_export_path, save_tensors
-    from mha_cli.render.heatmap import image as render
-
-    # Refuse bad paths before the run, which can take a while.
-    if export is not None:
-        check_export_path(export)
-    if not per_head and not (terminal and out is None):
-        render.check_format(_grid_path(out))
-    trace = run_attention(spec, value_ranges=False)  # the picture shows the weights themselves
-    data = heatmap_data(trace)
-    for line in trace.summary.notes:
-        note(f"note: {line}")
-    if annotate and not render.annotate_allowed(data):
-        note(
-            "note: --annotate skipped: panels are larger than 16 x 16, too small to read numbers in"
+    with _progress() as progress:
+        files = save_heatmaps(
+            out=out,
+            per_head=per_head,
+            image_format=image_format,
+            dpi=dpi,
+            annotate=annotate,
+            export=export,
+            draw=not (terminal and out is None),
+            progress=progress,
+            config=options.pop("config"),
+            **options,
         )
+    for line in files.report.summary.notes:
+        note(f"note: {line}")
+    if annotate and not annotate_allowed(files.data):
+        note("note: --annotate skipped: panels are larger than 16 x 16, too small for numbers")
     if terminal:
         from mha_cli.render.heatmap.terminal import terminal_grid
 
-        stdout_console().print(terminal_grid(data))
+        console = stdout_console()
+        with guarded_stdout():
+            console.print(terminal_grid(files.data, max_width=console.width))
     if export is not None:
-        save_tensors(export, tensors_for_export(trace))
-        typer.echo(str(export))
-    if terminal and out is None:
-        return
-    with _progress() as progress:
-        if per_head:
-            written = render.render_per_head(
-                data,
-                out or Path("attention_heads"),
-                fmt=image_format,
-                dpi=dpi,
-                annotate=annotate,
-                progress=progress,
-            )
-        else:
-            written = [
-                render.render_grid(
-                    data, _grid_path(out), dpi=dpi, annotate=annotate, progress=progress
-                )
-            ]
-    for path in written:
-        typer.echo(str(path))
+        wrote(export)
+    for path in files.written:
+        wrote(path)
 
 
-def _grid_path(out: Path | None) -> Path:
-    if out is None:
-        return Path(DEFAULT_NAME)
-    return out / DEFAULT_NAME if out.is_dir() or str(out).endswith(("/", "\\")) else out
+@contextmanager
+def _progress() -> Iterator[Callable[[str], None]]:
+    """The renderer's progress messages on stderr: a spinner in a terminal, lines elsewhere."""
+    from rich.console import Console
 
-
-class _progress:
-    """Shows the renderer's progress messages on stderr (as a spinner in a terminal)."""
-
-    def __enter__(self) -> Callable[[str], None]:
-        from rich.console import Console
-
-        self.console = Console(stderr=True)
-        self.status = self.console.status("rendering") if sys.stderr.isatty() else None
-        if self.status is not None:
-            self.status.start()
-        return self.update
-
-    def update(self, message: str) -> None:
-        if self.status is not None:
-            self.status.update(message)
-        else:
-            note(message)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.status is not None:
-            self.status.stop()
+    status = Console(stderr=True).status("rendering") if sys.stderr.isatty() else None
+    if status is not None:
+        status.start()
+    try:
+        yield status.update if status is not None else note
+    finally:
+        if status is not None:
+            status.stop()
 
 
 def register(app: typer.Typer, user_errors: Callable[..., Any]) -> None:

@@ -1,8 +1,8 @@
 """The attention-specification options every layer-running command shares.
 
-`@spec_options` adds them to a command's signature (Typer reads `__signature__`) and
-hands the command one `AttentionSpec` built from config + command line, so each command
-function stays short and the option names are defined exactly once.
+`@spec_options` adds them to a command's signature (typer reads `__signature__`) and hands the
+command the options that were given, as a dict for the Python API (`mha_cli.inspect(**options)`),
+so each command function stays short and the option names are defined exactly once.
 """
 
 from __future__ import annotations
@@ -10,72 +10,111 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Annotated, Any, Optional
 
 import typer
 
-from mha_cli.spec.spec import AttentionSpec, merge, parse_option
-
 SIZES = "Sizes"
 MASKS = "Masks"
 VARIANT = "Variant"
+MODERN = "Modern decoders"
 DATA = "Inputs and weights"
 RUN = "Run"
 
-# (field, type, option names, help, panel). Every default is None: "not given", so a
-# config's value is kept unless the command line overrides it.
-_SPEC_OPTIONS: list[tuple[str, type, tuple[str, ...], str, str]] = [
-    ("batch", int, ("--batch", "-b"), "batch size [default: 2]", SIZES),
-    ("queries", int, ("--queries", "-q"), "number of queries [default: 4]", SIZES),
-    ("kv", int, ("--kv", "-k"), "number of key-value pairs [default: 6]", SIZES),
-    ("hiddens", int, ("--hiddens",), "num_hiddens [default: 100]", SIZES),
-    ("heads", int, ("--heads", "-n"), "num_heads [default: 5]", SIZES),
+# (field, type, option names, help, default shown in --help, panel). Every real default is None,
+# "not given", so a config's value is kept unless the command line overrides it; the shown
+# default is what the layer gets when neither gives one.
+_SPEC_OPTIONS: list[tuple[str, type, tuple[str, ...], str, str | None, str]] = [
+    ("batch", int, ("--batch", "-b"), "batch size", "2", SIZES),
+    ("queries", int, ("--queries", "-q"), "number of queries", "4", SIZES),
+    ("kv", int, ("--kv", "-k"), "number of key-value pairs", "6", SIZES),
+    ("hiddens", int, ("--hiddens",), "num_hiddens", "100", SIZES),
+    ("heads", int, ("--heads", "-n"), "num_heads", "5", SIZES),
     (
         "kv_heads",
         int,
         ("--kv-heads",),
-        "key-value heads: fewer than heads is grouped-query, 1 is multi-query [default: heads]",
+        "key-value heads: fewer than heads is grouped-query, 1 is multi-query",
+        "heads",
         SIZES,
     ),
-    ("query_size", int, ("--query-size",), "query features before W_q [default: hiddens]", SIZES),
-    ("key_size", int, ("--key-size",), "key features before W_k [default: hiddens]", SIZES),
-    ("value_size", int, ("--value-size",), "value features before W_v [default: hiddens]", SIZES),
+    ("head_dim", int, ("--head-dim",), "features per head", "hiddens / heads", SIZES),
+    ("query_size", int, ("--query-size",), "query features before W_q", "hiddens", SIZES),
+    ("key_size", int, ("--key-size",), "key features before W_k", "hiddens", SIZES),
+    ("value_size", int, ("--value-size",), "value features before W_v", "hiddens", SIZES),
     (
         "valid_lens",
         str,
         ("--valid-lens",),
         "3,2 (one per example), 3,2,1,4;2,2,2,2 (one per query, rows by ';'; a batch of one: "
-        "1,2,3,4;) or none "
-        "[default: 3,2]",
+        "1,2,3,4;) or none",
+        "3,2",
         MASKS,
     ),
-    ("causal", bool, ("--causal/--no-causal",), "mask future keys (query i sees keys 0..i)", MASKS),
-    ("score", str, ("--score",), "dot (scaled dot product) or additive [default: dot]", VARIANT),
+    ("causal", bool, ("--causal/--no-causal",), "mask future keys", "no-causal", MASKS),
+    (
+        "window",
+        int,
+        ("--window",),
+        "sliding window W with --causal: the query at position p sees keys p-W+1..p",
+        "none",
+        MASKS,
+    ),
+    ("score", str, ("--score",), "dot (scaled dot product) or additive", "dot", VARIANT),
     (
         "value_mode",
         str,
         ("--value-mode",),
-        "split (d2l: each head gets hiddens/heads value features) or full (each head keeps "
-        "all) [default: split]",
+        "split (d2l: each head gets head-dim value features) or full (each head keeps all)",
+        "split",
         VARIANT,
     ),
-    ("bias", bool, ("--bias/--no-bias",), "bias in W_q, W_k, W_v, W_o [default: no bias]", VARIANT),
+    ("bias", bool, ("--bias/--no-bias",), "bias in W_q, W_k, W_v and W_o", "no-bias", VARIANT),
+    (
+        "out_bias",
+        bool,
+        ("--out-bias/--no-out-bias",),
+        "bias in W_o alone (Qwen2: --bias --no-out-bias)",
+        "as --bias",
+        VARIANT,
+    ),
     (
         "dropout",
         float,
         ("--dropout",),
-        "dropout on the attention weights; inactive unless --train [default: 0]",
+        "dropout on the attention weights; inactive unless --train",
+        "0",
         VARIANT,
     ),
-    ("train", bool, ("--train/--eval",), "training mode (dropout active) [default: eval]", VARIANT),
-    ("seed", int, ("--seed",), "seed for random weights and inputs [default: 0]", DATA),
+    ("train", bool, ("--train/--eval",), "training mode (dropout active)", "eval", VARIANT),
+    (
+        "rope",
+        str,
+        ("--rope",),
+        "rotary position embedding: none, half (rotate-half: Llama, Qwen, NeoX) or "
+        "interleaved (GPT-J)",
+        "none",
+        MODERN,
+    ),
+    ("rope_theta", float, ("--rope-theta",), "rotary base theta", "10000", MODERN),
+    ("rotary_dim", int, ("--rotary-dim",), "features of each head that rotate", "head dim", MODERN),
+    (
+        "qk_norm",
+        bool,
+        ("--qk-norm/--no-qk-norm",),
+        "per-head RMSNorm of queries and keys before the rotation (Qwen3)",
+        "no-qk-norm",
+        MODERN,
+    ),
+    ("norm_eps", float, ("--norm-eps",), "epsilon of --qk-norm", "1e-6", MODERN),
+    ("seed", int, ("--seed",), "seed for random weights and inputs", "0", DATA),
     (
         "inputs",
         str,
         ("--inputs",),
         "randn, ones (as the book), or a .pt/.safetensors file with queries, keys, "
-        "values[, valid_lens] [default: randn]",
+        "values[, valid_lens]",
+        "randn",
         DATA,
     ),
     (
@@ -83,28 +122,32 @@ _SPEC_OPTIONS: list[tuple[str, type, tuple[str, ...], str, str]] = [
         str,
         ("--weights",),
         "checkpoint (.pt/.pth/.safetensors) of d2l's MultiHeadAttention or "
-        "torch.nn.MultiheadAttention [default: random]",
+        "torch.nn.MultiheadAttention",
+        "random",
         DATA,
     ),
-    ("dtype", str, ("--dtype",), "float32, float64, float16 or bfloat16 [default: float32]", RUN),
+    ("layer", int, ("--layer",), "which layer of a whole-model checkpoint", "0", DATA),
+    ("dtype", str, ("--dtype",), "float32, float64, float16 or bfloat16", "float32", RUN),
     (
         "device",
         str,
         ("--device",),
-        "cpu, cuda, or meta (shapes and counts of any size, nothing allocated) [default: cpu]",
+        "cpu, cuda, or meta (shapes and counts of any size, nothing allocated)",
+        "cpu",
         RUN,
     ),
 ]
+SPEC_OPTION_NAMES = tuple(option[0] for option in _SPEC_OPTIONS)
 
 
 def _parameter(
-    field: str, kind: type, names: tuple[str, ...], help_text: str, panel: str
+    field: str, kind: type, names: tuple[str, ...], help_text: str, shown: str | None, panel: str
 ) -> inspect.Parameter:
     # Numbers arrive as text and are parsed by the spec, so a bad value gets mha's own
     # one-line message naming the value and a fix, not typer's generic one.
     metavar = {int: "INT", float: "FLOAT"}.get(kind)
     option = typer.Option(
-        *names, help=help_text, rich_help_panel=panel, show_default=False, metavar=metavar
+        *names, help=help_text, rich_help_panel=panel, show_default=shown or False, metavar=metavar
     )
     # Built at run time for typer to read, so a static type checker cannot follow it.
     annotated: Any = Optional[str if metavar else kind]  # noqa: UP045
@@ -125,7 +168,8 @@ _CONFIG = inspect.Parameter(
         typer.Option(
             "--config",
             "-c",
-            help="a preset name (see `mha presets`) or a TOML file; options override it",
+            help="a preset name (see `mha presets`), a TOML file, or a Hugging Face config.json; "
+            "options override it",
             rich_help_panel=RUN,
             show_default=False,
         ),
@@ -134,38 +178,23 @@ _CONFIG = inspect.Parameter(
 SPEC_PARAMETERS = [_parameter(*option) for option in _SPEC_OPTIONS] + [_CONFIG]
 
 
-def build_spec(config: str | None, given: dict[str, Any]) -> AttentionSpec:
-    """Defaults, then the config, then the options given on the command line."""
-    from mha_cli.spec.configs import load_config
-
-    spec = AttentionSpec()
-    if config is None and given.get("score") == "additive":
-        # `--score additive` alone reproduces its chapter's example, as plain `mha inspect`
-        # reproduces the multi-head one: those are the defaults, not choices the user made.
-        chapter = merge(spec, load_config("additive"), "preset additive")
-        spec = replace(chapter, explicit=frozenset())
-    if config is not None:
-        spec = merge(spec, load_config(config), f"config {config}")
-    values = {
-        k: parse_option(k, v) if isinstance(v, str) else v
-        for k, v in given.items()
-        if v is not None
-    }
-    return merge(spec, values, "command line")
-
-
 def spec_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Replace the command's `spec` parameter by the specification options."""
+    """Replace the command's `options` parameter by the specification options (and --config).
+
+    The command receives `options`: the given options by field name (None: not given), with
+    `config` among them, ready for the Python API's keyword arguments.
+    """
     own = [
-        p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "spec"
+        p
+        for p in inspect.signature(command, eval_str=True).parameters.values()
+        if p.name != "options"
     ]
     names = [p.name for p in SPEC_PARAMETERS]
 
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> Any:
-        given = {name: kwargs.pop(name) for name in names}
-        config = given.pop("config")
-        return command(spec=build_spec(config, given), **kwargs)
+        options = {name: kwargs.pop(name) for name in names}
+        return command(options=options, **kwargs)
 
     wrapper.__signature__ = inspect.Signature(own + SPEC_PARAMETERS)  # type: ignore[attr-defined]
     wrapper.__annotations__ = {p.name: p.annotation for p in own + SPEC_PARAMETERS}

@@ -1,11 +1,21 @@
-"""Where command output goes: a console made when the command runs, never at import."""
+"""Where command output goes: a console made when the command runs, never at import.
+
+Standard output carries the command's answer (a table, JSON, Markdown, a terminal picture);
+standard error carries everything else: the files written (`wrote PATH`), notes and progress.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from enum import Enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from mha_cli.errors import EXIT_BROKEN_PIPE, EXIT_IO, OutputError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -17,17 +27,64 @@ class Format(str, Enum):
     markdown = "markdown"
 
 
-def stdout_console() -> Console:
-    """Full width in a terminal; 160 columns in a pipe or CI log, so the table is not squeezed.
+FORMAT = Annotated[Format, typer.Option("--format", "-f", help="table, json or markdown")]
 
-    rich drops colour and control codes by itself when stdout is not a terminal or NO_COLOR is set.
-    """
+
+def stdout_console() -> Console:
+    """The terminal's width in a terminal (or $COLUMNS); 160 columns in a pipe or CI log, so
+    tables are not squeezed. rich drops colour and control codes by itself when stdout is not a
+    terminal or NO_COLOR is set."""
     from rich.console import Console
 
     width = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160
     return Console(width=width, highlight=False)
 
 
+def emit(
+    renderable: Any, fmt: Format, *, json: Callable[[], str], markdown: Callable[[], str]
+) -> None:
+    """The answer on stdout in the chosen format: a rich renderable for `table`."""
+    with guarded_stdout():
+        if fmt is Format.json:
+            sys.stdout.write(json() + "\n")
+        elif fmt is Format.markdown:
+            sys.stdout.write(markdown())
+        else:
+            stdout_console().print(renderable)
+
+
 def note(message: str) -> None:
-    """Side messages (files written) go to stderr, so stdout stays parseable JSON."""
+    """Side messages (files written, notes) go to stderr, so stdout stays parseable."""
     sys.stderr.write(message + "\n")
+
+
+def wrote(path: Any) -> None:
+    """Every command reports each file it wrote the same way: `wrote PATH` on stderr."""
+    note(f"wrote {path}")
+
+
+@contextmanager
+def guarded_stdout() -> Iterator[None]:
+    """Writing to stdout, and flushing it: a closed, full or broken stdout becomes one line and
+    a meaningful exit code (`OutputError`), never a traceback."""
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()  # Python flushes stdout once more at exit: let that write nowhere
+        raise OutputError(
+            "standard output was closed before the output was written (broken pipe)",
+            EXIT_BROKEN_PIPE,
+        ) from None
+    except (OSError, ValueError) as error:  # ValueError: I/O on a closed file
+        _silence_stdout()
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        raise OutputError(f"cannot write to standard output: {reason}", EXIT_IO) from None
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives until the process exits

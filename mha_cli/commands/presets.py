@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from mha_cli.commands.output import stdout_console
+from mha_cli.commands.output import guarded_stdout, stdout_console
 
 _COLUMNS = ("hiddens", "heads", "kv_heads", "queries", "kv", "batch", "causal", "device")
 
@@ -27,7 +27,8 @@ def presets() -> None:
     for name, values in preset_descriptions():
         cells = [_cell(column, values) for column in _COLUMNS]
         table.add_row(name, *cells, Text(values.get("description", "")))
-    stdout_console().print(table)
+    with guarded_stdout():
+        stdout_console().print(table)
 
 
 def _cell(column: str, values: dict[str, Any]) -> str:

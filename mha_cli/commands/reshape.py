@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from mha_cli.commands.output import Format, stdout_console
+from mha_cli.commands.output import FORMAT, Format, emit, wrote
 
 SHAPE = Annotated[
     str, typer.Option("--shape", "-s", help="shape of the attention weights, e.g. 2,1,10")
@@ -24,7 +22,7 @@ AXES = Annotated[
         "--axes",
         "-a",
         help='names of the source axes, e.g. "batch,queries,keys" or "(batch heads),queries,keys"',
-        show_default=False,
+        show_default="batch,queries,keys (3 axes), batch,heads,queries,keys (4)",
     ),
 ]
 BATCH = Annotated[
@@ -51,7 +49,6 @@ RENDER = Annotated[
         show_default=False,
     ),
 ]
-FORMAT = Annotated[Format, typer.Option("--format", "-f", help="table, json or markdown")]
 
 
 def reshape(
@@ -64,38 +61,19 @@ def reshape(
     fmt: FORMAT = Format.table,
 ) -> None:
     """Explain how a reshape of attention weights lays them out for show_heatmaps (seed Q4, Q7)."""
-    from mha_cli.reshape.explain import explain_reshape
+    from mha_cli.api.reshape import explain_reshape
+    from mha_cli.render.json_out import envelope
+    from mha_cli.render.reshape.text import reshape_markdown, reshape_renderable
 
-    sizes = {
-        name: value for name, value in (("batch", batch), ("heads", heads)) if value is not None
-    }
-    explanation = explain_reshape(shape, to, axes, sizes=sizes)
+    explanation = explain_reshape(shape, to, axes, batch=batch, heads=heads, render=render)
     if render is not None:
-        from mha_cli.fast_start import import_heavy
-
-        import_heavy("torch", "mha_cli.attention.run", "matplotlib.figure")
-        from mha_cli.attention.plot_data import weights_of_shape
-        from mha_cli.render.reshape.image import render_layouts
-
-        weights = weights_of_shape([(a.name, a.size) for a in explanation.source_axes])
-        layouts = [explanation.target_shape]
-        if explanation.suggested_shape is not None:
-            layouts.append(explanation.suggested_shape)
-        render_layouts(weights.reshape(explanation.source_shape), layouts, render)
-        typer.echo(str(render), err=True)
-    if fmt is Format.json:
-        sys.stdout.write(
-            json.dumps({"schema": "mha.reshape", "version": 1, **explanation.to_dict()}, indent=2)
-            + "\n"
-        )
-    elif fmt is Format.markdown:
-        from mha_cli.render.reshape.text import reshape_markdown
-
-        sys.stdout.write(reshape_markdown(explanation))
-    else:
-        from mha_cli.render.reshape.text import reshape_renderable
-
-        stdout_console().print(reshape_renderable(explanation))
+        wrote(render)
+    emit(
+        reshape_renderable(explanation),
+        fmt,
+        json=lambda: envelope("mha.reshape", explanation.to_dict()),
+        markdown=lambda: reshape_markdown(explanation),
+    )
 
 
 def register(app: typer.Typer, user_errors: Callable[..., Any]) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mha_cli.errors import MhaError
+from mha_cli.records import Source
 from mha_cli.spec.spec import AttentionSpec
 
 if TYPE_CHECKING:
@@ -25,23 +26,24 @@ class Sources:
     spec: AttentionSpec
     state: dict[str, torch.Tensor] | None  # weights in d2l naming
     inputs: dict[str, torch.Tensor] | None  # queries, keys, values[, valid_lens]
-    layout: str | None  # what kind of checkpoint the weights came from
+    source: Source | None  # where the weights came from
 
 
 def resolve_sources(spec: AttentionSpec) -> Sources:
-    state = inputs = layout = None
+    state = inputs = source = None
     if spec.weights is not None:
         from mha_cli.files.checkpoints import load_checkpoint
 
         checkpoint = _named("--weights", load_checkpoint, spec.weights)
-        state, layout = checkpoint.state, checkpoint.layout
+        state = checkpoint.state
+        source = Source(spec.weights, checkpoint.layout, checkpoint.keys_found)
         spec = _apply(spec, sizes_from_weights(state, spec.heads, spec.weights), spec.weights)
     if spec.inputs_file is not None:
         from mha_cli.files.tensor_files import load_inputs
 
         inputs = _named("--inputs", load_inputs, spec.inputs_file)
         spec = _apply(spec, sizes_from_inputs(inputs, spec), spec.inputs_file)
-    return Sources(spec, state, inputs, layout)
+    return Sources(spec, state, inputs, source)
 
 
 def _named(option: str, load: Callable[[Path], T], path: str) -> T:
@@ -106,17 +108,26 @@ def _to_tuple(value: Any) -> Any:
 
 def _resolved(spec: AttentionSpec, key: str) -> Any:
     """The value a field really has: None sizes mean num_hiddens, None kv_heads means heads."""
-    derived = {"query_size": spec.q_size, "key_size": spec.k_size, "value_size": spec.v_size}
+    derived = {
+        "query_size": spec.q_size,
+        "key_size": spec.k_size,
+        "value_size": spec.v_size,
+        "kv_heads": spec.num_kv_heads,
+        "head_dim": spec.head_width,
+        "out_bias": spec.has_out_bias,
+    }
     return derived.get(key, getattr(spec, key))
 
 
 def _apply(spec: AttentionSpec, sizes: dict[str, Any], path: str) -> AttentionSpec:
-    for key, value in sizes.items():
-        if key in spec.explicit and key != "valid_lens" and _resolved(spec, key) != value:
+    filled = replace(spec, **sizes)
+    for key in sizes:
+        # Compare what each field means, not how it is written: kv_heads None is `heads`.
+        given, implied = _resolved(spec, key), _resolved(filled, key)
+        if key in spec.explicit and key != "valid_lens" and given != implied:
             option = "--" + key.replace("_", "-")
             raise MhaError(
-                f"{option} {_resolved(spec, key)} contradicts {path}, "
-                f"which implies {key} = {value}; "
+                f"{option} {given} contradicts {path}, which implies {key} = {implied}; "
                 f"drop {option} (sizes are read from the file) or use a matching file"
             )
     return replace(spec, **sizes, explicit=spec.explicit | frozenset(sizes))

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from mha_cli.messages import shape_text
-from mha_cli.records import Report
+from mha_cli.records import RunRecord
 from mha_cli.render import numbers
 from mha_cli.render.summary_lines import summary_lines
 
 _HEADER = ("#", "stage", "d2l code", "shape", "axes", "params", "FLOPs", "bytes", "values")
 
 
-def report_markdown(report: Report) -> str:
+def report_markdown(report: RunRecord) -> str:
     rows = [_HEADER, tuple("---" for _ in _HEADER)]
     for index, stage in enumerate(report.stages):
         rows.append(

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from mha_cli.messages import shape_text
-from mha_cli.records import Report
+from mha_cli.messages import listing, shape_text
+from mha_cli.records import RunRecord, Source
 from mha_cli.render import numbers
 
 FLOP_CONVENTION = (
@@ -12,7 +12,7 @@ FLOP_CONVENTION = (
 )
 
 
-def summary_lines(report: Report) -> list[str]:
+def summary_lines(report: RunRecord) -> list[str]:
     spec, summary = report.spec, report.summary
     lines = [""]
     if spec["score"] != "additive":
@@ -35,13 +35,26 @@ def summary_lines(report: Report) -> list[str]:
     lines.extend(_mask_lines(report))
     out = report.stages[-1]
     lines.append(f"output: {shape_text(out.shape)} = ({', '.join(out.axes)}): one row per query")
-    if report.layout:
-        lines.append(f"weights: {spec['weights']} ({report.layout})")
+    if report.source is not None:
+        lines.extend(source_lines(report.source))
     lines.extend(f"note: {note}" for note in summary.notes)
     return lines
 
 
-def _params_line(report: Report) -> str:
+def source_lines(source: Source) -> list[str]:
+    """Which file, which layout, and which of its tensors were read (and from which shard)."""
+    lines = [f"weights: {source.path} ({source.layout})"]
+    if source.keys:
+        shards = source.shards or ("",) * len(source.keys)
+        read = [
+            f"{key} ({shard})" if shard else key
+            for key, shard in zip(source.keys, shards, strict=True)
+        ]
+        lines.append(f"  read {len(read)} tensors: {listing(read)}")
+    return lines
+
+
+def _params_line(report: RunRecord) -> str:
     summary = report.summary
     parts = " + ".join(f"{s.name} {numbers.count(s.params)}" for s in report.stages if s.params)
     line = f"parameters: {numbers.count(summary.total_params)} ({parts})"
@@ -61,7 +74,7 @@ def _params_line(report: Report) -> str:
     )
 
 
-def _mask_lines(report: Report) -> list[str]:
+def _mask_lines(report: RunRecord) -> list[str]:
     masked = report.summary.masked_keys
     if not masked:
         return ["masked keys: none (no valid_lens, not causal)"]

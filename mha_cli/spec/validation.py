@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from mha_cli.errors import MhaError
 from mha_cli.messages import suggest
-from mha_cli.spec.spec import DEVICES, DTYPES, SCORES, VALUE_MODES, AttentionSpec
+from mha_cli.spec.spec import DEVICES, DTYPES, ROPES, SCORES, VALUE_MODES, AttentionSpec
 
 # Far beyond today's largest models and contexts, and small enough that every tensor's
 # element count stays inside the int64 that torch indexes with.
 MAX_SIZE = 2**40
 MAX_ELEMENTS = 2**62
 SEED_RANGE = (0, 2**64 - 1)  # what torch.manual_seed accepts
+LLAMA3_KEYS = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
 
 
 def divisors(n: int) -> list[int]:
@@ -30,7 +31,19 @@ def validate(spec: AttentionSpec) -> AttentionSpec:
     _check_sizes(spec)
     _check_choices(spec)  # before the head checks: additive attention has exactly one head
     _check_heads(spec)
+    _check_positions(spec)
     _check_valid_lens(spec)
+    if not 0.0 <= spec.dropout < 1.0:
+        raise MhaError(f"--dropout {spec.dropout} is outside [0, 1); use e.g. 0.1, or 0 for none")
+    return spec
+
+
+def validate_early(spec: AttentionSpec) -> AttentionSpec:
+    """Every check that needs no file: all of them without `--weights` or an inputs file;
+    with files, which fix sizes the spec does not know yet, only the choices and ranges."""
+    if spec.weights is None and spec.inputs_file is None:
+        return validate(spec)
+    _check_choices(spec)
     if not 0.0 <= spec.dropout < 1.0:
         raise MhaError(f"--dropout {spec.dropout} is outside [0, 1); use e.g. 0.1, or 0 for none")
     return spec
@@ -44,6 +57,9 @@ def _check_sizes(spec: AttentionSpec) -> None:
         "--hiddens": spec.hiddens,
         "--heads": spec.heads,
         "--kv-heads": spec.kv_heads,
+        "--head-dim": spec.head_dim,
+        "--window": spec.window,
+        "--rotary-dim": spec.rotary_dim,
         "--query-size": spec.query_size,
         "--key-size": spec.key_size,
         "--value-size": spec.value_size,
@@ -53,11 +69,14 @@ def _check_sizes(spec: AttentionSpec) -> None:
             raise MhaError(f"{option} {value} must be a positive whole number (1 or more)")
         if value is not None and value > MAX_SIZE:
             raise MhaError(f"{option} {value} is too large; sizes go up to 2**40 = {MAX_SIZE:,}")
+    if spec.layer < 0:
+        raise MhaError(f"--layer {spec.layer} must be 0 or more (the first layer is 0)")
     low, high = SEED_RANGE
     if not low <= spec.seed <= high:
         raise MhaError(f"--seed {spec.seed} is outside {low}..2**64-1, the seeds torch accepts")
     b, q, k, h = spec.batch, spec.queries, spec.kv, spec.heads
-    largest = max(b * h * q * k, b * q * spec.hiddens * h, b * k * spec.hiddens)
+    wide = max(spec.hiddens, h * spec.head_width)
+    largest = max(b * h * q * k, b * q * wide * h, b * k * wide)
     if largest > MAX_ELEMENTS:
         raise MhaError(
             f"this configuration has a tensor of {largest:.3g} elements, more than torch can "
@@ -66,7 +85,7 @@ def _check_sizes(spec: AttentionSpec) -> None:
 
 
 def _check_heads(spec: AttentionSpec) -> None:
-    if spec.hiddens % spec.heads:
+    if spec.head_dim is None and spec.hiddens % spec.heads:
         options = nearest(divisors(spec.hiddens), spec.heads)
         raise MhaError(
             f"--heads {spec.heads}: num_hiddens ({spec.hiddens}) is not divisible by heads "
@@ -92,6 +111,7 @@ def _check_choices(spec: AttentionSpec) -> None:
     choices = {
         "--score": (spec.score, SCORES),
         "--value-mode": (spec.value_mode, VALUE_MODES),
+        "--rope": (spec.rope, ROPES),
         "--dtype": (spec.dtype, DTYPES),
         "--device": (spec.device, DEVICES),
     }
@@ -105,6 +125,69 @@ def _check_choices(spec: AttentionSpec) -> None:
             f"--score additive with --heads {spec.heads}: d2l's AdditiveAttention is single-head; "
             "use --heads 1 (or the preset 'additive')"
         )
+    if spec.score == "additive":
+        extras = [
+            option
+            for option, used in (
+                ("--rope", spec.rope != "none"),
+                ("--qk-norm", spec.qk_norm),
+                ("--head-dim", spec.head_dim is not None),
+                ("--kv-heads", spec.num_kv_heads != 1),
+            )
+            if used
+        ]
+        if extras:
+            raise MhaError(
+                f"--score additive with {', '.join(extras)}: those belong to dot-product "
+                "attention; drop them or use --score dot"
+            )
+
+
+def _check_positions(spec: AttentionSpec) -> None:
+    """Rotary embedding, sliding window and norms: what the modern decoders add."""
+    if spec.window is not None and not spec.causal:
+        raise MhaError(
+            f"--window {spec.window} needs --causal: a sliding window lets query i see keys "
+            "i-W+1..i, the most recent ones; add --causal or drop --window"
+        )
+    if not spec.norm_eps > 0:
+        raise MhaError(f"--norm-eps {spec.norm_eps:g} must be positive, e.g. 1e-6")
+    if spec.rope == "none":
+        if spec.rotary_dim is not None or spec.rope_scaling is not None:
+            raise MhaError(
+                "--rotary-dim and rope_scaling need --rope: add --rope half or "
+                "--rope interleaved, or drop them"
+            )
+        return
+    d = spec.head_width
+    if spec.rotary_width > d or spec.rotary_width % 2:
+        raise MhaError(
+            f"--rotary-dim {spec.rotary_width}: the rotation turns pairs of a head's {d} "
+            f"features, so give an even number up to {d}"
+        )
+    if not spec.rope_theta > 0:
+        raise MhaError(f"--rope-theta {spec.rope_theta:g} must be positive, e.g. 10000")
+    _check_rope_scaling(spec)
+
+
+ROPE_SCALINGS = {"linear": ("factor",), "llama3": LLAMA3_KEYS}
+
+
+def _check_rope_scaling(spec: AttentionSpec) -> None:
+    if spec.rope_scaling is None:
+        return
+    scaling = dict(spec.rope_scaling)
+    kind = scaling.get("rope_type", scaling.get("type", "default"))
+    if kind == "default":
+        return
+    if kind not in ROPE_SCALINGS:
+        raise MhaError(
+            f"rope scaling {kind!r} is not supported; supported: default, "
+            f"{', '.join(ROPE_SCALINGS)}"
+        )
+    missing = [key for key in ROPE_SCALINGS[kind] if key not in scaling]
+    if missing:
+        raise MhaError(f"rope scaling {kind!r} lacks {', '.join(missing)}; add them to the config")
 
 
 def _check_valid_lens(spec: AttentionSpec) -> None:

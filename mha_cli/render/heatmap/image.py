@@ -5,18 +5,23 @@ masked separators, and the labels and ticks are placed on that Axes by hand. d2l
 `show_heatmaps` makes one Axes and one `imshow` per panel; Axes are what cost time (about
 50 ms each), so 12 examples x 12 heads take seconds there and a fraction of a second here.
 Only matplotlib's object API is used (`Figure` + `savefig`): no pyplot, no global state.
-Where the panels, ticks, labels and colorbar go is decided in `heatmap_layout`.
+Where the panels, ticks, labels and colorbar go is decided in `layout`; the numbers and the
+grid arithmetic are in `data`, shared with the terminal grid.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mha_cli.errors import MhaError
-from mha_cli.files.atomic import atomic_path
+from mha_cli.render.heatmap.data import (
+    HeatmapData,
+    annotate_allowed,
+    compose_grid,
+    shared_vmax,
+)
 from mha_cli.render.heatmap.layout import (
     colorbar_rect,
     compute_layout,
@@ -24,8 +29,8 @@ from mha_cli.render.heatmap.layout import (
     draw_panel_boxes,
     image_rect,
     label_panels,
-    separator_cells,
 )
+from mha_cli.render.images import check_format_name, format_of_path, save_figure
 
 if TYPE_CHECKING:
     import numpy as np
@@ -34,80 +39,9 @@ if TYPE_CHECKING:
 
 Progress = Callable[[str], None]
 
-FORMATS = ("png", "svg", "pdf")
 CMAP = "viridis"  # dark for small weights, so neither white separators nor grey masks look alike
 LARGE_CELLS = 2_000_000  # above this a render takes long enough to report its stages
 PER_HEAD_QUIET = 12  # up to this many per-head files are written without progress messages
-ANNOTATE_MAX_SIDE = 16  # a panel's queries and keys, each at most this, to print its numbers
-ANNOTATE_MAX_CELLS = 4096  # all panels together: beyond this the texts cost seconds
-
-
-@dataclass(frozen=True)
-class HeatmapData:
-    """Attention weights to draw, and which key positions are masked."""
-
-    weights: np.ndarray  # (b, h, q, k) float: the exact numbers the layer computed
-    masked: np.ndarray  # (b, h, q, k) bool, or broadcastable to it: True where masked
-    title: str  # e.g. "attention weights, dot-product, 5 heads, valid_lens [3, 2]"
-    query_label: str = "queries"
-    key_label: str = "keys"
-
-    def __post_init__(self) -> None:
-        import numpy as np
-
-        weights = np.asarray(self.weights)
-        if weights.ndim != 4:
-            raise ValueError(f"weights must be (batch, heads, queries, keys), got {weights.shape}")
-        # A causal mask often arrives as (1, 1, q, k): broadcast it once, read-only, no copy.
-        masked = np.broadcast_to(np.asarray(self.masked, dtype=bool), weights.shape)
-        object.__setattr__(self, "weights", weights)
-        object.__setattr__(self, "masked", masked)
-
-
-def check_format(path: Path) -> str:
-    """The image format named by `path`'s extension, or MhaError naming the accepted ones."""
-    return _format(Path(path).suffix, f"heatmap {path}")
-
-
-def _format(extension: str, target: str) -> str:
-    fmt = extension.lower().lstrip(".")
-    if fmt not in FORMATS:
-        shown = f"'.{fmt}'" if fmt else "no extension"
-        raise MhaError(
-            f"cannot write {target}: {shown} is not an image format; use .png, .svg or .pdf"
-        )
-    return fmt
-
-
-def annotate_allowed(data: HeatmapData) -> bool:
-    """True when `--annotate` can print every weight: small panels, not too many cells."""
-    b, h, q, k = data.weights.shape
-    return max(q, k) <= ANNOTATE_MAX_SIDE and b * h * q * k <= ANNOTATE_MAX_CELLS
-
-
-def shared_vmax(data: HeatmapData) -> float:
-    """Top of the one colour scale: the largest unmasked weight (1.0 if there is none)."""
-    import numpy as np
-
-    visible = data.weights[~data.masked]
-    visible = visible[np.isfinite(visible)]  # a float16 overflow must not break the scale
-    top = float(visible.max()) if visible.size else 0.0
-    return top if top > 0 else 1.0
-
-
-def compose_grid(data: HeatmapData) -> np.ma.MaskedArray:
-    """All panels in one array, examples down and heads across, separators and masks masked."""
-    import numpy as np
-
-    b, h, q, k = data.weights.shape
-    gap = separator_cells(data)
-    pad = ((0, 0), (0, 0), (0, gap), (0, gap))
-    values = np.pad(data.weights, pad)  # (b, h, q+gap, k+gap)
-    hidden = np.pad(data.masked, pad, constant_values=True)  # separators are masked too
-    # (b, h, q', k') -> (b, q', h, k') -> (b q', h k'), then drop the trailing separator.
-    values = values.transpose(0, 2, 1, 3).reshape(b * (q + gap), h * (k + gap))
-    hidden = hidden.transpose(0, 2, 1, 3).reshape(b * (q + gap), h * (k + gap))
-    return np.ma.MaskedArray(values[:-gap, :-gap], mask=hidden[:-gap, :-gap])
 
 
 def _rgba(grid: np.ma.MaskedArray, vmax: float) -> np.ndarray:
@@ -189,13 +123,14 @@ def _figure(
     return fig
 
 
-def _save(fig: Figure, path: Path, fmt: str, dpi: int) -> None:
-    # The temporary name ends in .tmp, so the format must be named, not guessed.
-    with atomic_path(path) as tmp:
-        if fmt == "png":  # zlib's fastest level: 4-5x faster on big noisy images, ~10% larger
-            fig.savefig(tmp, format=fmt, dpi=dpi, pil_kwargs={"compress_level": 1})
-        else:
-            fig.savefig(tmp, format=fmt, dpi=dpi)
+def grid_figure(
+    data: HeatmapData, *, dpi: int = 100, annotate: bool = False, fmt: str = "png"
+) -> Figure:
+    """The whole grid, examples down and heads across, as one matplotlib Figure."""
+    _check_data(data)
+    b, h, _, _ = data.weights.shape
+    ids = (list(range(b)), list(range(h)))
+    return _figure(data, ids, shared_vmax(data), fmt=fmt, dpi=dpi, annotate=annotate)
 
 
 def _make_folder(folder: Path) -> None:
@@ -224,7 +159,7 @@ def render_grid(
 ) -> Path:
     """Write the grid (examples down, heads across) to `path`; format from its extension."""
     path = Path(path)
-    fmt = check_format(path)
+    fmt = format_of_path(path, "heatmap")
     _check_data(data)
     b, h, _, _ = data.weights.shape
     # Slow cases: many cells, or a thousand and more printed numbers (texts are costly).
@@ -234,17 +169,10 @@ def render_grid(
     say = progress if progress is not None and slow else None
     if say:
         say(f"drawing {b * h} panels ({data.weights.size:,} cells)")
-    fig = _figure(
-        data,
-        (list(range(b)), list(range(h))),
-        shared_vmax(data),
-        fmt=fmt,
-        dpi=dpi,
-        annotate=annotate,
-    )
+    fig = grid_figure(data, dpi=dpi, annotate=annotate, fmt=fmt)
     if say:
         say(f"writing {path}")
-    _save(fig, path, fmt, dpi)
+    save_figure(fig, path, dpi=dpi)
     return path
 
 
@@ -259,7 +187,7 @@ def render_per_head(
 ) -> list[Path]:
     """One file per (example, head), `example{b}_head{h}.{fmt}`, all on the same colour scale."""
     folder = Path(folder)
-    fmt = _format(fmt, f"per-head heatmaps into {folder}")
+    fmt = check_format_name(fmt)
     _check_data(data)
     _make_folder(folder)
     b, h, _, _ = data.weights.shape
@@ -269,17 +197,11 @@ def render_per_head(
         for head in range(h):
             if progress is not None and (b * h > PER_HEAD_QUIET or data.weights.size > LARGE_CELLS):
                 progress(f"writing heatmap {len(written) + 1} of {b * h}")
-            one = HeatmapData(
-                data.weights[example : example + 1, head : head + 1],
-                data.masked[example : example + 1, head : head + 1],
-                f"{data.title}\nexample {example}, head {head}",
-                data.query_label,
-                data.key_label,
-            )
+            one = data.panel(example, head)
             fig = _figure(
                 one, ([example], [head]), vmax, fmt=fmt, dpi=dpi, annotate=annotate, scope="files"
             )
             path = folder / f"example{example}_head{head}.{fmt}"
-            _save(fig, path, fmt, dpi)
+            save_figure(fig, path, dpi=dpi)
             written.append(path)
     return written

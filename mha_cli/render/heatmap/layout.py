@@ -13,15 +13,19 @@ import textwrap
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from mha_cli.render.heatmap.data import (
+    MASK_FACE,
+    MASK_HATCH,
+    MASK_LABEL,
+    HeatmapData,
+    panel_slices,
+    separator_cells,
+)
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from mha_cli.render.heatmap.image import HeatmapData
-
-MASK_FACE = "#d4d4d4"
-MASK_HATCH = "#8a8a8a"
-MASK_LABEL = "masked (padding / causal)"
 
 # Sizes in inches. Margins are fixed so the image size is known before drawing (no
 # `bbox_inches="tight"`, which draws twice).
@@ -35,20 +39,6 @@ LEFT_IN, ROW_LABELS_IN, CBAR_GAP_IN, CBAR_W_IN, CBAR_LABELS_IN = 0.8, 0.95, 0.15
 TITLE_LINE_IN, HEAD_LABELS_IN = 0.24, 0.3
 TICKS_IN, XLABEL_IN, LEGEND_IN, NOTE_LINE_IN = 0.28, 0.22, 0.26, 0.16
 MIN_CBAR_IN, MAX_CBAR_IN = 1.6, 4.0  # tall enough for its label, short enough to read
-
-
-def separator_cells(data: HeatmapData) -> int:
-    """Width of the gap between panels, in cells: a few pixels at any panel size."""
-    _, _, q, k = data.weights.shape
-    return max(1, round(0.06 * max(q, k)))
-
-
-def panel_slices(data: HeatmapData, example: int, head: int) -> tuple[slice, slice]:
-    """Rows and columns of `compose_grid(data)` that hold panel (example, head)."""
-    _, _, q, k = data.weights.shape
-    gap = separator_cells(data)
-    top, left = example * (q + gap), head * (k + gap)
-    return slice(top, top + q), slice(left, left + k)
 
 
 @dataclass(frozen=True)
@@ -192,6 +182,15 @@ def label_panels(
 
 def draw_panel_boxes(ax: Axes, data: HeatmapData) -> None:
     """A hatched grey box behind each panel (shows through masked cells) and a thin frame."""
+    import matplotlib
+
+    # The hatch colour from rcParams, read when a patch is made: `hatchcolor=` needs
+    # matplotlib 3.11, and this works from 3.8 on.
+    with matplotlib.rc_context({"hatch.color": MASK_HATCH}):
+        _draw_boxes(ax, data)
+
+
+def _draw_boxes(ax: Axes, data: HeatmapData) -> None:
     from matplotlib.patches import Rectangle
 
     b, h, q, k = data.weights.shape
@@ -207,7 +206,6 @@ def draw_panel_boxes(ax: Axes, data: HeatmapData) -> None:
                         q,
                         facecolor=MASK_FACE,
                         hatch="////",
-                        hatchcolor=MASK_HATCH,
                         linewidth=0,
                         zorder=0,
                     )
@@ -219,19 +217,20 @@ def draw_panel_boxes(ax: Axes, data: HeatmapData) -> None:
 
 def draw_footer(fig: Figure, data: HeatmapData, layout: _Layout) -> None:
     """The legend entry for masked cells and the note about the shared colour scale."""
+    import matplotlib
     from matplotlib.patches import Patch
 
     x = 0.2 / layout.fig_w
     y = NOTE_LINE_IN * len(layout.note_lines) + 0.1
     if data.masked.any():
-        patch = Patch(
-            facecolor=MASK_FACE,
-            hatch="////",
-            hatchcolor=MASK_HATCH,
-            edgecolor="#555555",
-            linewidth=0.6,
-            label=MASK_LABEL,
-        )
+        with matplotlib.rc_context({"hatch.color": MASK_HATCH}):
+            patch = Patch(
+                facecolor=MASK_FACE,
+                hatch="////",
+                edgecolor="#555555",
+                linewidth=0.6,
+                label=MASK_LABEL,
+            )
         fig.legend(
             handles=[patch],
             loc="lower left",

@@ -15,8 +15,7 @@ from rich.console import Group
 from rich.style import Style
 from rich.text import Text
 
-from mha_cli.render.heatmap.image import HeatmapData, shared_vmax
-from mha_cli.render.heatmap.layout import MASK_LABEL
+from mha_cli.render.heatmap.data import MASK_LABEL, HeatmapData, shared_vmax
 
 if TYPE_CHECKING:
     from rich.console import RenderableType

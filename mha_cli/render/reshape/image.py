@@ -12,40 +12,40 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mha_cli.errors import MhaError
-from mha_cli.files.atomic import atomic_path
 from mha_cli.messages import shape_text
-from mha_cli.reshape.explain import ReshapeExplanation, Verdict, explain_reshape, index_map
+from mha_cli.render.heatmap.data import MASK_FACE, MASK_HATCH
+from mha_cli.render.images import format_of_path, save_figure
+from mha_cli.reshape.explain import ReshapeExplanation, Verdict, index_map
 from mha_cli.reshape.parse import axis_word
 
 if TYPE_CHECKING:
     import numpy as np
 
-FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 _MAX_TICKS = 12  # beyond this many rows, per-row tick labels become unreadable
 
 
 def render_layouts(
     weights: np.ndarray,
-    layouts: list[tuple[int, ...]],
+    expls: Sequence[ReshapeExplanation],
     path: Path,
     *,
+    masked: np.ndarray | None = None,
     dpi: int = 100,
-    axes: str | None = None,
 ) -> Path:
-    """Write one image with every layout of `weights` side by side; returns `path`."""
+    """Write one image with every explained layout of `weights` side by side; returns `path`.
+
+    `weights` has the explanations' source shape; `masked` (the same shape) marks masked keys,
+    drawn hatched so they do not look like small weights.
+    """
     import numpy as np
     from matplotlib.figure import Figure
 
     path = Path(path)
-    fmt_name = FORMATS.get(path.suffix.lower())
-    if fmt_name is None:
-        raise MhaError(
-            f"cannot write {path}: unsupported format {path.suffix!r}; use .png, .svg or .pdf"
-        )
-    if not layouts:
+    format_of_path(path, "--render")
+    if not expls:
         raise MhaError("no layout to draw; give at least one target shape such as 2,1,1,10")
     values = np.asarray(weights, dtype=float)
-    expls = [explain_reshape(values.shape, layout, axes) for layout in layouts]
+    hidden = np.zeros(values.shape, dtype=bool) if masked is None else np.asarray(masked, bool)
     for expl in expls:
         if len(expl.target_shape) != 4:
             raise MhaError(
@@ -67,12 +67,10 @@ def render_layouts(
     lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
     image: Any = None
     for sub, expl in zip(subfigs, expls, strict=True):
-        image = _draw_layout(sub, values.reshape(expl.target_shape), expl, (lo, hi), tallest)
+        grid = np.ma.MaskedArray(values, mask=hidden).reshape(expl.target_shape)
+        image = _draw_layout(sub, grid, expl, (lo, hi), tallest)
     fig.colorbar(image, ax=subfigs[-1].axes, shrink=0.8, label="attention weight")
-    with atomic_path(path) as tmp:
-        # the temporary name ends in .tmp, so the format must be named, not guessed
-        fig.savefig(tmp, format=fmt_name, dpi=dpi)
-    return path
+    return save_figure(fig, path, dpi=dpi)
 
 
 def _height_units(expl: ReshapeExplanation) -> int:
@@ -82,6 +80,8 @@ def _height_units(expl: ReshapeExplanation) -> int:
 def _draw_layout(
     sub: Any, grid: np.ndarray, expl: ReshapeExplanation, limits: tuple[float, float], tallest: int
 ) -> Any:
+    import numpy as np
+
     g0, g1, n_rows, _ = expl.target_shape
     colour = "darkgreen" if expl.verdict is Verdict.OK else "firebrick"
     sub.suptitle(
@@ -100,7 +100,9 @@ def _draw_layout(
     for panel in index_map(expl, max_panels=g0 * g1, max_rows=n_rows):
         r, c = panel.grid
         ax = ax_grid[r, c]
-        image = ax.imshow(grid[r, c], cmap="Reds", vmin=limits[0], vmax=limits[1])
+        if np.ma.getmaskarray(grid[r, c]).any():  # masked keys: hatched, as in the heatmaps
+            _hatch_background(ax, grid[r, c].shape)
+        image = ax.imshow(grid[r, c], cmap="Reds", vmin=limits[0], vmax=limits[1], zorder=1)
         ax.set_title(panel.title or f"panel [{r}, {c}]", fontsize="small")
         if (r, c) == (0, 0):
             # one label for the whole grid: long honest labels would overlap panel by panel
@@ -115,6 +117,17 @@ def _draw_layout(
         if r == g0 - 1:
             ax.set_xlabel("keys" if expl.made_of[3] == "keys" else f"columns: {expl.made_of[3]}")
     return image
+
+
+def _hatch_background(ax: Any, shape: tuple[int, ...]) -> None:
+    """A hatched grey box behind the panel: masked cells are transparent and show it."""
+    import matplotlib
+    from matplotlib.patches import Rectangle
+
+    rows, cols = shape
+    with matplotlib.rc_context({"hatch.color": MASK_HATCH}):
+        box = Rectangle((-0.5, -0.5), cols, rows, facecolor=MASK_FACE, hatch="////", lw=0, zorder=0)
+    ax.add_patch(box)
 
 
 def _caption(expl: ReshapeExplanation) -> str:

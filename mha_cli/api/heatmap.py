@@ -1,0 +1,132 @@
+"""`mha_cli.heatmap(...)`: the same forward pass as `inspect`; its attention weights as heatmaps."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mha_cli.api.common import load_heavy
+from mha_cli.api.inspect import run
+from mha_cli.errors import MhaError
+from mha_cli.render.images import check_format_name, format_of_path
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from mha_cli.render.heatmap.data import HeatmapData
+    from mha_cli.report import Report
+
+DEFAULT_STEM = "attention"
+DEFAULT_PER_HEAD_FOLDER = "attention_heads"
+Progress = Callable[[str], None]
+
+
+def heatmap(
+    *, config: Any = None, dpi: int = 100, annotate: bool = False, **options: Any
+) -> Figure:
+    """The attention weights of the layer the options describe, as a matplotlib Figure: rows
+    are batch examples, columns are heads, each panel queries by keys; masked keys hatched."""
+    report = run(config, options, value_ranges=False)
+    load_heavy("matplotlib.figure", "mha_cli.render.heatmap.image")
+    from mha_cli.attention.plot_data import heatmap_data
+    from mha_cli.render.heatmap.image import grid_figure
+
+    return grid_figure(heatmap_data(report), dpi=dpi, annotate=annotate)
+
+
+@dataclass
+class HeatmapFiles:
+    """What `save_heatmaps` did: the run, the numbers drawn, and the files written."""
+
+    report: Report
+    data: HeatmapData
+    written: list[Path] = field(default_factory=list)
+
+
+def save_heatmaps(
+    *,
+    out: str | os.PathLike[str] | None = None,
+    per_head: bool = False,
+    image_format: str | None = None,
+    dpi: int = 100,
+    annotate: bool = False,
+    export: str | os.PathLike[str] | None = None,
+    draw: bool = True,
+    progress: Progress | None = None,
+    config: Any = None,
+    **options: Any,
+) -> HeatmapFiles:
+    """Run the layer and write its heatmaps: one grid image, or one file per (example, head).
+
+    `out` is a file (its extension names the format) or a folder (an existing one, or a path
+    ending in '/', created when missing). `draw=False` runs without
+    writing images (for a terminal-only look).
+    """
+    target = _target(out, per_head, image_format) if draw else None
+    report = run(config, options, export=export, value_ranges=False)
+    load_heavy("matplotlib.figure", "mha_cli.render.heatmap.image")
+    from mha_cli.attention.plot_data import heatmap_data
+    from mha_cli.render.heatmap import image
+
+    data = heatmap_data(report)
+    files = HeatmapFiles(report, data)
+    if target is None:
+        return files
+    path, fmt = target
+    if per_head:
+        files.written = image.render_per_head(
+            data, path, fmt=fmt, dpi=dpi, annotate=annotate, progress=progress
+        )
+    else:
+        _make_parent(path)  # a folder --out is created; a file's folder was checked to exist
+        files.written = [
+            image.render_grid(data, path, dpi=dpi, annotate=annotate, progress=progress)
+        ]
+    return files
+
+
+def _target(
+    out: str | os.PathLike[str] | None, per_head: bool, image_format: str | None
+) -> tuple[Path, str]:
+    """(where to write, the format): checked before the run, which can take a while."""
+    fmt = check_format_name(image_format) if image_format is not None else None
+    text = "" if out is None else os.fspath(out)
+    path = Path(text) if text else None
+    is_folder = path is not None and (text.endswith(("/", os.sep)) or path.is_dir())
+    if per_head:
+        if path is not None and not is_folder and path.suffix:
+            raise MhaError(
+                f"--out {text}: --per-head writes one file per (example, head) into a folder; "
+                f"give a folder (e.g. --out heads/) and the format with --image-format"
+            )
+        return (path or Path(DEFAULT_PER_HEAD_FOLDER)), fmt or "png"
+    if path is None or is_folder:
+        folder = path or Path(".")
+        return folder / f"{DEFAULT_STEM}.{fmt or 'png'}", fmt or "png"
+    named = format_of_path(path, "heatmap")
+    if not (path.parent if str(path.parent) else Path(".")).is_dir():
+        raise MhaError(
+            f"cannot write heatmap {path}: folder {path.parent} does not exist; create it first, "
+            f"or give a folder --out ({path.parent}/) to have it created"
+        )
+    if fmt is not None and fmt != named:
+        raise MhaError(
+            f"--out {text} names a .{named} file but --image-format is {fmt}; "
+            "drop one of them or make them agree"
+        )
+    return path, named
+
+
+def _make_parent(path: Path) -> None:
+    folder = path.parent
+    if folder.exists() and not folder.is_dir():
+        raise MhaError(f"cannot write {path}: {folder} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise MhaError(
+            f"cannot create folder {folder}: {error.strerror}; choose a writable path"
+        ) from None

@@ -1,0 +1,75 @@
+"""What `mha_cli.inspect()` returns: the run's plain records, its tensors, and a face for people.
+
+Printed in a terminal or displayed in a notebook, a `Report` shows as the stage table (rich
+renders in Jupyter too); `to_json()` and `to_markdown()` give the other formats. The tensors
+travel beside the records as plain attributes, for anyone who wants the numbers.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from mha_cli.records import RunRecord
+
+if TYPE_CHECKING:
+    from rich.console import Console, ConsoleOptions, RenderResult
+
+
+@dataclass(frozen=True, eq=False)
+class Report(RunRecord):
+    """One recorded forward pass: `stages`, `summary`, `spec`, `source`, and the tensors."""
+
+    tensors: dict[str, Any] = field(default_factory=dict, repr=False)  # stage name -> tensor
+    attention_weights: Any = field(default=None, repr=False)  # (b, h, q, k), None on meta
+    mask: Any = field(default=None, repr=False)  # (b, h, q, k) bool, True where masked
+    parameters: dict[str, Any] = field(default_factory=dict, repr=False)  # d2l names
+
+    @property
+    def output_tensor(self) -> Any:
+        """The layer's output (b, q, num_hiddens), None when nothing was computed (meta)."""
+        return self.tensors.get(self.output.name)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        from mha_cli.render.table import inspect_renderable
+
+        yield inspect_renderable(self, width=options.max_width)
+
+    def __str__(self) -> str:
+        return self.to_text()
+
+    def to_text(self, width: int = 160) -> str:
+        """The stage table as plain text, `width` columns wide."""
+        from rich.console import Console
+
+        buffer = io.StringIO()
+        Console(file=buffer, width=width, color_system=None, highlight=False).print(self)
+        return buffer.getvalue()
+
+    def to_json(self, expectations: list[dict[str, Any]] | None = None) -> str:
+        from mha_cli.render.json_out import report_json
+
+        return report_json(self, expectations)
+
+    def to_markdown(self) -> str:
+        from mha_cli.render.markdown import report_markdown
+
+        return report_markdown(self)
+
+    def _repr_mimebundle_(self, **_: Any) -> dict[str, str]:
+        """Jupyter: the table as HTML (rich's own export) and as text."""
+        from rich.console import Console
+
+        console = Console(record=True, width=160, file=io.StringIO(), highlight=False)
+        console.print(self)
+        text = console.export_text(clear=False)
+        html = console.export_html(inline_styles=True, code_format=_NOTEBOOK_PRE)
+        return {"text/plain": text, "text/html": html}
+
+
+# How rich itself shows a renderable in Jupyter: preformatted, scrolling sideways if wide.
+_NOTEBOOK_PRE = (
+    '<pre style="white-space:pre;overflow-x:auto;line-height:normal;'
+    "font-family:Menlo,'DejaVu Sans Mono',consolas,'Courier New',monospace\">{code}</pre>"
+)

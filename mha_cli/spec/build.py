@@ -1,0 +1,41 @@
+"""Build a specification the way every face of mha does: defaults, then a preset or config
+file, then the options given (command line or keyword arguments). Pure Python: no torch."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from mha_cli.spec.configs import load_config
+from mha_cli.spec.parse import merge, parse_option
+from mha_cli.spec.spec import AttentionSpec
+
+
+def build_spec(
+    config: str | os.PathLike[str] | None = None,
+    options: Mapping[str, Any] | None = None,
+    source: str = "command line",
+) -> AttentionSpec:
+    """Defaults, then `config` (a preset name or a file), then `options` (None = not given).
+
+    Text values are parsed as the command line writes them (`valid_lens="3,2"`), so the Python
+    API takes the same spellings as the options.
+    """
+    given = {
+        k: os.fspath(v) if isinstance(v, os.PathLike) else v
+        for k, v in (options or {}).items()
+        if v is not None
+    }
+    config = None if config is None else os.fspath(config)
+    spec = AttentionSpec()
+    if config is None and given.get("score") == "additive":
+        # `--score additive` alone reproduces its chapter's example, as plain `mha inspect`
+        # reproduces the multi-head one: those are the defaults, not choices the user made.
+        chapter = merge(spec, load_config("additive"), "preset additive")
+        spec = replace(chapter, explicit=frozenset())
+    if config is not None:
+        spec = merge(spec, load_config(config), f"config {config}")
+    values = {k: parse_option(k, v) if isinstance(v, str) else v for k, v in given.items()}
+    return merge(spec, values, source)
