@@ -29,7 +29,7 @@ def heatmap(
 ) -> Figure:
     """The attention weights of the layer the options describe, as a matplotlib Figure: rows
     are batch examples, columns are heads, each panel queries by keys; masked keys hatched."""
-    report = run(config, options, value_ranges=False)
+    report = run(config, options, value_ranges=False, needs_values="heatmaps")
     load_heavy("matplotlib.figure", "mha_cli.render.heatmap.image")
     from mha_cli.attention.plot_data import heatmap_data
     from mha_cli.render.heatmap.image import grid_figure
@@ -66,7 +66,7 @@ def save_heatmaps(
     writing images (for a terminal-only look).
     """
     target = _target(out, per_head, image_format) if draw else None
-    report = run(config, options, export=export, value_ranges=False)
+    report = run(config, options, export=export, value_ranges=False, needs_values="heatmaps")
     load_heavy("matplotlib.figure", "mha_cli.render.heatmap.image")
     from mha_cli.attention.plot_data import heatmap_data
     from mha_cli.render.heatmap import image

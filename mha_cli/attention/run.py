@@ -18,7 +18,6 @@ from torch import nn
 
 from mha_cli import fast_start
 from mha_cli.attention.layer import MultiHeadAttention, Rotary
-from mha_cli.attention.memory import available_bytes, check_fits
 from mha_cli.attention.norms import HeadRMSNorm
 from mha_cli.attention.recording import Recorder
 from mha_cli.attention.rope import inverse_frequencies
@@ -26,6 +25,7 @@ from mha_cli.attention.summary import summarize
 from mha_cli.errors import MhaError
 from mha_cli.files.sources import resolve_sources
 from mha_cli.report import Report
+from mha_cli.spec.memory import available_bytes, check_fits
 from mha_cli.spec.spec import AttentionSpec
 from mha_cli.spec.validation import validate
 
@@ -38,17 +38,21 @@ def run_attention(
     value_ranges: bool = True,
     state: Tensors | None = None,
     inputs: Tensors | None = None,
+    needs_values: bool = False,
 ) -> Report:
     """Build the layer `spec` describes, run one forward pass, and record every stage.
 
     `state` (d2l names) and `inputs` (queries, keys, values) replace the spec's weights and
     inputs, so the same numbers can be run again in another dtype. `value_ranges=False` skips
-    each stage's min/max, which only the table and JSON show.
+    each stage's min/max, which only the table and JSON show. `needs_values` (heatmaps,
+    comparisons) makes a spec too big for memory suggest smaller sizes instead of the meta
+    device.
     """
     sources = resolve_sources(spec)
     spec = validate(sources.spec)
     device = _device(spec.device)
-    check_fits(spec, _free_memory(device))
+    if device.type != "meta":
+        check_fits(spec, _free_memory(device), needs_values=needs_values)
     dtype = getattr(torch, spec.dtype)
     layer = build_layer(spec, device, dtype, state if state is not None else sources.state)
     given = inputs if inputs is not None else sources.inputs
