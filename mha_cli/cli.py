@@ -116,7 +116,7 @@ class _ClosedStdout:
         raise OSError(9, "standard output is closed")
 
     def flush(self) -> None:
-        raise OSError(9, "standard output is closed")
+        """Nothing is ever buffered here; a failing flush would only repeat the message."""
 
     def isatty(self) -> bool:
         return False

@@ -164,7 +164,11 @@ CATALOGUE: list[tuple[list[str], int, str]] = [
     (["inspect", "--device", "meta", "--export", "{d}/out.pt"], 2, "use --device cpu"),
     (["heatmap", "--out", "{d}/grid.jpg"], 2, "use .png, .svg or .pdf"),
     (["heatmap", "--out", "{d}/nowhere/grid.png"], 2, "does not exist"),
-    (["heatmap", "--device", "meta"], 2, "heatmaps need computed values, and --device meta computes none; use --device cpu"),
+    (
+        ["heatmap", "--device", "meta"],
+        2,
+        "heatmaps need computed values, and --device meta computes none; use --device cpu",
+    ),
     (["heatmap", "--dpi", "0"], 2, "--dpi"),
     # reshapes
     (

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from mha_cli.commands.options import spec_options
+from mha_cli.commands.options import default_text, spec_options
 from mha_cli.commands.output import guarded_stdout, note, stdout_console, wrote
 
 OUT = Annotated[
@@ -19,8 +19,8 @@ OUT = Annotated[
         "--out",
         "-o",
         help="image file (.png, .svg, .pdf), or a folder (an existing one, or ending in '/': "
-        "created if missing)",
-        show_default="./attention.png; with --per-head ./attention_heads/",
+        "created if missing)" + default_text("./attention.png; with --per-head ./attention_heads/"),
+        show_default=False,
     ),
 ]
 PER_HEAD = Annotated[
@@ -40,8 +40,9 @@ IMAGE_FORMAT = Annotated[
     str | None,
     typer.Option(
         "--image-format",
-        help="png, svg or pdf, for files named by a folder --out (and --per-head files)",
-        show_default="png, or --out's extension",
+        help="png, svg or pdf, for files named by a folder --out (and --per-head files)"
+        + default_text("png, or --out's extension"),
+        show_default=False,
     ),
 ]
 EXPORT = Annotated[
