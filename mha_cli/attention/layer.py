@@ -170,8 +170,9 @@ class MultiHeadAttention(nn.Module):
         X = X.permute(0, 2, 1, 3)  # (b, h, n, d)
         record(f"{role}.permute", X, **slots)
         if self.qk_norm and role != "values":
-            X = (self.q_norm if role == "queries" else self.k_norm)(X)  # (b, h, n, d)
-            record(f"{role}.norm", X, **slots)
+            norm = self.q_norm if role == "queries" else self.k_norm
+            X = norm(X)  # (b, h, n, d)
+            record(f"{role}.norm", X, module=norm, **slots)
         if self.rotary is not None and positions is not None:
             X = apply_rope(X, positions, self.rotary.inv_freq, self.rotary.pairing)  # (b, h, n, d)
             record(f"{role}.rope", X, **slots)

@@ -35,6 +35,11 @@ def resolve_sources(spec: AttentionSpec) -> Sources:
         from mha_cli.files.checkpoints import load_checkpoint
 
         checkpoint = _named("--weights", load_checkpoint, spec.weights)
+        if spec.layer != 0:
+            raise MhaError(
+                f"--layer {spec.layer}: {spec.weights} holds 1 attention layer (layer 0); "
+                "drop --layer, or give a whole model's checkpoint"
+            )
         state = checkpoint.state
         source = Source(spec.weights, checkpoint.layout, checkpoint.keys_found)
         spec = _apply(spec, sizes_from_weights(state, spec.heads, spec.weights), spec.weights)

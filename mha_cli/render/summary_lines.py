@@ -19,11 +19,20 @@ def summary_lines(report: RunRecord) -> list[str]:
         heads = f"{summary.num_heads} heads"
         if summary.num_kv_heads != summary.num_heads:
             group = summary.num_heads // summary.num_kv_heads
-            heads += f" sharing {summary.num_kv_heads} key-value heads ({group} query heads each)"
-        lines.append(
-            f"head dim: num_hiddens / num_heads = {spec['hiddens']} / {summary.num_heads} = "
-            f"{summary.head_dim}  ({heads})"
-        )
+            kv = f"{summary.num_kv_heads} key-value head{'s' if summary.num_kv_heads > 1 else ''}"
+            heads += f" sharing {kv} ({group} query heads each)"
+        d2l_dim = spec["hiddens"] / summary.num_heads
+        if summary.head_dim == d2l_dim:
+            lines.append(
+                f"head dim: num_hiddens / num_heads = {spec['hiddens']} / {summary.num_heads} = "
+                f"{summary.head_dim}  ({heads})"
+            )
+        else:
+            lines.append(
+                f"head dim: {summary.head_dim}, set on its own (num_hiddens / num_heads would be "
+                f"{d2l_dim:g}), so W_q has num_heads x head dim = "
+                f"{summary.num_heads * summary.head_dim} outputs  ({heads})"
+            )
         for name, shape, where in summary.head_slices:
             lines.append(f"  head i uses {name}[{where}]: {shape_text(shape)}")
     lines.append(_params_line(report))
