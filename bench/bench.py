@@ -78,6 +78,26 @@ fig = show_heatmaps(weights.numpy(), xlabel="Keys", ylabel="Queries", figsize=(s
 fig.savefig(out, dpi=100)
 """
 
+# The floor for any typer command line with rich help: one command, options in rich panels,
+# `--help` printed. `mha --help` should cost at most 1.3 times this (issue 7).
+TYPER_FLOOR = r"""
+from typing import Annotated
+import typer
+
+app = typer.Typer()
+
+
+@app.command()
+def inspect(
+    batch: Annotated[int, typer.Option(help="batch size", rich_help_panel="Sizes")] = 2,
+    heads: Annotated[int, typer.Option(help="num_heads", rich_help_panel="Sizes")] = 5,
+) -> None:
+    "Build the layer, run one forward pass, print every stage."
+
+
+app()
+"""
+
 # Appended to a Python snippet (or run with the CLI's arguments) to list the heavy imports.
 MODULES_TAIL = f"""
 import json as _json, sys as _sys
@@ -88,8 +108,9 @@ CLI_PROBE = f"""
 import sys
 from typer.testing import CliRunner
 from mha_cli.cli import app
+import os
 result = CliRunner().invoke(app, sys.argv[1:])
-if result.exit_code != 0:
+if result.exit_code != int(os.environ.get("MHA_BENCH_EXIT", "0")):
     sys.exit(f"exit {{result.exit_code}}: {{result.output[-300:]}} {{result.exception!r}}")
 {MODULES_TAIL}
 """
@@ -104,6 +125,7 @@ class Case:
     argv: list[str]
     probe: list[str]
     target: str = "anchor"
+    exit_code: int = 0  # 2 for the refusals that are timed
 
 
 @dataclass
@@ -140,9 +162,9 @@ def snippet(key: str, label: str, code: str, args: list[str], target: str = "anc
     )
 
 
-def cli(key: str, label: str, mha: str, args: list[str], target: str) -> Case:
+def cli(key: str, label: str, mha: str, args: list[str], target: str, exit_code: int = 0) -> Case:
     """An `mha` case; its probe runs the same arguments in-process through CliRunner."""
-    return Case(key, label, [mha, *args], [PYTHON, "-c", CLI_PROBE, *args], target)
+    return Case(key, label, [mha, *args], [PYTHON, "-c", CLI_PROBE, *args], target, exit_code)
 
 
 def has_heatmap(mha: str) -> bool:
@@ -156,7 +178,24 @@ def build_cases(mha: str, tmp: Path) -> list[Case]:
     cases = [
         snippet("import-torch", 'python -c "import torch"', "import torch", []),
         snippet("import-typer", 'python -c "import typer"', "import typer", []),
-        cli("help", "mha --help", mha, ["--help"], "<= 0.15 s, no torch"),
+        snippet("typer-floor", "one-command typer app --help", TYPER_FLOOR, ["--help"]),
+        cli("help", "mha --help", mha, ["--help"], "<= 1.3x typer floor, no torch"),
+        cli(
+            "heads-7",
+            "mha inspect --heads 7 (refused)",
+            mha,
+            ["inspect", "--heads", "7"],
+            "<= 1.3x typer floor, no torch",
+            exit_code=2,
+        ),
+        cli(
+            "huge",
+            "mha inspect --queries 1e7 --kv 1e7 (refused)",
+            mha,
+            ["inspect", "--queries", "10000000", "--kv", "10000000"],
+            "report",
+            exit_code=2,
+        ),
         cli("presets", "mha presets", mha, ["presets"], "<= 0.15 s, no torch"),
         cli("inspect", "mha inspect (chapter)", mha, ["inspect"], "<= 1.25x"),
         cli(
@@ -227,7 +266,9 @@ def child_env(tmp: Path, inherit: bool) -> dict[str, str]:
     return env
 
 
-def run_once(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, str | None]:
+def run_once(
+    argv: list[str], cwd: Path, env: dict[str, str], expect: int = 0
+) -> tuple[float, float, str | None]:
     """(wall seconds, peak RSS in MiB, error or None) of one fresh child process."""
     with tempfile.TemporaryFile(dir=cwd) as errors:
         start = time.perf_counter()
@@ -242,7 +283,7 @@ def run_once(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, fl
         _, status, usage = os.wait4(child.pid, 0)
         wall = time.perf_counter() - start
         child.returncode = os.waitstatus_to_exitcode(status)
-        if child.returncode != 0:
+        if child.returncode != expect:
             errors.seek(0)
             tail = errors.read().decode(errors="replace").strip().splitlines()[-3:]
             return wall, 0.0, f"exit {child.returncode}: " + " | ".join(tail)
@@ -251,6 +292,7 @@ def run_once(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, fl
 
 
 def probe_modules(case: Case, cwd: Path, env: dict[str, str]) -> tuple[dict[str, bool], str | None]:
+    env = {**env, "MHA_BENCH_EXIT": str(case.exit_code)}
     done = subprocess.run(case.probe, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         return {}, f"probe failed: {(done.stderr or done.stdout).strip()[-300:]}"
@@ -263,13 +305,14 @@ def measure(cases: list[Case], runs: int, cwd: Path, env: dict[str, str]) -> dic
     for case in cases:
         result = results[case.key]
         result.modules, result.error = probe_modules(case, cwd, env)
-        result.error = result.error or run_once(case.argv, cwd, env)[2]  # warm-up, not counted
+        warm_up = run_once(case.argv, cwd, env, case.exit_code)  # not counted
+        result.error = result.error or warm_up[2]
     for round_no in range(1, runs + 1):
         log(f"round {round_no}/{runs}")
         for case in cases:
             result = results[case.key]
             if result.error is None:
-                wall, peak, result.error = run_once(case.argv, cwd, env)
+                wall, peak, result.error = run_once(case.argv, cwd, env, case.exit_code)
                 if result.error is None:
                     result.seconds.append(wall)
                     result.peak_mib.append(peak)
@@ -283,8 +326,10 @@ def log(message: str) -> None:
 def verdicts(results: dict[str, Result]) -> dict[str, bool]:
     """Which targets hold; cases without a target are left out."""
     torch_s = results["import-torch"].median
+    floor = results["typer-floor"].median
     checks: dict[str, Callable[[Result], bool]] = {
-        "help": lambda r: r.median <= 0.15 and not r.modules.get("torch", True),
+        "help": lambda r: r.median <= 1.3 * floor and not r.modules.get("torch", True),
+        "heads-7": lambda r: r.median <= 1.3 * floor and not r.modules.get("torch", True),
         "presets": lambda r: r.median <= 0.15 and not r.modules.get("torch", True),
         "inspect": lambda r: r.median <= 1.25 * torch_s,
         "gqa-long": lambda r: (
@@ -336,6 +381,9 @@ def table(cases: list[Case], results: dict[str, Result]) -> Table:
 def notes(results: dict[str, Result]) -> list[str]:
     """The ratios behind the relative targets, the machine, and any errors."""
     lines = []
+    if results["typer-floor"].seconds and results["help"].seconds:
+        ratio = results["help"].median / results["typer-floor"].median
+        lines.append(f"mha --help / a one-command typer app's --help: {ratio:.2f}x (target <= 1.3)")
     if "gqa-long" in results and results["gqa-128"].seconds and results["gqa-long"].seconds:
         ratio = results["gqa-long"].median / results["gqa-128"].median
         lines.append(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mha_cli.errors import MhaError
+from mha_cli.spec import axes as ax
 from mha_cli.spec.spec import AttentionSpec
 
 if TYPE_CHECKING:
@@ -57,32 +58,32 @@ def weights_of_shape(axes: list[tuple[str, int]]) -> tuple[np.ndarray, np.ndarra
 
     sizes = dict(axes)
     names = [name for name, _ in axes]
-    if names == ["batch", "queries", "keys"]:
+    if names == [ax.BATCH, ax.QUERIES, ax.KV_PAIRS]:
         spec = AttentionSpec(
             score="additive",
             heads=1,
-            batch=sizes["batch"],
-            queries=sizes["queries"],
-            kv=sizes["keys"],
+            batch=sizes[ax.BATCH],
+            queries=sizes[ax.QUERIES],
+            kv=sizes[ax.KV_PAIRS],
             query_size=20,
             key_size=2,
             value_size=4,
             hiddens=8,
-            valid_lens=_chapter_lens(sizes["batch"], sizes["keys"]),
+            valid_lens=_chapter_lens(sizes[ax.BATCH], sizes[ax.KV_PAIRS]),
         )
-    elif names == ["batch", "heads", "queries", "keys"]:
+    elif names == [ax.BATCH, ax.HEADS, ax.QUERIES, ax.KV_PAIRS]:
         spec = AttentionSpec(
-            batch=sizes["batch"],
-            heads=sizes["heads"],
-            hiddens=8 * sizes["heads"],
-            queries=sizes["queries"],
-            kv=sizes["keys"],
-            valid_lens=_chapter_lens(sizes["batch"], sizes["keys"]),
+            batch=sizes[ax.BATCH],
+            heads=sizes[ax.HEADS],
+            hiddens=8 * sizes[ax.HEADS],
+            queries=sizes[ax.QUERIES],
+            kv=sizes[ax.KV_PAIRS],
+            valid_lens=_chapter_lens(sizes[ax.BATCH], sizes[ax.KV_PAIRS]),
         )
     else:
         raise MhaError(
-            f"--render draws real attention weights of (batch, queries, keys) or "
-            f"((batch heads), queries, keys); axes {', '.join(names)} are neither; "
+            f"--render draws real attention weights of (batch, queries, kv pairs) or "
+            f"((batch heads), queries, kv pairs); axes {', '.join(names)} are neither; "
             "drop --render or change --axes"
         )
     report = run_attention(spec)
