@@ -95,7 +95,7 @@ def inspect(
     "Build the layer, run one forward pass, print every stage."
 
 
-app()
+app(standalone_mode=False)
 """
 
 # Appended to a Python snippet (or run with the CLI's arguments) to list the heavy imports.
