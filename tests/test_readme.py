@@ -6,8 +6,10 @@ stage name, a message or a picture changed without the README being regenerated.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import shlex
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,10 +17,12 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@functools.cache
 def readme_script():
     spec = importlib.util.spec_from_file_location("readme_script", ROOT / "scripts" / "readme.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
