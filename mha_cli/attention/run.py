@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -28,6 +28,9 @@ from mha_cli.report import Report
 from mha_cli.spec.memory import available_bytes, check_fits
 from mha_cli.spec.spec import AttentionSpec
 from mha_cli.spec.validation import validate
+
+if TYPE_CHECKING:
+    from mha_cli.attention.additive import AdditiveAttention
 
 Tensors = Mapping[str, torch.Tensor]
 
@@ -106,7 +109,7 @@ def stream_seed(seed: int, stream: str) -> int:
 
 def build_layer(
     spec: AttentionSpec, device: torch.device, dtype: torch.dtype, state: Tensors | None
-) -> nn.Module:
+) -> MultiHeadAttention | AdditiveAttention:
     """The layer, with its weights from `state` or drawn as nn.Linear draws them, seeded."""
     with torch.device("meta"):  # shapes first: no memory, no draw from the global generator
         layer = make_layer(spec)
@@ -135,7 +138,7 @@ def init_weights(layer: nn.Module, generator: torch.Generator) -> None:
                 module.weight.fill_(1.0)
 
 
-def make_layer(spec: AttentionSpec) -> nn.Module:
+def make_layer(spec: AttentionSpec) -> MultiHeadAttention | AdditiveAttention:
     if spec.score == "additive":
         from mha_cli.attention.additive import AdditiveAttention
 
