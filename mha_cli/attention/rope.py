@@ -33,9 +33,9 @@ def inverse_frequencies(
     # As _compute_default_rope_parameters: int64 arange, then float32, raised in float32.
     exponents = torch.arange(0, rotary_dim, 2, dtype=torch.int64).to(torch.float32) / rotary_dim
     inv_freq = 1.0 / (theta**exponents)  # (rd/2,)
-    kind = None if scaling is None else scaling["rope_type"]
-    if kind is None or kind == "default":
+    if scaling is None or scaling["rope_type"] == "default":
         return inv_freq
+    kind = scaling["rope_type"]
     if kind == "linear":  # scaling positions by 1/factor is scaling the frequencies
         return inv_freq / scaling["factor"]
     if kind == "llama3":

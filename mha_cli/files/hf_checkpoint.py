@@ -108,7 +108,7 @@ def check_against(
         "q": f"heads {a.heads} x head_dim {a.head_dim}",
         "kv": f"kv_heads {a.kv_heads} x head_dim {a.head_dim}",
     }
-    expected = {
+    expected: dict[str, tuple[tuple[int, ...], str]] = {
         "W_q.weight": ((q_out, a.hiddens), because["q"]),
         "W_k.weight": ((kv_out, a.hiddens), because["kv"]),
         "W_v.weight": ((kv_out, a.hiddens), because["kv"]),

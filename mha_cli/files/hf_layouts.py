@@ -44,7 +44,7 @@ class Layout:
 
 
 def _linear(name: str, stack: str, q: str, k: str, v: str, o: str, norms: str = "") -> Layout:
-    members = {}
+    members: dict[str, str] = {}
     for d2l, member in (("W_q", q), ("W_k", k), ("W_v", v), ("W_o", o)):
         members |= {f"{d2l}.weight": f"{member}.weight", f"{d2l}.bias": f"{member}.bias"}
     if norms:
@@ -61,34 +61,37 @@ def _packed(name: str, stack: str, qkv: str, o: str, packing: str) -> Layout:
     return Layout(name, stack, members, packing)
 
 
-_BERT_SELF = "attention.self"
-_VIT_SELF = "attention.attention"
+_SELF = "attention.self"  # BERT's, with query, key, value under it
+_VIT = "attention.attention"  # ViT's (legacy names)
 LAYOUTS = {
     "bert": _linear(
-        "bert",
-        "encoder.layer",
-        *(f"{_BERT_SELF}.{p}" for p in ("query", "key", "value")),
+        "bert", "encoder.layer", f"{_SELF}.query", f"{_SELF}.key", f"{_SELF}.value",
         "attention.output.dense",
     ),
     "vit": _linear(
-        "vit",
-        "encoder.layer",
-        *(f"{_VIT_SELF}.{p}" for p in ("query", "key", "value")),
+        "vit", "encoder.layer", f"{_VIT}.query", f"{_VIT}.key", f"{_VIT}.value",
         "attention.output.dense",
     ),
     "vit5": _linear(
-        "vit (transformers 5 names)", "layers", *(f"attention.{p}_proj" for p in "qkvo")
+        "vit (transformers 5 names)", "layers", "attention.q_proj", "attention.k_proj",
+        "attention.v_proj", "attention.o_proj",
     ),
     "gpt2": _packed("gpt2", "h", "attn.c_attn", "attn.c_proj", "gpt2"),
     "opt": _linear(
-        "opt", "decoder.layers", *(f"self_attn.{p}_proj" for p in "qkv"), "self_attn.out_proj"
+        "opt", "decoder.layers", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+        "self_attn.out_proj",
     ),
-    "llama": _linear("llama", "layers", *(f"self_attn.{p}_proj" for p in "qkvo"), "self_attn"),
+    "llama": _linear(
+        "llama", "layers", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+        "self_attn.o_proj", norms="self_attn",
+    ),
     "gpt_neox": _packed(
         "gpt_neox", "layers", "attention.query_key_value", "attention.dense", "neox"
     ),
-    "gptj": _linear("gptj", "h", *(f"attn.{p}_proj" for p in "qkv"), "attn.out_proj"),
-}
+    "gptj": _linear(
+        "gptj", "h", "attn.q_proj", "attn.k_proj", "attn.v_proj", "attn.out_proj"
+    ),
+}  # fmt: skip
 # The layouts each family's checkpoints may have, tried in this order.
 FAMILY_LAYOUTS = {"bert": ("bert",), "roberta": ("bert",), "vit": ("vit", "vit5")}
 FAMILY_LAYOUTS |= {name: (name,) for name in ("gpt2", "opt", "gpt_neox", "gptj")}

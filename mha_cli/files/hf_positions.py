@@ -52,7 +52,7 @@ def rope_settings(
     theta = float(positive(theta, "rope_theta", where))
     factor = params.get("partial_rotary_factor")
     if factor is None:
-        names = ("partial_rotary_factor",)
+        names: tuple[str, ...] = ("partial_rotary_factor",)
         names = ("rotary_pct", *names) if family == "gpt_neox" else names
         factor = next((config[n] for n in names if config.get(n) is not None), None)
     if family == "gpt_neox":  # GPTNeoXConfig: rotary_pct 0.25 when left out

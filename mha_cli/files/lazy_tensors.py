@@ -69,10 +69,11 @@ def open_weights(path: Path) -> WeightIndex:
     config = folder / "config.json"
     weights = _weights_in(path) if path.is_dir() else path
     name = weights.name.lower()
+    mapped: dict[Path, dict[str, Any]] = {}
     if name.endswith(INDEX_SUFFIX):
-        shard_of, mapped = _read_index(weights), {}
+        shard_of = _read_index(weights)
     elif name.endswith(SAFETENSORS_SUFFIX):
-        shard_of, mapped = dict.fromkeys(read_header(weights), weights), {}
+        shard_of = dict.fromkeys(read_header(weights), weights)
     elif name.endswith(TORCH_SUFFIXES):
         state = _map_torch(weights)
         shard_of, mapped = dict.fromkeys(state, weights), {weights: state}
