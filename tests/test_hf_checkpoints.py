@@ -141,6 +141,23 @@ def test_from_torch_files(hf_models: dict[str, HFModel], tmp_path: Path, family:
     assert_same(load_hf_layer(tmp_path / "model.pt", 1).state, hf, 1)
 
 
+def test_from_a_sharded_torch_index(hf_models: dict[str, HFModel], tmp_path: Path) -> None:
+    # pytorch_model.bin.index.json, as older save_pretrained wrote: layer 0's q/k in one shard
+    hf = hf_models["qwen3"]
+    state = dict(hf.model.state_dict())
+    keys = list(state)
+    middle = keys.index("model.layers.0.self_attn.v_proj.weight")
+    shards = {"pytorch_model-1.bin": keys[:middle], "pytorch_model-2.bin": keys[middle:]}
+    for name, part in shards.items():
+        torch.save({key: state[key] for key in part}, tmp_path / name)
+    weight_map = {key: name for name, part in shards.items() for key in part}
+    (tmp_path / "pytorch_model.bin.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    shutil.copy(hf.folder / "config.json", tmp_path / "config.json")
+    loaded = load_hf_layer(tmp_path, 0)
+    assert_same(loaded.state, hf, 0)
+    assert {path.name for path in loaded.files.values()} == set(shards)
+
+
 def test_without_a_config_the_keys_tell_the_family(
     hf_models: dict[str, HFModel], tmp_path: Path
 ) -> None:
