@@ -180,7 +180,8 @@ class MultiHeadAttention(nn.Module):
             X = norm(X)  # (b, h, n, d)
             step("norm", X, norm)
         if self.rotary is not None and positions is not None:
-            X = apply_rope(X, positions, self.rotary.inv_freq, self.rotary.pairing)  # (b, h, n, d)
+            rotary_dim = 2 * self.rotary.inv_freq.shape[0]
+            X = apply_rope(X, positions, self.rotary.inv_freq, rotary_dim, self.rotary.pairing)
             step("rope", X)
         if heads != self.num_heads:
             # Grouped-query attention: key-value head j serves query heads j*r .. j*r + r-1.

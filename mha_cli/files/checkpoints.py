@@ -46,7 +46,7 @@ class Checkpoint:
 def load_checkpoint(path: Path) -> Checkpoint:
     """The attention layer in `path`, in d2l naming; one-line `MhaError` for any problem."""
     path = Path(path)
-    state = _unwrap(path, read_tensor_file(path, FIX))
+    state = unwrap_state_dict(path, read_tensor_file(path, FIX))
     prefix = _single_prefix(path, state)
     # member name ("W_q.weight") -> the file's key ("encoder.attention.W_q.weight")
     keys = {key[len(prefix) :]: key for key in state if _member(key, prefix)}
@@ -67,7 +67,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
 # Finding the layer
 
 
-def _unwrap(path: Path, stored: Any) -> dict[Any, Any]:
+def unwrap_state_dict(path: Path, stored: Any) -> dict[Any, Any]:
     """The state dict itself: training scripts often wrap it under "state_dict" or "model"."""
     if not isinstance(stored, dict):
         raise MhaError(f"{path} holds a {type(stored).__name__}, not a state dict; save {FIX}")
