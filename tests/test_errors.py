@@ -134,14 +134,14 @@ CATALOGUE: list[tuple[list[str], int, str]] = [
     (["inspect", "--config", "{d}/wrong_type.toml"], 2, "heads = 'five' should be a whole number"),
     # checkpoints
     (["inspect", "--weights", "{d}/missing.pt"], 2, "--weights {d}/missing.pt: no such file"),
-    (["inspect", "--weights", "{d}/folder.pt"], 2, "is a folder, not a file"),
+    (["inspect", "--weights", "{d}/folder.pt"], 2, "holds none of model.safetensors"),
     (["inspect", "--weights", "{d}/garbage.pt"], 2, "is not a file torch.load can read"),
     (["inspect", "--weights", "{d}/garbage.safetensors"], 2, "is not a safetensors file"),
     (["inspect", "--weights", "{d}/hostile.pt"], 2, "weights-only loading runs no code"),
     (
         ["inspect", "--weights", "{d}/unknown_layout.pt"],
         2,
-        "unknown checkpoint layout; found keys encoder.linear.weight",
+        "no attention layer of a known layout; found keys encoder.linear.weight",
     ),
     (["inspect", "--weights", "{d}/mha100.pt", "--hiddens", "64"], 2, "--hiddens 64 contradicts"),
     (["inspect", "--weights", "{d}/mha100.pt", "--heads", "3"], 2, "--heads 3 does not fit"),

@@ -229,12 +229,14 @@ def edit_config(folder: Path, **changes: object) -> None:
 def test_layer_beyond_the_model(hf_models: dict[str, HFModel], tmp_path: Path) -> None:
     hf = hf_models["llama"]
     fails(
-        r"^layer 2 is beyond the model: \S+config.json gives 2 layers; pick a layer from 0 to 1$",
+        r"^--layer 2 is beyond the model: \S+config.json gives 2 layers; pick a layer from 0 to 1$",
         hf.folder,
         2,
     )
     bare = Path(shutil.copy(hf.folder / "model.safetensors", tmp_path / "bare.safetensors"))
-    fails(r"^layer 7 is beyond the model: \S+bare.safetensors has 2 layers; pick", bare, 7, heads=4)
+    fails(
+        r"^--layer 7 is beyond the model: \S+bare.safetensors has 2 layers; pick", bare, 7, heads=4
+    )
 
 
 def test_missing_shard(hf_models: dict[str, HFModel], tmp_path: Path) -> None:
@@ -338,8 +340,8 @@ def test_other_paths(hf_models: dict[str, HFModel], tmp_path: Path) -> None:
 
     save_file({"encoder.weight": torch.zeros(2, 2)}, other)
     fails(
-        r"^\S+other.safetensors: no attention layer of a known layout \(bert, vit, gpt2"
-        r".*found keys encoder.weight",
+        r"^\S+other.safetensors: no attention layer of a known layout; found keys encoder.weight; "
+        r"give a Hugging Face model of a supported family \(bert, roberta, vit, gpt2",
         other,
     )
     fails(

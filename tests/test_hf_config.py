@@ -202,7 +202,7 @@ def test_unknown_rope_scaling(kind: str) -> None:
 def test_layer_beyond_the_model() -> None:
     fails(
         llama(),
-        r"^layer 4 is beyond the model: config.json gives 4 layers; pick a layer from 0 to 3$",
+        r"^--layer 4 is beyond the model: config.json gives 4 layers; pick a layer from 0 to 3$",
         4,
     )
 

@@ -56,7 +56,7 @@ def load_hf_layer(
         )
     if not 0 <= layer < located.num_layers:
         raise MhaError(
-            f"layer {layer} is beyond the model: {path} has {located.num_layers} layers; "
+            f"--layer {layer} is beyond the model: {path} has {located.num_layers} layers; "
             f"pick a layer from 0 to {located.num_layers - 1}"
         )
     keys = _present_keys(located, weights.keys, layer, path)

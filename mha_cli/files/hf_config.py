@@ -107,7 +107,7 @@ def parse_hf_config(
     num_layers = whole(config, _LAYERS, where)
     if not 0 <= layer < num_layers:
         raise MhaError(
-            f"layer {layer} is beyond the model: {where} gives {num_layers} layers; "
+            f"--layer {layer} is beyond the model: {where} gives {num_layers} layers; "
             f"pick a layer from 0 to {num_layers - 1}"
         )
     _refuse_other_scores(config, family, where)

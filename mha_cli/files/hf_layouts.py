@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mha_cli.errors import MhaError
+from mha_cli.files.hf_config import FAMILIES
 
 if TYPE_CHECKING:
     import torch
@@ -157,8 +158,9 @@ def locate(keys: Iterable[str], family: str | None, where: str) -> Located:
             f"({_example(LAYOUTS[names[0]])}); {seen}; use the config.json saved with these weights"
         )
     raise MhaError(
-        f"{where}: no attention layer of a known layout (bert, vit, gpt2, opt, llama, gpt_neox, "
-        f"gptj); found keys {listing or '(none)'}; give a Hugging Face model of those families"
+        f"{where}: no attention layer of a known layout; found keys {listing or '(none)'}; give "
+        f"a Hugging Face model of a supported family ({', '.join(FAMILIES)}) or one "
+        "attention layer's state_dict (d2l's MultiHeadAttention, torch.nn.MultiheadAttention)"
     )
 
 

@@ -51,15 +51,18 @@ def summary_lines(report: RunRecord) -> list[str]:
 
 
 def source_lines(source: Source) -> list[str]:
-    """Which file, which layout, and which of its tensors were read (and from which shard)."""
+    """Which file, which layout, and which of its tensors were read, shard by shard."""
     lines = [f"weights: {source.path} ({source.layout})"]
-    if source.keys:
-        shards = source.shards or ("",) * len(source.keys)
-        read = [
-            f"{key} ({shard})" if shard else key
-            for key, shard in zip(source.keys, shards, strict=True)
-        ]
-        lines.append(f"  read {len(read)} tensors: {listing(read)}")
+    if not source.keys:
+        return lines
+    by_shard: dict[str, list[str]] = {}
+    for key, shard in zip(source.keys, source.shards or ("",) * len(source.keys), strict=True):
+        by_shard.setdefault(shard, []).append(key)
+    for shard, keys in by_shard.items():
+        where = f" from {shard}" if shard else ""
+        lines.append(
+            f"  read {len(keys)} tensor{'s' if len(keys) > 1 else ''}{where}: {listing(keys)}"
+        )
     return lines
 
 
