@@ -115,6 +115,11 @@ def build_layer(
         layer = make_layer(spec)
     if device.type == "meta":
         return layer.to(dtype=dtype)  # meta has no values: sizes are all it needs
+    if state is not None and all(t.dtype == dtype and t.device == device for t in state.values()):
+        # The file's own tensors become the parameters: a 7B model's layer read memory-mapped
+        # costs its pages once, not a second copy.
+        layer.load_state_dict(dict(state), strict=True, assign=True)
+        return layer
     layer = layer.to_empty(device="cpu")
     if state is None:  # drawn in float32, so a seed gives the same weights in every dtype
         init_weights(layer, torch.Generator().manual_seed(stream_seed(spec.seed, "weights")))

@@ -71,8 +71,15 @@ def read_model_layer(
         if key not in spec.explicit
         and (fields[key] is not None or key in ("window", "rotary_dim", "rope_scaling"))
     }
+    if "dtype" not in spec.explicit:  # as transformers loads a model: in the dtype it was saved
+        spec = replace(spec, dtype=_stored_dtype(layer.state))
     spec = replace(spec, **behaviour)
     return dict(layer.state), _source(path, layer, spec.layer), spec
+
+
+def _stored_dtype(state: dict[str, torch.Tensor]) -> str:
+    weight = state["W_q.weight"]
+    return str(weight.dtype).removeprefix("torch.")
 
 
 def _source(path: Path, layer: Any, index: int) -> Source:
