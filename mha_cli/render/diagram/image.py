@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mha_cli.messages import shape_text
+from mha_cli.render import numbers
 from mha_cli.render.diagram.model import MAIN_LANE, Box, Diagram, Edge, Group
 
 if TYPE_CHECKING:
@@ -42,13 +43,9 @@ LEGEND = (
     ("compute", "computation"),
     ("mask", "mask"),
 )
-INK, EDGE_INK, AXES_INK, STACK_INK, GROUP_INK = (
-    "#222222",
-    "#555555",
-    "#666666",
-    "#674ea7",
-    "#999999",
-)
+PARAM_INK = "#3d6fa5"
+INK, EDGE_INK, AXES_INK, GROUP_INK = "#222222", "#555555", "#666666", "#999999"
+STACK_INK = "#674ea7"
 
 
 class Layout:
@@ -102,16 +99,15 @@ def diagram_figure(diagram: Diagram, *, dpi: int = 100) -> Figure:
 def _header(ax: Axes, diagram: Diagram, layout: Layout) -> None:
     y = layout.height - 0.35
     ax.text(LEFT - 0.4, y, diagram.title, fontsize=13, weight="bold", family=SANS, va="center")
-    ax.text(
-        LEFT - 0.4,
-        y - 0.3,
-        "each arrow carries the tensor of one row of `mha inspect`: its shape and axes; "
-        "stacked boxes keep the heads apart",
-        fontsize=8.5,
-        color=AXES_INK,
-        family=SANS,
-        va="center",
-    )
+    ax.text(LEFT - 0.4, y - 0.3, SUBTITLE, fontsize=8.5, color=AXES_INK, family=SANS, va="center")
+
+
+SUBTITLE = (
+    "each arrow carries the tensor of one row of `mha inspect`: its shape and axes; "
+    "stacked boxes keep the heads apart"
+)
+CENTRED = {"ha": "center", "va": "center", "family": SANS, "color": INK}
+TAG = {"va": "center", "fontsize": 7, "color": "white", "family": SANS, "weight": "bold"}
 
 
 def _box(ax: Axes, box: Box, layout: Layout) -> None:
@@ -119,94 +115,43 @@ def _box(ax: Axes, box: Box, layout: Layout) -> None:
 
     left, bottom, right, top = layout.extent(box)
     face = COLOURS.get(box.kind, COLOURS["compute"])
-    rounding = "round,pad=0,rounding_size=0.22" if box.kind in ("input", "output") else None
-    style = rounding or "round,pad=0,rounding_size=0.05"
+    rounding = 0.22 if box.kind in ("input", "output") else 0.05
+    shape = {"boxstyle": f"round,pad=0,rounding_size={rounding}", "facecolor": face}
     cards = min(box.stack - 1, MAX_CARDS)
-    for i in range(cards, 0, -1):  # the cards behind, up and to the right
-        ax.add_patch(
-            FancyBboxPatch(
-                (left + i * CARD, bottom + i * CARD),
-                right - left,
-                top - bottom,
-                boxstyle=style,
-                facecolor=face,
-                edgecolor=STACK_INK,
-                linewidth=0.7,
-            )
-        )
-    edge = STACK_INK if cards else EDGE_INK
-    ax.add_patch(
-        FancyBboxPatch(
-            (left, bottom),
-            right - left,
-            top - bottom,
-            boxstyle=style,
-            facecolor=face,
-            edgecolor=edge,
-            linewidth=1.0,
-        )
-    )
+    for i in range(cards, -1, -1):  # the cards behind, up and to the right, then the box
+        corner = (left + i * CARD, bottom + i * CARD)
+        ink, width = (STACK_INK if cards else EDGE_INK), (0.7 if i else 1.0)
+        patch = FancyBboxPatch(corner, right - left, top - bottom, edgecolor=ink, **shape)
+        patch.set_linewidth(width)
+        ax.add_patch(patch)
     middle, centre = top - BOX_H / 2, (left + right) / 2
     room = right - left - 0.12
+    title_size = fitted(box.title, room, 10 if box.detail else 10.5, "bold")
+    title_y = middle + (0.09 if box.detail else 0)
+    ax.text(centre, title_y, box.title, fontsize=title_size, weight="bold", **CENTRED)
     if box.detail:
-        ax.text(
-            centre,
-            middle + 0.09,
-            box.title,
-            ha="center",
-            va="center",
-            fontsize=fitted(box.title, room, 10, "bold"),
-            weight="bold",
-            family=SANS,
-            color=INK,
-        )
-        ax.text(
-            centre,
-            middle - 0.03,
-            box.detail,
-            ha="center",
-            va="top",
-            fontsize=fitted(box.detail, room, 8),
-            family=SANS,
-            color=INK,
-            linespacing=1.25,
-        )
-    else:
-        ax.text(
-            centre,
-            middle,
-            box.title,
-            ha="center",
-            va="center",
-            fontsize=fitted(box.title, room, 10.5, "bold"),
-            weight="bold",
-            family=SANS,
-            color=INK,
-        )
+        detail = {**CENTRED, "va": "top", "linespacing": 1.25}
+        ax.text(centre, middle - 0.03, box.detail, fontsize=fitted(box.detail, room, 8), **detail)
+    if box.params:  # a tag on the top right corner: the weights' size
+        words = f"{numbers.count(box.params)} params"
+        ax.text(right - 0.06, top, words, ha="right", bbox=_tag(PARAM_INK), **TAG)
     if box.stack_label:  # a tag on the top left corner: how many heads the stack holds
-        ax.text(
-            left + 0.06,
-            top,
-            box.stack_label,
-            ha="left",
-            va="center",
-            fontsize=7,
-            color="white",
-            family=SANS,
-            weight="bold",
-            bbox={"boxstyle": "round,pad=0.18", "facecolor": STACK_INK, "linewidth": 0},
-        )
+        ax.text(left + 0.06, top, box.stack_label, ha="left", bbox=_tag(STACK_INK), **TAG)
+
+
+def _tag(colour: str) -> dict[str, object]:
+    return {"boxstyle": "round,pad=0.18", "linewidth": 0, "facecolor": colour}
 
 
 def fitted(text: str, width: float, size: float, weight: str = "normal") -> float:
     """The font size, at most `size` points, at which the longest line of `text` fits in
-    `width` inches (measured on the font's own glyph outlines)."""
+    `width` inches (measured with the font's own advances)."""
     from matplotlib.font_manager import FontProperties
-    from matplotlib.textpath import TextPath
+    from matplotlib.textpath import text_to_path
 
-    font = FontProperties(family=SANS, weight=weight)
+    font = FontProperties(family=SANS, weight=weight, size=size)
     longest = max(
-        TextPath((0, 0), line or " ", size=size, prop=font).get_extents().width
+        text_to_path.get_text_width_height_descent(line, font, ismath=False)[0]
         for line in text.split("\n")
     )
     return min(size, size * width * 72 / longest) if longest > 0 else size
@@ -217,60 +162,26 @@ def _edge(ax: Axes, edge: Edge, source: Box, target: Box, layout: Layout) -> Non
 
     _, s_bottom, s_right, _ = layout.extent(source)
     t_left, _, _, t_top = layout.extent(target)
+    small = {"family": SANS, "color": AXES_INK, "ha": "left", "va": "top"}
     if source.row == target.row:  # the mask, beside the softmax: a horizontal arrow
         y = t_top - BOX_H / 2
         start, end = (s_right, y), (t_left, y)
-        ax.text(
-            (s_right + t_left) / 2,
-            y + 0.06,
-            edge.note,
-            ha="center",
-            va="bottom",
-            fontsize=7.5,
-            color=AXES_INK,
-            family=SANS,
-        )
+        above = {**small, "ha": "center", "va": "bottom"}
+        ax.text((s_right + t_left) / 2, y + 0.06, edge.note, fontsize=7.5, **above)
     else:
         # From a narrow box straight down; from a wide box, down to the narrow one below it.
         x = layout.lanes[target.lane] if source.span is not None else layout.lanes[source.lane]
         start, end = (x, s_bottom), (x, t_top)
         if edge.shape is not None and edge.stage is not None:
             y = s_bottom - 0.05  # just below the box it leaves, clear of the stack below
-            shape = ax.text(
-                x + 0.08,
-                y,
-                shape_text(edge.shape),
-                ha="left",
-                va="top",
-                fontsize=9,
-                family=MONO,
-                color=INK,
-                weight="bold",
-            )
+            bold = {**small, "family": MONO, "color": INK, "weight": "bold"}
+            shape = ax.text(x + 0.08, y, shape_text(edge.shape), fontsize=9, **bold)
             shape.set_gid(f"shape-{edge.stage}")
-            axes = ax.text(
-                x + 0.08,
-                y - 0.17,
-                ", ".join(edge.axes),
-                ha="left",
-                va="top",
-                fontsize=8,
-                family=SANS,
-                color=AXES_INK,
-            )
+            axes = ax.text(x + 0.08, y - 0.17, ", ".join(edge.axes), fontsize=8, **small)
             axes.set_gid(f"axes-{edge.stage}")
-    ax.add_patch(
-        FancyArrowPatch(
-            start,
-            end,
-            arrowstyle="-|>",
-            mutation_scale=11,
-            color=EDGE_INK,
-            linewidth=1.1,
-            shrinkA=0,
-            shrinkB=1,
-        )
-    )
+    head = {"arrowstyle": "-|>", "mutation_scale": 11, "shrinkA": 0, "shrinkB": 1}
+    arrow = FancyArrowPatch(start, end, color=EDGE_INK, linewidth=1.1, **head)
+    ax.add_patch(arrow)
 
 
 def _group(ax: Axes, group: Group, layout: Layout) -> None:
@@ -281,49 +192,25 @@ def _group(ax: Axes, group: Group, layout: Layout) -> None:
     right = layout.lanes[group.lanes[1]] + LABEL_W  # the arrows' labels inside
     top = layout.top(group.rows[0]) + 0.21  # above the stacked cards and their tag
     bottom = layout.top(group.rows[1]) - BOX_H - 0.44  # below the last box's arrow label
-    ax.add_patch(
-        FancyBboxPatch(
-            (left, bottom),
-            right - left,
-            top - bottom,
-            boxstyle="round,pad=0,rounding_size=0.1",
-            facecolor="none",
-            edgecolor=GROUP_INK,
-            linewidth=1.0,
-            linestyle=(0, (4, 3)),
-        )
-    )
-    ax.text(
-        left - 0.08,
-        (top + bottom) / 2,
-        group.label,
-        rotation=90,
-        ha="right",
-        va="center",
-        fontsize=9,
-        family=MONO,
-        color=GROUP_INK,
-    )
+    frame = FancyBboxPatch((left, bottom), right - left, top - bottom, facecolor="none")
+    frame.set(boxstyle="round,pad=0,rounding_size=0.1", edgecolor=GROUP_INK)
+    frame.set(linewidth=1.0, linestyle=(0, (4, 3)))
+    ax.add_patch(frame)
+    side = {**CENTRED, "ha": "right", "family": MONO, "color": GROUP_INK, "rotation": 90}
+    ax.text(left - 0.08, (top + bottom) / 2, group.label, fontsize=9, **side)
 
 
 def _footer(ax: Axes, diagram: Diagram, layout: Layout) -> None:
+    """The colours used, then the notes: totals, shared heads, masked keys."""
     from matplotlib.patches import Rectangle
 
-    y = layout.footer - 0.25
-    x = LEFT - 0.4
-    for kind, words in LEGEND:
-        ax.add_patch(
-            Rectangle(
-                (x, y - 0.07),
-                0.22,
-                0.14,
-                facecolor=COLOURS[kind],
-                edgecolor=EDGE_INK,
-                linewidth=0.7,
-            )
-        )
-        ax.text(x + 0.3, y, words, fontsize=8, va="center", family=SANS, color=INK)
+    y, x = layout.footer - 0.25, LEFT - 0.4
+    kinds = {box.kind for box in diagram.boxes}
+    for kind, words in (entry for entry in LEGEND if entry[0] in kinds):
+        swatch = Rectangle((x, y - 0.07), 0.22, 0.14, facecolor=COLOURS[kind], edgecolor=EDGE_INK)
+        ax.add_patch(swatch)
+        ax.text(x + 0.3, y, words, fontsize=8, **{**CENTRED, "ha": "left"})
         x += 0.3 + 0.062 * len(words) + 0.3  # about the width of an 8 pt character
     for line in diagram.notes:
         y -= NOTE_LINE
-        ax.text(LEFT - 0.4, y, line, fontsize=8.5, va="center", family=SANS, color=INK)
+        ax.text(LEFT - 0.4, y, line, fontsize=8.5, **{**CENTRED, "ha": "left"})

@@ -38,6 +38,7 @@ class Box:
     span: tuple[str, str] | None = None  # a wide box reaches from one lane to another
     stack: int = 1  # heads its output keeps apart: drawn as a stack of this many cards
     stack_label: str = ""
+    params: int | None = None  # of the step's weights, as recorded
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,16 @@ def _box(
     kind, detail = describe(stage, before, record)
     stack, stack_label = stack_count(stage, record.summary.num_heads)
     return Box(
-        stage.name, title_of(stage, record.spec), detail, kind, lane, row, span, stack, stack_label
+        stage.name,
+        title_of(stage, record.spec),
+        detail,
+        kind,
+        lane,
+        row,
+        span,
+        stack,
+        stack_label,
+        stage.params,
     )
 
 

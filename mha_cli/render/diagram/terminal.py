@@ -12,6 +12,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from mha_cli.messages import shape_text
+from mha_cli.render import numbers
 from mha_cli.render.diagram.model import MAIN_LANE, MASK_LANE, Box, Diagram, Edge
 
 LANE_NAMES = {
@@ -54,6 +55,8 @@ def _node(box: Box, edge: Edge | None, sources: list[str], width: int, group: st
     line = Text(box.title.ljust(width), style="bold")
     if box.detail:
         line.append("  " + box.detail.replace("\n", "; "), style="")
+    if box.params:
+        line.append(f"  {numbers.count(box.params)} params", style="blue")
     if box.stack_label:
         line.append(f"  {box.stack_label}", style="magenta")
     if sources:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from mha_cli.records import RunRecord, Stage
-from mha_cli.render import numbers
 from mha_cli.spec.axes import BATCH_HEADS, HEADS, KV_HEADS
 
 # step -> (title, colour kind). A step is what follows the dot of a stage name (`split` of
@@ -64,12 +63,7 @@ def describe(stage: Stage, before: Stage | None, record: RunRecord) -> tuple[str
     kind = TITLES.get(step, ("", "compute"))[1]
     if step in ("project", "W_o", "w_v") and before is not None:
         bias = spec["out_bias"] if step == "W_o" else spec["bias"]
-        return kind, (
-            f"Linear {before.shape[-1]} → {shape[-1]}{' + bias' if bias else ''}"
-            f"  ·  {numbers.count(stage.params)} params"
-        )
-    if step == "project":  # the projection of an input that is not recorded: no in-size
-        return kind, f"Linear → {shape[-1]}  ·  {numbers.count(stage.params)} params"
+        return kind, f"Linear {before.shape[-1]} → {shape[-1]}{' + bias' if bias else ''}"
     if step == "scores" and spec["score"] != "additive":
         head_dim = _last_of(record, "queries").shape[-1]
         return kind, f"bmm(Q, Kᵀ) / √{head_dim}"
