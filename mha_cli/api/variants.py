@@ -8,9 +8,15 @@ from dataclasses import replace
 from typing import Any
 
 from mha_cli.api.common import load_heavy, specification
+from mha_cli.layer_variants.choose import (
+    REFERENCE,
+    Variant,
+    apply,
+    default_variants,
+    parse_variant,
+)
+from mha_cli.layer_variants.compare import Column, Comparison
 from mha_cli.spec.validation import validate_early
-from mha_cli.variants.choose import REFERENCE, apply, default_variants, parse_variant
-from mha_cli.variants.compare import Column, Comparison
 
 
 def variants(
@@ -33,8 +39,6 @@ def variants(
         # sizes read from the files; the variants then change them, so no file is loaded
         base = replace(resolve_sources(base).spec, weights=None, inputs="randn")
     if chosen:
-        from mha_cli.variants.choose import Variant
-
         columns_wanted, notes, reference = [Variant("as given"), *chosen], [], 0
     else:
         columns_wanted, notes = default_variants(base)

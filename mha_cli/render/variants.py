@@ -10,9 +10,9 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from mha_cli.layer_variants.compare import Column, Comparison
 from mha_cli.messages import shape_text
 from mha_cli.render import numbers
-from mha_cli.variants.compare import Column, Comparison
 
 Row = tuple[str, list[str]]
 
