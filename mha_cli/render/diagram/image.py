@@ -23,7 +23,7 @@ COLUMN = 2.75  # between the centres of two lanes
 BOX_W, BOX_H = 2.2, 0.5
 ROW = 1.1  # between the tops of two rows; the gap holds the arrow's two-line label
 LEFT, RIGHT = 0.75, 1.2  # margins: a group's label on the left, the last lane's labels right
-LABEL_W = 2.15  # from an arrow to the end of its longest label
+LABEL_W = 2.3  # from an arrow to the end of its longest label
 HEADER, NOTE_LINE = 0.95, 0.22
 DETAIL_LINE = 0.16
 CARD = 0.05  # offset of each card behind a stacked box
@@ -99,13 +99,14 @@ def diagram_figure(diagram: Diagram, *, dpi: int = 100) -> Figure:
 def _header(ax: Axes, diagram: Diagram, layout: Layout) -> None:
     y = layout.height - 0.35
     ax.text(LEFT - 0.4, y, diagram.title, fontsize=13, weight="bold", family=SANS, va="center")
-    ax.text(LEFT - 0.4, y - 0.3, SUBTITLE, fontsize=8.5, color=AXES_INK, family=SANS, va="center")
+    stacks = (
+        "; stacked boxes keep the heads apart" if any(b.stack > 1 for b in diagram.boxes) else ""
+    )
+    words = SUBTITLE + stacks
+    ax.text(LEFT - 0.4, y - 0.3, words, fontsize=8.5, color=AXES_INK, family=SANS, va="center")
 
 
-SUBTITLE = (
-    "each arrow carries the tensor of one row of `mha inspect`: its shape and axes; "
-    "stacked boxes keep the heads apart"
-)
+SUBTITLE = "each arrow carries the tensor of one row of `mha inspect`: its shape and axes"
 CENTRED = {"ha": "center", "va": "center", "family": SANS, "color": INK}
 TAG = {"va": "center", "fontsize": 7, "color": "white", "family": SANS, "weight": "bold"}
 

@@ -21,6 +21,7 @@ ROLES = ("queries", "keys", "values")
 MASK_LANE, MAIN_LANE = "mask", "main"
 PROJECTIONS = {"W_q": "queries", "W_k": "keys", "W_v": "values"}
 OUTPUT, MASK = "output", "mask"  # the two boxes that are not stages
+SHOWN_EXAMPLES = 4  # masked keys listed under the picture; the table lists them all
 # The steps of d2l's `transpose_qkv`, with what modern decoders do between its split and fold.
 TRANSPOSE_QKV_STEPS = ("split", "permute", "norm", "rope", "share", "expand", "fold")
 
@@ -245,5 +246,8 @@ def diagram_notes(record: RunRecord) -> list[str]:
             f"{numbers.count(out.params)} parameters"
         )
     if not record.spec["causal"]:  # padding alone: which keys each example masks
-        notes += [f"example {m.example}: {m.description}" for m in summary.masked_keys[:4]]
+        masked = summary.masked_keys
+        notes += [f"example {m.example}: {m.description}" for m in masked[:SHOWN_EXAMPLES]]
+        if len(masked) > SHOWN_EXAMPLES:
+            notes.append(f"... and {len(masked) - SHOWN_EXAMPLES} more examples (mha inspect)")
     return notes

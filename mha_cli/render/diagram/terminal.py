@@ -52,7 +52,8 @@ def terminal_diagram(diagram: Diagram) -> RenderableType:
 
 
 def _node(box: Box, edge: Edge | None, sources: list[str], width: int, group: str) -> Text:
-    line = Text(box.title.ljust(width), style="bold")
+    more = box.detail or box.params or box.stack_label or sources or group
+    line = Text(box.title.ljust(width) if more else box.title, style="bold")
     if box.detail:
         line.append("  " + box.detail.replace("\n", "; "), style="")
     if box.params:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mha_cli.messages import listing
 from mha_cli.records import RunRecord, Stage
 from mha_cli.spec.axes import BATCH_HEADS, HEADS, KV_HEADS
 
@@ -58,8 +59,7 @@ def describe(stage: Stage, before: Stage | None, record: RunRecord) -> tuple[str
     """(colour kind, one line of detail) of the box for `stage`; `before` feeds it."""
     spec, step, shape = record.spec, _step(stage.name), stage.shape
     if stage.name in INPUTS:
-        lens = spec.get("valid_lens")
-        return "input", f"{lens}" if stage.name == "valid_lens" else ""
+        return "input", lens_text(spec["valid_lens"]) if stage.name == "valid_lens" else ""
     kind = TITLES.get(step, ("", "compute"))[1]
     if step in ("project", "W_o", "w_v") and before is not None:
         bias = spec["out_bias"] if step == "W_o" else spec["bias"]
@@ -118,11 +118,24 @@ def stack_count(stage: Stage, num_heads: int) -> tuple[int, str]:
     return 1, ""
 
 
+def lens_text(lens: list[int] | list[list[int]]) -> str:
+    """`[3, 2]`; a long batch shortened; per-query lengths named, their numbers in the notes."""
+    if lens and isinstance(lens[0], list):
+        return f"one length per query, {len(lens)} × {len(lens[0])}"
+    return f"[{listing(lens, shown=6)}]"
+
+
 def mask_lines(spec: dict[str, Any]) -> list[str]:
     """What the mask hides, by position (never by score)."""
     lines = []
-    if spec.get("valid_lens") is not None:
-        lines.append(f"padding beyond valid_lens {spec['valid_lens']}")
+    lens = spec.get("valid_lens")
+    if lens is not None:
+        per_query = bool(lens) and isinstance(lens[0], list)
+        lines.append(
+            "padding beyond each query's valid_len"
+            if per_query
+            else f"padding beyond valid_lens {lens_text(lens)}"
+        )
     if spec.get("causal"):
         lines.append("causal: keys after the query")
         if spec.get("window") is not None:
