@@ -215,6 +215,18 @@ def test_terminal_tree_shows_every_stage_shape_and_writes_nothing(cli, tmp_path,
     assert "\x1b[" not in result.stdout
 
 
+def test_terminal_tree_of_a_training_run_with_per_query_lengths(cli):
+    options = ("--dropout", "0.1", "--train", "--valid-lens", "1,2,3,4;4,3,2,1", "--bias")
+    result = cli("diagram", "--terminal", *options)
+    assert result.exit_code == 0, result.output
+    for stage in stage_table(cli, *options):
+        assert f"→ {tuple(stage['shape'])}  {', '.join(stage['axes'])}" in result.stdout
+    assert "dropout                  p = 0.1 (training)" in result.stdout
+    assert "one length per query, 2 × 4" in result.stdout
+    assert "padding beyond each query's valid_len" in result.stdout
+    assert "Linear 100 → 100 + bias" in result.stdout
+
+
 def test_terminal_with_out_does_both(cli, tmp_path):
     path = tmp_path / "d.svg"
     result = cli("diagram", "--terminal", "--out", str(path))

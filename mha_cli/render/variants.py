@@ -62,8 +62,8 @@ def _title(comparison: Comparison) -> str:
     )
 
 
-def _footer(comparison: Comparison) -> list[str]:
-    reference = comparison.columns[comparison.reference].label
+def _footer(comparison: Comparison, mark: str) -> list[str]:
+    reference = comparison.columns[comparison.reference].label + mark
     lines = [
         "stages listed: only those whose shape differs between the columns (— : no such stage)",
         "kv cache: the outputs of W_k and W_v that decoding keeps for every past token (one layer)",
@@ -81,7 +81,7 @@ def variants_renderable(comparison: Comparison) -> RenderableType:
     for name, cells in comparison_rows(comparison):
         table.add_row(Text(name), *(Text(cell) for cell in cells))
     sentences = comparison.sentences() or ["no difference in any figure"]
-    lines = [Text(line, style="dim") for line in _footer(comparison)]
+    lines = [Text(line, style="dim") for line in _footer(comparison, " (*)")]
     lines += [Text(f"  - {s}") for s in sentences]
     lines += [Text(f"note: {n}") for n in comparison.notes]
     return Group(table, Text(""), *lines)
@@ -93,14 +93,15 @@ def variants_markdown(comparison: Comparison) -> str:
         for i, c in enumerate(comparison.columns)
     ]
     rows = [header, ["---"] * len(header)]
+    stages = set(comparison.differing_stages())
     rows += [
-        [f"`{name}`" if "." in name or name.startswith("W_") else name, *cells]
+        [f"`{name}`" if name in stages else name, *cells]
         for name, cells in comparison_rows(comparison)
     ]
     table = "\n".join("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows)
     lines = [f"- {s}" for s in comparison.sentences() or ["no difference in any figure"]]
     notes = [f"- note: {n}" for n in comparison.notes]
-    footer = "\n".join(_footer(comparison))
+    footer = "\n".join(_footer(comparison, ""))
     return f"**{_title(comparison)}**\n\n{table}\n\n{footer}\n\n" + "\n".join(lines + notes) + "\n"
 
 
