@@ -6,6 +6,7 @@ writes it. The Python API gives the commands' answers as objects, for notebooks:
     >>> report.stage("queries.fold").shape
     (10, 4, 20)
     >>> figure = mha_cli.heatmap(valid_lens="3,2")            # a matplotlib Figure
+    >>> figure = mha_cli.diagram(kv_heads=1)                  # the dataflow, shapes on arrows
     >>> mha_cli.explain_reshape("2,1,10", "1,1,2,10").verdict.value
     'folded'
 
@@ -27,6 +28,9 @@ _API = {
     "inspect": "mha_cli.api.inspect",
     "heatmap": "mha_cli.api.heatmap",
     "explain_reshape": "mha_cli.api.reshape",
+    "diagram": "mha_cli.api.diagram",
+    "save_diagram": "mha_cli.api.diagram",
+    "variants": "mha_cli.api.variants",
     "Report": "mha_cli.report",
     "AttentionSpec": "mha_cli.spec.spec",
 }
@@ -34,9 +38,12 @@ _API = {
 __all__ = [*_API, "ExpectationFailed", "MhaError", "__version__"]
 
 if TYPE_CHECKING:  # for type checkers and editors; at run time `__getattr__` imports them
+    from mha_cli.api.diagram import diagram as diagram
+    from mha_cli.api.diagram import save_diagram as save_diagram
     from mha_cli.api.heatmap import heatmap as heatmap
     from mha_cli.api.inspect import inspect as inspect
     from mha_cli.api.reshape import explain_reshape as explain_reshape
+    from mha_cli.api.variants import variants as variants
     from mha_cli.report import Report as Report
     from mha_cli.spec.spec import AttentionSpec as AttentionSpec
 

@@ -23,7 +23,7 @@ WIDE = 150  # columns from which the full table fits without squeezing the code 
 def stage_table(report: RunRecord, width: int | None = None) -> Table:
     wide = width is None or width >= WIDE
     table = Table(
-        title=Text(_title(report)), title_justify="left", show_footer=True, header_style="bold"
+        title=Text(layer_title(report)), title_justify="left", show_footer=True, header_style="bold"
     )
     summary = report.summary
     rows = [_cells(index, stage) for index, stage in enumerate(report.stages)]
@@ -127,7 +127,8 @@ def _values(stage: Stage) -> Text:
     return Text(text, style="dim" if stage.value_range is None else "")
 
 
-def _title(report: RunRecord) -> str:
+def layer_title(report: RunRecord) -> str:
+    """The layer and its sizes, as the table and the diagram title them."""
     spec = report.spec
     return (
         f"{_layer_name(spec)}: batch {spec['batch']}, {spec['queries']} queries, "
