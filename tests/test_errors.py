@@ -166,6 +166,10 @@ CATALOGUE: list[tuple[list[str], int, str]] = [
     (["heatmap", "--out", "{d}/nowhere/grid.png"], 2, "does not exist"),
     (["heatmap", "--device", "meta"], 2, "heatmaps need computed weights"),
     (["heatmap", "--dpi", "0"], 2, "--dpi"),
+    (["compare", "--device", "meta"], 2, "--device meta computes none; use --device cpu"),
+    (["compare", "--train", "--dropout", "0.1"], 2, "drop --train (compare runs in eval mode)"),
+    (["compare", "--heads", "7"], 2, "num_hiddens (100) is not divisible by heads (7)"),
+    (["compare", "--weights", "{d}/garbage.pt"], 2, "--weights"),
     # reshapes
     (
         ["reshape", "--shape", "2,1,10", "--to", "1,1,3,10"],

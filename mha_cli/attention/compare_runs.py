@@ -16,12 +16,11 @@ from dataclasses import replace
 import torch
 from torch.nn import functional as F
 
-from mha_cli.attention import compare_notes, torch_mapping
+from mha_cli.attention import compare_notes, sdpa_runs, torch_mapping
 from mha_cli.attention.differences import compare_stages, reference_stages
 from mha_cli.attention.masked_rows import fully_masked_rows, row_keeps
 from mha_cli.attention.masking import positional_mask
 from mha_cli.attention.run import run_attention
-from mha_cli.attention.sdpa_runs import has_enable_gqa, run_backends
 from mha_cli.attention.tolerance import tolerance
 from mha_cli.comparison import ComparisonRecord, ImplementationResult
 from mha_cli.errors import MhaError
@@ -148,7 +147,7 @@ def torch_runs(
             (ImplementationResult("torch_mha", "nn.MultiheadAttention", "", False, why), None),
             (ImplementationResult("sdpa", "scaled_dot_product_attention", "", False, why), None),
         ]
-    return [*torch_mha_runs(spec, report, mapping), *sdpa_runs(spec, report)]
+    return [*torch_mha_runs(spec, report, mapping), *sdpa_backend_runs(spec, report)]
 
 
 def torch_mha_runs(
@@ -215,7 +214,7 @@ def sdpa_inputs(
     return t[names[0]], t[names[1]], t[names[2]], ", ".join(names)
 
 
-def sdpa_runs(spec: AttentionSpec, report: Report) -> list[Run]:
+def sdpa_backend_runs(spec: AttentionSpec, report: Report) -> list[Run]:
     queries, keys, values, names = sdpa_inputs(spec, report)  # (b, h, q, d), (b, g, k, d), ...
     device = queries.device
     mask = positional_mask(
@@ -226,13 +225,13 @@ def sdpa_runs(spec: AttentionSpec, report: Report) -> list[Run]:
     how = (
         f"scaled_dot_product_attention on d2l's own heads ({names}), "
         + ("no mask" if attend is None else "attn_mask = not masked (True = attend)")
-        + (", enable_gqa=True" if gqa and has_enable_gqa() else "")
-        + (", key-value heads repeated" if gqa and not has_enable_gqa() else "")
+        + (", enable_gqa=True" if gqa and sdpa_runs.has_enable_gqa() else "")
+        + (", key-value heads repeated" if gqa and not sdpa_runs.has_enable_gqa() else "")
         + "; then d2l's transpose_output and W_o"
     )
     w_o = report.parameters["W_o.weight"], report.parameters.get("W_o.bias")
     runs: list[Run] = []
-    for run in run_backends(queries, keys, values, attend):
+    for run in sdpa_runs.run_backends(queries, keys, values, attend):
         result = ImplementationResult(
             f"sdpa_{run.backend}", f"SDPA {run.backend}", how, run.output is not None, run.reason
         )
@@ -256,6 +255,8 @@ def notes(spec: AttentionSpec, report: Report) -> dict[str, list[str]]:
     sections = {
         "not mapped": compare_notes.not_mapped(spec, reasons),
         "masks": compare_notes.masks(spec, how),
-        "other differences": compare_notes.other_differences(spec, blockers, has_enable_gqa()),
+        "other differences": compare_notes.other_differences(
+            spec, blockers, sdpa_runs.has_enable_gqa()
+        ),
     }
     return {heading: lines for heading, lines in sections.items() if lines}
