@@ -230,3 +230,21 @@ def test_python_api_returns_a_comparison_that_prints_as_the_tables():
     text = str(comparison)
     assert "stage (compared as)" in text and "rows with no valid key" in text
     assert json.loads(comparison.to_json())["schema"] == "mha.compare"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--no-bias", "--out-bias", "--heads", "4", "--kv-heads", "2"],
+        ["--bias", "--no-out-bias", "--kv-heads", "1"],
+        ["--bias", "--key-size", "7", "--kv-heads", "1", "--causal", "--window", "2"],
+    ],
+    ids=" ".join,
+)
+def test_partial_biases_and_grouped_heads_map_exactly(cli, args):
+    result = cli("compare", *args, "--format", "json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    mha = next(i for i in document["implementations"] if i["key"] == "torch_mha")
+    assert mha["compared"] and mha["agrees"]
+    assert all(s["difference"] < 1e-6 for s in mha["stages"])

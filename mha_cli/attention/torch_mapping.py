@@ -85,12 +85,16 @@ def torch_mha_state(state: Tensors, spec: AttentionSpec) -> dict[str, torch.Tens
     if uses_bias(spec):
         # A bias d2l's layer lacks is a bias of zeros: Qwen2-style q/k/v biases without one on
         # W_o (or the reverse) map exactly.
-        zeros = state["W_q.weight"].new_zeros(spec.hiddens)  # (E,)
-        biases = [state.get(f"W_{role}.bias") for role in "qkv"]
-        biases = [zeros if b is None else b for b in biases]
+        biases = [_bias_or_zeros(state, role) for role in "qkvo"]  # (E,), (g*d,), (g*d,), (E,)
         mapped["in_proj_bias"] = torch.cat([biases[0], widen(biases[1]), widen(biases[2])])
-        mapped["out_proj.bias"] = state.get("W_o.bias", zeros)
+        mapped["out_proj.bias"] = biases[3]
     return mapped
+
+
+def _bias_or_zeros(state: Tensors, role: str) -> torch.Tensor:
+    weight = state[f"W_{role}.weight"]  # (out_features, in_features)
+    bias = state.get(f"W_{role}.bias")
+    return weight.new_zeros(weight.shape[0]) if bias is None else bias
 
 
 def build_torch_mha(
