@@ -24,7 +24,7 @@ class Comparison(ComparisonRecord):
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         from mha_cli.render.compare.table import compare_renderable
 
-        yield compare_renderable(self)
+        yield compare_renderable(self, width=options.max_width)
 
     def __str__(self) -> str:
         return self.to_text()

@@ -29,9 +29,9 @@ def title(record: ComparisonRecord) -> str:
     spec = record.spec
     layer = "AdditiveAttention" if spec["score"] == "additive" else "MultiHeadAttention"
     return (
-        f"d2l's {layer} against torch's attention: batch {spec['batch']}, queries "
-        f"{spec['queries']}, key-value pairs {spec['kv']}, hiddens {spec['hiddens']}, heads "
-        f"{spec['heads']}; {spec['dtype']} on {spec['device']}, torch {record.torch_version}"
+        f"d2l's {layer} against torch: batch {spec['batch']}, queries {spec['queries']}, "
+        f"kv pairs {spec['kv']}, hiddens {spec['hiddens']}, heads {spec['heads']}; "
+        f"{spec['dtype']} on {spec['device']}, torch {record.torch_version}"
     )
 
 
