@@ -74,7 +74,7 @@ class StageDifference:
 
     stage: str
     difference: float  # largest |implementation - d2l|, both in the run's dtype; NaN: a NaN
-    where: Where  # where that largest difference (or the first NaN) is
+    where: Where  # where that largest difference (or the first NaN) is; any index when 0
     error: float  # largest |implementation - d2l in float64|: what the verdict weighs
     bound: float
     agrees: bool
@@ -82,7 +82,8 @@ class StageDifference:
 
     def to_dict(self) -> dict[str, Any]:
         record = asdict(self)
-        record["where"] = self.where.to_dict()
+        # An exact match has no largest difference to point at.
+        record["where"] = None if self.difference == 0 else self.where.to_dict()
         record["heads_beyond"] = list(self.heads_beyond)
         return record
 

@@ -209,6 +209,9 @@ def test_json_has_a_versioned_schema_and_every_figure(cli):
     ]
     mha = next(i for i in document["implementations"] if i["key"] == "torch_mha")
     assert {"stage", "difference", "where", "error", "bound", "agrees"} <= set(mha["stages"][0])
+    # torch's projection is the same F.linear on the same rows: exact, so no location to show
+    w_q = mha["stages"][0]
+    assert (w_q["stage"], w_q["difference"], w_q["where"]) == ("W_q", 0, None)
     assert len(mha["heads"]) == 5
     assert document["notes"]["masks"]
     assert document["agrees"] is True

@@ -44,7 +44,9 @@ def compare_attention(
     resolved = validate(sources.spec)
     check_comparable(resolved)
     # The files are read once: later runs take their tensors.
-    plain = replace(resolved, weights=None, inputs="randn" if resolved.inputs_file else spec.inputs)
+    plain = replace(
+        resolved, weights=None, inputs="randn" if resolved.inputs_file else resolved.inputs
+    )
     report = run_attention(plain, value_ranges=False, state=sources.state, inputs=sources.inputs)
     golden = run_attention(
         replace(plain, dtype="float64"),
