@@ -1,4 +1,4 @@
-"""Whole-process benchmark of `mha` against its anchors (issue 2 and issue 3, "Speed").
+"""Whole-process benchmark of `mha` against its anchors (issues 2, 3 and 9, "Speed").
 
 Run by hand: `python bench/bench.py [--runs 7 | --quick] [--json FILE]`.
 
@@ -173,7 +173,7 @@ def has_heatmap(mha: str) -> bool:
 
 
 def build_cases(mha: str, tmp: Path) -> list[Case]:
-    """Issue 2's and issue 3's cases, anchors first (the ratios need `import torch`)."""
+    """Issues 2, 3 and 9's cases, anchors first (the ratios need `import torch`)."""
     gqa = ["inspect", "--config", "gqa-long"]
     cases = [
         snippet("import-torch", 'python -c "import torch"', "import torch", []),
@@ -198,6 +198,7 @@ def build_cases(mha: str, tmp: Path) -> list[Case]:
         ),
         cli("presets", "mha presets", mha, ["presets"], "<= 0.15 s, no torch"),
         cli("inspect", "mha inspect (chapter)", mha, ["inspect"], "<= 1.25x"),
+        cli("compare", "mha compare (chapter)", mha, ["compare"], "<= 1.5x mha inspect"),
         cli(
             "gqa-long",
             "mha inspect -c gqa-long (131072 tok)",
@@ -332,6 +333,7 @@ def verdicts(results: dict[str, Result]) -> dict[str, bool]:
         "heads-7": lambda r: r.median <= 1.3 * floor and not r.modules.get("torch", True),
         "presets": lambda r: r.median <= 0.15 and not r.modules.get("torch", True),
         "inspect": lambda r: r.median <= 1.25 * torch_s,
+        "compare": lambda r: r.median <= 1.5 * results["inspect"].median,
         "gqa-long": lambda r: (
             r.median <= 1.5 * torch_s
             and r.peak <= 400
@@ -390,6 +392,9 @@ def notes(results: dict[str, Result]) -> list[str]:
             f"gqa-long at 131072 tokens / at 128 tokens: {ratio:.2f}x "
             f"(target <= 1, {NOISE - 1:.0%} noise allowed)"
         )
+    if results["compare"].seconds and results["inspect"].seconds:
+        ratio = results["compare"].median / results["inspect"].median
+        lines.append(f"compare / inspect on the chapter's example: {ratio:.2f}x (target <= 1.5x)")
     if "heatmap" in results and results["heatmap"].seconds and results["d2l-loop"].seconds:
         ratio = results["d2l-loop"].median / results["heatmap"].median
         lines.append(

@@ -9,6 +9,8 @@ writes it. The Python API gives the commands' answers as objects, for notebooks:
     >>> figure = mha_cli.diagram(kv_heads=1)                  # the dataflow, shapes on arrows
     >>> mha_cli.explain_reshape("2,1,10", "1,1,2,10").verdict.value
     'folded'
+    >>> mha_cli.compare(valid_lens="0,2").agrees                 # d2l against torch's attention
+    True
 
 Each function takes the command line's option names as keyword arguments and raises
 `MhaError` (with the command's one-line message) for a user's mistake.
@@ -31,6 +33,8 @@ _API = {
     "diagram": "mha_cli.api.diagram",
     "save_diagram": "mha_cli.api.diagram",
     "variants": "mha_cli.api.variants",
+    "compare": "mha_cli.api.compare",
+    "Comparison": "mha_cli.compare_report",
     "Report": "mha_cli.report",
     "AttentionSpec": "mha_cli.spec.spec",
 }
@@ -38,12 +42,14 @@ _API = {
 __all__ = [*_API, "ExpectationFailed", "MhaError", "__version__"]
 
 if TYPE_CHECKING:  # for type checkers and editors; at run time `__getattr__` imports them
+    from mha_cli.api.compare import compare as compare
     from mha_cli.api.diagram import diagram as diagram
     from mha_cli.api.diagram import save_diagram as save_diagram
     from mha_cli.api.heatmap import heatmap as heatmap
     from mha_cli.api.inspect import inspect as inspect
     from mha_cli.api.reshape import explain_reshape as explain_reshape
     from mha_cli.api.variants import variants as variants
+    from mha_cli.compare_report import Comparison as Comparison
     from mha_cli.report import Report as Report
     from mha_cli.spec.spec import AttentionSpec as AttentionSpec
 

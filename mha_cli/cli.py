@@ -99,9 +99,9 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _register() -> None:
-    from mha_cli.commands import diagram, heatmap, inspect, presets, reshape, variants
+    from mha_cli.commands import compare, diagram, heatmap, inspect, presets, reshape, variants
 
-    for module in (inspect, heatmap, reshape, diagram, variants, presets):
+    for module in (inspect, heatmap, reshape, compare, diagram, variants, presets):
         module.register(app, user_errors)
 
 

@@ -170,6 +170,10 @@ CATALOGUE: list[tuple[list[str], int, str]] = [
         "heatmaps need computed values, and --device meta computes none; use --device cpu",
     ),
     (["heatmap", "--dpi", "0"], 2, "--dpi"),
+    (["compare", "--device", "meta"], 2, "--device meta computes none; use --device cpu"),
+    (["compare", "--train", "--dropout", "0.1"], 2, "drop --train (compare runs in eval mode)"),
+    (["compare", "--heads", "7"], 2, "num_hiddens (100) is not divisible by heads (7)"),
+    (["compare", "--weights", "{d}/garbage.pt"], 2, "--weights"),
     # reshapes
     (
         ["reshape", "--shape", "2,1,10", "--to", "1,1,3,10"],
