@@ -152,3 +152,11 @@ def test_config_json_as_a_specification(hf_models, cli):
     assert (spec["heads"], spec["kv_heads"], spec["head_dim"], spec["qk_norm"]) == (4, 2, 12, True)
     names = [stage["name"] for stage in document["stages"]]
     assert names.index("queries.norm") < names.index("queries.rope") < names.index("scores")
+
+
+@pytest.mark.parametrize("family", ["bert", "gpt2", "llama", "qwen3", "gptj"])
+def test_compare_on_a_real_models_layer(hf_models, family):
+    """`mha compare` on a checkpoint: the family's formula as mha reads it is the reference, and
+    torch's paths get the same rotated (and normed) queries and keys."""
+    comparison = mha_cli.compare(weights=hf_models[family].folder, layer=1, valid_lens="3,2")
+    assert comparison.agrees, comparison.failure_message()
