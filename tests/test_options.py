@@ -203,3 +203,18 @@ def test_scale_is_one_over_sqrt_head_dim(cli, tmp_path):
     tensors = exported(cli, tmp_path, "--head-dim", "8")
     q, k = tensors["queries.fold"], tensors["keys.fold"]
     torch.testing.assert_close(tensors["scores"], q @ k.transpose(1, 2) / math.sqrt(8))
+
+
+def test_stages_show_only_the_rows_asked_for(cli):
+    result = cli("inspect", "--stages", "W_,scores")
+    assert result.exit_code == 0, result.output
+    rows = [
+        line.split("│")[2].strip() for line in result.stdout.splitlines() if line.count("│") > 5
+    ]
+    shown = [name for name in rows if name and name != "stage"]
+    assert shown == ["W_q", "W_k", "W_v", "scores", "W_o"]
+    assert "showing 5 of 24 stages" in result.stdout
+    markdown = cli("inspect", "--stages", "queries.", "--format", "markdown").stdout
+    assert "`queries.split`" in markdown and "`keys.split`" not in markdown
+    wrong = cli("inspect", "--stages", "quries")
+    assert wrong.exit_code == 2 and "did you mean 'queries'?" in wrong.stderr

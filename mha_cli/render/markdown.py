@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from mha_cli.messages import shape_text
 from mha_cli.records import RunRecord
 from mha_cli.render import numbers
@@ -10,9 +12,12 @@ from mha_cli.render.summary_lines import summary_lines
 _HEADER = ("#", "stage", "d2l code", "shape", "axes", "params", "FLOPs", "bytes", "values")
 
 
-def report_markdown(report: RunRecord) -> str:
+def report_markdown(report: RunRecord, only: Collection[str] | None = None) -> str:
+    """The table (every stage, or those named in `only`), its totals, and the lines below."""
     rows = [_HEADER, tuple("---" for _ in _HEADER)]
     for index, stage in enumerate(report.stages):
+        if only is not None and stage.name not in only:
+            continue
         rows.append(
             (
                 str(index),

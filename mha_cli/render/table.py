@@ -7,6 +7,8 @@ layout that still reads: the d2l code moves under the stage's name, and the valu
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -20,7 +22,10 @@ from mha_cli.render.summary_lines import summary_lines
 WIDE = 150  # columns from which the full table fits without squeezing the code column
 
 
-def stage_table(report: RunRecord, width: int | None = None) -> Table:
+def stage_table(
+    report: RunRecord, width: int | None = None, only: Collection[str] | None = None
+) -> Table:
+    """Every stage, or those named in `only` (each keeps its number in the whole table)."""
     wide = width is None or width >= WIDE
     table = Table(
         title=Text(layer_title(report)), title_justify="left", show_footer=True, header_style="bold"
@@ -31,14 +36,18 @@ def stage_table(report: RunRecord, width: int | None = None) -> Table:
     footers += [numbers.count(summary.total_flops), numbers.size(summary.activation_bytes)]
     if wide:
         _wide_columns(table, footers)
-        for index, stage in enumerate(report.stages):
+        for index, stage in _shown(report, only):
             row = rows[index]
             table.add_row(row[0], Text(stage.name), Text(stage.code), *row[2:], _values(stage))
         return table
     fixed = _narrow_columns(table, footers, rows, width or WIDE)
-    for index, stage in enumerate(report.stages):
+    for index, stage in _shown(report, only):
         table.add_row(rows[index][0], _name_and_code(stage, fixed), *rows[index][2:])
     return table
+
+
+def _shown(report: RunRecord, only: Collection[str] | None) -> list[tuple[int, Stage]]:
+    return [(i, s) for i, s in enumerate(report.stages) if only is None or s.name in only]
 
 
 def _cells(index: int, stage: Stage) -> list[str | Text]:
@@ -93,9 +102,14 @@ def _narrow_columns(
     return code_width
 
 
-def inspect_renderable(report: RunRecord, width: int | None = None) -> RenderableType:
+def inspect_renderable(
+    report: RunRecord, width: int | None = None, only: Collection[str] | None = None
+) -> RenderableType:
     """The table and the lines below it; `width` is the console's, to choose the layout."""
     lines = [Text(line) for line in summary_lines(report)]
+    if only is not None:
+        shown = f"showing {len(only)} of {len(report.stages)} stages (--stages); the totals are "
+        lines.insert(0, Text(shown + "the whole layer's", style="dim"))
     if width is not None and width < WIDE:
         lines.append(
             Text(
@@ -104,7 +118,7 @@ def inspect_renderable(report: RunRecord, width: int | None = None) -> Renderabl
                 style="dim",
             )
         )
-    return Group(stage_table(report, width), *lines)
+    return Group(stage_table(report, width, only), *lines)
 
 
 def _name_and_code(stage: Stage, width: int) -> Text:
