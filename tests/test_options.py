@@ -211,7 +211,7 @@ def test_stages_show_only_the_rows_asked_for(cli):
     rows = [
         line.split("│")[2].strip() for line in result.stdout.splitlines() if line.count("│") > 5
     ]
-    shown = [name for name in rows if name and name != "stage"]
+    shown = [name for name in rows if name and name not in ("stage", "total")]
     assert shown == ["W_q", "W_k", "W_v", "scores", "W_o"]
     assert "showing 5 of 24 stages" in result.stdout
     markdown = cli("inspect", "--stages", "queries.", "--format", "markdown").stdout
