@@ -27,7 +27,9 @@ _API = {
     "inspect": "mha_cli.api.inspect",
     "heatmap": "mha_cli.api.heatmap",
     "explain_reshape": "mha_cli.api.reshape",
+    "trace": "mha_cli.api.trace",
     "Report": "mha_cli.report",
+    "TraceReport": "mha_cli.trace_report",
     "AttentionSpec": "mha_cli.spec.spec",
 }
 
@@ -37,8 +39,10 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time `__getattr__` im
     from mha_cli.api.heatmap import heatmap as heatmap
     from mha_cli.api.inspect import inspect as inspect
     from mha_cli.api.reshape import explain_reshape as explain_reshape
+    from mha_cli.api.trace import trace as trace
     from mha_cli.report import Report as Report
     from mha_cli.spec.spec import AttentionSpec as AttentionSpec
+    from mha_cli.trace_report import TraceReport as TraceReport
 
 
 def __getattr__(name: str) -> Any:
