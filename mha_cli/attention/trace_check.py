@@ -66,9 +66,8 @@ def check_module(
             matches[index] = match_step(value, forms, tol)
     divergence = first_divergence(trace, matches)
 
-    output = _compare(
-        "output", _user_output(trace, golden), ref.output_tensor, golden.output_tensor, tol
-    )
+    mine = _user_output(trace, golden, prepared.sequence_first)
+    output = _compare("output", mine, ref.output_tensor, golden.output_tensor, tol)
     weights = None
     user_weights = _user_weights(trace, attention_step, golden.attention_weights)
     if user_weights is not None:
@@ -146,12 +145,14 @@ def _run(spec: AttentionSpec, state: dict[str, torch.Tensor], inputs: dict[str, 
         ) from None
 
 
-def _user_output(trace: Trace, golden: Report) -> torch.Tensor:
-    """The module's output: what forward returned, or the first tensor of it (nn.MultiheadAttention
-    returns (output, weights))."""
+def _user_output(trace: Trace, golden: Report, sequence_first: bool) -> torch.Tensor:
+    """The module's output (b, q, H): what forward returned, or its first tensor
+    (nn.MultiheadAttention returns (output, weights))."""
     out = trace.output
     if isinstance(out, tuple | list):
         out = next((t for t in out if isinstance(t, torch.Tensor)), None)
+    if sequence_first and isinstance(out, torch.Tensor):
+        out = out.transpose(0, 1)  # (q, b, H) -> (b, q, H)
     expected = tuple(golden.output_tensor.shape)
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__

@@ -18,12 +18,10 @@ import torch
 from mha_cli.attention.tolerance import tolerance
 from mha_cli.attention.trace_axes import RESHAPES
 from mha_cli.attention.trace_match import MASKED, UNSCALED, Form, Match, agree, effective
-from mha_cli.attention.tracing import Trace
+from mha_cli.attention.tracing import SOFTMAXES, Trace
 from mha_cli.report import Report
 from mha_cli.spec.axes import HEAD_DIM, HEADS, HIDDENS
 from mha_cli.spec.spec import AttentionSpec
-
-SOFTMAXES = frozenset({"softmax", "_softmax", "log_softmax"})
 
 
 class _Context:

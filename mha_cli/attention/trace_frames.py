@@ -68,7 +68,8 @@ class SourceFinder:
         return known
 
     def locate(self, frame: FrameType | None, func: Callable[..., Any]) -> tuple[str, str, bool]:
-        """(file:line, the code on that line, whether it is the user's code)."""
+        """(file:line, the code on that line, whether the user's code called the operation
+        itself rather than through a library, as a lazy layer making its weights does)."""
         own_code = getattr(func, "__code__", None)  # F.softmax handing itself to the mode
         caller = None
         while frame is not None:
@@ -77,7 +78,7 @@ class SourceFinder:
                 if caller is None:
                     caller = frame
                 if self.is_user_file(filename):
-                    return (*self._where(frame), True)
+                    return (*self._where(frame), frame is caller)
             frame = frame.f_back
         return (*self._where(caller), False) if caller is not None else ("", "", False)
 

@@ -15,8 +15,7 @@ from torch import nn
 
 from mha_cli.attention.run import _device
 from mha_cli.attention.trace_check import Checked, check_module
-from mha_cli.attention.trace_explain import SOFTMAXES
-from mha_cli.attention.tracing import RecorderBug, Trace, trace_forward
+from mha_cli.attention.tracing import SOFTMAXES, RecorderBug, Trace, trace_forward
 from mha_cli.attention.user_inputs import from_function
 from mha_cli.attention.user_module import Prepared, build_module, seeded, with_spec_inputs
 from mha_cli.errors import MhaError

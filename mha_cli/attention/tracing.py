@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.parameter import UninitializedTensorMixin  # type: ignore[attr-defined]
 from torch.overrides import TorchFunctionMode
 
 from mha_cli.attention.trace_axes import MATMULS, output_axes
@@ -33,6 +34,7 @@ from mha_cli.trace_records import INPUT, Row, TraceGroup, TraceStep
 # Python functions of torch that do a whole attention layer in one call: recorded step by
 # step inside, else `nn.MultiheadAttention` would show as one row.
 SEE_INSIDE = (nn.functional.multi_head_attention_forward,)
+SOFTMAXES = frozenset({"softmax", "_softmax", "log_softmax"})
 
 
 @dataclass
@@ -87,6 +89,8 @@ class _Tape:
     ) -> None:
         name = op_name(func)
         call = (*args, *kwargs.values())
+        if any(isinstance(t, UninitializedTensorMixin) for t in _tensors_in(call)):
+            return  # a lazy layer (the English edition's LazyLinear) making its weights
         if name == "setitem":  # X[mask] = value: the step's result is X itself, changed
             out = args[0]
         outputs = _tensors_of(out)
@@ -94,9 +98,9 @@ class _Tape:
             return  # sizes, dtypes, and a lazy layer initialising its own weights
         parents = [found[0] for t in _tensors_in(call) if (found := self.find(t)) is not None]
         derived = any(p in self.trace.derived for p in parents)
-        location, code, in_user_code = self.sources.locate(frame, func)
-        if not derived and not in_user_code:
-            return  # torch's own housekeeping on weights, not a step of the user's code
+        location, code, called_by_user = self.sources.locate(frame, func)
+        if not derived and not called_by_user:
+            return  # a library's housekeeping on weights, not a step of the user's code
         flops = _flops(name, call, outputs[0])
         for i, tensor in enumerate(outputs):
             label = name if len(outputs) == 1 else f"{name}[{i}]"
@@ -149,7 +153,8 @@ class _Tape:
         self.trace.parents[index] = parents
         if derived:
             self.trace.derived.add(index)
-        if self.keep_values and computed:
+        # Softmax outputs are kept always: they are the attention weights heatmaps draw.
+        if computed and (self.keep_values or name in SOFTMAXES):
             self.trace.values[index] = tensor.detach().clone()
         self.seen[id(tensor)] = (weakref.ref(tensor), index, axes)
 
@@ -186,9 +191,9 @@ class _Mode(TorchFunctionMode):
         Its body starts by handing itself to the active mode (`has_torch_function(...)`);
         for that one check, the module's name answers False, and the body runs here.
         """
-        module = sys.modules[func.__module__]
+        module: Any = sys.modules[func.__module__]
         original = module.has_torch_function
-        asked = []
+        asked: list[bool] = []
 
         def first_time_false(operands: Any) -> bool:
             if not asked:

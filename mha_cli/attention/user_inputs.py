@@ -39,7 +39,8 @@ def from_function(target: Target, spec: AttentionSpec, device: torch.device) -> 
     for name, value in bound.items():
         if isinstance(value, torch.Tensor):
             inputs.append((name, value, _axes(name, value, roles, sizes)))
-    return Prepared(module, tuple(args), dict(kwargs), inputs, roles, run)
+    sequence_first = isinstance(module, nn.MultiheadAttention) and not module.batch_first
+    return Prepared(module, tuple(args), dict(kwargs), inputs, roles, run, [], sequence_first)
 
 
 def _unpack(target: Target, result: Any) -> tuple[nn.Module, tuple[Any, ...], dict[str, Any]]:
@@ -73,7 +74,8 @@ def _roles(module: nn.Module, bound: dict[str, Any]) -> dict[str, torch.Tensor |
     if isinstance(module, nn.MultiheadAttention):
         q, k, v = (bound.get(n) for n in ("query", "key", "value"))
         if not module.batch_first and all(isinstance(t, torch.Tensor) for t in (q, k, v)):
-            q, k, v = (t.transpose(0, 1) for t in (q, k, v))  # (L, N, E) -> (N, L, E)
+            # (L, N, E) -> (N, L, E): sequence first, as torch's default is
+            q, k, v = (t.transpose(0, 1) for t in (q, k, v))  # type: ignore[union-attr]
         return {
             "queries": q,
             "keys": k,

@@ -44,6 +44,7 @@ class Prepared:
     roles: dict[str, torch.Tensor | None]  # queries, keys, values, valid_lens for the reference
     spec: AttentionSpec  # the sizes as the module really ran
     notes: list[str] = field(default_factory=list)
+    sequence_first: bool = False  # nn.MultiheadAttention(batch_first=False): output (q, b, H)
 
 
 def constructor_values(spec: AttentionSpec) -> dict[str, Any]:
@@ -139,8 +140,8 @@ def with_spec_inputs(
         ]
         if lens is not None and len(names) >= 4:
             inputs.append((names[3], lens, lens_axes(lens)))
-        roles = {"queries": queries, "keys": keys, "values": values}
-        roles["valid_lens"] = lens if len(names) >= 4 else None
+        roles: dict[str, torch.Tensor | None] = {"queries": queries, "keys": keys}
+        roles |= {"values": values, "valid_lens": lens if len(names) >= 4 else None}
         run = spec if len(names) >= 4 else replace(spec, valid_lens=None)
         return Prepared(module, tuple(args), {}, inputs, roles, run)
     if len(names) >= 1:
@@ -210,15 +211,16 @@ def _torch_call(
         kwargs["key_padding_mask"] = padding
         inputs.append(("key_padding_mask", padding, [Axis(ax.BATCH), Axis(ax.KV_PAIRS)]))
     per_query = lens if lens is not None and lens.dim() == 2 else None
-    if per_query is not None or spec.causal:
-        mask = positional_mask(per_query, q, k, spec.causal, device, spec.window)  # (b|1, q, k)
-        if mask is not None and mask.shape[0] == 1:
-            mask = mask[0]  # (q, k): the same for every example and head
-            axes = [Axis(ax.QUERIES), Axis(ax.KV_PAIRS)]
-        elif mask is not None:
-            mask = mask.repeat_interleave(module.num_heads, dim=0)  # ((b h), q, k)
-            axes = [Axis(ax.BATCH_HEADS), Axis(ax.QUERIES), Axis(ax.KV_PAIRS)]
+    mask = positional_mask(per_query, q, k, spec.causal, device, spec.window)  # (b|1, q, k)
+    if mask is not None and mask.shape[0] == 1:
+        mask = mask[0]  # (q, k): the same for every example and head
+        axes = [Axis(ax.QUERIES), Axis(ax.KV_PAIRS)]
+    elif mask is not None:
+        mask = mask.repeat_interleave(module.num_heads, dim=0)  # ((b h), q, k)
+        axes = [Axis(ax.BATCH_HEADS), Axis(ax.QUERIES), Axis(ax.KV_PAIRS)]
+    if mask is not None:
         kwargs["attn_mask"] = mask
         inputs.append(("attn_mask", mask, axes))
-    roles = {"queries": queries, "keys": keys, "values": values, "valid_lens": lens}
+    roles: dict[str, torch.Tensor | None] = {"queries": queries, "keys": keys}
+    roles |= {"values": values, "valid_lens": lens}
     return Prepared(module, (queries, keys, values), kwargs, inputs, roles, spec)

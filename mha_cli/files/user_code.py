@@ -121,11 +121,12 @@ def user_code(
 ) -> Iterator[None]:
     """Run the user's code; an exception it raises becomes one line naming their line.
     `not_theirs`: exceptions of mha's own code running inside theirs (a recorder's bug)."""
+    passed: tuple[type[BaseException], ...] = (MhaError, KeyboardInterrupt, *not_theirs)
     try:
         yield
-    except (MhaError, KeyboardInterrupt, *not_theirs):
-        raise
     except Exception as error:
+        if isinstance(error, passed):
+            raise
         raise UserCodeError(describe(error, target, roots)) from error
 
 
