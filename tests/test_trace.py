@@ -123,8 +123,10 @@ def test_table_says_where_it_stops_matching_and_why(cli):
     assert result.exit_code == 1
     out = " ".join(result.stdout.split())
     assert "check: your module DIFFERS from the reference" in out
-    assert "attention weights (2, 5, 4, 6)" in out
-    assert "differ in example 0 (heads 1, 3), example 1 (heads 1, 3)" in out
+    assert (
+        "attention weights (2, 5, 4, 6) differ in example 0 (heads 1, 3), example 1 (heads 1, 3)"
+        in out
+    )
     assert "first step that stops matching: #16 repeat at repeat_lens.py" in out
     assert "✗ first to differ" in out and "why: valid_lens repeated as [3, 2, 3, 2, ...]" in out
 

@@ -211,7 +211,7 @@ def _errors(mine: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
 def _describe(spec: AttentionSpec) -> str:
     layer = "d2l's AdditiveAttention" if spec.score == "additive" else "d2l's MultiHeadAttention"
     return (
-        f"{layer} as mha runs it (attention/layer.py), with the module's weights and inputs: "
+        f"{layer} as mha builds it, with your module's weights and inputs: "
         f"{spec.heads} head{'s' if spec.heads > 1 else ''}, valid_lens "
         f"{list(spec.valid_lens) if spec.valid_lens is not None else 'none'}"
         + (", causal" if spec.causal else "")

@@ -58,14 +58,16 @@ def check_lines(record: TraceRecord, check: CheckResult) -> list[str]:
 
 
 def _comparison(c: Comparison) -> str:
-    head = (
-        f"{c.what} {shape_text(c.shape)}: largest difference {c.error:.3g} (allowed {c.bound:.3g})"
-    )
+    """`attention weights (2, 5, 4, 6) match: largest difference ...`, or where they differ."""
+    difference = f"largest difference {c.error:.3g}"
     if c.agrees:
-        return f"{head}: match"
-    where = _differing(c)
+        return f"{c.what} {shape_text(c.shape)} match: {difference} (allowed {c.bound:.3g})"
     worst = ", ".join(f"{axis} {i}" for axis, i in zip(_AXES[c.what], c.worst, strict=False))
-    return f"{head} at {worst}: differ{'s' if c.what == 'output' else ''} in {where}"
+    verb = "differs" if c.what == "output" else "differ"
+    return (
+        f"{c.what} {shape_text(c.shape)} {verb} in {_differing(c)}: {difference} at {worst} "
+        f"(allowed {c.bound:.3g})"
+    )
 
 
 _AXES = {

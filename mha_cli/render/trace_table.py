@@ -26,7 +26,8 @@ def trace_table(record: TraceRecord, width: int | None = None) -> Table:
     checked = record.check is not None
     summary = record.summary
     title = Text(_title(record))
-    table = Table(title=title, title_justify="left", show_footer=True, header_style="bold")
+    # The totals are the figures' (FLOPs, bytes): --check shows the reference column instead.
+    table = Table(title=title, title_justify="left", show_footer=not checked, header_style="bold")
     if not wide:
         table.box, table.pad_edge, table.collapse_padding = box.SIMPLE_HEAD, False, True
     table.add_column("#", justify="right", footer="")
@@ -34,9 +35,9 @@ def trace_table(record: TraceRecord, width: int | None = None) -> Table:
         table.add_column("step", footer="total", no_wrap=True)
         table.add_column("source (your code)", overflow="fold", ratio=1, min_width=30)
     else:
-        table.add_column("step / source", footer="total", overflow="fold", min_width=14)
+        table.add_column("step / source", footer="total", overflow="fold", min_width=24, ratio=1)
     table.add_column("shape", no_wrap=True)
-    table.add_column("axes", min_width=10, max_width=36)
+    table.add_column("axes", min_width=10, max_width=36 if wide else 20)
     # With --check, the reference column takes the place of the figures (shown without it).
     if wide and not checked:
         table.add_column("FLOPs", justify="right", footer=numbers.count(summary.total_flops))
@@ -45,7 +46,7 @@ def trace_table(record: TraceRecord, width: int | None = None) -> Table:
     if wide and not checked:
         table.add_column("values", justify="right", no_wrap=True)
     if checked:
-        table.add_column("= reference", max_width=32)
+        table.add_column("= reference", max_width=32 if wide else 18)
     for row in record.rows:
         if isinstance(row, TraceGroup):
             table.add_row(*_group_cells(row, wide, checked))

@@ -5,4 +5,4 @@ from chapter import MultiHeadAttention as Chapter
 
 class MultiHeadAttention(Chapter):
     def repeat_lens(self, valid_lens):
-        return valid_lens.repeat(self.num_heads)  # [3, 2] -> [3, 2, 3, 2, ...]
+        return valid_lens.repeat(self.num_heads)
