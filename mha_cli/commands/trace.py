@@ -15,6 +15,7 @@ TARGET = Annotated[
     typer.Argument(
         help="your attention code: FILE.py:NAME or package.module:NAME; NAME is an nn.Module "
         "class (built with the sizes below) or a function returning (module, args[, kwargs])",
+        metavar="FILE.py:NAME",
         show_default=False,
     ),
 ]

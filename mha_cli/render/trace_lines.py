@@ -60,10 +60,12 @@ def check_lines(record: TraceRecord, check: CheckResult) -> list[str]:
 def _comparison(c: Comparison) -> str:
     """`attention weights (2, 5, 4, 6) match: largest difference ...`, or where they differ."""
     difference = f"largest difference {c.error:.3g}"
+    singular = c.what == "output"
     if c.agrees:
-        return f"{c.what} {shape_text(c.shape)} match: {difference} (allowed {c.bound:.3g})"
+        verb = "matches" if singular else "match"
+        return f"{c.what} {shape_text(c.shape)} {verb}: {difference} (allowed {c.bound:.3g})"
     worst = ", ".join(f"{axis} {i}" for axis, i in zip(_AXES[c.what], c.worst, strict=False))
-    verb = "differs" if c.what == "output" else "differ"
+    verb = "differs" if singular else "differ"
     return (
         f"{c.what} {shape_text(c.shape)} {verb} in {_differing(c)}: {difference} at {worst} "
         f"(allowed {c.bound:.3g})"
