@@ -25,7 +25,8 @@ from torch import nn
 from torch.nn.parameter import UninitializedTensorMixin  # type: ignore[attr-defined]
 from torch.overrides import TorchFunctionMode
 
-from mha_cli.attention.trace_axes import MATMULS, output_axes
+from mha_cli.attention.trace_axes import output_axes
+from mha_cli.attention.trace_figures import flops_of, tensors_in, value_range
 from mha_cli.attention.trace_frames import SourceFinder
 from mha_cli.records import Stage
 from mha_cli.spec.axis_guess import Axis, AxisSizes
@@ -89,19 +90,19 @@ class _Tape:
     ) -> None:
         name = op_name(func)
         call = (*args, *kwargs.values())
-        if any(isinstance(t, UninitializedTensorMixin) for t in _tensors_in(call)):
+        if any(isinstance(t, UninitializedTensorMixin) for t in tensors_in(call)):
             return  # a lazy layer (the English edition's LazyLinear) making its weights
         if name == "setitem":  # X[mask] = value: the step's result is X itself, changed
             out = args[0]
         outputs = _tensors_of(out)
         if not outputs or all(isinstance(t, nn.Parameter) for t in outputs):
             return  # sizes, dtypes, and a lazy layer initialising its own weights
-        parents = [found[0] for t in _tensors_in(call) if (found := self.find(t)) is not None]
+        parents = [found[0] for t in tensors_in(call) if (found := self.find(t)) is not None]
         derived = any(p in self.trace.derived for p in parents)
         location, code, called_by_user = self.sources.locate(frame, func)
         if not derived and not called_by_user:
             return  # a library's housekeeping on weights, not a step of the user's code
-        flops = _flops(name, call, outputs[0])
+        flops = flops_of(name, call, outputs[0])
         for i, tensor in enumerate(outputs):
             label = name if len(outputs) == 1 else f"{name}[{i}]"
             axes = output_axes(name, call, tensor, self.axes_of, self.sizes)
@@ -138,7 +139,7 @@ class _Tape:
             bytes=tensor.numel() * tensor.element_size(),
             view=view,
             dtype=str(tensor.dtype).removeprefix("torch."),
-            value_range=_value_range(tensor) if computed else None,
+            value_range=value_range(tensor) if computed else None,
         )
         step = TraceStep(
             index,
@@ -259,52 +260,3 @@ def _tensors_of(out: Any) -> list[torch.Tensor]:
     if isinstance(out, list | tuple):
         return [t for t in out if isinstance(t, torch.Tensor)]
     return []
-
-
-def _tensors_in(values: Sequence[Any]) -> Iterator[torch.Tensor]:
-    for value in values:
-        if isinstance(value, torch.Tensor):
-            yield value
-        elif isinstance(value, list | tuple):
-            yield from _tensors_in(value)
-
-
-def _flops(name: str, call: Sequence[Any], out: torch.Tensor) -> int:
-    """Matmuls only, a multiply-add counted as 2 (torch.utils.flop_counter's convention)."""
-    if name == "einsum":
-        return _einsum_flops(call)
-    if name not in MATMULS:
-        return 0
-    tensors = [t for t in call if isinstance(t, torch.Tensor)]
-    operand = tensors[1] if name == "baddbmm" and len(tensors) > 1 else tensors[0]
-    inner = operand.shape[-1] if operand.dim() else 1
-    return 2 * out.numel() * int(inner)
-
-
-def _einsum_flops(call: Sequence[Any]) -> int:
-    """Two operands: 2 x the product of every index's size (each output element sums over the
-    contracted ones). Other forms are not counted."""
-    equation = next((a for a in call if isinstance(a, str)), None)
-    operands = list(_tensors_in(call))
-    if equation is None or len(operands) != 2:
-        return 0
-    inputs = equation.replace(" ", "").split("->")[0].split(",")
-    sizes: dict[str, int] = {}
-    for letters, operand in zip(inputs, operands, strict=False):
-        if "." in letters or len(letters) != operand.dim():
-            return 0
-        sizes.update(zip(letters, (int(s) for s in operand.shape), strict=True))
-    total = 2
-    for size in sizes.values():
-        total *= size
-    return total
-
-
-def _value_range(tensor: torch.Tensor) -> tuple[float, float] | None:
-    if tensor.numel() == 0 or tensor.is_complex():
-        return None
-    values = tensor.detach()
-    if values.dtype == torch.bool:
-        values = values.to(torch.uint8)
-    low, high = torch.aminmax(values)
-    return float(low), float(high)
