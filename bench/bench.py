@@ -39,6 +39,7 @@ PROBED = {"torch": "torch", "torch._dynamo": "dynamo", "sympy": "sympy", "matplo
 NOISE = 1.05  # "no slower than at 128 tokens" allows 5 % of run-to-run noise
 BENCH = Path(__file__).resolve().parent
 TESTS = BENCH.parent / "tests"
+D2L_TARGET = f"{TESTS / 'd2l_reference.py'}:MultiHeadAttention"  # issue 12: mha trace
 TABLE_WIDTH = 200  # wide enough that no column is cut; the table keeps its natural width
 HEATMAP_GRID = ("12", "12", "128")  # examples, heads, queries = keys
 D2L_FIGSIZE = "20"  # inches, square: about the size of mha's grid image at dpi 100
@@ -200,6 +201,13 @@ def build_cases(mha: str, tmp: Path) -> list[Case]:
         cli("inspect", "mha inspect (chapter)", mha, ["inspect"], "<= 1.25x"),
         cli("compare", "mha compare (chapter)", mha, ["compare"], "<= 1.5x mha inspect"),
         cli(
+            "trace",
+            "mha trace d2l's layer (chapter)",
+            mha,
+            ["trace", D2L_TARGET],
+            "<= 1.3x inspect",
+        ),
+        cli(
             "gqa-long",
             "mha inspect -c gqa-long (131072 tok)",
             mha,
@@ -334,6 +342,7 @@ def verdicts(results: dict[str, Result]) -> dict[str, bool]:
         "presets": lambda r: r.median <= 0.15 and not r.modules.get("torch", True),
         "inspect": lambda r: r.median <= 1.25 * torch_s,
         "compare": lambda r: r.median <= 1.5 * results["inspect"].median,
+        "trace": lambda r: r.median <= 1.3 * results["inspect"].median,
         "gqa-long": lambda r: (
             r.median <= 1.5 * torch_s
             and r.peak <= 400
@@ -395,6 +404,11 @@ def notes(results: dict[str, Result]) -> list[str]:
     if results["compare"].seconds and results["inspect"].seconds:
         ratio = results["compare"].median / results["inspect"].median
         lines.append(f"compare / inspect on the chapter's example: {ratio:.2f}x (target <= 1.5x)")
+    if "trace" in results and results["trace"].seconds and results["inspect"].seconds:
+        ratio = results["trace"].median / results["inspect"].median
+        lines.append(
+            f"trace / inspect, the chapter's example (whole processes): {ratio:.2f}x (<= 1.3)"
+        )
     if "heatmap" in results and results["heatmap"].seconds and results["d2l-loop"].seconds:
         ratio = results["d2l-loop"].median / results["heatmap"].median
         lines.append(

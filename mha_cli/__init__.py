@@ -35,7 +35,9 @@ _API = {
     "variants": "mha_cli.api.variants",
     "compare": "mha_cli.api.compare",
     "Comparison": "mha_cli.compare_report",
+    "trace": "mha_cli.api.trace",
     "Report": "mha_cli.report",
+    "TraceReport": "mha_cli.trace_report",
     "AttentionSpec": "mha_cli.spec.spec",
 }
 
@@ -48,10 +50,12 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time `__getattr__` im
     from mha_cli.api.heatmap import heatmap as heatmap
     from mha_cli.api.inspect import inspect as inspect
     from mha_cli.api.reshape import explain_reshape as explain_reshape
+    from mha_cli.api.trace import trace as trace
     from mha_cli.api.variants import variants as variants
     from mha_cli.compare_report import Comparison as Comparison
     from mha_cli.report import Report as Report
     from mha_cli.spec.spec import AttentionSpec as AttentionSpec
+    from mha_cli.trace_report import TraceReport as TraceReport
 
 
 def __getattr__(name: str) -> Any:

@@ -99,9 +99,19 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _register() -> None:
-    from mha_cli.commands import compare, diagram, heatmap, inspect, presets, reshape, variants
+    from mha_cli.commands import (
+        compare,
+        diagram,
+        heatmap,
+        inspect,
+        presets,
+        reshape,
+        trace,
+        variants,
+    )
 
-    for module in (inspect, heatmap, reshape, compare, diagram, variants, presets):
+    commands = (inspect, heatmap, reshape, compare, trace, diagram, variants, presets)
+    for module in commands:
         module.register(app, user_errors)
 
 

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
     from mha_cli.render.heatmap.data import HeatmapData
     from mha_cli.report import Report
+    from mha_cli.trace_report import TraceReport
 
 
 def heatmap_data(report: Report) -> HeatmapData:
@@ -31,6 +32,28 @@ def heatmap_data(report: Report) -> HeatmapData:
     else:
         masked = report.mask.detach().cpu().numpy()  # (b, h, q, k)
     return HeatmapData(weights=weights, masked=masked, title=_title(report.spec))
+
+
+def traced_heatmap_data(report: TraceReport) -> HeatmapData:
+    """A traced module's own attention weights (the softmax it recorded), (b, h, q, k). A key
+    is drawn as masked where the module gave it exactly 0, as a masked softmax does."""
+    from mha_cli.render.heatmap.data import HeatmapData
+
+    if report.attention_weights is None:
+        reason = (
+            "the meta device computes none; use --device cpu"
+            if not report.summary.computed
+            else f"no softmax over the keys was recorded in {report.summary.module}"
+        )
+        raise MhaError(f"--module {report.target}: no attention weights to draw: {reason}")
+    weights = report.attention_weights.detach().float().cpu().numpy()  # (b, h, q, k)
+    spec, heads = report.spec, weights.shape[1]
+    lens = spec["valid_lens"] if spec["valid_lens"] is not None else "none"
+    title = (
+        f"attention weights of {report.summary.module} ({report.target}), {heads} "
+        f"head{'s' if heads > 1 else ''}, valid_lens {lens}, inputs {spec['inputs']}"
+    )
+    return HeatmapData(weights=weights, masked=weights == 0, title=title)
 
 
 def _title(spec: dict[str, Any]) -> str:

@@ -45,6 +45,15 @@ IMAGE_FORMAT = Annotated[
         show_default=False,
     ),
 ]
+MODULE = Annotated[
+    str | None,
+    typer.Option(
+        "--module",
+        help="draw YOUR module's attention weights instead (FILE.py:NAME or package.module:NAME, "
+        "traced as `mha trace` does; this imports and runs your code)",
+        show_default=False,
+    ),
+]
 EXPORT = Annotated[
     Path | None,
     typer.Option(
@@ -64,6 +73,7 @@ def heatmap(
     terminal: TERMINAL = False,
     image_format: IMAGE_FORMAT = None,
     export: EXPORT = None,
+    module: MODULE = None,
 ) -> None:
     """Run the layer and save its attention weights as a grid: rows are examples, columns heads."""
     from mha_cli.api.heatmap import save_heatmaps
@@ -79,6 +89,7 @@ def heatmap(
             export=export,
             draw=not (terminal and out is None),
             progress=progress,
+            module=module,
             config=options.pop("config"),
             **options,
         )
