@@ -25,16 +25,23 @@ Progress = Callable[[str], None]
 
 
 def heatmap(
-    *, config: Any = None, dpi: int = 100, annotate: bool = False, **options: Any
+    *,
+    config: Any = None,
+    dpi: int = 100,
+    annotate: bool = False,
+    scale: str = "auto",
+    **options: Any,
 ) -> Figure:
     """The attention weights of the layer the options describe, as a matplotlib Figure: rows
-    are batch examples, columns are heads, each panel queries by keys; masked keys hatched."""
+    are batch examples, columns are heads, each panel queries by keys; masked keys hatched.
+    `scale` is the colour scale: linear, log, or auto (log when most weights are tiny)."""
+    check_scale(scale)
     report = run(config, options, value_ranges=False)
     load_heavy("matplotlib.figure", "mha_cli.render.heatmap.image")
     from mha_cli.attention.plot_data import heatmap_data
     from mha_cli.render.heatmap.image import grid_figure
 
-    return grid_figure(heatmap_data(report), dpi=dpi, annotate=annotate)
+    return grid_figure(heatmap_data(report), dpi=dpi, annotate=annotate, scale=scale)
 
 
 @dataclass
@@ -53,6 +60,7 @@ def save_heatmaps(
     image_format: str | None = None,
     dpi: int = 100,
     annotate: bool = False,
+    scale: str = "auto",
     export: str | os.PathLike[str] | None = None,
     draw: bool = True,
     progress: Progress | None = None,
@@ -65,6 +73,7 @@ def save_heatmaps(
     ending in '/', created when missing). `draw=False` runs without
     writing images (for a terminal-only look).
     """
+    check_scale(scale)
     target = _target(out, per_head, image_format) if draw else None
     report = run(config, options, export=export, value_ranges=False)
     load_heavy("matplotlib.figure", "mha_cli.render.heatmap.image")
@@ -78,14 +87,25 @@ def save_heatmaps(
     path, fmt = target
     if per_head:
         files.written = image.render_per_head(
-            data, path, fmt=fmt, dpi=dpi, annotate=annotate, progress=progress
+            data, path, fmt=fmt, dpi=dpi, annotate=annotate, scale=scale, progress=progress
         )
     else:
         _make_parent(path)  # a folder --out is created; a file's folder was checked to exist
         files.written = [
-            image.render_grid(data, path, dpi=dpi, annotate=annotate, progress=progress)
+            image.render_grid(
+                data, path, dpi=dpi, annotate=annotate, scale=scale, progress=progress
+            )
         ]
     return files
+
+
+def check_scale(scale: str) -> str:
+    """`auto`, `linear` or `log`, checked before the run."""
+    from mha_cli.render.heatmap.data import SCALES
+
+    if scale not in SCALES:
+        raise MhaError(f"--scale {scale!r} is not one of {', '.join(SCALES)}")
+    return scale
 
 
 def _target(
