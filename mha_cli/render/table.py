@@ -1,8 +1,9 @@
 """The stage table and its summary as a rich renderable. Builds; never prints.
 
 Wide consoles (a pipe or CI log gets 160 columns) show every column. A narrow terminal gets a
-layout that still reads: the d2l code moves under the stage's name, and the value ranges
-(the least needed column) are left to `--format markdown`/`json`.
+layout that still reads: the d2l code moves under the stage's name, the axes under the shape
+(so the code keeps a column wide enough for a line of code at 80 columns), and the value
+ranges (the least needed column) are left to `--format markdown`/`json`.
 """
 
 from __future__ import annotations
@@ -34,8 +35,11 @@ def stage_table(report: RunRecord, width: int | None = None) -> Table:
         table.add_column("d2l code", style="cyan", overflow="fold")
     else:
         table.add_column("stage / d2l code", footer="total", overflow="fold", min_width=14)
-    table.add_column("shape", no_wrap=True)
-    table.add_column("axes", min_width=10)
+    if wide:
+        table.add_column("shape", no_wrap=True)
+        table.add_column("axes", min_width=10)
+    else:
+        table.add_column("shape / axes", min_width=13)
     table.add_column("params", justify="right", footer=numbers.count(summary.total_params))
     table.add_column("FLOPs", justify="right", footer=numbers.count(summary.total_flops))
     table.add_column("bytes", justify="right", footer=numbers.size(summary.activation_bytes))
@@ -47,11 +51,16 @@ def stage_table(report: RunRecord, width: int | None = None) -> Table:
             if wide
             else [_name_and_code(stage)]
         )
+        axes = Text(", ".join(stage.axes))
+        shape: list[Text | str] = (
+            [shape_text(stage.shape), axes]
+            if wide
+            else [Text.assemble(shape_text(stage.shape), "\n", (axes.plain, "dim"))]
+        )
         cells = [
             str(index),
             *name,
-            shape_text(stage.shape),
-            Text(", ".join(stage.axes)),
+            *shape,
             numbers.count(stage.params),
             numbers.count(stage.flops) if stage.flops else "",
             "view" if stage.view else numbers.size(stage.bytes),
