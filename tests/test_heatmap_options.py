@@ -187,3 +187,14 @@ def test_scale_is_named_on_the_colorbar(cli, tmp_path, options, log):
     words = flat(" ".join(svg_texts(out)))
     assert ("attention weight, log scale" in words) is log
     assert ("One log colour scale" in words) is log
+
+
+def test_the_python_api_takes_the_scale_too():
+    import mha_cli
+    from mha_cli.errors import MhaError
+
+    with pytest.raises(MhaError, match=r"^--scale 'loud' is not one of auto, linear, log$"):
+        mha_cli.heatmap(scale="loud")
+    figure = mha_cli.heatmap(scale="log")
+    labels = [t.get_text() for ax in figure.axes for t in [ax.yaxis.label]]
+    assert any("log scale" in label for label in labels)
