@@ -69,8 +69,8 @@ def _annotate_cells(
     light = scale.fraction(grid.data[rows, cols]) > 0.55
     for row, col, on_light in zip(rows, cols, light, strict=True):
         ax.text(
-            col,
-            row,
+            int(col),
+            int(row),
             f"{float(grid.data[row, col]):.2f}",
             ha="center",
             va="center",
