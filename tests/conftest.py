@@ -41,6 +41,18 @@ def cli(runner: CliRunner):
 
 
 @pytest.fixture
+def cli_columns(runner: CliRunner):
+    """Run `mha ARGS` in-process as in a terminal of `columns` columns (`$COLUMNS`), no colour."""
+    from mha_cli.cli import app
+
+    def invoke(columns: int, *args: str):
+        env = {"COLUMNS": str(columns), "NO_COLOR": "1", "MHA_DEBUG": ""}
+        return runner.invoke(app, list(args), env=env)
+
+    return invoke
+
+
+@pytest.fixture
 def golden(request: pytest.FixtureRequest):
     """Compare text with tests/golden/NAME, or rewrite it with --update-goldens."""
     update = request.config.getoption("--update-goldens")

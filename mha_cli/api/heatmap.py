@@ -30,18 +30,21 @@ def heatmap(
     config: Any = None,
     dpi: int = 100,
     annotate: bool = False,
+    scale: str = "auto",
     module: Any = None,
     **options: Any,
 ) -> Figure:
     """The attention weights of the layer the options describe, as a matplotlib Figure: rows
     are batch examples, columns are heads, each panel queries by keys; masked keys hatched.
 
+    `scale` is the colour scale: linear, log, or auto (log when most weights are tiny).
     `module` ("FILE.py:NAME", or the class or function itself) draws that module's own
     weights instead, traced as `mha_cli.trace` does (this runs its code)."""
+    check_scale(scale)
     _, data = weights_to_draw(config, options, module=module)
     from mha_cli.render.heatmap.image import grid_figure
 
-    return grid_figure(data, dpi=dpi, annotate=annotate)
+    return grid_figure(data, dpi=dpi, annotate=annotate, scale=scale)
 
 
 def weights_to_draw(
@@ -94,6 +97,7 @@ def save_heatmaps(
     image_format: str | None = None,
     dpi: int = 100,
     annotate: bool = False,
+    scale: str = "auto",
     export: str | os.PathLike[str] | None = None,
     draw: bool = True,
     progress: Progress | None = None,
@@ -107,6 +111,7 @@ def save_heatmaps(
     ending in '/', created when missing). `draw=False` runs without
     writing images (for a terminal-only look). `module` draws a traced module's own weights.
     """
+    check_scale(scale)
     target = _target(out, per_head, image_format) if draw else None
     report, data = weights_to_draw(config, options, module=module, export=export)
     from mha_cli.render.heatmap import image
@@ -117,12 +122,14 @@ def save_heatmaps(
     path, fmt = target
     if per_head:
         files.written = image.render_per_head(
-            data, path, fmt=fmt, dpi=dpi, annotate=annotate, progress=progress
+            data, path, fmt=fmt, dpi=dpi, annotate=annotate, scale=scale, progress=progress
         )
     else:
         _make_parent(path)  # a folder --out is created; a file's folder was checked to exist
         files.written = [
-            image.render_grid(data, path, dpi=dpi, annotate=annotate, progress=progress)
+            image.render_grid(
+                data, path, dpi=dpi, annotate=annotate, scale=scale, progress=progress
+            )
         ]
     return files
 
@@ -169,3 +176,12 @@ def _make_parent(path: Path) -> None:
         raise MhaError(
             f"cannot create folder {folder}: {error.strerror}; choose a writable path"
         ) from None
+
+
+def check_scale(scale: str) -> str:
+    """`auto`, `linear` or `log`, checked before the run."""
+    from mha_cli.render.heatmap.data import SCALES
+
+    if scale not in SCALES:
+        raise MhaError(f"--scale {scale!r} is not one of {', '.join(SCALES)}")
+    return scale

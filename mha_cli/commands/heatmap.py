@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -54,6 +55,22 @@ MODULE = Annotated[
         show_default=False,
     ),
 ]
+
+
+class Scale(str, Enum):
+    auto = "auto"
+    linear = "linear"
+    log = "log"
+
+
+SCALE = Annotated[
+    Scale,
+    typer.Option(
+        "--scale",
+        help="colour scale of the weights: linear, log, or auto (log when 90% of the weights "
+        "are under a quarter of the largest, as over hundreds of keys)",
+    ),
+]
 EXPORT = Annotated[
     Path | None,
     typer.Option(
@@ -72,6 +89,7 @@ def heatmap(
     annotate: ANNOTATE = False,
     terminal: TERMINAL = False,
     image_format: IMAGE_FORMAT = None,
+    scale: SCALE = Scale.auto,
     export: EXPORT = None,
     module: MODULE = None,
 ) -> None:
@@ -86,6 +104,7 @@ def heatmap(
             image_format=image_format,
             dpi=dpi,
             annotate=annotate,
+            scale=scale.value,
             export=export,
             draw=not (terminal and out is None),
             progress=progress,
@@ -102,7 +121,7 @@ def heatmap(
 
         console = stdout_console()
         with guarded_stdout():
-            console.print(terminal_grid(files.data, max_width=console.width))
+            console.print(terminal_grid(files.data, max_width=console.width, scale=scale.value))
     if export is not None:
         wrote(export)
     for path in files.written:

@@ -42,7 +42,8 @@ def stage_table(
         return table
     fixed = _narrow_columns(table, footers, rows, width or WIDE)
     for index, stage in _shown(report, only):
-        table.add_row(rows[index][0], _name_and_code(stage, fixed), *rows[index][2:])
+        shape = Text.assemble(str(rows[index][2]), "\n", (", ".join(stage.axes), "dim"))
+        table.add_row(rows[index][0], _name_and_code(stage, fixed), shape, *rows[index][4:])
     return table
 
 
@@ -77,11 +78,11 @@ def _wide_columns(table: Table, footers: list[str]) -> None:
 def _narrow_columns(
     table: Table, footers: list[str], rows: list[list[str | Text]], width: int
 ) -> int:
-    """Columns for a narrow terminal: no vertical rules, the numbers whole, and the room left
-    shared by the stage (with its code under it, pre-wrapped to fit) and the axes, which wrap.
+    """Columns for a narrow terminal: no vertical rules, the axes under the shape, the numbers
+    whole, and the room left to the stage with its code under it, pre-wrapped to fit.
     Returns the width the code is wrapped to."""
     table.box, table.pad_edge, table.collapse_padding = box.SIMPLE_HEAD, False, True
-    headers = ("#", "stage / d2l code", "shape", "axes", "params", "FLOPs", "bytes")
+    headers = ("#", "stage / d2l code", "shape / axes", "", "params", "FLOPs", "bytes")
 
     def widest(column: int) -> int:
         texts = [str(row[column]) for row in rows] + [headers[column], footers[column]]
@@ -89,14 +90,13 @@ def _narrow_columns(
 
     # rich counts a column's width without its padding; between columns the box's blank rule
     # and one space of padding (collapsed), and a blank at each edge: 2 per column in all.
-    exact = {k: widest(k) for k in (0, 2, 4, 5, 6)}
-    left = width - sum(exact.values()) - 2 * len(headers)
-    code_width = max(16, left * 3 // 5)
-    axes_width = max(8, left - code_width)
+    exact = {k: widest(k) for k in (0, 4, 5, 6)}
+    left = width - sum(exact.values()) - 2 * 6  # for the stage/code and the shape/axes
+    shape_width = max(widest(2), min(34, left * 2 // 5))
+    code_width = max(16, left - shape_width)
     table.add_column("#", justify="right", width=exact[0], footer=footers[0])
     table.add_column(headers[1], footer=footers[1], width=code_width)
-    table.add_column("shape", width=exact[2], no_wrap=True)
-    table.add_column("axes", width=axes_width)
+    table.add_column(headers[2], width=shape_width)
     for k in (4, 5, 6):
         table.add_column(headers[k], justify="right", width=exact[k], footer=footers[k])
     return code_width

@@ -17,19 +17,20 @@ from typing import TYPE_CHECKING
 
 from mha_cli.errors import MhaError
 from mha_cli.render.heatmap.data import (
+    ColourScale,
     HeatmapData,
     annotate_allowed,
+    colour_scale,
     compose_grid,
-    shared_vmax,
 )
-from mha_cli.render.heatmap.layout import (
-    colorbar_rect,
-    compute_layout,
+from mha_cli.render.heatmap.decor import (
+    draw_colorbar,
     draw_footer,
     draw_panel_boxes,
-    image_rect,
+    draw_titles,
     label_panels,
 )
+from mha_cli.render.heatmap.layout import colorbar_rect, compute_layout, image_rect
 from mha_cli.render.images import check_format_name, format_of_path, save_figure
 
 if TYPE_CHECKING:
@@ -44,35 +45,37 @@ LARGE_CELLS = 2_000_000  # above this a render takes long enough to report its s
 PER_HEAD_QUIET = 12  # up to this many per-head files are written without progress messages
 
 
-def _rgba(grid: np.ma.MaskedArray, vmax: float) -> np.ndarray:
+def _rgba(grid: np.ma.MaskedArray, scale: ColourScale) -> np.ndarray:
     """Colours, masked cells transparent. Colouring once here, as float32 RGBA, is several
     times cheaper than letting imshow colour (or convert from bytes) a large image."""
     import matplotlib
     import numpy as np
 
-    scaled = np.clip(np.ma.getdata(grid) / vmax, 0.0, 1.0)
-    rgba = matplotlib.colormaps[CMAP](scaled).astype(np.float32)  # (rows, cols, 4)
+    rgba = matplotlib.colormaps[CMAP](scale.fraction(np.ma.getdata(grid))).astype(np.float32)
     # Transparent where masked: the hatched grey box behind each panel shows through, and the
-    # separators show the white background.
+    # separators show the white background.  (rows, cols, 4)
     rgba[np.ma.getmaskarray(grid), 3] = 0.0
     return rgba
 
 
-def _annotate_cells(ax: Axes, grid: np.ma.MaskedArray, vmax: float, cell: float) -> None:
+def _annotate_cells(
+    ax: Axes, grid: np.ma.MaskedArray, scale: ColourScale, cell: float, text: float
+) -> None:
     """The weight, two decimals, in each unmasked cell; dark text on light colours."""
     import numpy as np
 
-    size = min(9.0, cell * 72 * 0.32)
-    for row, col in zip(*np.nonzero(~np.ma.getmaskarray(grid)), strict=True):
-        value = float(grid.data[row, col])
+    size = min(9.0 * text, cell * 72 * 0.32)
+    rows, cols = np.nonzero(~np.ma.getmaskarray(grid))
+    light = scale.fraction(grid.data[rows, cols]) > 0.55
+    for row, col, on_light in zip(rows, cols, light, strict=True):
         ax.text(
-            col,
-            row,
-            f"{value:.2f}",
+            int(col),
+            int(row),
+            f"{float(grid.data[row, col]):.2f}",
             ha="center",
             va="center",
             fontsize=size,
-            color="black" if value / vmax > 0.55 else "white",
+            color="black" if on_light else "white",
             zorder=2,
         )
 
@@ -80,57 +83,50 @@ def _annotate_cells(ax: Axes, grid: np.ma.MaskedArray, vmax: float, cell: float)
 def _figure(
     data: HeatmapData,
     ids: tuple[list[int], list[int]],
-    vmax: float,
+    scale: ColourScale,
     *,
     fmt: str,
     dpi: int,
     annotate: bool,
-    scope: str = "panels",
 ) -> Figure:
     """One Figure, one image Axes, one colorbar; nothing registered with pyplot."""
-    import matplotlib
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
 
-    grid = compose_grid(data)
-    # `scope` is "panels" for the grid, "files" for per-head files (one scale across all files).
-    note = (
-        f"One colour scale, 0 to {vmax:.3g}, is shared by all {scope}, so colours compare "
-        "across heads; d2l's show_heatmaps scales each panel separately under one colorbar."
-    )
-    lay = compute_layout(data, grid.shape, dpi, annotate, note)
+    # A file of one panel shares its scale with the other files, a grid among its panels.
+    lay = compute_layout(data, dpi, annotate, scale.note("files" if data.panel_title else "panels"))
+    grid = compose_grid(data, lay.plan)
     fig = Figure(figsize=(lay.fig_w, lay.fig_h), dpi=dpi)
     ax = fig.add_axes(image_rect(lay))
     whole_pixels = lay.cell * dpi >= 1
     interpolation = "none" if fmt != "png" else ("nearest" if whole_pixels else "antialiased")
-    ax.imshow(_rgba(grid, vmax), interpolation=interpolation, aspect="equal", zorder=1)
+    ax.imshow(_rgba(grid, scale), interpolation=interpolation, aspect="equal", zorder=1)
     for spine in ax.spines.values():
         spine.set_visible(False)
-    draw_panel_boxes(ax, data)
-    label_panels(ax, data, ids, lay.cell)
+    draw_panel_boxes(ax, data, lay)
+    label_panels(ax, data, ids, lay)
     if annotate and annotate_allowed(data):
-        _annotate_cells(ax, grid, vmax, lay.cell)
-    cax = fig.add_axes(colorbar_rect(lay))
-    scale = ScalarMappable(Normalize(0, vmax), matplotlib.colormaps[CMAP])
-    cbar = fig.colorbar(scale, cax=cax)
-    cbar.ax.tick_params(labelsize=8)
-    cbar.set_label(f"attention weight\n(shared by all {scope})", fontsize=9)
-    fig.text(
-        0.5, 1 - 0.1 / lay.fig_h, "\n".join(lay.title_lines), ha="center", va="top", fontsize=12
-    )
+        _annotate_cells(ax, grid, scale, lay.cell, lay.text)
+    draw_colorbar(fig, fig.add_axes(colorbar_rect(lay)), scale, CMAP, lay)
+    draw_titles(fig, lay)
     draw_footer(fig, data, lay)
     return fig
 
 
 def grid_figure(
-    data: HeatmapData, *, dpi: int = 100, annotate: bool = False, fmt: str = "png"
+    data: HeatmapData,
+    *,
+    dpi: int = 100,
+    annotate: bool = False,
+    fmt: str = "png",
+    scale: str = "auto",
 ) -> Figure:
-    """The whole grid, examples down and heads across, as one matplotlib Figure."""
+    """The whole grid, examples down and heads across (wrapped onto more rows when there are
+    many), as one matplotlib Figure; `scale` is auto, linear or log."""
     _check_data(data)
     b, h, _, _ = data.weights.shape
     ids = (list(range(b)), list(range(h)))
-    return _figure(data, ids, shared_vmax(data), fmt=fmt, dpi=dpi, annotate=annotate)
+    colours = colour_scale(data, scale)
+    return _figure(data, ids, colours, fmt=fmt, dpi=dpi, annotate=annotate)
 
 
 def _make_folder(folder: Path) -> None:
@@ -155,6 +151,7 @@ def render_grid(
     *,
     dpi: int = 100,
     annotate: bool = False,
+    scale: str = "auto",
     progress: Progress | None = None,
 ) -> Path:
     """Write the grid (examples down, heads across) to `path`; format from its extension."""
@@ -169,7 +166,7 @@ def render_grid(
     say = progress if progress is not None and slow else None
     if say:
         say(f"drawing {b * h} panels ({data.weights.size:,} cells)")
-    fig = grid_figure(data, dpi=dpi, annotate=annotate, fmt=fmt)
+    fig = grid_figure(data, dpi=dpi, annotate=annotate, fmt=fmt, scale=scale)
     if say:
         say(f"writing {path}")
     save_figure(fig, path, dpi=dpi)
@@ -183,6 +180,7 @@ def render_per_head(
     fmt: str = "png",
     dpi: int = 100,
     annotate: bool = False,
+    scale: str = "auto",
     progress: Progress | None = None,
 ) -> list[Path]:
     """One file per (example, head), `example{b}_head{h}.{fmt}`, all on the same colour scale."""
@@ -191,16 +189,15 @@ def render_per_head(
     _check_data(data)
     _make_folder(folder)
     b, h, _, _ = data.weights.shape
-    vmax = shared_vmax(data)  # the whole batch's scale, so files compare with each other
+    colours = colour_scale(data, scale)  # the whole batch's: files compare with each other
     written: list[Path] = []
     for example in range(b):
         for head in range(h):
             if progress is not None and (b * h > PER_HEAD_QUIET or data.weights.size > LARGE_CELLS):
                 progress(f"writing heatmap {len(written) + 1} of {b * h}")
             one = data.panel(example, head)
-            fig = _figure(
-                one, ([example], [head]), vmax, fmt=fmt, dpi=dpi, annotate=annotate, scope="files"
-            )
+            ids = ([example], [head])
+            fig = _figure(one, ids, colours, fmt=fmt, dpi=dpi, annotate=annotate)
             path = folder / f"example{example}_head{head}.{fmt}"
             save_figure(fig, path, dpi=dpi)
             written.append(path)
