@@ -5,6 +5,7 @@ The README marks each generated part, and this script rewrites what follows the 
 
     <!-- mha: inspect --heads 5 --queries 4 --kv 6 -->     the command's output, as a text block
     <!-- mha-stderr: inspect --expect output=2,4,99 -->   only what it writes on stderr
+    <!-- mha-tail 12: trace FILE.py:NAME --check -->       its last 12 lines, after "..."
     <!-- mha-image: heatmap --out docs/heatmap.png -->    runs it; the image is linked below
     <!-- python -->                                        runs the Python block above the output
 
@@ -28,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 WIDTH = 160  # what a pipe or CI log gets
-MARKER = re.compile(r"^<!-- (mha|mha-stderr|mha-image|python): ?(.*?) -->$")
+MARKER = re.compile(r"^<!-- (mha|mha-stderr|mha-tail \d+|mha-image|python): ?(.*?) -->$")
 END = "<!-- end -->"
 
 
@@ -81,9 +82,12 @@ def run_mha(argument: str, streams: str = "both") -> str:
 
 def render_mha(block: Block) -> list[str]:
     streams = "stderr" if block.kind == "mha-stderr" else "both"
-    output = run_mha(block.argument, streams)
+    lines = run_mha(block.argument, streams).splitlines()
     shown = f"$ mha {block.argument}" + (" > /dev/null" if streams == "stderr" else "")
-    return ["```text", shown, *output.splitlines(), "```"]
+    if block.kind.startswith("mha-tail"):
+        count = int(block.kind.split()[1])
+        lines = ["...", *lines[-count:]] if len(lines) > count else lines
+    return ["```text", shown, *lines, "```"]
 
 
 def render_image(block: Block) -> list[str]:
@@ -122,7 +126,7 @@ def regenerate(text: str, *, images: bool) -> str:
     position = 0
     for block in blocks(lines):
         out.extend(lines[position : block.start + 1])
-        if block.kind in ("mha", "mha-stderr"):
+        if block.kind in ("mha", "mha-stderr") or block.kind.startswith("mha-tail"):
             out.extend(render_mha(block))
         elif block.kind == "python":
             out.extend(render_python(block, lines))
