@@ -8,6 +8,10 @@ writes it. The Python API gives the commands' answers as objects, for notebooks:
     >>> figure = mha_cli.heatmap(valid_lens="3,2")            # a matplotlib Figure
     >>> mha_cli.explain_reshape("2,1,10", "1,1,2,10").verdict.value
     'folded'
+    >>> mha_cli.weights(heads=5).layer.heads[0].qk.effective_rank   # per-head circuits
+    19.16...
+    >>> mha_cli.heads(heads=5).ranking()[0].head                      # could go first
+    4
 
 Each function takes the command line's option names as keyword arguments and raises
 `MhaError` (with the command's one-line message) for a user's mistake.
@@ -27,6 +31,8 @@ _API = {
     "inspect": "mha_cli.api.inspect",
     "heatmap": "mha_cli.api.heatmap",
     "explain_reshape": "mha_cli.api.reshape",
+    "weights": "mha_cli.api.weights",
+    "heads": "mha_cli.api.heads",
     "Report": "mha_cli.report",
     "AttentionSpec": "mha_cli.spec.spec",
 }
@@ -34,9 +40,11 @@ _API = {
 __all__ = [*_API, "ExpectationFailed", "MhaError", "__version__"]
 
 if TYPE_CHECKING:  # for type checkers and editors; at run time `__getattr__` imports them
+    from mha_cli.api.heads import heads as heads
     from mha_cli.api.heatmap import heatmap as heatmap
     from mha_cli.api.inspect import inspect as inspect
     from mha_cli.api.reshape import explain_reshape as explain_reshape
+    from mha_cli.api.weights import weights as weights
     from mha_cli.report import Report as Report
     from mha_cli.spec.spec import AttentionSpec as AttentionSpec
 

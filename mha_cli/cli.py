@@ -99,9 +99,9 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _register() -> None:
-    from mha_cli.commands import heatmap, inspect, presets, reshape
+    from mha_cli.commands import heads, heatmap, inspect, presets, reshape, weights
 
-    for module in (inspect, heatmap, reshape, presets):
+    for module in (inspect, heatmap, reshape, weights, heads, presets):
         module.register(app, user_errors)
 
 

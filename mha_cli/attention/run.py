@@ -47,7 +47,7 @@ def run_attention(
     """
     sources = resolve_sources(spec)
     spec = validate(sources.spec)
-    device = _device(spec.device)
+    device = resolve_device(spec.device)
     check_fits(spec, _free_memory(device))
     dtype = getattr(torch, spec.dtype)
     layer = build_layer(spec, device, dtype, state if state is not None else sources.state)
@@ -84,7 +84,7 @@ def _free_memory(device: torch.device) -> int | None:
     return available_bytes() if device.type == "cpu" else None
 
 
-def _device(name: str) -> torch.device:
+def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise MhaError("--device cuda: no CUDA device is available here; use --device cpu or meta")
     if name == "meta":
