@@ -10,6 +10,10 @@ import d2l_reference as d2l
 import matplotlib.image
 import pytest
 import torch
+from oracles import einsum_attention
+
+import mha_cli
+from mha_cli.attention import ablation
 
 HEADS, HIDDENS, D = 4, 16, 4
 
@@ -296,3 +300,55 @@ def test_grouped_query_heads_keep_their_own_slice(cli):
     assert [h["kv_head"] for h in document["heads"]] == [0, 0, 1, 1]
     assert len({round(h["ablation"], 12) for h in document["heads"]}) == 4
     assert not math.isnan(document["heads"][0]["ablation"])
+
+
+@pytest.mark.parametrize(
+    ("options", "kv_heads", "full"),
+    [({"kv_heads": "2"}, 2, False), ({"value_mode": "full"}, HEADS, True)],
+)
+def test_grouped_query_and_full_values_against_the_einsum_oracle(options, kv_heads, full):
+    """Removing head i = zeroing its columns of W_o (its slice of the concatenation), rerun."""
+    report = mha_cli.heads(heads=HEADS, hiddens=HIDDENS, bias=True, dtype="float64", **options)
+    run_report = mha_cli.inspect(
+        heads=HEADS, hiddens=HIDDENS, bias=True, dtype="float64", **options
+    )
+    state = dict(run_report.parameters)  # the same seeded weights, as inputs to the oracle
+    q, k, v = (run_report.tensors[name] for name in ("queries", "keys", "values"))
+    lens = torch.tensor([3, 2])
+    y, _ = einsum_attention(q, k, v, state, HEADS, kv_heads, lens, False, full_values=full)
+    width = state["W_o.weight"].shape[1] // HEADS
+    for i, head in enumerate(report.heads):
+        cut = dict(state)
+        cut["W_o.weight"] = state["W_o.weight"].clone()
+        cut["W_o.weight"][:, i * width : (i + 1) * width] = 0
+        without_i, _ = einsum_attention(
+            q, k, v, cut, HEADS, kv_heads, lens, False, full_values=full
+        )
+        assert head.ablation == pytest.approx(change(y, without_i), rel=1e-5)  # float64
+
+
+def test_chunked_terms_give_the_same_measures(monkeypatch, files):
+    """Many tokens are processed a few examples at a time; the figures do not depend on it."""
+    _, _, tmp_path = files
+    torch.save({"output": torch.randn(3, 5, HIDDENS)}, tmp_path / "targets.pt")
+    options = {
+        "weights": str(tmp_path / "layer.pt"),
+        "heads": HEADS,
+        "inputs": str(tmp_path / "inputs.pt"),
+        "targets": tmp_path / "targets.pt",
+        "ablation": "mean",
+    }
+    whole = mha_cli.heads(**options)
+    monkeypatch.setattr(ablation, "CHUNK_BYTES", 1)  # one example per chunk
+    chunked = mha_cli.heads(**options)
+    for a, b in zip(whole.heads, chunked.heads, strict=True):
+        assert (a.ablation, a.gradient) == pytest.approx((b.ablation, b.gradient), rel=1e-12)
+    assert [s.head for s in whole.pruning] == [s.head for s in chunked.pruning]
+
+
+def test_python_api_returns_a_report_that_prints_as_the_table():
+    report = mha_cli.heads(heads=3, hiddens=12)
+    assert type(report).__name__ == "HeadsReport"
+    assert "could go first" in str(report)
+    assert json.loads(report.to_json())["schema"] == "mha.heads"
+    assert report.ranking()[0].ablation <= report.ranking()[-1].ablation

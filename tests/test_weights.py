@@ -355,3 +355,15 @@ def test_additive_attention_says_what_applies(cli):
     assert "w_v" in result.stdout
     document = weights_json(cli, "--score", "additive")
     assert document["layers"][0]["heads"] == []
+
+
+def test_python_api_returns_a_report_that_prints_as_the_table(tmp_path):
+    import mha_cli
+
+    report = mha_cli.weights(heads=3, hiddens=12, out=tmp_path / "s.png")
+    assert type(report).__name__ == "WeightsReport"
+    assert len(report.layer.heads) == 3 and (tmp_path / "s.png").exists()
+    assert "W_QK" in str(report) and "| head |" in report.to_markdown()
+    assert mha_cli.weights(layer="all", stat="W_q").stat_grid() == [
+        [h.norms["W_q"] for h in mha_cli.weights().layer.heads]
+    ]

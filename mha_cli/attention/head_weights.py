@@ -65,7 +65,10 @@ def layer_weights(
             )
     if similarity:
         cosines = _similarity(slices, bad)
-    heads = [_head(i, slices, norms, spectra, same[i], bad[i]) for i in range(spec.heads)]
+    summaries = {name: circuits.figures(sigma) for name, sigma in spectra.items()}  # (h,) each
+    heads = [
+        _head(i, slices, norms, spectra, summaries, same[i], bad[i]) for i in range(spec.heads)
+    ]
     all_equal = spec.heads > 1 and all(s == 0 for s in same[1:])
     flags = _layer_flags(state, heads, all_equal)
     shared = {}
@@ -87,7 +90,9 @@ def similarity_flops(slices: HeadSlices) -> int:
 
 
 def _all_finite(state: Mapping[str, torch.Tensor]) -> bool:
-    return all(bool(torch.isfinite(t).all()) for t in state.values())
+    """A sum is NaN or infinite when any term is (or when it overflows, which only sends
+    the layer to the exact per-head count): one pass, no mask as large as the weights."""
+    return all(bool(torch.isfinite(t.sum())) for t in state.values())
 
 
 def _slice_norms(slices: HeadSlices, grams: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -105,16 +110,12 @@ def _slice_norms(slices: HeadSlices, grams: dict[str, torch.Tensor]) -> dict[str
     return norms
 
 
-def _circuit(sigma: torch.Tensor, bad: bool) -> Circuit:
+def _circuit(sigma: list[float], summary: dict[str, float], bad: bool) -> Circuit:
     if bad:
         nan = math.nan
-        return Circuit(tuple(nan for _ in range(sigma.shape[0])), nan, nan, nan)
-    values = circuits.figures(sigma.unsqueeze(0))
+        return Circuit(tuple(nan for _ in sigma), nan, nan, nan)
     return Circuit(
-        tuple(sigma.tolist()),
-        float(values["frobenius"][0]),
-        float(values["stable_rank"][0]),
-        float(values["effective_rank"][0]),
+        tuple(sigma), summary["frobenius"], summary["stable_rank"], summary["effective_rank"]
     )
 
 
@@ -123,6 +124,7 @@ def _head(
     slices: HeadSlices,
     norms: dict[str, torch.Tensor],
     spectra: dict[str, torch.Tensor],
+    summaries: dict[str, dict[str, torch.Tensor]],
     identical_to: int | None,
     non_finite: int,
 ) -> HeadWeights:
@@ -133,13 +135,17 @@ def _head(
         head=i,
         kv_head=int(slices.kv_of_head[i]),
         norms=head_norms,
-        qk=_circuit(spectra["qk"][i], bool(non_finite)),
-        ov=_circuit(spectra["ov"][i], bool(non_finite)),
+        qk=_circuit(spectra["qk"][i].tolist(), _at(summaries["qk"], i), bool(non_finite)),
+        ov=_circuit(spectra["ov"][i].tolist(), _at(summaries["ov"], i), bool(non_finite)),
         zero_slices=zero,
         dead="W_o" in zero or values_zero,
         identical_to=identical_to,
         non_finite=non_finite,
     )
+
+
+def _at(summary: dict[str, torch.Tensor], i: int) -> dict[str, float]:
+    return {name: float(values[i]) for name, values in summary.items()}
 
 
 def _similarity(slices: HeadSlices, bad: list[int]) -> dict[str, list[list[float]]]:

@@ -21,7 +21,10 @@ FULL_MATRIX = 12  # heads up to which the similarity matrix is printed whole
 
 
 def number(x: float, digits: int = 4) -> str:
-    return "nan" if math.isnan(x) else f"{x:#.{digits}g}".rstrip(".")
+    """`digits` significant digits, trailing zeros kept (2.60, 19.0); exactly 0 as `0`."""
+    if math.isnan(x):
+        return "nan"
+    return "0" if x == 0 else f"{x:#.{digits}g}".rstrip(".")
 
 
 def cosine_text(x: float) -> str:
@@ -148,10 +151,16 @@ def layer_lines(layer: LayerWeights) -> list[str]:
 
 
 def _table(header: Sequence[str], rows: list[list[str]], caption: str) -> Table:
-    table = Table(title=Text(caption), title_justify="left", header_style="bold")
+    shown = Text(caption) if caption else None
+    table = Table(title=shown, title_justify="left", header_style="bold")
     for index, name in enumerate(header):
         last = index == len(header) - 1 and name == "flags"
-        table.add_column(Text(name), justify="left" if last else "right", no_wrap=not last)
+        table.add_column(
+            Text(name),
+            justify="left" if last else "right",
+            no_wrap=not last,
+            min_width=22 if last else None,
+        )
     for row in rows:
         table.add_row(*(Text(cell) for cell in row))
     return table
@@ -170,7 +179,7 @@ def _layer_renderables(report: WeightsRecord, layer: LayerWeights) -> list[Rende
     else:
         parts.append(Text(f"layer {layer.layer}: {title(report)}"))
         norms = [[name, number(value)] for name, value in layer.shared_norms.items()]
-        parts.append(_table(["weight", "‖·‖_F"], norms, "norms of the weights"))
+        parts.append(_table(["weight", "‖·‖_F"], norms, ""))
     parts += [Text(line) for line in layer_lines(layer)]
     return parts
 
