@@ -25,10 +25,6 @@ def percent(x: float) -> str:
     return "nan" if math.isnan(x) else f"{100 * x:.3g} %"
 
 
-def number(x: float | None) -> str:
-    return "" if x is None else "nan" if math.isnan(x) else f"{x:.4g}"
-
-
 def title_parts(report: HeadsRecord) -> tuple[str, str]:
     """(the layer, its inputs), for the table's title and the image's."""
     spec = report.spec
@@ -56,7 +52,7 @@ def ranking_rows(report: HeadsRecord) -> tuple[list[str], list[list[str]]]:
     for rank, head in enumerate(report.ranking(), start=1):
         cells = [str(rank), str(head.head), *([str(head.kv_head)] if show_kv else [])]
         cells.append(percent(head.ablation))
-        cells += [number(head.value(m)) for m in report.measures[1:]]
+        cells += [_measure(m, head.value(m)) for m in report.measures[1:]]
         cells += [str(head.pruned_at), percent(change_at[head.pruned_at])]
         rows.append(cells)
     return header, rows
@@ -64,8 +60,19 @@ def ranking_rows(report: HeadsRecord) -> tuple[list[str], list[list[str]]]:
 
 def correlation_rows(report: HeadsRecord) -> tuple[list[str], list[list[str]]]:
     measures = list(report.measures)
-    rows = [[m, *(number(report.correlations[m][other]) for other in measures)] for m in measures]
+    rows = [[m, *(_rho(report.correlations[m][other]) for other in measures)] for m in measures]
     return ["Spearman ρ", *measures], rows
+
+
+def _measure(name: str, value: float) -> str:
+    """Entropy and confidence to 3 decimals; the gradient (any scale) to 3 digits."""
+    if math.isnan(value):
+        return "nan"
+    return f"{value:.3g}" if name == "gradient" else f"{value:.3f}"
+
+
+def _rho(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:+.2f}"
 
 
 def verdict_lines(report: HeadsRecord) -> list[str]:
@@ -76,8 +83,8 @@ def verdict_lines(report: HeadsRecord) -> list[str]:
         f"{percent(first.ablation)} (||y - y_without||_F / ||y||_F); head {ranked[-1].head} "
         f"matters most ({percent(ranked[-1].ablation)})"
     ]
-    curve = ", ".join(f"-{s.head}: {percent(s.change)}" for s in report.pruning)
-    lines.append(f"greedy pruning (head removed: output change so far): {curve}")
+    curve = " → ".join(f"head {s.head}: {percent(s.change)}" for s in report.pruning)
+    lines.append(f"greedy pruning, the output change with each head removed in turn: {curve}")
     half = report.pruning[len(report.pruning) // 2 - 1] if len(report.pruning) > 1 else None
     if half is not None:
         lines.append(
@@ -88,6 +95,8 @@ def verdict_lines(report: HeadsRecord) -> list[str]:
         "entropy runs opposite to the others: a focused head has low entropy and high "
         "confidence (Voita et al. found such heads the last to be pruned)"
     )
+    if any(math.isnan(v) for row in report.correlations.values() for v in row.values()):
+        lines.append("n/a: a measure that is the same for every head ranks nothing")
     lines += [f"note: {n}" for n in report.notes]
     return lines
 
@@ -110,7 +119,8 @@ def heads_renderable(report: HeadsRecord) -> RenderableType:
         _table(header, rows, ""),
     ]
     header, rows = correlation_rows(report)
-    parts.append(_table(header, rows, "how far the measures agree (Spearman rank correlation)"))
+    parts.append(Text("how far the measures agree (Spearman rank correlation over the heads)"))
+    parts.append(_table(header, rows, ""))
     parts += [Text(line) for line in verdict_lines(report)]
     return Group(*parts)
 

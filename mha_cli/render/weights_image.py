@@ -96,7 +96,7 @@ def layers_figure(report: WeightsRecord) -> Figure:
     assert report.stat is not None
     grid = np.array(report.stat_grid(), dtype=float)  # (layers, heads)
     layers, heads = grid.shape
-    width = min(14.0, max(4.5, 0.42 * heads + 2.5))
+    width = min(14.0, max(8.0, 0.42 * heads + 2.5))  # 8 inches: room for the title
     height = min(11.0, max(2.8, 0.36 * layers + 2.0))
     fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
     ax = fig.add_subplot()
@@ -113,6 +113,6 @@ def layers_figure(report: WeightsRecord) -> Figure:
         middle = (low + high) / 2
         _annotate(ax, grid.tolist(), lambda v: v < middle)  # viridis is dark at the low end
     bar = fig.colorbar(image, ax=ax)
-    bar.set_label(stat_label(report.stat), fontsize=9)
-    ax.set_title(f"{stat_label(report.stat)} per layer and head\n{title(report)}", fontsize=10)
+    bar.set_label(report.stat, fontsize=9)
+    fig.suptitle(f"{stat_label(report.stat)} per layer and head\n{title(report)}", fontsize=10)
     return fig

@@ -206,7 +206,7 @@ def weights_renderable(report: WeightsRecord) -> RenderableType:
                 if line.startswith(("flag", "note"))
             }
         )
-        return Group(_table(header, rows, caption), *(Text(n) for n in notes))
+        return Group(Text(caption), _table(header, rows, ""), *(Text(n) for n in notes))
     return Group(*_layer_renderables(report, report.layer))
 
 
