@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -45,17 +46,35 @@ def title(report: WeightsRecord) -> str:
 
 def head_columns(layer: LayerWeights) -> list[str]:
     first = layer.heads[0]
-    kv = ["kv head"] if any(h.kv_head != h.head for h in layer.heads) else []
+    kv = ["kv\nhead"] if any(h.kv_head != h.head for h in layer.heads) else []
     norms = [f"‖{name}‖" for name in first.norms]
     circuit = ["σ₁ σ₂ σ₃", "‖·‖_F", "stable\nrank", "eff.\nrank"]
+    nearest = ["W_QK\nmost alike", "W_OV\nmost alike"] if _nearest_columns(layer) else []
     return [
         "head",
         *kv,
         *norms,
         *(f"W_QK\n{c}" for c in circuit),
         *(f"W_OV\n{c}" for c in circuit),
+        *nearest,
         "flags",
     ]
+
+
+def _nearest_columns(layer: LayerWeights) -> bool:
+    """Many heads: each head's most alike other head in its row, instead of h x h matrices."""
+    return layer.similarity is not None and len(layer.heads) > FULL_MATRIX
+
+
+def most_alike(layer: LayerWeights, circuit: str, i: int) -> str:
+    """`j (+0.021)`: the other head whose circuit has the largest |cosine| with head i's."""
+    assert layer.similarity is not None
+    row = layer.similarity[circuit][i]
+    others = [(abs(v), j) for j, v in enumerate(row) if j != i and not math.isnan(v)]
+    if not others:
+        return "-"
+    _, j = max(others)
+    return f"{j} ({cosine_text(row[j])})"
 
 
 def head_rows(layer: LayerWeights) -> list[list[str]]:
@@ -72,6 +91,8 @@ def head_rows(layer: LayerWeights) -> list[list[str]]:
                 number(circuit.stable_rank, 3),
                 number(circuit.effective_rank, 3),
             ]
+        if _nearest_columns(layer):
+            cells += [most_alike(layer, circuit, head.head) for circuit in ("qk", "ov")]
         cells.append(head_flags(head_index=head.head, layer=layer))
         rows.append(cells)
     return rows
@@ -92,23 +113,15 @@ def head_flags(head_index: int, layer: LayerWeights) -> str:
 
 
 def similarity_rows(layer: LayerWeights, circuit: str) -> tuple[list[str], list[list[str]]]:
-    """(header, rows): the whole matrix for a few heads, else each head's nearest other head."""
+    """(header, rows): the heads x heads cosine matrix of one circuit."""
     assert layer.similarity is not None
     matrix = layer.similarity[circuit]
-    h = len(matrix)
-    if h <= FULL_MATRIX:
-        return ["head", *map(str, range(h))], [
-            [str(i), *(cosine_text(v) for v in row)] for i, row in enumerate(matrix)
-        ]
-    rows = []
-    for i, row in enumerate(matrix):
-        others = [(v, j) for j, v in enumerate(row) if j != i and not math.isnan(v)]
-        if others:
-            value, j = max(others, key=lambda pair: abs(pair[0]))
-            rows.append([str(i), str(j), cosine_text(value)])
-        else:
-            rows.append([str(i), "-", "nan"])
-    return ["head", "most alike head", "cosine"], rows
+    header = ["head", *map(str, range(len(matrix)))]
+    return header, [[str(i), *(cosine_text(v) for v in row)] for i, row in enumerate(matrix)]
+
+
+def matrices_shown(layer: LayerWeights) -> bool:
+    return layer.similarity is not None and not _nearest_columns(layer)
 
 
 def similarity_summary(layer: LayerWeights, circuit: str) -> str:
@@ -144,6 +157,8 @@ def layer_lines(layer: LayerWeights) -> list[str]:
     lines = [legend(layer)] if layer.heads else []
     if layer.similarity is not None and layer.heads:
         lines += [similarity_summary(layer, c) for c in ("qk", "ov")]
+    if _nearest_columns(layer):
+        lines.append("the whole heads x heads similarity: --format json, or an image with --out")
     lines += [f"shared: ‖{n}‖ = {number(v)}" for n, v in layer.shared_norms.items() if layer.heads]
     lines += [f"flag: {flag}" for flag in layer.flags]
     lines += [f"note: {note}" for note in layer.notes]
@@ -151,15 +166,25 @@ def layer_lines(layer: LayerWeights) -> list[str]:
 
 
 def _table(header: Sequence[str], rows: list[list[str]], caption: str) -> Table:
+    """Rules under the header only, one space between columns: a 32-head table with its
+    similarity columns fits 160 columns (a pipe or CI log)."""
     shown = Text(caption) if caption else None
-    table = Table(title=shown, title_justify="left", header_style="bold")
+    table = Table(
+        title=shown,
+        title_justify="left",
+        header_style="bold",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
     for index, name in enumerate(header):
-        last = index == len(header) - 1 and name == "flags"
+        flags = index == len(header) - 1 and name == "flags"
+        widest = max((len(row[index]) for row in rows), default=0)
         table.add_column(
             Text(name),
-            justify="left" if last else "right",
-            no_wrap=not last,
-            min_width=22 if last else None,
+            justify="left" if flags else "right",
+            no_wrap=not flags,
+            min_width=min(widest, 28) if flags else None,
         )
     for row in rows:
         table.add_row(*(Text(cell) for cell in row))
@@ -171,7 +196,7 @@ def _layer_renderables(report: WeightsRecord, layer: LayerWeights) -> list[Rende
     if layer.heads:
         caption = f"layer {layer.layer}: {title(report)}"
         parts.append(_table(head_columns(layer), head_rows(layer), caption))
-        if layer.similarity is not None:
+        if matrices_shown(layer):
             for circuit in ("qk", "ov"):
                 header, rows = similarity_rows(layer, circuit)
                 name = f"cosine similarity of W_{circuit.upper()} between heads"
@@ -219,7 +244,7 @@ def weights_markdown(report: WeightsRecord) -> str:
     parts = [f"**layer {layer.layer}**: {title(report)}"]
     if layer.heads:
         parts.append(markdown_table(head_columns(layer), head_rows(layer)))
-        if layer.similarity is not None:
+        if matrices_shown(layer):
             for circuit in ("qk", "ov"):
                 header, rows = similarity_rows(layer, circuit)
                 parts.append(f"cosine similarity of W_{circuit.upper()} between heads:")
