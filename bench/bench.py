@@ -1,4 +1,4 @@
-"""Whole-process benchmark of `mha` against its anchors (issue 2 and issue 3, "Speed").
+"""Whole-process benchmark of `mha` against its anchors (issues 2, 3 and 9, "Speed").
 
 Run by hand: `python bench/bench.py [--runs 7 | --quick] [--json FILE]`.
 
@@ -40,6 +40,7 @@ PROBED = {"torch": "torch", "torch._dynamo": "dynamo", "sympy": "sympy", "matplo
 NOISE = 1.05  # "no slower than at 128 tokens" allows 5 % of run-to-run noise
 BENCH = Path(__file__).resolve().parent
 TESTS = BENCH.parent / "tests"
+D2L_TARGET = f"{TESTS / 'd2l_reference.py'}:MultiHeadAttention"  # issue 12: mha trace
 TABLE_WIDTH = 200  # wide enough that no column is cut; the table keeps its natural width
 HEATMAP_GRID = ("12", "12", "128")  # examples, heads, queries = keys
 D2L_FIGSIZE = "20"  # inches, square: about the size of mha's grid image at dpi 100
@@ -79,6 +80,26 @@ fig = show_heatmaps(weights.numpy(), xlabel="Keys", ylabel="Queries", figsize=(s
 fig.savefig(out, dpi=100)
 """
 
+# The floor for any typer command line with rich help: one command, options in rich panels,
+# `--help` printed. `mha --help` should cost at most 1.3 times this (issue 7).
+TYPER_FLOOR = r"""
+from typing import Annotated
+import typer
+
+app = typer.Typer()
+
+
+@app.command()
+def inspect(
+    batch: Annotated[int, typer.Option(help="batch size", rich_help_panel="Sizes")] = 2,
+    heads: Annotated[int, typer.Option(help="num_heads", rich_help_panel="Sizes")] = 5,
+) -> None:
+    "Build the layer, run one forward pass, print every stage."
+
+
+app(standalone_mode=False)
+"""
+
 # Appended to a Python snippet (or run with the CLI's arguments) to list the heavy imports.
 MODULES_TAIL = f"""
 import json as _json, sys as _sys
@@ -89,8 +110,9 @@ CLI_PROBE = f"""
 import sys
 from typer.testing import CliRunner
 from mha_cli.cli import app
+import os
 result = CliRunner().invoke(app, sys.argv[1:])
-if result.exit_code != 0:
+if result.exit_code != int(os.environ.get("MHA_BENCH_EXIT", "0")):
     sys.exit(f"exit {{result.exit_code}}: {{result.output[-300:]}} {{result.exception!r}}")
 {MODULES_TAIL}
 """
@@ -105,6 +127,7 @@ class Case:
     argv: list[str]
     probe: list[str]
     target: str = "anchor"
+    exit_code: int = 0  # 2 for the refusals that are timed
 
 
 @dataclass
@@ -141,9 +164,9 @@ def snippet(key: str, label: str, code: str, args: list[str], target: str = "anc
     )
 
 
-def cli(key: str, label: str, mha: str, args: list[str], target: str) -> Case:
+def cli(key: str, label: str, mha: str, args: list[str], target: str, exit_code: int = 0) -> Case:
     """An `mha` case; its probe runs the same arguments in-process through CliRunner."""
-    return Case(key, label, [mha, *args], [PYTHON, "-c", CLI_PROBE, *args], target)
+    return Case(key, label, [mha, *args], [PYTHON, "-c", CLI_PROBE, *args], target, exit_code)
 
 
 def mha_help(mha: str) -> str:
@@ -155,14 +178,39 @@ def has_heatmap(mha: str) -> bool:
 
 
 def build_cases(mha: str, tmp: Path) -> list[Case]:
-    """Issue 2's and issue 3's cases, anchors first (the ratios need `import torch`)."""
+    """Issues 2, 3 and 9's cases, anchors first (the ratios need `import torch`)."""
     gqa = ["inspect", "--config", "gqa-long"]
     cases = [
         snippet("import-torch", 'python -c "import torch"', "import torch", []),
         snippet("import-typer", 'python -c "import typer"', "import typer", []),
-        cli("help", "mha --help", mha, ["--help"], "<= 0.15 s, no torch"),
+        snippet("typer-floor", "one-command typer app --help", TYPER_FLOOR, ["--help"]),
+        cli("help", "mha --help", mha, ["--help"], "<= 1.3x typer floor, no torch"),
+        cli(
+            "heads-7",
+            "mha inspect --heads 7 (refused)",
+            mha,
+            ["inspect", "--heads", "7"],
+            "<= 1.3x typer floor, no torch",
+            exit_code=2,
+        ),
+        cli(
+            "huge",
+            "mha inspect --queries 1e7 --kv 1e7 (refused)",
+            mha,
+            ["inspect", "--queries", "10000000", "--kv", "10000000"],
+            "report",
+            exit_code=2,
+        ),
         cli("presets", "mha presets", mha, ["presets"], "<= 0.15 s, no torch"),
         cli("inspect", "mha inspect (chapter)", mha, ["inspect"], "<= 1.25x"),
+        cli("compare", "mha compare (chapter)", mha, ["compare"], "<= 1.5x mha inspect"),
+        cli(
+            "trace",
+            "mha trace d2l's layer (chapter)",
+            mha,
+            ["trace", D2L_TARGET],
+            "<= 1.3x inspect",
+        ),
         cli(
             "gqa-long",
             "mha inspect -c gqa-long (131072 tok)",
@@ -233,7 +281,9 @@ def child_env(tmp: Path, inherit: bool) -> dict[str, str]:
     return env
 
 
-def run_once(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, str | None]:
+def run_once(
+    argv: list[str], cwd: Path, env: dict[str, str], expect: int = 0
+) -> tuple[float, float, str | None]:
     """(wall seconds, peak RSS in MiB, error or None) of one fresh child process."""
     with tempfile.TemporaryFile(dir=cwd) as errors:
         start = time.perf_counter()
@@ -248,7 +298,7 @@ def run_once(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, fl
         _, status, usage = os.wait4(child.pid, 0)
         wall = time.perf_counter() - start
         child.returncode = os.waitstatus_to_exitcode(status)
-        if child.returncode != 0:
+        if child.returncode != expect:
             errors.seek(0)
             tail = errors.read().decode(errors="replace").strip().splitlines()[-3:]
             return wall, 0.0, f"exit {child.returncode}: " + " | ".join(tail)
@@ -257,6 +307,7 @@ def run_once(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, fl
 
 
 def probe_modules(case: Case, cwd: Path, env: dict[str, str]) -> tuple[dict[str, bool], str | None]:
+    env = {**env, "MHA_BENCH_EXIT": str(case.exit_code)}
     done = subprocess.run(case.probe, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         return {}, f"probe failed: {(done.stderr or done.stdout).strip()[-300:]}"
@@ -269,13 +320,14 @@ def measure(cases: list[Case], runs: int, cwd: Path, env: dict[str, str]) -> dic
     for case in cases:
         result = results[case.key]
         result.modules, result.error = probe_modules(case, cwd, env)
-        result.error = result.error or run_once(case.argv, cwd, env)[2]  # warm-up, not counted
+        warm_up = run_once(case.argv, cwd, env, case.exit_code)  # not counted
+        result.error = result.error or warm_up[2]
     for round_no in range(1, runs + 1):
         log(f"round {round_no}/{runs}")
         for case in cases:
             result = results[case.key]
             if result.error is None:
-                wall, peak, result.error = run_once(case.argv, cwd, env)
+                wall, peak, result.error = run_once(case.argv, cwd, env, case.exit_code)
                 if result.error is None:
                     result.seconds.append(wall)
                     result.peak_mib.append(peak)
@@ -289,10 +341,14 @@ def log(message: str) -> None:
 def verdicts(results: dict[str, Result]) -> dict[str, bool]:
     """Which targets hold; cases without a target are left out."""
     torch_s = results["import-torch"].median
+    floor = results["typer-floor"].median
     checks: dict[str, Callable[[Result], bool]] = {
-        "help": lambda r: r.median <= 0.15 and not r.modules.get("torch", True),
+        "help": lambda r: r.median <= 1.3 * floor and not r.modules.get("torch", True),
+        "heads-7": lambda r: r.median <= 1.3 * floor and not r.modules.get("torch", True),
         "presets": lambda r: r.median <= 0.15 and not r.modules.get("torch", True),
         "inspect": lambda r: r.median <= 1.25 * torch_s,
+        "compare": lambda r: r.median <= 1.5 * results["inspect"].median,
+        "trace": lambda r: r.median <= 1.3 * results["inspect"].median,
         "gqa-long": lambda r: (
             r.median <= 1.5 * torch_s
             and r.peak <= 400
@@ -343,11 +399,22 @@ def table(cases: list[Case], results: dict[str, Result]) -> Table:
 def notes(results: dict[str, Result]) -> list[str]:
     """The ratios behind the relative targets, the machine, and any errors."""
     lines = []
+    if results["typer-floor"].seconds and results["help"].seconds:
+        ratio = results["help"].median / results["typer-floor"].median
+        lines.append(f"mha --help / a one-command typer app's --help: {ratio:.2f}x (target <= 1.3)")
     if "gqa-long" in results and results["gqa-128"].seconds and results["gqa-long"].seconds:
         ratio = results["gqa-long"].median / results["gqa-128"].median
         lines.append(
             f"gqa-long at 131072 tokens / at 128 tokens: {ratio:.2f}x "
             f"(target <= 1, {NOISE - 1:.0%} noise allowed)"
+        )
+    if results["compare"].seconds and results["inspect"].seconds:
+        ratio = results["compare"].median / results["inspect"].median
+        lines.append(f"compare / inspect on the chapter's example: {ratio:.2f}x (target <= 1.5x)")
+    if "trace" in results and results["trace"].seconds and results["inspect"].seconds:
+        ratio = results["trace"].median / results["inspect"].median
+        lines.append(
+            f"trace / inspect, the chapter's example (whole processes): {ratio:.2f}x (<= 1.3)"
         )
     if "heatmap" in results and results["heatmap"].seconds and results["d2l-loop"].seconds:
         ratio = results["d2l-loop"].median / results["heatmap"].median

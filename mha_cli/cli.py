@@ -99,9 +99,32 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _register() -> None:
-    from mha_cli.commands import heads, heatmap, inspect, presets, reshape, weights
+    from mha_cli.commands import (
+        compare,
+        diagram,
+        heads,
+        heatmap,
+        inspect,
+        presets,
+        reshape,
+        trace,
+        variants,
+        weights,
+    )
 
-    for module in (inspect, heatmap, reshape, weights, heads, presets):
+    commands = (
+        inspect,
+        heatmap,
+        reshape,
+        compare,
+        trace,
+        diagram,
+        variants,
+        weights,
+        heads,
+        presets,
+    )
+    for module in commands:
         module.register(app, user_errors)
 
 
@@ -116,7 +139,7 @@ class _ClosedStdout:
         raise OSError(9, "standard output is closed")
 
     def flush(self) -> None:
-        raise OSError(9, "standard output is closed")
+        """Nothing is ever buffered here; a failing flush would only repeat the message."""
 
     def isatty(self) -> bool:
         return False

@@ -27,6 +27,13 @@ class ExpectationFailed(MhaError):
     exit_code = EXIT_FAILED_CHECK
 
 
+class ImplementationsDisagree(MhaError):
+    """`mha compare`: a torch implementation differs from d2l's layer beyond the tolerance.
+    Exit code 1."""
+
+    exit_code = EXIT_FAILED_CHECK
+
+
 class OutputError(MhaError):
     """Standard output refused what the command wrote: closed, full, or a pipe closed early."""
 

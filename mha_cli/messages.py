@@ -33,3 +33,14 @@ def listing(names: Iterable[Any], shown: int = SHOWN_NAMES) -> str:
     rest = len(texts) - shown
     head = ", ".join(texts[:shown])
     return f"{head}, ... {rest} more" if rest > 0 else head
+
+
+_BINARY = ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB"))
+
+
+def size_text(n: int) -> str:
+    """Bytes in binary units: `3.1 KiB`, `4.0 GiB`, `16 B`."""
+    for scale, unit in _BINARY:
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"

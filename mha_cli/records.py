@@ -8,6 +8,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from mha_cli.errors import MhaError
+from mha_cli.messages import suggest
+
 
 @dataclass(frozen=True)
 class Stage:
@@ -117,3 +120,21 @@ class RunRecord:
             "stages": [stage.to_dict() for stage in self.stages],
             "summary": self.summary.to_dict(),
         }
+
+
+def select_stages(stages: list[Stage], patterns: list[str]) -> list[str]:
+    """Names of the stages that `patterns` pick, in the table's order: a whole name (`scores`),
+    or a prefix ending in `.`, `_` or `*` (`queries.`, `W_`, `output*`). A pattern that picks
+    nothing is a mistake, named with the stages there are."""
+    chosen: list[str] = []
+    names = [stage.name for stage in stages]
+    for pattern in patterns:
+        prefix = pattern.rstrip("*") if pattern.endswith(("*", ".", "_")) else None
+        picked = [n for n in names if n == pattern or (prefix is not None and n.startswith(prefix))]
+        if not picked:
+            raise MhaError(
+                f"--stages {pattern!r} names no stage{suggest(pattern, names)} (stages: "
+                f"{', '.join(names)})"
+            )
+        chosen.extend(name for name in picked if name not in chosen)
+    return [name for name in names if name in chosen]

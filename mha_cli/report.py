@@ -11,7 +11,7 @@ import io
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from mha_cli.records import RunRecord
+from mha_cli.records import RunRecord, select_stages
 
 if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions, RenderResult
@@ -35,6 +35,10 @@ class Report(RunRecord):
         from mha_cli.render.table import inspect_renderable
 
         yield inspect_renderable(self, width=options.max_width)
+
+    def showing(self, patterns: list[str]) -> StagesShown:
+        """The table with only the stages `patterns` pick (names or prefixes such as `W_`)."""
+        return StagesShown(self, select_stages(self.stages, patterns))
 
     def __str__(self) -> str:
         return self.to_text()
@@ -66,6 +70,24 @@ class Report(RunRecord):
         text = console.export_text(clear=False)
         html = console.export_html(inline_styles=True, code_format=_NOTEBOOK_PRE)
         return {"text/plain": text, "text/html": html}
+
+
+@dataclass(frozen=True)
+class StagesShown:
+    """A report's table showing some of its stages (`mha inspect --stages`)."""
+
+    report: Report
+    names: list[str]
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        from mha_cli.render.table import inspect_renderable
+
+        yield inspect_renderable(self.report, width=options.max_width, only=self.names)
+
+    def to_markdown(self) -> str:
+        from mha_cli.render.markdown import report_markdown
+
+        return report_markdown(self.report, only=self.names)
 
 
 # How rich itself shows a renderable in Jupyter: preformatted, scrolling sideways if wide.

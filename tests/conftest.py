@@ -56,3 +56,12 @@ def golden(request: pytest.FixtureRequest):
         assert text == path.read_text(encoding="utf-8")
 
     return check
+
+
+@pytest.fixture(scope="session")
+def hf_models(tmp_path_factory: pytest.TempPathFactory):
+    """Tiny transformers models of every supported family, saved once per test session."""
+    pytest.importorskip("transformers")
+    from hf_models import build_all
+
+    return build_all(tmp_path_factory.mktemp("hf"))

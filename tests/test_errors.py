@@ -134,14 +134,14 @@ CATALOGUE: list[tuple[list[str], int, str]] = [
     (["inspect", "--config", "{d}/wrong_type.toml"], 2, "heads = 'five' should be a whole number"),
     # checkpoints
     (["inspect", "--weights", "{d}/missing.pt"], 2, "--weights {d}/missing.pt: no such file"),
-    (["inspect", "--weights", "{d}/folder.pt"], 2, "is a folder, not a file"),
+    (["inspect", "--weights", "{d}/folder.pt"], 2, "holds none of model.safetensors"),
     (["inspect", "--weights", "{d}/garbage.pt"], 2, "is not a file torch.load can read"),
     (["inspect", "--weights", "{d}/garbage.safetensors"], 2, "is not a safetensors file"),
     (["inspect", "--weights", "{d}/hostile.pt"], 2, "weights-only loading runs no code"),
     (
         ["inspect", "--weights", "{d}/unknown_layout.pt"],
         2,
-        "unknown checkpoint layout; found keys encoder.linear.weight",
+        "no attention layer of a known layout; found keys encoder.linear.weight",
     ),
     (["inspect", "--weights", "{d}/mha100.pt", "--hiddens", "64"], 2, "--hiddens 64 contradicts"),
     (["inspect", "--weights", "{d}/mha100.pt", "--heads", "3"], 2, "--heads 3 does not fit"),
@@ -164,8 +164,16 @@ CATALOGUE: list[tuple[list[str], int, str]] = [
     (["inspect", "--device", "meta", "--export", "{d}/out.pt"], 2, "use --device cpu"),
     (["heatmap", "--out", "{d}/grid.jpg"], 2, "use .png, .svg or .pdf"),
     (["heatmap", "--out", "{d}/nowhere/grid.png"], 2, "does not exist"),
-    (["heatmap", "--device", "meta"], 2, "heatmaps need computed weights"),
+    (
+        ["heatmap", "--device", "meta"],
+        2,
+        "heatmaps need computed values, and --device meta computes none; use --device cpu",
+    ),
     (["heatmap", "--dpi", "0"], 2, "--dpi"),
+    (["compare", "--device", "meta"], 2, "--device meta computes none; use --device cpu"),
+    (["compare", "--train", "--dropout", "0.1"], 2, "drop --train (compare runs in eval mode)"),
+    (["compare", "--heads", "7"], 2, "num_hiddens (100) is not divisible by heads (7)"),
+    (["compare", "--weights", "{d}/garbage.pt"], 2, "--weights"),
     # reshapes
     (
         ["reshape", "--shape", "2,1,10", "--to", "1,1,3,10"],

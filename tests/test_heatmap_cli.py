@@ -97,7 +97,7 @@ def test_terminal_rendering_needs_no_file(cli, tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--device", "meta"], "heatmaps need computed weights"),
+        (["--device", "meta"], "heatmaps need computed values"),
         (["--out", "nowhere/x.png"], "does not exist"),
         (["--out", "grid.bmp"], ".bmp"),
     ],

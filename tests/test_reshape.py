@@ -39,7 +39,7 @@ def test_d2l_book_layout_folds_batch_into_panel_rows() -> None:
 def test_d2l_examples_apart_is_ok() -> None:
     expl = explain_reshape("(2, 1, 10)", "2, 1, 1, 10")
     assert expl.verdict is Verdict.OK
-    assert expl.made_of == ("batch", "nothing (size 1)", "queries", "keys")
+    assert expl.made_of == ("batch", "nothing (size 1)", "queries", "kv pairs")
     assert expl.suggestion == "" and expl.suggested_shape is None
 
 
@@ -67,7 +67,7 @@ def test_index_map_titles_show_what_a_mixed_grid_holds() -> None:
 def test_head_fold_batch_major_is_ok() -> None:
     expl = explain_reshape("10,4,6", "2,5,4,6", HEADS)
     assert expl.verdict is Verdict.OK
-    assert expl.source_pattern == "(batch heads) queries keys"
+    assert expl.source_pattern == "(batch heads), queries, kv pairs"
     assert expl.made_of[:2] == ("batch", "heads")
 
 
@@ -97,7 +97,7 @@ def test_group_sizes_from_options_and_einops_letters() -> None:
         ("batch", 2),
         ("heads", 5),
         ("queries", 4),
-        ("keys", 6),
+        ("kv pairs", 6),
     ]
 
 
@@ -266,3 +266,15 @@ def test_render_layouts_rejects_unknown_format(tmp_path: Path) -> None:
     with pytest.raises(MhaError, match=r"^cannot write .*\.jpg: "):
         render_layouts(_weights(), _layouts((2, 1, 1, 10)), tmp_path / "r.jpg")
     assert not list(tmp_path.iterdir())
+
+
+def test_the_explainer_and_the_stage_table_say_the_same_words(cli):
+    """One axis vocabulary: the weights' axes read alike in `mha reshape` and `mha inspect`."""
+    import json
+
+    table = json.loads(cli("inspect", "--format", "json").stdout)
+    softmax = next(s for s in table["stages"] if s["name"] == "masked_softmax")
+    args = ["--shape", "10,4,6", "--axes", "(b h),q,k", "--batch", "2", "--to", "2,5,4,6"]
+    explained = json.loads(cli("reshape", *args, "--format", "json").stdout)
+    assert explained["source_pattern"] == ", ".join(softmax["axes"])
+    assert {a["name"] for a in explained["source_axes"]} <= {"batch", "heads", *softmax["axes"]}

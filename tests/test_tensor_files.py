@@ -114,7 +114,7 @@ def test_typo_is_caught_with_a_suggestion(tmp_path: Path, fmt: str) -> None:
     fails(
         write(tensors, tmp_path / f"in.{fmt}"),  # type: ignore[arg-type]
         r"unknown tensor 'querys'; did you mean 'queries'\?; an inputs file holds only "
-        r"queries, keys, values, valid_lens$",
+        r"queries, keys, values, hidden_states, valid_lens$",
     )
 
 

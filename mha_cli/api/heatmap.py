@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from mha_cli.render.heatmap.data import HeatmapData
     from mha_cli.report import Report
+    from mha_cli.trace_report import TraceReport
 
 DEFAULT_STEM = "attention"
 DEFAULT_PER_HEAD_FOLDER = "attention_heads"
@@ -25,23 +26,63 @@ Progress = Callable[[str], None]
 
 
 def heatmap(
-    *, config: Any = None, dpi: int = 100, annotate: bool = False, **options: Any
+    *,
+    config: Any = None,
+    dpi: int = 100,
+    annotate: bool = False,
+    module: Any = None,
+    **options: Any,
 ) -> Figure:
     """The attention weights of the layer the options describe, as a matplotlib Figure: rows
-    are batch examples, columns are heads, each panel queries by keys; masked keys hatched."""
-    report = run(config, options, value_ranges=False)
-    load_heavy("matplotlib.figure", "mha_cli.render.heatmap.image")
-    from mha_cli.attention.plot_data import heatmap_data
+    are batch examples, columns are heads, each panel queries by keys; masked keys hatched.
+
+    `module` ("FILE.py:NAME", or the class or function itself) draws that module's own
+    weights instead, traced as `mha_cli.trace` does (this runs its code)."""
+    _, data = weights_to_draw(config, options, module=module)
     from mha_cli.render.heatmap.image import grid_figure
 
-    return grid_figure(heatmap_data(report), dpi=dpi, annotate=annotate)
+    return grid_figure(data, dpi=dpi, annotate=annotate)
+
+
+def weights_to_draw(
+    config: Any,
+    options: dict[str, Any],
+    *,
+    module: Any = None,
+    export: str | os.PathLike[str] | None = None,
+) -> tuple[Report | TraceReport, HeatmapData]:
+    """The run (mha's layer, or the user's module traced) and the numbers to draw."""
+    if module is None:
+        report: Report | TraceReport = run(
+            config, options, export=export, value_ranges=False, needs_values="heatmaps"
+        )
+    else:
+        from mha_cli.api.trace import trace_report
+
+        if export is not None:
+            from mha_cli.files.tensor_files import check_export_path
+
+            check_export_path(Path(export))
+        report = trace_report(module, config, options, keep_values=True)
+    load_heavy("matplotlib.figure", "mha_cli.render.heatmap.image")
+    from mha_cli.attention import plot_data
+
+    if module is None:
+        return report, plot_data.heatmap_data(report)  # type: ignore[arg-type]
+    data = plot_data.traced_heatmap_data(report)  # type: ignore[arg-type]
+    if export is not None:
+        from mha_cli.files.tensor_files import save_tensors
+
+        weights, output = report.attention_weights, report.output_tensor  # type: ignore[union-attr]
+        save_tensors(Path(export), {"attention_weights": weights, "output": output})
+    return report, data
 
 
 @dataclass
 class HeatmapFiles:
     """What `save_heatmaps` did: the run, the numbers drawn, and the files written."""
 
-    report: Report
+    report: Report | TraceReport  # mha's layer, or the user's module (--module)
     data: HeatmapData
     written: list[Path] = field(default_factory=list)
 
@@ -57,21 +98,19 @@ def save_heatmaps(
     draw: bool = True,
     progress: Progress | None = None,
     config: Any = None,
+    module: Any = None,
     **options: Any,
 ) -> HeatmapFiles:
     """Run the layer and write its heatmaps: one grid image, or one file per (example, head).
 
     `out` is a file (its extension names the format) or a folder (an existing one, or a path
     ending in '/', created when missing). `draw=False` runs without
-    writing images (for a terminal-only look).
+    writing images (for a terminal-only look). `module` draws a traced module's own weights.
     """
     target = _target(out, per_head, image_format) if draw else None
-    report = run(config, options, export=export, value_ranges=False)
-    load_heavy("matplotlib.figure", "mha_cli.render.heatmap.image")
-    from mha_cli.attention.plot_data import heatmap_data
+    report, data = weights_to_draw(config, options, module=module, export=export)
     from mha_cli.render.heatmap import image
 
-    data = heatmap_data(report)
     files = HeatmapFiles(report, data)
     if target is None:
         return files

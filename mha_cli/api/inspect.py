@@ -44,9 +44,17 @@ def run(
     *,
     export: str | os.PathLike[str] | None = None,
     value_ranges: bool = True,
+    needs_values: str | None = None,
 ) -> Report:
-    """The specification, the run, and the export: what `inspect` and its command share."""
+    """The specification, the run, and the export: what `inspect` and its command share.
+
+    `needs_values` names what needs computed values ("heatmaps"), for the message that refuses
+    the meta device."""
     spec = specification(config, options)
+    if needs_values is not None:
+        from mha_cli.spec.memory import refuse_meta_for_values
+
+        refuse_meta_for_values(spec, needs_values)
     if export is not None:
         from mha_cli.files.tensor_files import check_export_path
 
@@ -54,7 +62,7 @@ def run(
     load_heavy("mha_cli.attention.run")
     from mha_cli.attention.run import run_attention, tensors_for_export
 
-    report = run_attention(spec, value_ranges=value_ranges)
+    report = run_attention(spec, value_ranges=value_ranges, needs_values=needs_values is not None)
     if export is not None:
         from mha_cli.files.tensor_files import save_tensors
 

@@ -163,24 +163,32 @@ class MultiHeadAttention(nn.Module):
         into the batch, with what modern decoders do to queries and keys in between."""
         heads = self.num_heads if role == "queries" else self.num_kv_heads
         seq = ax.QUERIES if role == "queries" else ax.KV_PAIRS
-        slots = {"seq": seq, "heads": ax.HEADS if heads == self.num_heads else ax.KV_HEADS}
-        slots["feature"] = ax.HEAD_DIM
+        head_axis = ax.HEADS if heads == self.num_heads else ax.KV_HEADS
+
+        def step(name: str, tensor: torch.Tensor, module: nn.Module | None = None) -> None:
+            record(
+                f"{role}.{name}", tensor, module=module, seq=seq, heads=head_axis,
+                feature=ax.HEAD_DIM,
+            )  # fmt: skip
+
         X = X.reshape(X.shape[0], X.shape[1], heads, -1)  # (b, n, h, d)
-        record(f"{role}.split", X, **slots)
+        step("split", X)
         X = X.permute(0, 2, 1, 3)  # (b, h, n, d)
-        record(f"{role}.permute", X, **slots)
+        step("permute", X)
         if self.qk_norm and role != "values":
-            X = (self.q_norm if role == "queries" else self.k_norm)(X)  # (b, h, n, d)
-            record(f"{role}.norm", X, **slots)
+            norm = self.q_norm if role == "queries" else self.k_norm
+            X = norm(X)  # (b, h, n, d)
+            step("norm", X, norm)
         if self.rotary is not None and positions is not None:
-            X = apply_rope(X, positions, self.rotary.inv_freq, self.rotary.pairing)  # (b, h, n, d)
-            record(f"{role}.rope", X, **slots)
+            rotary_dim = 2 * self.rotary.inv_freq.shape[0]
+            X = apply_rope(X, positions, self.rotary.inv_freq, rotary_dim, self.rotary.pairing)
+            step("rope", X)
         if heads != self.num_heads:
             # Grouped-query attention: key-value head j serves query heads j*r .. j*r + r-1.
             X = X.repeat_interleave(self.num_heads // heads, dim=1)  # (b, h, n, d)
-            record(f"{role}.share", X, **slots)
+            record(f"{role}.share", X, seq=seq, feature=ax.HEAD_DIM)
         X = X.reshape(-1, X.shape[2], X.shape[3])  # ((b h), n, d)
-        record(f"{role}.fold", X, **slots)
+        record(f"{role}.fold", X, seq=seq, feature=ax.HEAD_DIM)
         return X
 
     def transpose_output(self, X: torch.Tensor, feature: str, record: Record) -> torch.Tensor:

@@ -2,19 +2,20 @@
 
 `mha weights` reads a layer's parameters and never runs it. With `--layer all` it reads the
 layers one at a time through `layer_parameters`, so a whole model never sits in memory at once;
-`layer_count` says how many there are. Those two functions are the one place that knows where
-layers come from: a whole-model reader (Hugging Face checkpoints) plugs in here.
+`layer_count` says how many there are (a whole model's from its key names alone). Those two
+functions are the one place that knows where layers come from.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
 
 from mha_cli.attention.run import build_layer, resolve_device
 from mha_cli.errors import MhaError
-from mha_cli.files.sources import resolve_sources
+from mha_cli.files.sources import holds_one_layer, resolve_sources
 from mha_cli.records import Source
 from mha_cli.spec.spec import AttentionSpec
 from mha_cli.spec.validation import validate
@@ -29,8 +30,12 @@ class LayerParameters:
 
 def layer_count(spec: AttentionSpec) -> int:
     """How many attention layers `spec.weights` holds: one for a single layer's checkpoint and
-    for the seeded random layer."""
-    return 1
+    for the seeded random layer; a whole model's from its key names, reading no tensor."""
+    if spec.weights is None or holds_one_layer(Path(spec.weights)):
+        return 1
+    from mha_cli.files.model_layer import model_layer_count
+
+    return model_layer_count(spec)
 
 
 def layer_parameters(spec: AttentionSpec, layer: int | None = None) -> LayerParameters:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mha_cli.errors import MhaError
+from mha_cli.spec import axes as ax
 from mha_cli.spec.spec import AttentionSpec
 
 if TYPE_CHECKING:
@@ -12,6 +13,7 @@ if TYPE_CHECKING:
 
     from mha_cli.render.heatmap.data import HeatmapData
     from mha_cli.report import Report
+    from mha_cli.trace_report import TraceReport
 
 
 def heatmap_data(report: Report) -> HeatmapData:
@@ -30,6 +32,28 @@ def heatmap_data(report: Report) -> HeatmapData:
     else:
         masked = report.mask.detach().cpu().numpy()  # (b, h, q, k)
     return HeatmapData(weights=weights, masked=masked, title=_title(report.spec))
+
+
+def traced_heatmap_data(report: TraceReport) -> HeatmapData:
+    """A traced module's own attention weights (the softmax it recorded), (b, h, q, k). A key
+    is drawn as masked where the module gave it exactly 0, as a masked softmax does."""
+    from mha_cli.render.heatmap.data import HeatmapData
+
+    if report.attention_weights is None:
+        reason = (
+            "the meta device computes none; use --device cpu"
+            if not report.summary.computed
+            else f"no softmax over the keys was recorded in {report.summary.module}"
+        )
+        raise MhaError(f"--module {report.target}: no attention weights to draw: {reason}")
+    weights = report.attention_weights.detach().float().cpu().numpy()  # (b, h, q, k)
+    spec, heads = report.spec, weights.shape[1]
+    lens = spec["valid_lens"] if spec["valid_lens"] is not None else "none"
+    title = (
+        f"attention weights of {report.summary.module} ({report.target}), {heads} "
+        f"head{'s' if heads > 1 else ''}, valid_lens {lens}, inputs {spec['inputs']}"
+    )
+    return HeatmapData(weights=weights, masked=weights == 0, title=title)
 
 
 def _title(spec: dict[str, Any]) -> str:
@@ -57,32 +81,32 @@ def weights_of_shape(axes: list[tuple[str, int]]) -> tuple[np.ndarray, np.ndarra
 
     sizes = dict(axes)
     names = [name for name, _ in axes]
-    if names == ["batch", "queries", "keys"]:
+    if names == [ax.BATCH, ax.QUERIES, ax.KV_PAIRS]:
         spec = AttentionSpec(
             score="additive",
             heads=1,
-            batch=sizes["batch"],
-            queries=sizes["queries"],
-            kv=sizes["keys"],
+            batch=sizes[ax.BATCH],
+            queries=sizes[ax.QUERIES],
+            kv=sizes[ax.KV_PAIRS],
             query_size=20,
             key_size=2,
             value_size=4,
             hiddens=8,
-            valid_lens=_chapter_lens(sizes["batch"], sizes["keys"]),
+            valid_lens=_chapter_lens(sizes[ax.BATCH], sizes[ax.KV_PAIRS]),
         )
-    elif names == ["batch", "heads", "queries", "keys"]:
+    elif names == [ax.BATCH, ax.HEADS, ax.QUERIES, ax.KV_PAIRS]:
         spec = AttentionSpec(
-            batch=sizes["batch"],
-            heads=sizes["heads"],
-            hiddens=8 * sizes["heads"],
-            queries=sizes["queries"],
-            kv=sizes["keys"],
-            valid_lens=_chapter_lens(sizes["batch"], sizes["keys"]),
+            batch=sizes[ax.BATCH],
+            heads=sizes[ax.HEADS],
+            hiddens=8 * sizes[ax.HEADS],
+            queries=sizes[ax.QUERIES],
+            kv=sizes[ax.KV_PAIRS],
+            valid_lens=_chapter_lens(sizes[ax.BATCH], sizes[ax.KV_PAIRS]),
         )
     else:
         raise MhaError(
-            f"--render draws real attention weights of (batch, queries, keys) or "
-            f"((batch heads), queries, keys); axes {', '.join(names)} are neither; "
+            f"--render draws real attention weights of (batch, queries, kv pairs) or "
+            f"((batch heads), queries, kv pairs); axes {', '.join(names)} are neither; "
             "drop --render or change --axes"
         )
     report = run_attention(spec)

@@ -1,9 +1,13 @@
-"""Rotary position embedding, as the Hugging Face decoders apply it to queries and keys.
+"""Rotary position embedding (RoPE), computed exactly as `transformers` 5 computes it.
 
-Frequencies `inv_freq[j] = theta^(-2j/rd)` for j < rd/2 (rd: the rotated features of a head),
-optionally rescaled (`linear`, `llama3`). The angles are computed in float32, as transformers
-does, and the rotation turns pairs of features: (j, j + rd/2) for "half" (Llama, Mistral, Qwen,
-GPT-NeoX) or (2j, 2j+1) for "interleaved" (GPT-J). Features beyond rd pass unchanged.
+Two pairings of a head's features: "half" rotates feature j with feature j + rd/2 (Llama,
+Mistral, Qwen, GPT-NeoX: `rotate_half`), "interleaved" rotates 2j with 2j + 1 (GPT-J:
+`rotate_every_two`). Only the first `rotary_dim` features of each head turn; the rest pass
+unchanged (GPT-NeoX's `rotary_pct`, GPT-J's `rotary_dim`).
+
+Dtypes follow transformers to the bit: the inverse frequencies and the angles
+`position * inv_freq` are float32 whatever the layer's dtype, their cos and sin are then cast to
+the dtype of the queries and keys, and the rotation itself runs in that dtype.
 """
 
 from __future__ import annotations
@@ -14,61 +18,86 @@ from typing import Any
 
 import torch
 
+PAIRINGS = ("half", "interleaved")
+
 
 def inverse_frequencies(
     rotary_dim: int, theta: float, scaling: Mapping[str, Any] | None = None
 ) -> torch.Tensor:
-    """(rd/2,) float32 angular frequencies, scaled as the config's rope scaling says."""
-    exponents = torch.arange(0, rotary_dim, 2, dtype=torch.int64).float() / rotary_dim
-    inv_freq = 1.0 / (theta**exponents)
-    kind = None if scaling is None else scaling.get("rope_type", scaling.get("type"))
-    if kind == "linear":
-        return inv_freq / float(scaling["factor"])  # type: ignore[index]
+    """`theta^(-2j/rd)` for j < rd/2, float32, (rotary_dim // 2,); `linear` or `llama3` scaled.
+
+    `scaling` is None or {"rope_type": "linear", "factor": f} or {"rope_type": "llama3",
+    "factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"}, as
+    `hf_config` gives it.
+    """
+    # As _compute_default_rope_parameters: int64 arange, then float32, raised in float32.
+    exponents = torch.arange(0, rotary_dim, 2, dtype=torch.int64).to(torch.float32) / rotary_dim
+    inv_freq = 1.0 / (theta**exponents)  # (rd/2,)
+    if scaling is None or scaling["rope_type"] == "default":
+        return inv_freq
+    kind = scaling["rope_type"]
+    if kind == "linear":  # scaling positions by 1/factor is scaling the frequencies
+        return inv_freq / scaling["factor"]
     if kind == "llama3":
-        return _llama3(inv_freq, scaling)  # type: ignore[arg-type]
-    return inv_freq
+        return _llama3(inv_freq, scaling)
+    raise ValueError(f"rope scaling {kind!r} is not implemented")  # hf_config refuses it first
 
 
 def _llama3(inv_freq: torch.Tensor, scaling: Mapping[str, Any]) -> torch.Tensor:
-    """Llama 3.1's scaling: long wavelengths slowed by `factor`, short ones kept, a smooth
-    blend between (transformers' `_compute_llama3_parameters`)."""
-    factor = float(scaling["factor"])
-    low, high = float(scaling["low_freq_factor"]), float(scaling["high_freq_factor"])
-    old_context = float(scaling["original_max_position_embeddings"])
-    low_wavelen, high_wavelen = old_context / low, old_context / high
+    """_compute_llama3_parameters, step for step (the same operations give the same bits)."""
+    factor = scaling["factor"]
+    low_freq_factor = scaling["low_freq_factor"]
+    high_freq_factor = scaling["high_freq_factor"]
+    old_context_len = scaling["original_max_position_embeddings"]
+    low_freq_wavelen = old_context_len / low_freq_factor
+    high_freq_wavelen = old_context_len / high_freq_factor
+
     wavelen = 2 * math.pi / inv_freq
-    scaled = torch.where(wavelen > low_wavelen, inv_freq / factor, inv_freq)
-    smooth = (old_context / wavelen - low) / (high - low)
+    # Long wavelengths (low frequencies) are divided by factor, short ones kept ...
+    scaled = torch.where(wavelen > low_freq_wavelen, inv_freq / factor, inv_freq)
+    # ... and those between are interpolated smoothly.
+    smooth = (old_context_len / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor)
     smoothed = (1 - smooth) * scaled / factor + smooth * scaled
-    medium = ~(wavelen < high_wavelen) * ~(wavelen > low_wavelen)
-    return torch.where(medium, smoothed, scaled)
+    is_medium = ~(wavelen < high_freq_wavelen) * ~(wavelen > low_freq_wavelen)
+    return torch.where(is_medium, smoothed, scaled)
+
+
+def rope_angles(positions: torch.Tensor, inv_freq: torch.Tensor) -> torch.Tensor:
+    """`position * inv_freq` in float32: (n, rd/2) for positions (n,), (b, n, rd/2) for (b, n)."""
+    return positions[..., None].float() * inv_freq.to(device=positions.device, dtype=torch.float32)
 
 
 def apply_rope(
-    x: torch.Tensor,  # (b, h, n, d)
-    positions: torch.Tensor,  # (n,) integer positions
-    inv_freq: torch.Tensor,  # (rd/2,) float32
-    pairing: str,  # "half" or "interleaved"
+    x: torch.Tensor,  # (b, h, n, d): queries or keys after the head split
+    positions: torch.Tensor,  # (n,) or (b, n): the absolute position of each row
+    inv_freq: torch.Tensor,  # (rotary_dim // 2,)
+    rotary_dim: int,
+    pairing: str,
 ) -> torch.Tensor:
-    """Rotate the first rd features of every head of `x` by its position's angles."""
-    rotary_dim = 2 * inv_freq.shape[0]
-    angles = positions.to(torch.float32)[:, None] * inv_freq.to(x.device)[None, :]  # (n, rd/2)
+    """`x` with the first `rotary_dim` features of every head rotated by its position's angles."""
+    if pairing not in PAIRINGS:
+        raise ValueError(f"pairing {pairing!r}: expected one of {PAIRINGS}")
+    angles = rope_angles(positions, inv_freq)  # (n, rd/2) or (b, n, rd/2), float32
+    if angles.dim() == 3:
+        angles = angles[:, None]  # (b, 1, n, rd/2): the same angles for every head
     if pairing == "half":
-        angles = torch.cat((angles, angles), dim=-1)  # (n, rd): pair j with j + rd/2
+        angles = torch.cat((angles, angles), dim=-1)  # (..., n, rd): j and j + rd/2 share one
     else:
-        angles = angles.repeat_interleave(2, dim=-1)  # (n, rd): pair 2j with 2j+1
+        angles = torch.repeat_interleave(angles, 2, dim=-1)  # (..., n, rd): 2j, 2j+1 share one
     cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
-    rotated, passed = x[..., :rotary_dim], x[..., rotary_dim:]
-    turned = _rotate_half(rotated) if pairing == "half" else _rotate_pairs(rotated)
-    out = rotated * cos + turned * sin  # (b, h, n, rd)
-    return torch.cat((out, passed), dim=-1) if passed.shape[-1] else out
+    x_rot, x_pass = x[..., :rotary_dim], x[..., rotary_dim:]  # (b, h, n, rd), (b, h, n, d - rd)
+    turned = _rotate_half(x_rot) if pairing == "half" else _rotate_every_two(x_rot)
+    rotated = x_rot * cos + turned * sin  # (b, h, n, rd)
+    return torch.cat((rotated, x_pass), dim=-1)  # (b, h, n, d)
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    first, second = x.chunk(2, dim=-1)
-    return torch.cat((-second, first), dim=-1)
+    """(x1, x2) -> (-x2, x1) with x1, x2 the two halves of the last axis."""
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
-def _rotate_pairs(x: torch.Tensor) -> torch.Tensor:
-    even, odd = x[..., ::2], x[..., 1::2]
-    return torch.stack((-odd, even), dim=-1).flatten(-2)
+def _rotate_every_two(x: torch.Tensor) -> torch.Tensor:
+    """(x0, x1, x2, x3, ...) -> (-x1, x0, -x3, x2, ...)."""
+    pairs = torch.stack((-x[..., 1::2], x[..., 0::2]), dim=-1)  # (..., rd/2, 2)
+    return pairs.flatten(-2)  # (..., rd)

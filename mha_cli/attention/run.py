@@ -11,14 +11,13 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from mha_cli import fast_start
 from mha_cli.attention.layer import MultiHeadAttention, Rotary
-from mha_cli.attention.memory import available_bytes, check_fits
 from mha_cli.attention.norms import HeadRMSNorm
 from mha_cli.attention.recording import Recorder
 from mha_cli.attention.rope import inverse_frequencies
@@ -26,8 +25,12 @@ from mha_cli.attention.summary import summarize
 from mha_cli.errors import MhaError
 from mha_cli.files.sources import resolve_sources
 from mha_cli.report import Report
+from mha_cli.spec.memory import available_bytes, check_fits
 from mha_cli.spec.spec import AttentionSpec
 from mha_cli.spec.validation import validate
+
+if TYPE_CHECKING:
+    from mha_cli.attention.additive import AdditiveAttention
 
 Tensors = Mapping[str, torch.Tensor]
 
@@ -38,17 +41,21 @@ def run_attention(
     value_ranges: bool = True,
     state: Tensors | None = None,
     inputs: Tensors | None = None,
+    needs_values: bool = False,
 ) -> Report:
     """Build the layer `spec` describes, run one forward pass, and record every stage.
 
     `state` (d2l names) and `inputs` (queries, keys, values) replace the spec's weights and
     inputs, so the same numbers can be run again in another dtype. `value_ranges=False` skips
-    each stage's min/max, which only the table and JSON show.
+    each stage's min/max, which only the table and JSON show. `needs_values` (heatmaps,
+    comparisons) makes a spec too big for memory suggest smaller sizes instead of the meta
+    device.
     """
     sources = resolve_sources(spec)
     spec = validate(sources.spec)
     device = resolve_device(spec.device)
-    check_fits(spec, _free_memory(device))
+    if device.type != "meta":
+        check_fits(spec, _free_memory(device), needs_values=needs_values)
     dtype = getattr(torch, spec.dtype)
     layer = build_layer(spec, device, dtype, state if state is not None else sources.state)
     given = inputs if inputs is not None else sources.inputs
@@ -102,12 +109,17 @@ def stream_seed(seed: int, stream: str) -> int:
 
 def build_layer(
     spec: AttentionSpec, device: torch.device, dtype: torch.dtype, state: Tensors | None
-) -> nn.Module:
+) -> MultiHeadAttention | AdditiveAttention:
     """The layer, with its weights from `state` or drawn as nn.Linear draws them, seeded."""
     with torch.device("meta"):  # shapes first: no memory, no draw from the global generator
         layer = make_layer(spec)
     if device.type == "meta":
         return layer.to(dtype=dtype)  # meta has no values: sizes are all it needs
+    if state is not None and all(t.dtype == dtype and t.device == device for t in state.values()):
+        # The file's own tensors become the parameters: a 7B model's layer read memory-mapped
+        # costs its pages once, not a second copy.
+        layer.load_state_dict(dict(state), strict=True, assign=True)
+        return layer
     layer = layer.to_empty(device="cpu")
     if state is None:  # drawn in float32, so a seed gives the same weights in every dtype
         init_weights(layer, torch.Generator().manual_seed(stream_seed(spec.seed, "weights")))
@@ -131,7 +143,7 @@ def init_weights(layer: nn.Module, generator: torch.Generator) -> None:
                 module.weight.fill_(1.0)
 
 
-def make_layer(spec: AttentionSpec) -> nn.Module:
+def make_layer(spec: AttentionSpec) -> MultiHeadAttention | AdditiveAttention:
     if spec.score == "additive":
         from mha_cli.attention.additive import AdditiveAttention
 

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from mha_cli.commands.options import spec_options
+from mha_cli.commands.options import default_text, spec_options
 from mha_cli.commands.output import guarded_stdout, note, stdout_console, wrote
 
 OUT = Annotated[
@@ -19,8 +19,8 @@ OUT = Annotated[
         "--out",
         "-o",
         help="image file (.png, .svg, .pdf), or a folder (an existing one, or ending in '/': "
-        "created if missing)",
-        show_default="./attention.png; with --per-head ./attention_heads/",
+        "created if missing)" + default_text("./attention.png; with --per-head ./attention_heads/"),
+        show_default=False,
     ),
 ]
 PER_HEAD = Annotated[
@@ -40,8 +40,18 @@ IMAGE_FORMAT = Annotated[
     str | None,
     typer.Option(
         "--image-format",
-        help="png, svg or pdf, for files named by a folder --out (and --per-head files)",
-        show_default="png, or --out's extension",
+        help="png, svg or pdf, for files named by a folder --out (and --per-head files)"
+        + default_text("png, or --out's extension"),
+        show_default=False,
+    ),
+]
+MODULE = Annotated[
+    str | None,
+    typer.Option(
+        "--module",
+        help="draw YOUR module's attention weights instead (FILE.py:NAME or package.module:NAME, "
+        "traced as `mha trace` does; this imports and runs your code)",
+        show_default=False,
     ),
 ]
 EXPORT = Annotated[
@@ -63,6 +73,7 @@ def heatmap(
     terminal: TERMINAL = False,
     image_format: IMAGE_FORMAT = None,
     export: EXPORT = None,
+    module: MODULE = None,
 ) -> None:
     """Run the layer and save its attention weights as a grid: rows are examples, columns heads."""
     from mha_cli.api.heatmap import save_heatmaps
@@ -78,6 +89,7 @@ def heatmap(
             export=export,
             draw=not (terminal and out is None),
             progress=progress,
+            module=module,
             config=options.pop("config"),
             **options,
         )

@@ -21,6 +21,16 @@ EXPECT = Annotated[
         show_default=False,
     ),
 ]
+STAGES = Annotated[
+    str | None,
+    typer.Option(
+        "--stages",
+        "-s",
+        help="show only these stages in the table: names or prefixes, comma-separated "
+        "(W_ for every projection, queries. for the queries' transpose_qkv)",
+        show_default=False,
+    ),
+]
 EXPORT = Annotated[
     Path | None,
     typer.Option(
@@ -37,6 +47,7 @@ def inspect(
     fmt: FORMAT = Format.table,
     expect: EXPECT = None,
     export: EXPORT = None,
+    stages: STAGES = None,
 ) -> None:
     """Build the layer, run one forward pass, print every stage: shape, axes, params, FLOPs."""
     from mha_cli.api.inspect import parse_expectations, run
@@ -47,7 +58,13 @@ def inspect(
     if export is not None:
         wrote(export)
     results = check(expectations, report)
-    emit(report, fmt, json=lambda: report.to_json(results), markdown=report.to_markdown)
+    shown = report.showing([p.strip() for p in stages.split(",") if p.strip()]) if stages else None
+    emit(
+        shown or report,
+        fmt,
+        json=lambda: report.to_json(results),  # JSON always holds every stage
+        markdown=shown.to_markdown if shown else report.to_markdown,
+    )
     raise_if_failed(results)
 
 

@@ -154,7 +154,11 @@ def _parameter(
     # one-line message naming the value and a fix, not typer's generic one.
     metavar = {int: "INT", float: "FLOAT"}.get(kind)
     option = typer.Option(
-        *names, help=help_text, rich_help_panel=panel, show_default=shown or False, metavar=metavar
+        *names,
+        help=help_text + default_text(shown),
+        rich_help_panel=panel,
+        show_default=False,
+        metavar=metavar,
     )
     # Built at run time for typer to read, so a static type checker cannot follow it.
     annotated: Any = Optional[str if metavar else kind]  # noqa: UP045
@@ -164,6 +168,12 @@ def _parameter(
         default=None,
         annotation=Annotated[annotated, option],  # type: ignore[valid-type]
     )
+
+
+def default_text(shown: str | None) -> str:
+    """` [default: 2]`, escaped: typer's help is rich markup, where a bare `[default: 2]` is a
+    tag and vanishes (and typer's own `show_default="2"` prints `(2)`)."""
+    return f" \\[default: {shown}]" if shown else ""
 
 
 _CONFIG = inspect.Parameter(

@@ -36,8 +36,14 @@ def stdout_console() -> Console:
     terminal or NO_COLOR is set."""
     from rich.console import Console
 
+    class StdoutConsole(Console):
+        def on_broken_pipe(self) -> None:
+            # rich would exit with status 1 and no word; `guarded_stdout` says what happened.
+            self.quiet = True
+            raise BrokenPipeError
+
     width = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160
-    return Console(width=width, highlight=False)
+    return StdoutConsole(width=width, highlight=False)
 
 
 def emit(

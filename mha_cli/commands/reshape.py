@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from mha_cli.commands.options import default_text
 from mha_cli.commands.output import FORMAT, Format, emit, wrote
 
 SHAPE = Annotated[
@@ -21,8 +22,9 @@ AXES = Annotated[
     typer.Option(
         "--axes",
         "-a",
-        help='names of the source axes, e.g. "batch,queries,keys" or "(batch heads),queries,keys"',
-        show_default="batch,queries,keys (3 axes), batch,heads,queries,keys (4)",
+        help='names of the source axes, e.g. "batch,queries,keys" or "(batch heads),queries,keys"'
+        + default_text("batch,queries,keys for 3 axes, batch,heads,queries,keys for 4"),
+        show_default=False,
     ),
 ]
 BATCH = Annotated[

@@ -49,7 +49,7 @@ def load_checkpoint(path: Path, *, finite: bool = True) -> Checkpoint:
     `finite=False` lets NaN and infinite values through, for `mha weights`, which shows in
     which head they are instead of refusing the file."""
     path = Path(path)
-    state = _unwrap(path, read_tensor_file(path, FIX))
+    state = unwrap_state_dict(path, read_tensor_file(path, FIX))
     prefix = _single_prefix(path, state)
     # member name ("W_q.weight") -> the file's key ("encoder.attention.W_q.weight")
     keys = {key[len(prefix) :]: key for key in state if _member(key, prefix)}
@@ -70,7 +70,7 @@ def load_checkpoint(path: Path, *, finite: bool = True) -> Checkpoint:
 # Finding the layer
 
 
-def _unwrap(path: Path, stored: Any) -> dict[Any, Any]:
+def unwrap_state_dict(path: Path, stored: Any) -> dict[Any, Any]:
     """The state dict itself: training scripts often wrap it under "state_dict" or "model"."""
     if not isinstance(stored, dict):
         raise MhaError(f"{path} holds a {type(stored).__name__}, not a state dict; save {FIX}")

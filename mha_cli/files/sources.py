@@ -7,11 +7,12 @@ contradicts is a mistake, reported with both values.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mha_cli.errors import MhaError
+from mha_cli.files.reconcile import apply_sizes
 from mha_cli.records import Source
 from mha_cli.spec.spec import AttentionSpec
 
@@ -33,22 +34,49 @@ def resolve_sources(spec: AttentionSpec, *, finite: bool = True) -> Sources:
     """The spec with the sizes its files fix, and what they hold. `finite=False` accepts NaN
     and infinite weights (`mha weights` reports them per head)."""
     state = inputs = source = None
-    if spec.weights is not None:
+    if spec.weights is not None and holds_one_layer(Path(spec.weights)):
         from functools import partial
 
         from mha_cli.files.checkpoints import load_checkpoint
 
         load = partial(load_checkpoint, finite=finite)
         checkpoint = _named("--weights", load, spec.weights)
+        if spec.layer != 0:
+            raise MhaError(
+                f"--layer {spec.layer}: {spec.weights} holds 1 attention layer (layer 0); "
+                "drop --layer, or give a whole model's checkpoint"
+            )
         state = checkpoint.state
         source = Source(spec.weights, checkpoint.layout, checkpoint.keys_found)
-        spec = _apply(spec, sizes_from_weights(state, spec.heads, spec.weights), spec.weights)
+        spec = apply_sizes(spec, sizes_from_weights(state, spec.heads, spec.weights), spec.weights)
+    elif spec.weights is not None:
+        from mha_cli.files.model_layer import read_model_layer
+
+        state, source, spec = read_model_layer(spec)
     if spec.inputs_file is not None:
         from mha_cli.files.tensor_files import load_inputs
 
         inputs = _named("--inputs", load_inputs, spec.inputs_file)
-        spec = _apply(spec, sizes_from_inputs(inputs, spec), spec.inputs_file)
+        spec = apply_sizes(spec, sizes_from_inputs(inputs, spec), spec.inputs_file)
     return Sources(spec, state, inputs, source)
+
+
+def holds_one_layer(path: Path) -> bool:
+    """A file of one d2l or torch.nn.MultiheadAttention layer, rather than a whole model."""
+    if path.is_dir() or path.name.lower().endswith(".json") or not path.is_file():
+        return False
+    from mha_cli.files.layouts import MEMBERS
+    from mha_cli.files.lazy_tensors import open_weights
+
+    try:
+        keys = open_weights(path).keys
+    except MhaError:
+        return True  # the one-layer reader has the more specific message for a damaged file
+    return any(_member(key, MEMBERS) for key in keys)
+
+
+def _member(key: str, members: frozenset[str]) -> bool:
+    return any(key == member or key.endswith("." + member) for member in members)
 
 
 def _named(option: str, load: Callable[[Path], T], path: str) -> T:
@@ -109,30 +137,3 @@ def sizes_from_inputs(inputs: dict[str, torch.Tensor], spec: AttentionSpec) -> d
 
 def _to_tuple(value: Any) -> Any:
     return tuple(_to_tuple(v) for v in value) if isinstance(value, list) else int(value)
-
-
-def _resolved(spec: AttentionSpec, key: str) -> Any:
-    """The value a field really has: None sizes mean num_hiddens, None kv_heads means heads."""
-    derived = {
-        "query_size": spec.q_size,
-        "key_size": spec.k_size,
-        "value_size": spec.v_size,
-        "kv_heads": spec.num_kv_heads,
-        "head_dim": spec.head_width,
-        "out_bias": spec.has_out_bias,
-    }
-    return derived.get(key, getattr(spec, key))
-
-
-def _apply(spec: AttentionSpec, sizes: dict[str, Any], path: str) -> AttentionSpec:
-    filled = replace(spec, **sizes)
-    for key in sizes:
-        # Compare what each field means, not how it is written: kv_heads None is `heads`.
-        given, implied = _resolved(spec, key), _resolved(filled, key)
-        if key in spec.explicit and key != "valid_lens" and given != implied:
-            option = "--" + key.replace("_", "-")
-            raise MhaError(
-                f"{option} {given} contradicts {path}, which implies {key} = {implied}; "
-                f"drop {option} (sizes are read from the file) or use a matching file"
-            )
-    return replace(spec, **sizes, explicit=spec.explicit | frozenset(sizes))

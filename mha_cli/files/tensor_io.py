@@ -33,7 +33,7 @@ def read_tensor_file(path: Path, fix: str) -> Any:
     suffix = _check_readable(path)
     if suffix == SAFETENSORS_SUFFIX:
         return _read_safetensors(path)
-    return _read_torch(path, fix)
+    return read_torch_file(path, fix)
 
 
 def _check_readable(path: Path) -> str:
@@ -48,16 +48,27 @@ def _check_readable(path: Path) -> str:
     return suffix
 
 
-def _read_torch(path: Path, fix: str) -> Any:
+def read_torch_file(path: Path, fix: str, *, mmap: bool = False) -> Any:
+    """What torch.save wrote to `path`, loaded with weights_only=True.
+
+    With `mmap`, tensors stay in the file (memory-mapped) until their values are used: loading
+    reads only the pickled structure, so one layer of a whole model costs that layer's memory.
+    Only the zip format (torch.save since torch 1.6) can be memory-mapped.
+    """
     import pickle
 
     import torch
 
+    if mmap and _is_pickle(path):
+        raise MhaError(
+            f"{path} is in torch's legacy (pre-1.6) format, which cannot be memory-mapped; "
+            "save it again with torch.save, or convert it to safetensors"
+        )
     try:
         # torch warns about pickle protocols and the like; a user needs our one line, not those.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except OSError as exc:
         raise MhaError(
             f"cannot read {path}: {exc.strerror or exc}; check its permissions"
@@ -96,16 +107,16 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
         ) from None
     except Exception as exc:  # SafetensorError and friends: the header is not valid
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        fix = _format_hint(path, "safetensors") or "save it with safetensors.torch.save_file"
+        fix = format_hint(path, "safetensors") or "save it with safetensors.torch.save_file"
         raise MhaError(f"{path} is not a safetensors file ({detail}); {fix}") from None
 
 
 def _unreadable(path: Path, reader: str, fix: str) -> str:
-    fix = _format_hint(path, "torch") or f"save {fix}"
+    fix = format_hint(path, "torch") or f"save {fix}"
     return f"{path} is not a file {reader} can read (damaged or another format); {fix}"
 
 
-def _format_hint(path: Path, expected: str) -> str:
+def format_hint(path: Path, expected: str) -> str:
     """The fix when the first bytes show the other format: a swapped extension is a common slip."""
     try:
         with path.open("rb") as file:

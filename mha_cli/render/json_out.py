@@ -13,7 +13,15 @@ from typing import Any
 from mha_cli.records import RunRecord
 
 # Bumped when a field changes meaning or goes away; new fields keep the version.
-SCHEMA_VERSIONS = {"mha.inspect": 2, "mha.reshape": 1, "mha.weights": 1, "mha.heads": 1}
+SCHEMA_VERSIONS = {
+    "mha.inspect": 2,
+    "mha.reshape": 1,
+    "mha.variants": 1,
+    "mha.compare": 1,
+    "mha.trace": 1,
+    "mha.weights": 1,
+    "mha.heads": 1,
+}
 
 
 def envelope(schema: str, payload: dict[str, Any]) -> str:

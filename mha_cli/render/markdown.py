@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from mha_cli.messages import shape_text
 from mha_cli.records import RunRecord
@@ -22,9 +22,12 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 _HEADER = ("#", "stage", "d2l code", "shape", "axes", "params", "FLOPs", "bytes", "values")
 
 
-def report_markdown(report: RunRecord) -> str:
+def report_markdown(report: RunRecord, only: Collection[str] | None = None) -> str:
+    """The table (every stage, or those named in `only`), its totals, and the lines below."""
     rows = [_HEADER, tuple("---" for _ in _HEADER)]
     for index, stage in enumerate(report.stages):
+        if only is not None and stage.name not in only:
+            continue
         rows.append(
             (
                 str(index),

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from mha_cli.messages import size_text
+
 _SI = ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"))
-_BINARY = ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB"))
 
 
 def count(n: int | None) -> str:
@@ -18,10 +19,7 @@ def count(n: int | None) -> str:
 
 def size(n: int) -> str:
     """Bytes in binary units: `3.1 KiB`, `4.0 GiB`."""
-    for scale, unit in _BINARY:
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} B"
+    return size_text(n)
 
 
 def value_range(bounds: tuple[float, float] | list[float] | None) -> str:

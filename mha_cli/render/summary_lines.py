@@ -19,11 +19,20 @@ def summary_lines(report: RunRecord) -> list[str]:
         heads = f"{summary.num_heads} heads"
         if summary.num_kv_heads != summary.num_heads:
             group = summary.num_heads // summary.num_kv_heads
-            heads += f" sharing {summary.num_kv_heads} key-value heads ({group} query heads each)"
-        lines.append(
-            f"head dim: num_hiddens / num_heads = {spec['hiddens']} / {summary.num_heads} = "
-            f"{summary.head_dim}  ({heads})"
-        )
+            kv = f"{summary.num_kv_heads} key-value head{'s' if summary.num_kv_heads > 1 else ''}"
+            heads += f" sharing {kv} ({group} query heads each)"
+        d2l_dim = spec["hiddens"] / summary.num_heads
+        if summary.head_dim == d2l_dim:
+            lines.append(
+                f"head dim: num_hiddens / num_heads = {spec['hiddens']} / {summary.num_heads} = "
+                f"{summary.head_dim}  ({heads})"
+            )
+        else:
+            lines.append(
+                f"head dim: {summary.head_dim}, set on its own (num_hiddens / num_heads would be "
+                f"{d2l_dim:g}), so W_q has num_heads x head dim = "
+                f"{summary.num_heads * summary.head_dim} outputs  ({heads})"
+            )
         for name, shape, where in summary.head_slices:
             lines.append(f"  head i uses {name}[{where}]: {shape_text(shape)}")
     lines.append(_params_line(report))
@@ -42,15 +51,18 @@ def summary_lines(report: RunRecord) -> list[str]:
 
 
 def source_lines(source: Source) -> list[str]:
-    """Which file, which layout, and which of its tensors were read (and from which shard)."""
+    """Which file, which layout, and which of its tensors were read, shard by shard."""
     lines = [f"weights: {source.path} ({source.layout})"]
-    if source.keys:
-        shards = source.shards or ("",) * len(source.keys)
-        read = [
-            f"{key} ({shard})" if shard else key
-            for key, shard in zip(source.keys, shards, strict=True)
-        ]
-        lines.append(f"  read {len(read)} tensors: {listing(read)}")
+    if not source.keys:
+        return lines
+    by_shard: dict[str, list[str]] = {}
+    for key, shard in zip(source.keys, source.shards or ("",) * len(source.keys), strict=True):
+        by_shard.setdefault(shard, []).append(key)
+    for shard, keys in by_shard.items():
+        where = f" from {shard}" if shard else ""
+        lines.append(
+            f"  read {len(keys)} tensor{'s' if len(keys) > 1 else ''}{where}: {listing(keys)}"
+        )
     return lines
 
 

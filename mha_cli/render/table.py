@@ -7,6 +7,8 @@ layout that still reads: the d2l code moves under the stage's name, and the valu
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -20,51 +22,94 @@ from mha_cli.render.summary_lines import summary_lines
 WIDE = 150  # columns from which the full table fits without squeezing the code column
 
 
-def stage_table(report: RunRecord, width: int | None = None) -> Table:
+def stage_table(
+    report: RunRecord, width: int | None = None, only: Collection[str] | None = None
+) -> Table:
+    """Every stage, or those named in `only` (each keeps its number in the whole table)."""
     wide = width is None or width >= WIDE
     table = Table(
-        title=Text(_title(report)), title_justify="left", show_footer=True, header_style="bold"
+        title=Text(layer_title(report)), title_justify="left", show_footer=True, header_style="bold"
     )
-    if not wide:  # no vertical rules, one space between columns: every column keeps its room
-        table.box, table.pad_edge, table.collapse_padding = box.SIMPLE_HEAD, False, True
     summary = report.summary
-    table.add_column("#", justify="right", footer="")
+    rows = [_cells(index, stage) for index, stage in enumerate(report.stages)]
+    footers = ["", "total", "", "", numbers.count(summary.total_params)]
+    footers += [numbers.count(summary.total_flops), numbers.size(summary.activation_bytes)]
     if wide:
-        table.add_column("stage", footer="total", no_wrap=True)
-        table.add_column("d2l code", style="cyan", overflow="fold")
-    else:
-        table.add_column("stage / d2l code", footer="total", overflow="fold", min_width=14)
-    table.add_column("shape", no_wrap=True)
-    table.add_column("axes", min_width=10)
-    table.add_column("params", justify="right", footer=numbers.count(summary.total_params))
-    table.add_column("FLOPs", justify="right", footer=numbers.count(summary.total_flops))
-    table.add_column("bytes", justify="right", footer=numbers.size(summary.activation_bytes))
-    if wide:
-        table.add_column("values", justify="right")
-    for index, stage in enumerate(report.stages):
-        name: list[Text] = (
-            [Text(stage.name), Text(stage.code)]  # Text, not markup: `[...]` must not vanish
-            if wide
-            else [_name_and_code(stage)]
-        )
-        cells = [
-            str(index),
-            *name,
-            shape_text(stage.shape),
-            Text(", ".join(stage.axes)),
-            numbers.count(stage.params),
-            numbers.count(stage.flops) if stage.flops else "",
-            "view" if stage.view else numbers.size(stage.bytes),
-        ]
-        if wide:
-            cells.append(_values(stage))
-        table.add_row(*cells)
+        _wide_columns(table, footers)
+        for index, stage in _shown(report, only):
+            row = rows[index]
+            table.add_row(row[0], Text(stage.name), Text(stage.code), *row[2:], _values(stage))
+        return table
+    fixed = _narrow_columns(table, footers, rows, width or WIDE)
+    for index, stage in _shown(report, only):
+        table.add_row(rows[index][0], _name_and_code(stage, fixed), *rows[index][2:])
     return table
 
 
-def inspect_renderable(report: RunRecord, width: int | None = None) -> RenderableType:
+def _shown(report: RunRecord, only: Collection[str] | None) -> list[tuple[int, Stage]]:
+    return [(i, s) for i, s in enumerate(report.stages) if only is None or s.name in only]
+
+
+def _cells(index: int, stage: Stage) -> list[str | Text]:
+    """#, (name), shape, axes, params, FLOPs, bytes: what both layouts show alike."""
+    return [
+        str(index),
+        stage.name,
+        shape_text(stage.shape),
+        Text(", ".join(stage.axes)),
+        numbers.count(stage.params),
+        numbers.count(stage.flops) if stage.flops else "",
+        "view" if stage.view else numbers.size(stage.bytes),
+    ]
+
+
+def _wide_columns(table: Table, footers: list[str]) -> None:
+    table.add_column("#", justify="right", footer=footers[0])
+    table.add_column("stage", footer=footers[1], no_wrap=True)
+    table.add_column("d2l code", style="cyan", overflow="fold")
+    table.add_column("shape", no_wrap=True)
+    table.add_column("axes")
+    for header, footer in zip(("params", "FLOPs", "bytes"), footers[4:], strict=True):
+        table.add_column(header, justify="right", footer=footer)
+    table.add_column("values", justify="right")
+
+
+def _narrow_columns(
+    table: Table, footers: list[str], rows: list[list[str | Text]], width: int
+) -> int:
+    """Columns for a narrow terminal: no vertical rules, the numbers whole, and the room left
+    shared by the stage (with its code under it, pre-wrapped to fit) and the axes, which wrap.
+    Returns the width the code is wrapped to."""
+    table.box, table.pad_edge, table.collapse_padding = box.SIMPLE_HEAD, False, True
+    headers = ("#", "stage / d2l code", "shape", "axes", "params", "FLOPs", "bytes")
+
+    def widest(column: int) -> int:
+        texts = [str(row[column]) for row in rows] + [headers[column], footers[column]]
+        return max(len(text) for text in texts)
+
+    # rich counts a column's width without its padding; between columns the box's blank rule
+    # and one space of padding (collapsed), and a blank at each edge: 2 per column in all.
+    exact = {k: widest(k) for k in (0, 2, 4, 5, 6)}
+    left = width - sum(exact.values()) - 2 * len(headers)
+    code_width = max(16, left * 3 // 5)
+    axes_width = max(8, left - code_width)
+    table.add_column("#", justify="right", width=exact[0], footer=footers[0])
+    table.add_column(headers[1], footer=footers[1], width=code_width)
+    table.add_column("shape", width=exact[2], no_wrap=True)
+    table.add_column("axes", width=axes_width)
+    for k in (4, 5, 6):
+        table.add_column(headers[k], justify="right", width=exact[k], footer=footers[k])
+    return code_width
+
+
+def inspect_renderable(
+    report: RunRecord, width: int | None = None, only: Collection[str] | None = None
+) -> RenderableType:
     """The table and the lines below it; `width` is the console's, to choose the layout."""
     lines = [Text(line) for line in summary_lines(report)]
+    if only is not None:
+        shown = f"showing {len(only)} of {len(report.stages)} stages (--stages); the totals are "
+        lines.insert(0, Text(shown + "the whole layer's", style="dim"))
     if width is not None and width < WIDE:
         lines.append(
             Text(
@@ -73,14 +118,22 @@ def inspect_renderable(report: RunRecord, width: int | None = None) -> Renderabl
                 style="dim",
             )
         )
-    return Group(stage_table(report, width), *lines)
+    return Group(stage_table(report, width, only), *lines)
 
 
-def _name_and_code(stage: Stage) -> Text:
-    """The stage's name, and under it its d2l code unless that only repeats the name."""
+def _name_and_code(stage: Stage, width: int) -> Text:
+    """The stage's name, and under it its d2l code (unless that only repeats the name), broken
+    at spaces or commas so that a call such as `self.W_q(queries)` stays whole."""
     if stage.code == stage.name:
         return Text(stage.name)
-    return Text.assemble(stage.name, "\n", (stage.code, "cyan"))
+    return Text.assemble(stage.name, "\n", (_wrap_code(stage.code, width), "cyan"))
+
+
+def _wrap_code(code: str, width: int) -> str:
+    """Lines of at most `width`, broken at spaces (rich would cut a long call anywhere)."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(code, width, break_on_hyphens=False))
 
 
 def _values(stage: Stage) -> Text:
@@ -88,7 +141,8 @@ def _values(stage: Stage) -> Text:
     return Text(text, style="dim" if stage.value_range is None else "")
 
 
-def _title(report: RunRecord) -> str:
+def layer_title(report: RunRecord) -> str:
+    """The layer and its sizes, as the table and the diagram title them."""
     spec = report.spec
     return (
         f"{_layer_name(spec)}: batch {spec['batch']}, {spec['queries']} queries, "

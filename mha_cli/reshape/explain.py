@@ -18,6 +18,7 @@ from mha_cli.messages import shape_text
 from mha_cli.reshape.parse import DEFAULT_AXES, Axis, parse_axes, parse_shape
 from mha_cli.reshape.refine import Piece, made_of_text, place_units, refine
 from mha_cli.reshape.verdict import ROLES, Verdict, describe, judge, suggest_target
+from mha_cli.spec.axes import KV_PAIRS, QUERIES
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class PanelMap:
 class ReshapeExplanation:
     source_shape: tuple[int, ...]
     source_axes: tuple[Axis, ...]  # elementary: folded groups are unfolded
-    source_pattern: str  # einops style, e.g. "(batch heads) queries keys"
+    source_pattern: str  # as the stage table writes axes: "(batch heads), queries, kv pairs"
     target_shape: tuple[int, ...]  # -1 resolved
     target_roles: tuple[str, ...]  # show_heatmaps roles for a 4-D target, else "axis k"
     pieces: tuple[tuple[Piece, ...], ...]  # per target axis
@@ -142,8 +143,8 @@ def _resolve(
 
 def _panel_names(src: Sequence[Axis]) -> tuple[str, str]:
     names = [a.name for a in src]
-    qname = "queries" if "queries" in names else (names[-2] if len(names) > 1 else "")
-    return qname, "keys" if "keys" in names else names[-1]
+    qname = QUERIES if QUERIES in names else (names[-2] if len(names) > 1 else "")
+    return qname, KV_PAIRS if KV_PAIRS in names else names[-1]
 
 
 def _canonical(src: Sequence[Axis], qname: str, kname: str) -> tuple[int, ...] | None:

@@ -15,15 +15,15 @@ from dataclasses import dataclass
 
 from mha_cli.errors import MhaError
 from mha_cli.messages import shape_text
+from mha_cli.spec.axes import canonical, folded, noun
 
-_ALIASES = {"b": "batch", "h": "heads", "q": "queries", "k": "keys", "kv": "keys"}
-_WORDS = {
-    "batch": ("example", "examples"),
-    "heads": ("head", "heads"),
-    "queries": ("query", "queries"),
-    "keys": ("key", "keys"),
+DEFAULT_AXES = {
+    2: "queries, kv pairs",
+    3: "batch, queries, kv pairs",
+    4: "batch, heads, queries, kv pairs",
 }
-DEFAULT_AXES = {2: "queries,keys", 3: "batch,queries,keys", 4: "batch,heads,queries,keys"}
+# The vocabulary's two-word names, joined so that a space can still separate names.
+_TWO_WORDS = re.compile(r"\b(kv|head)\s+(pairs|heads|dim)\b")
 _TOKEN = re.compile(r"\s*(?:([(),])|([A-Za-z_]\w*)(?:\s*=\s*(\d+))?|(\S))")
 
 
@@ -34,9 +34,8 @@ class Axis:
 
 
 def axis_word(name: str, count: int = 1) -> str:
-    """The noun for one index of an axis: batch -> example(s), heads -> head(s)."""
-    singular, plural = _WORDS.get(name, (name, name))
-    return singular if count == 1 else plural
+    """The noun for one index of an axis: batch -> example(s), kv pairs -> key(s)."""
+    return noun(name, count)
 
 
 def parse_shape(
@@ -71,7 +70,7 @@ def parse_axes(
     """
     groups: list[list[tuple[str, int | None]]] = []
     open_group: list[tuple[str, int | None]] | None = None
-    for m in _TOKEN.finditer(text):
+    for m in _TOKEN.finditer(_TWO_WORDS.sub(r"\1_\2", text)):
         punct, name, size, junk = m.groups()
         if junk or (punct == "(" and open_group is not None) or (punct == ")" and not open_group):
             raise MhaError(
@@ -84,7 +83,7 @@ def parse_axes(
             groups.append(open_group or [])
             open_group = None
         elif name:
-            entry = (_ALIASES.get(name, name), int(size) if size else None)
+            entry = (canonical(name.replace("_", " ")), int(size) if size else None)
             if open_group is not None:
                 open_group.append(entry)
             else:
@@ -105,7 +104,8 @@ def parse_axes(
         for g, dim in zip(groups, shape, strict=True)
         for a in _group_sizes(g, dim, sizes or {}, text)
     ]
-    pattern = " ".join(f"({' '.join(n for n, _ in g)})" if len(g) > 1 else g[0][0] for g in groups)
+    # Written as the stage table writes axes: "(batch heads), queries, kv pairs".
+    pattern = ", ".join(folded(*(n for n, _ in g)) if len(g) > 1 else g[0][0] for g in groups)
     return tuple(axes), pattern
 
 

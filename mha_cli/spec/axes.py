@@ -1,4 +1,5 @@
-"""The one axis vocabulary of mha, used alike in code comments, the table and the JSON.
+"""The one axis vocabulary of mha, used alike in code comments, the stage table, the JSON and
+the reshape explainer (which also accepts the short aliases below).
 
 Comments in the layer use the short letters: b batch, q queries, k key-value pairs,
 h heads, g key-value heads, d head dim, H num_hiddens, and `(b h)` for heads folded
@@ -27,3 +28,34 @@ def folded(*names: str) -> str:
 
 
 BATCH_HEADS = folded(BATCH, HEADS)
+
+# What a user may type for an axis (`mha reshape --axes`), and the canonical name it means.
+ALIASES = {
+    "b": BATCH,
+    "examples": BATCH,
+    "h": HEADS,
+    "q": QUERIES,
+    "k": KV_PAIRS,
+    "kv": KV_PAIRS,
+    "keys": KV_PAIRS,
+}
+# The noun for one index of an axis, singular and plural: "example 1", "key 3".
+NOUNS = {
+    BATCH: ("example", "examples"),
+    HEADS: ("head", "heads"),
+    KV_HEADS: ("kv head", "kv heads"),
+    QUERIES: ("query", "queries"),
+    KV_PAIRS: ("key", "keys"),
+    HEAD_DIM: ("feature", "features"),
+}
+
+
+def canonical(name: str) -> str:
+    """The vocabulary's name for `name` (an alias such as `keys` or `k`, or the name itself)."""
+    return ALIASES.get(name, name)
+
+
+def noun(name: str, count: int = 1) -> str:
+    """The noun for one index of an axis: batch -> example(s), kv pairs -> key(s)."""
+    singular, plural = NOUNS.get(name, (name, name))
+    return singular if count == 1 else plural

@@ -36,6 +36,7 @@ def build_spec(
         chapter = merge(spec, load_config("additive"), "preset additive")
         spec = replace(chapter, explicit=frozenset())
     if config is not None:
-        spec = merge(spec, load_config(config), f"config {config}")
+        layer = given.get("layer", 0)
+        spec = merge(spec, load_config(config, int(layer)), f"config {config}")
     values = {k: parse_option(k, v) if isinstance(v, str) else v for k, v in given.items()}
     return merge(spec, values, source)

@@ -44,9 +44,18 @@ def read_preset(name: str) -> dict[str, Any]:
     return _read_toml(text, f"preset {name}")
 
 
-def load_config(name_or_path: str) -> dict[str, Any]:
-    """A preset's name, or a TOML file's path. Returns the specification's keys only."""
+def load_config(name_or_path: str, layer: int = 0) -> dict[str, Any]:
+    """A preset's name, a TOML file's path, or a Hugging Face config.json (the attention of its
+    layer `layer`). Returns the specification's keys only."""
     path = Path(name_or_path)
+    if path.suffix.lower() == ".json":
+        from mha_cli.files.hf_config import read_hf_config, spec_fields
+
+        fields = spec_fields(read_hf_config(path, layer))
+        return {key: value for key, value in fields.items() if value is not None} | {
+            "window": fields["window"],
+            "layer": layer,
+        }
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
             raise MhaError(

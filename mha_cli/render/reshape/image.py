@@ -17,6 +17,7 @@ from mha_cli.render.heatmap.data import MASK_FACE, MASK_HATCH
 from mha_cli.render.images import format_of_path, save_figure
 from mha_cli.reshape.explain import ReshapeExplanation, Verdict, index_map
 from mha_cli.reshape.parse import axis_word
+from mha_cli.spec.axes import KV_PAIRS, QUERIES
 
 if TYPE_CHECKING:
     import numpy as np
@@ -115,7 +116,8 @@ def _draw_layout(
             ax.set_yticks(range(n_rows), shown, fontsize="small")
         ax.tick_params(labelbottom=r == g0 - 1)
         if r == g0 - 1:
-            ax.set_xlabel("keys" if expl.made_of[3] == "keys" else f"columns: {expl.made_of[3]}")
+            keys = expl.made_of[3] == KV_PAIRS
+            ax.set_xlabel("keys (kv pairs)" if keys else f"columns: {expl.made_of[3]}")
     return image
 
 
@@ -137,7 +139,7 @@ def _caption(expl: ReshapeExplanation) -> str:
         return f"{verdict}: one panel per {' and '.join(held) or 'tensor'}"
     if expl.verdict is Verdict.FOLDED:
         k = 2 if any(p.axes[0] != "queries" for p in expl.pieces[2]) else 3
-        extra = [p for p in expl.pieces[k] if p.axes[0] not in ("queries", "keys")]
+        extra = [p for p in expl.pieces[k] if p.axes[0] not in (QUERIES, KV_PAIRS)]
         what = " x ".join(f"{p.size} {axis_word(p.axes[0], p.size)}" for p in extra)
         where, label = ("rows", "Queries") if k == 2 else ("columns", "Keys")
         return (

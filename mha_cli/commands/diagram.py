@@ -1,0 +1,60 @@
+"""`mha diagram`: the layer's dataflow with the shapes of this configuration on every arrow."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+
+from mha_cli.commands.options import spec_options
+from mha_cli.commands.output import guarded_stdout, stdout_console, wrote
+
+OUT = Annotated[
+    str | None,
+    typer.Option(
+        "--out",
+        "-o",
+        help="image file (.png, .svg with searchable text, .pdf), or an existing folder",
+        show_default="./diagram.png",
+    ),
+]
+TERMINAL = Annotated[
+    bool,
+    typer.Option(
+        "--terminal", help="draw the diagram in the terminal instead of a file (unless --out)"
+    ),
+]
+DPI = Annotated[int, typer.Option("--dpi", help="resolution of PNG images", min=10, max=1200)]
+
+
+def diagram(
+    options: dict[str, Any],
+    out: OUT = None,
+    terminal: TERMINAL = False,
+    dpi: DPI = 100,
+) -> None:
+    """Draw the layer's dataflow, as the book's figure, with every arrow's shape and axes.
+
+    The shapes are those `mha inspect` records, traced on the meta device (nothing allocated).
+    """
+    from mha_cli.api.diagram import save_diagram
+
+    files = save_diagram(
+        out=out,
+        dpi=dpi,
+        draw=not (terminal and out is None),
+        config=options.pop("config"),
+        **options,
+    )
+    if terminal:
+        from mha_cli.render.diagram.terminal import terminal_diagram
+
+        with guarded_stdout():
+            stdout_console().print(terminal_diagram(files.diagram))
+    for path in files.written:
+        wrote(path)
+
+
+def register(app: typer.Typer, user_errors: Callable[..., Any]) -> None:
+    app.command("diagram")(user_errors(spec_options(diagram)))

@@ -1,0 +1,105 @@
+"""One layer of a whole model as the run's weights, and the specification its config implies.
+
+`--weights PATH --layer N` on a Hugging Face model folder, whole-model file or sharded index:
+the layer's tensors are read (and only they), in d2l's names. The sizes the weights fix (heads,
+head dim, biases, norms) fill the specification, and an option that contradicts them is refused;
+what the config says of the layer's behaviour (causal, rotary embedding, window) fills in what the
+command line did not set, so `--no-causal` on a decoder is the user's to choose.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mha_cli.errors import MhaError
+from mha_cli.files.reconcile import apply_sizes
+from mha_cli.records import Source
+from mha_cli.spec.parse import coerce
+from mha_cli.spec.spec import AttentionSpec
+
+if TYPE_CHECKING:
+    import torch
+
+# Fixed by the weights themselves: an option may only repeat them.
+WEIGHT_FIELDS = (
+    "hiddens",
+    "heads",
+    "kv_heads",
+    "head_dim",
+    "query_size",
+    "key_size",
+    "value_size",
+    "bias",
+    "out_bias",
+    "qk_norm",
+)
+# How the layer is run: the config's value unless the command line sets its own.
+BEHAVIOUR_FIELDS = (
+    "causal",
+    "rope",
+    "rope_theta",
+    "rotary_dim",
+    "rope_scaling",
+    "window",
+    "norm_eps",
+)
+
+
+def read_model_layer(
+    spec: AttentionSpec,
+) -> tuple[dict[str, torch.Tensor], Source, AttentionSpec]:
+    """(d2l-named weights, where they came from, the spec with the model's sizes filled in)."""
+    from mha_cli.files.hf_checkpoint import load_hf_layer
+    from mha_cli.files.hf_config import spec_fields
+
+    path = Path(str(spec.weights))
+    heads = spec.heads if "heads" in spec.explicit else None
+    try:
+        layer = load_hf_layer(path, spec.layer, heads=heads)
+        fields = spec_fields(layer.attention)
+    except MhaError as error:  # name the option, unless the message already does
+        message = str(error)
+        raise MhaError(message if message.startswith("--") else f"--weights {message}") from None
+    spec = apply_sizes(spec, {key: fields[key] for key in WEIGHT_FIELDS}, str(path))
+    where = str(layer.config or path)
+    behaviour = {
+        key: coerce(key, fields[key], where)
+        for key in BEHAVIOUR_FIELDS
+        # None: the config says nothing of it (no rotation, no norm): the default stands
+        if key not in spec.explicit
+        and (fields[key] is not None or key in ("window", "rotary_dim", "rope_scaling"))
+    }
+    if "dtype" not in spec.explicit:  # as transformers loads a model: in the dtype it was saved
+        spec = replace(spec, dtype=_stored_dtype(layer.state))
+    spec = replace(spec, **behaviour)
+    return dict(layer.state), _source(path, layer, spec.layer), spec
+
+
+def model_layer_count(spec: AttentionSpec) -> int:
+    """How many attention layers the whole model `spec.weights` holds."""
+    from mha_cli.files.hf_checkpoint import count_hf_layers
+
+    try:
+        return count_hf_layers(Path(str(spec.weights)))
+    except MhaError as error:
+        message = str(error)
+        raise MhaError(message if message.startswith("--") else f"--weights {message}") from None
+
+
+def _stored_dtype(state: dict[str, torch.Tensor]) -> str:
+    weight = state["W_q.weight"]
+    return str(weight.dtype).removeprefix("torch.")
+
+
+def _source(path: Path, layer: Any, index: int) -> Source:
+    """The layout recognised, and each key read with the file it came from."""
+    files: dict[str, Path] = layer.files
+    shown_files = path.is_dir() or len(set(files.values())) > 1 or path.suffix == ".json"
+    shards = tuple(files[key].name for key in files) if shown_files else ()
+    layers = layer.attention.num_layers
+    layout = f"{layer.layout}; layer {index} of {layers}"
+    if layer.config is not None:
+        layout += f"; sizes from {layer.config.name}"
+    return Source(str(path), layout, tuple(files), shards)
