@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from analysis_cases import analysis_cases, analysis_checks, analysis_notes, has_analysis
 from rich import box
 from rich.console import Console
 from rich.table import Table
@@ -168,9 +169,12 @@ def cli(key: str, label: str, mha: str, args: list[str], target: str, exit_code:
     return Case(key, label, [mha, *args], [PYTHON, "-c", CLI_PROBE, *args], target, exit_code)
 
 
+def mha_help(mha: str) -> str:
+    return subprocess.run([mha, "--help"], capture_output=True, text=True, check=False).stdout
+
+
 def has_heatmap(mha: str) -> bool:
-    done = subprocess.run([mha, "--help"], capture_output=True, text=True, check=False)
-    return "heatmap" in done.stdout
+    return "heatmap" in mha_help(mha)
 
 
 def build_cases(mha: str, tmp: Path) -> list[Case]:
@@ -224,6 +228,8 @@ def build_cases(mha: str, tmp: Path) -> list[Case]:
         snippet("torchinfo-cpu", "torchinfo.summary, cpu", TORCHINFO, ["cpu", str(TESTS)]),
         snippet("torchinfo-meta", "torchinfo.summary, meta", TORCHINFO, ["meta", str(TESTS)]),
     ]
+    if has_analysis(mha_help(mha)):
+        cases.extend(analysis_cases(mha, cli))
     if has_heatmap(mha):
         b, h, n = HEATMAP_GRID
         grid = [
@@ -349,6 +355,7 @@ def verdicts(results: dict[str, Result]) -> dict[str, bool]:
             and r.median <= NOISE * results["gqa-128"].median
         ),
         "heatmap": lambda r: "d2l-loop" in results and results["d2l-loop"].median >= 5 * r.median,
+        **analysis_checks(results),
     }
     return {
         key: check(results[key])
@@ -414,6 +421,7 @@ def notes(results: dict[str, Result]) -> list[str]:
         lines.append(
             f"heatmap, d2l loop / mha heatmap (whole processes): {ratio:.1f}x (target >= 5x)"
         )
+    lines.extend(analysis_notes(results))
     lines.extend(f"error in {key}: {r.error}" for key, r in results.items() if r.error)
     lines.append(machine_line())
     return lines

@@ -11,6 +11,10 @@ writes it. The Python API gives the commands' answers as objects, for notebooks:
     'folded'
     >>> mha_cli.compare(valid_lens="0,2").agrees                 # d2l against torch's attention
     True
+    >>> mha_cli.weights(heads=5).layer.heads[0].qk.effective_rank   # per-head circuits
+    19.16...
+    >>> mha_cli.heads(heads=5).ranking()[0].head                      # could go first
+    4
 
 Each function takes the command line's option names as keyword arguments and raises
 `MhaError` (with the command's one-line message) for a user's mistake.
@@ -36,6 +40,8 @@ _API = {
     "compare": "mha_cli.api.compare",
     "Comparison": "mha_cli.compare_report",
     "trace": "mha_cli.api.trace",
+    "weights": "mha_cli.api.weights",
+    "heads": "mha_cli.api.heads",
     "Report": "mha_cli.report",
     "TraceReport": "mha_cli.trace_report",
     "AttentionSpec": "mha_cli.spec.spec",
@@ -47,11 +53,13 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time `__getattr__` im
     from mha_cli.api.compare import compare as compare
     from mha_cli.api.diagram import diagram as diagram
     from mha_cli.api.diagram import save_diagram as save_diagram
+    from mha_cli.api.heads import heads as heads
     from mha_cli.api.heatmap import heatmap as heatmap
     from mha_cli.api.inspect import inspect as inspect
     from mha_cli.api.reshape import explain_reshape as explain_reshape
     from mha_cli.api.trace import trace as trace
     from mha_cli.api.variants import variants as variants
+    from mha_cli.api.weights import weights as weights
     from mha_cli.compare_report import Comparison as Comparison
     from mha_cli.report import Report as Report
     from mha_cli.spec.spec import AttentionSpec as AttentionSpec

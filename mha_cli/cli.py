@@ -102,15 +102,28 @@ def _register() -> None:
     from mha_cli.commands import (
         compare,
         diagram,
+        heads,
         heatmap,
         inspect,
         presets,
         reshape,
         trace,
         variants,
+        weights,
     )
 
-    commands = (inspect, heatmap, reshape, compare, trace, diagram, variants, presets)
+    commands = (
+        inspect,
+        heatmap,
+        reshape,
+        compare,
+        trace,
+        diagram,
+        variants,
+        weights,
+        heads,
+        presets,
+    )
     for module in commands:
         module.register(app, user_errors)
 

@@ -53,7 +53,7 @@ def run_attention(
     """
     sources = resolve_sources(spec)
     spec = validate(sources.spec)
-    device = _device(spec.device)
+    device = resolve_device(spec.device)
     if device.type != "meta":
         check_fits(spec, _free_memory(device), needs_values=needs_values)
     dtype = getattr(torch, spec.dtype)
@@ -91,7 +91,7 @@ def _free_memory(device: torch.device) -> int | None:
     return available_bytes() if device.type == "cpu" else None
 
 
-def _device(name: str) -> torch.device:
+def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise MhaError("--device cuda: no CUDA device is available here; use --device cpu or meta")
     if name == "meta":

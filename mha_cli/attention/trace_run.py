@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mha_cli.attention.run import _device
+from mha_cli.attention.run import resolve_device
 from mha_cli.attention.trace_check import Checked, check_module
 from mha_cli.attention.tracing import SOFTMAXES, RecorderBug, Trace, trace_forward
 from mha_cli.attention.user_inputs import from_function
@@ -35,7 +35,7 @@ def trace_module(
     compare it with mha's reference run with the same weights and inputs."""
     sources = resolve_sources(spec)
     spec = validate(sources.spec)
-    device = _device(spec.device)
+    device = resolve_device(spec.device)
     if check and device.type == "meta":
         raise MhaError(
             "--check compares values, and the meta device computes none; use --device cpu"

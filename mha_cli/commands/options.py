@@ -126,7 +126,14 @@ _SPEC_OPTIONS: list[tuple[str, type, tuple[str, ...], str, str | None, str]] = [
         "random",
         DATA,
     ),
-    ("layer", int, ("--layer",), "which layer of a whole-model checkpoint", "0", DATA),
+    (
+        "layer",
+        int,
+        ("--layer",),
+        "which layer of a whole-model checkpoint (mha weights: also all)",
+        "0",
+        DATA,
+    ),
     ("dtype", str, ("--dtype",), "float32, float64, float16 or bfloat16", "float32", RUN),
     (
         "device",

@@ -43,8 +43,11 @@ class Checkpoint:
     keys_found: tuple[str, ...]  # the file's own key names for this layer, for messages
 
 
-def load_checkpoint(path: Path) -> Checkpoint:
-    """The attention layer in `path`, in d2l naming; one-line `MhaError` for any problem."""
+def load_checkpoint(path: Path, *, finite: bool = True) -> Checkpoint:
+    """The attention layer in `path`, in d2l naming; one-line `MhaError` for any problem.
+
+    `finite=False` lets NaN and infinite values through, for `mha weights`, which shows in
+    which head they are instead of refusing the file."""
     path = Path(path)
     state = unwrap_state_dict(path, read_tensor_file(path, FIX))
     prefix = _single_prefix(path, state)
@@ -53,7 +56,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
     layout = detect_layout(path, state, keys)
     tensors = {member: _tensor(path, key, state[key]) for member, key in keys.items()}
     _check_biases(path, layout, keys)
-    _check_dims(path, tensors, keys)
+    _check_dims(path, tensors, keys, finite)
     d2l, origin = to_d2l(path, layout, tensors, keys)
     if layout.name == D2L_ADDITIVE:
         check_additive(path, d2l, origin)
@@ -126,7 +129,9 @@ def _check_biases(path: Path, layout: Layout, keys: dict[str, str]) -> None:
         )
 
 
-def _check_dims(path: Path, tensors: dict[str, torch.Tensor], keys: dict[str, str]) -> None:
+def _check_dims(
+    path: Path, tensors: dict[str, torch.Tensor], keys: dict[str, str], finite: bool = True
+) -> None:
     for name, tensor in tensors.items():
         is_bias = name.endswith("bias")
         wanted = 1 if is_bias else 2
@@ -136,4 +141,4 @@ def _check_dims(path: Path, tensors: dict[str, torch.Tensor], keys: dict[str, st
                 f"{path}: '{keys[name]}' has shape {shape_text(tensor)}, expected {form}; "
                 f"save {FIX}"
             )
-        check_values(path, keys[name], tensor, "save the trained layer's state_dict()")
+        check_values(path, keys[name], tensor, "save the trained layer's state_dict()", finite)

@@ -74,6 +74,16 @@ def load_hf_layer(
     return HFLayer(described, state, origin, read.files, located.describe(), config)
 
 
+def count_hf_layers(path: Path, *, config: Path | None = None) -> int:
+    """How many layers the model at `path` holds, from its key names (and config.json): no
+    tensor is read."""
+    path = Path(path)
+    weights = open_weights(path)
+    config = Path(config) if config is not None else weights.config
+    family = read_hf_config(config, 0).family if config is not None else None
+    return locate(weights.keys, family, str(path)).num_layers
+
+
 def _present_keys(
     located: Located, keys: tuple[str, ...], layer: int, path: Path
 ) -> dict[str, str]:

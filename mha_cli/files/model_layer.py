@@ -77,6 +77,17 @@ def read_model_layer(
     return dict(layer.state), _source(path, layer, spec.layer), spec
 
 
+def model_layer_count(spec: AttentionSpec) -> int:
+    """How many attention layers the whole model `spec.weights` holds."""
+    from mha_cli.files.hf_checkpoint import count_hf_layers
+
+    try:
+        return count_hf_layers(Path(str(spec.weights)))
+    except MhaError as error:
+        message = str(error)
+        raise MhaError(message if message.startswith("--") else f"--weights {message}") from None
+
+
 def _stored_dtype(state: dict[str, torch.Tensor]) -> str:
     weight = state["W_q.weight"]
     return str(weight.dtype).removeprefix("torch.")

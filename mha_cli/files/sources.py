@@ -30,12 +30,17 @@ class Sources:
     source: Source | None  # where the weights came from
 
 
-def resolve_sources(spec: AttentionSpec) -> Sources:
+def resolve_sources(spec: AttentionSpec, *, finite: bool = True) -> Sources:
+    """The spec with the sizes its files fix, and what they hold. `finite=False` accepts NaN
+    and infinite weights (`mha weights` reports them per head)."""
     state = inputs = source = None
     if spec.weights is not None and holds_one_layer(Path(spec.weights)):
+        from functools import partial
+
         from mha_cli.files.checkpoints import load_checkpoint
 
-        checkpoint = _named("--weights", load_checkpoint, spec.weights)
+        load = partial(load_checkpoint, finite=finite)
+        checkpoint = _named("--weights", load, spec.weights)
         if spec.layer != 0:
             raise MhaError(
                 f"--layer {spec.layer}: {spec.weights} holds 1 attention layer (layer 0); "

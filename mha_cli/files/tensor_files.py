@@ -91,8 +91,11 @@ def _tensor(path: Path, stored: dict[str, Any], name: str) -> torch.Tensor:
     return value
 
 
-def check_values(path: Path, name: str, tensor: torch.Tensor, fix: str) -> None:
-    """Floating point, no empty axis, and finite: what every tensor read from a file must be."""
+def check_values(
+    path: Path, name: str, tensor: torch.Tensor, fix: str, finite: bool = True
+) -> None:
+    """Floating point, no empty axis, and finite (unless `finite` is False): what every tensor
+    read from a file must be."""
     if not tensor.is_floating_point():
         raise MhaError(
             f"{path}: '{name}' holds {dtype_text(tensor)} values, expected floating point; {fix}"
@@ -101,7 +104,8 @@ def check_values(path: Path, name: str, tensor: torch.Tensor, fix: str) -> None:
         raise MhaError(
             f"{path}: '{name}' has shape {shape_text(tensor)}, with an empty axis; {fix}"
         )
-    check_finite(path, name, tensor)
+    if finite:
+        check_finite(path, name, tensor)
 
 
 def check_finite(path: Path, name: str, tensor: torch.Tensor) -> None:
@@ -174,6 +178,23 @@ def _check_valid_lens(path: Path, inputs: dict[str, torch.Tensor]) -> None:
             f"{path}: 'valid_lens' holds {bad}, outside 0..{kv}; a valid length counts "
             f"key-value pairs, and there are {kv}"
         )
+
+
+def load_targets(path: Path) -> dict[str, torch.Tensor]:
+    """`output`, the layer output a run is scored against (`mha heads --targets`)."""
+    path = Path(path)
+    fix = "save a dict: torch.save({'output': target}, path), target (batch, queries, hiddens)"
+    stored = read_tensor_file(path, fix)
+    if not isinstance(stored, dict) or "output" not in stored:
+        held = (
+            ", ".join(repr(str(k)) for k in stored)
+            if isinstance(stored, dict)
+            else f"a {type(stored).__name__}"
+        )
+        raise MhaError(f"{path} holds {held or 'nothing'}, not a tensor 'output'; {fix}")
+    tensor = _tensor(path, stored, "output")
+    check_values(path, "output", tensor, "save a finite float tensor")
+    return {"output": tensor}
 
 
 # ---------------------------------------------------------------------------------------------

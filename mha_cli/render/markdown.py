@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
 from mha_cli.messages import shape_text
 from mha_cli.records import RunRecord
 from mha_cli.render import numbers
 from mha_cli.render.summary_lines import summary_lines
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A GitHub-flavoured Markdown table; pipes in cells escaped, line breaks as spaces."""
+    lines = [header, ["---"] * len(header), *rows]
+    return "\n".join(
+        "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in row) + " |"
+        for row in lines
+    )
+
 
 _HEADER = ("#", "stage", "d2l code", "shape", "axes", "params", "FLOPs", "bytes", "values")
 
@@ -45,8 +55,6 @@ def report_markdown(report: RunRecord, only: Collection[str] | None = None) -> s
             "",
         )
     )
-    table = "\n".join(
-        "| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows
-    )
+    table = markdown_table(rows[0], rows[2:])
     notes = "\n".join(f"- {line.strip()}" for line in summary_lines(report) if line.strip())
     return f"{table}\n\n{notes}\n"

@@ -1,0 +1,129 @@
+"""How much each head matters to the layer's output: ablation, greedy pruning, gradient.
+
+The layer's output is `y = W_o concat + b_o`, and W_o is linear, so y is the bias plus one term
+per head: `y = b_o + Σ_i y_i`, `y_i = concat_i W_o_iᵀ` (concat_i: head i's slice of the
+concatenation before W_o). Removing head i (its slice set to zero, the bias kept) takes `y_i`
+away; `--ablation mean` replaces its slice by the slice's mean over examples and queries, which
+takes away `δ_i = y_i - W_o_i mean(concat_i)`. So ONE forward pass gives every variant: any set
+S of removed heads changes the output by `Σ_{i∈S} δ_i`, and
+
+    ||Σ_{i∈S} δ_i||² = 1_Sᵀ G 1_S,  G_ij = <δ_i, δ_j>  (heads x heads)
+
+gives the single ablations (the diagonal) and every step of the greedy pruning curve without
+running the layer again. The terms are computed in float64, in chunks of rows, so memory stays
+bounded whatever the number of tokens.
+
+Gradient importance (Michel, Levy & Neubig 2019): a gate ξ_i on each head's term,
+`y(ξ) = b_o + Σ ξ_i y_i`; at ξ = 1, `∂L_x/∂ξ_i = <∂L_x/∂y, y_i>` exactly, with L_x the mean
+squared error of example x; the importance is `E_x |∂L_x/∂ξ_i|`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+CHUNK_BYTES = 64 * 2**20  # float64 per-head terms held at once
+
+
+@dataclass(frozen=True)
+class HeadTerms:
+    """What the per-head terms of one forward pass give (float64 scalars and small tensors)."""
+
+    gram: torch.Tensor  # (h, h): <δ_i, δ_j>
+    output_norm: float  # ||y||_F
+    gradient: torch.Tensor | None  # (h,): E_x |∂L_x/∂ξ_i|, with targets
+
+
+def head_terms(
+    concat: torch.Tensor,  # (b, q, h*w): the concatenation before W_o
+    w_o: torch.Tensor,  # (H, h*w)
+    b_o: torch.Tensor | None,  # (H,)
+    heads: int,
+    ablation: str = "zero",
+    targets: torch.Tensor | None = None,  # (b, q, H)
+) -> HeadTerms:
+    b, q, _ = concat.shape
+    hiddens = w_o.shape[0]
+    c = concat.to(torch.float64).reshape(b * q, heads, -1)  # (n, h, w)
+    wo = w_o.to(torch.float64).reshape(hiddens, heads, -1)  # (H, h, w)
+    bias = b_o.to(torch.float64) if b_o is not None else None
+    mean_term = None
+    if ablation == "mean":
+        mean_c = c.mean(dim=0)  # (h, w): over examples and queries
+        mean_term = torch.einsum("hw,ohw->ho", mean_c, wo)  # (h, H)
+    gram = torch.zeros(heads, heads, dtype=torch.float64, device=c.device)
+    squares = torch.zeros((), dtype=torch.float64, device=c.device)
+    # (h, b): Σ over the example's queries of <y - t, y_i>
+    dot_error = torch.zeros(heads, b, dtype=torch.float64, device=c.device)
+    rows = max(q, (CHUNK_BYTES // (8 * heads * hiddens)) // q * q)  # whole examples per chunk
+    for start in range(0, b * q, rows):
+        part = c[start : start + rows]  # (n, h, w)
+        terms = torch.einsum("nhw,ohw->hno", part, wo)  # (h, n, H): y_i
+        y = terms.sum(0) if bias is None else terms.sum(0) + bias  # (n, H)
+        squares += (y * y).sum()
+        delta = terms if mean_term is None else terms - mean_term[:, None, :]  # (h, n, H)
+        flat = delta.reshape(heads, -1)
+        gram += flat @ flat.T
+        if targets is not None:
+            t = targets.to(torch.float64).reshape(b * q, hiddens)[start : start + rows]
+            per_row = torch.einsum("hno,no->hn", terms, y - t)  # (h, n)
+            first = start // q
+            dot_error[:, first : first + per_row.shape[1] // q] += per_row.reshape(
+                heads, -1, q
+            ).sum(-1)
+    gradient = None
+    if targets is not None:
+        # L_x = mean over (queries, hiddens) of (y - t)²: ∂L_x/∂ξ_i = 2/(q H) <y_x - t_x, y_i,x>
+        gradient = (dot_error * (2.0 / (q * hiddens))).abs().mean(dim=1)  # (h,)
+    return HeadTerms(gram, float(squares.sqrt()), gradient)
+
+
+def single_changes(terms: HeadTerms) -> list[float]:
+    """`||y - y_without_i||_F / ||y||_F` for each head i."""
+    return [_relative(float(v), terms.output_norm) for v in terms.gram.diagonal()]
+
+
+def greedy_pruning(terms: HeadTerms) -> list[tuple[int, float]]:
+    """Remove heads one at a time, each step the head whose removal (given those already
+    removed) changes the output least; (head removed, relative change after the step)."""
+    gram = terms.gram
+    h = gram.shape[0]
+    removed = torch.zeros(h, dtype=torch.float64, device=gram.device)  # indicator of S
+    steps: list[tuple[int, float]] = []
+    for _ in range(h):
+        base = removed @ gram @ removed  # ||Σ_S δ||²
+        cross = gram @ removed  # <δ_i, Σ_S δ>
+        candidates = base + 2 * cross + gram.diagonal()  # (h,): ||Σ_{S+i} δ||²
+        candidates[removed > 0] = math.inf
+        choice = int(torch.argmin(candidates))  # ties: the lowest head number
+        removed[choice] = 1.0
+        steps.append((choice, _relative(float(candidates[choice]), terms.output_norm)))
+    return steps
+
+
+def _relative(square: float, norm: float) -> float:
+    if norm == 0:
+        return math.nan
+    return math.sqrt(max(square, 0.0)) / norm
+
+
+def attention_focus(
+    weights: torch.Tensor,  # (b, h, q, k) attention weights
+    mask: torch.Tensor | None,  # (b, h, q, k) True where masked
+) -> tuple[list[float], list[float]]:
+    """Per head: the mean over examples and queries of the attention entropy (nats, over the
+    keys it may see) and of the largest weight in the row (Voita et al.'s confidence).
+    Rows in which every key is masked are left out."""
+    p = weights.to(torch.float64)
+    visible = torch.ones_like(p, dtype=torch.bool) if mask is None else ~mask
+    p = torch.where(visible, p, 0.0)
+    entropy = -(p * torch.log(p.clamp_min(1e-300))).sum(-1)  # (b, h, q)
+    confidence = p.amax(-1)  # (b, h, q)
+    rows = visible.any(-1).to(torch.float64)  # (b, h, q): rows with a key to see
+    count = rows.sum(dim=(0, 2)).clamp_min(1)  # (h,)
+    mean_entropy = (entropy * rows).sum(dim=(0, 2)) / count
+    mean_confidence = (confidence * rows).sum(dim=(0, 2)) / count
+    return mean_entropy.tolist(), mean_confidence.tolist()

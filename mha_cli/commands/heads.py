@@ -1,0 +1,72 @@
+"""`mha heads`: how much each head matters: ablation, entropy, confidence, gradient importance,
+a greedy pruning curve, and how far those measures agree."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from mha_cli.commands.options import spec_options
+from mha_cli.commands.output import FORMAT, Format, emit, wrote
+
+ABLATION = Annotated[
+    str,
+    typer.Option(
+        "--ablation",
+        help="zero: a removed head's slice of the concatenation before W_o is set to 0; mean: "
+        "replaced by its mean over examples and queries",
+    ),
+]
+TARGETS = Annotated[
+    Path | None,
+    typer.Option(
+        "--targets",
+        help="a .pt/.safetensors file with a tensor 'output' (batch, queries, hiddens): adds "
+        "gradient importance (Michel et al. 2019) against its mean squared error",
+        show_default=False,
+    ),
+]
+OUT = Annotated[
+    str | None,
+    typer.Option(
+        "--out",
+        "-o",
+        help="image (.png, .svg, .pdf) of the pruning curve and the per-head measures",
+        show_default=False,
+    ),
+]
+DPI = Annotated[int, typer.Option("--dpi", help="resolution of PNG images", min=10, max=1200)]
+
+
+def heads(
+    options: dict[str, Any],
+    fmt: FORMAT = Format.table,
+    ablation: ABLATION = "zero",
+    targets: TARGETS = None,
+    out: OUT = None,
+    dpi: DPI = 100,
+) -> None:
+    """Rank the heads by how much the output changes without each, and say which could go first.
+
+    One forward pass over the spec's inputs (or --inputs); every ablated variant comes from it.
+    """
+    from mha_cli.api.heads import heads as measure
+
+    report = measure(
+        config=options.pop("config"),
+        ablation=ablation,
+        targets=targets,
+        out=out,
+        dpi=dpi,
+        **options,
+    )
+    emit(report, fmt, json=report.to_json, markdown=report.to_markdown)
+    if out is not None:
+        wrote(out)
+
+
+def register(app: typer.Typer, user_errors: Callable[..., Any]) -> None:
+    app.command("heads")(user_errors(spec_options(heads)))

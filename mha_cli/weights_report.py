@@ -1,0 +1,46 @@
+"""What `mha_cli.weights()` returns: the plain record, and a face for people.
+
+Printed in a terminal or displayed in a notebook, a `WeightsReport` shows as the per-head table
+(rich renders in Jupyter too); `to_json()` and `to_markdown()` give the other formats.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from mha_cli.weight_records import WeightsRecord
+
+if TYPE_CHECKING:
+    from rich.console import Console, ConsoleOptions, RenderResult
+
+
+@dataclass(frozen=True, eq=False)
+class WeightsReport(WeightsRecord):
+    """Per head of a layer (or `stat` per layer and head): see `WeightsRecord`."""
+
+    def to_json(self) -> str:
+        from mha_cli.render.json_out import envelope
+
+        return envelope("mha.weights", self.to_dict())
+
+    def to_markdown(self) -> str:
+        from mha_cli.render.weights_text import weights_markdown
+
+        return weights_markdown(self)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        from mha_cli.render.weights_text import weights_renderable
+
+        yield weights_renderable(self)
+
+    def to_text(self, width: int = 160) -> str:
+        from rich.console import Console
+
+        buffer = io.StringIO()
+        Console(file=buffer, width=width, color_system=None, highlight=False).print(self)
+        return buffer.getvalue()
+
+    def __str__(self) -> str:
+        return self.to_text()
