@@ -39,7 +39,8 @@ def variants(
         # sizes read from the files; the variants then change them, so no file is loaded
         base = replace(resolve_sources(base).spec, weights=None, inputs="randn")
     if chosen:
-        columns_wanted, notes, reference = [Variant("as given"), *chosen], [], 0
+        notes: list[str] = []
+        columns_wanted, reference = [Variant("as given"), *chosen], 0
     else:
         columns_wanted, notes = default_variants(base)
         reference = next(i for i, v in enumerate(columns_wanted) if v.label == REFERENCE)

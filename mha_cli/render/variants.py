@@ -3,6 +3,7 @@ under it one sentence per difference. Builds; never prints."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -30,7 +31,7 @@ def comparison_rows(comparison: Comparison) -> list[Row]:
         row("values", lambda c: _values(c.record.spec["value_mode"])),
     ]
     for name in comparison.differing_stages():
-        rows.append(row(name, lambda c, n=name: _shape(c, n)))
+        rows.append(row(name, functools.partial(_shape, name=name)))
     rows += [
         row("parameters", lambda c: numbers.count(c.record.summary.total_params)),
         row("FLOPs", lambda c: numbers.count(c.record.summary.total_flops)),

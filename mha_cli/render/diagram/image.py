@@ -9,7 +9,7 @@ with `svg.fonttype` none the words stay text, and a test reads them back.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mha_cli.messages import shape_text
 from mha_cli.render import numbers
@@ -107,8 +107,14 @@ def _header(ax: Axes, diagram: Diagram, layout: Layout) -> None:
 
 
 SUBTITLE = "each arrow carries the tensor of one row of `mha inspect`: its shape and axes"
-CENTRED = {"ha": "center", "va": "center", "family": SANS, "color": INK}
-TAG = {"va": "center", "fontsize": 7, "color": "white", "family": SANS, "weight": "bold"}
+CENTRED: dict[str, Any] = {"ha": "center", "va": "center", "family": SANS, "color": INK}
+TAG: dict[str, Any] = {
+    "va": "center",
+    "fontsize": 7,
+    "color": "white",
+    "family": SANS,
+    "weight": "bold",
+}
 
 
 def _box(ax: Axes, box: Box, layout: Layout) -> None:
@@ -117,7 +123,10 @@ def _box(ax: Axes, box: Box, layout: Layout) -> None:
     left, bottom, right, top = layout.extent(box)
     face = COLOURS.get(box.kind, COLOURS["compute"])
     rounding = 0.22 if box.kind in ("input", "output") else 0.05
-    shape = {"boxstyle": f"round,pad=0,rounding_size={rounding}", "facecolor": face}
+    shape: dict[str, Any] = {
+        "boxstyle": f"round,pad=0,rounding_size={rounding}",
+        "facecolor": face,
+    }
     cards = min(box.stack - 1, MAX_CARDS)
     for i in range(cards, -1, -1):  # the cards behind, up and to the right, then the box
         corner = (left + i * CARD, bottom + i * CARD)
@@ -131,7 +140,7 @@ def _box(ax: Axes, box: Box, layout: Layout) -> None:
     title_y = middle + (0.09 if box.detail else 0)
     ax.text(centre, title_y, box.title, fontsize=title_size, weight="bold", **CENTRED)
     if box.detail:
-        detail = {**CENTRED, "va": "top", "linespacing": 1.25}
+        detail: dict[str, Any] = {**CENTRED, "va": "top", "linespacing": 1.25}
         ax.text(centre, middle - 0.03, box.detail, fontsize=fitted(box.detail, room, 8), **detail)
     if box.params:  # a tag on the top right corner: the weights' size
         words = f"{numbers.count(box.params)} params"
@@ -140,7 +149,7 @@ def _box(ax: Axes, box: Box, layout: Layout) -> None:
         ax.text(left + 0.06, top, box.stack_label, ha="left", bbox=_tag(STACK_INK), **TAG)
 
 
-def _tag(colour: str) -> dict[str, object]:
+def _tag(colour: str) -> dict[str, Any]:
     return {"boxstyle": "round,pad=0.18", "linewidth": 0, "facecolor": colour}
 
 
@@ -163,11 +172,11 @@ def _edge(ax: Axes, edge: Edge, source: Box, target: Box, layout: Layout) -> Non
 
     _, s_bottom, s_right, _ = layout.extent(source)
     t_left, _, _, t_top = layout.extent(target)
-    small = {"family": SANS, "color": AXES_INK, "ha": "left", "va": "top"}
+    small: dict[str, Any] = {"family": SANS, "color": AXES_INK, "ha": "left", "va": "top"}
     if source.row == target.row:  # the mask, beside the softmax: a horizontal arrow
         y = t_top - BOX_H / 2
         start, end = (s_right, y), (t_left, y)
-        above = {**small, "ha": "center", "va": "bottom"}
+        above: dict[str, Any] = {**small, "ha": "center", "va": "bottom"}
         ax.text((s_right + t_left) / 2, y + 0.06, edge.note, fontsize=7.5, **above)
     else:
         # From a narrow box straight down; from a wide box, down to the narrow one below it.
@@ -175,12 +184,12 @@ def _edge(ax: Axes, edge: Edge, source: Box, target: Box, layout: Layout) -> Non
         start, end = (x, s_bottom), (x, t_top)
         if edge.shape is not None and edge.stage is not None:
             y = s_bottom - 0.05  # just below the box it leaves, clear of the stack below
-            bold = {**small, "family": MONO, "color": INK, "weight": "bold"}
+            bold: dict[str, Any] = {**small, "family": MONO, "color": INK, "weight": "bold"}
             shape = ax.text(x + 0.08, y, shape_text(edge.shape), fontsize=9, **bold)
             shape.set_gid(f"shape-{edge.stage}")
             axes = ax.text(x + 0.08, y - 0.17, ", ".join(edge.axes), fontsize=8, **small)
             axes.set_gid(f"axes-{edge.stage}")
-    head = {"arrowstyle": "-|>", "mutation_scale": 11, "shrinkA": 0, "shrinkB": 1}
+    head: dict[str, Any] = {"arrowstyle": "-|>", "mutation_scale": 11, "shrinkA": 0, "shrinkB": 1}
     arrow = FancyArrowPatch(start, end, color=EDGE_INK, linewidth=1.1, **head)
     ax.add_patch(arrow)
 
