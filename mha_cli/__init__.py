@@ -38,12 +38,12 @@ _API = {
     "save_diagram": "mha_cli.api.diagram",
     "variants": "mha_cli.api.variants",
     "compare": "mha_cli.api.compare",
-    "Comparison": "mha_cli.compare_report",
+    "Comparison": "mha_cli.results.compare_report",
     "trace": "mha_cli.api.trace",
     "weights": "mha_cli.api.weights",
     "heads": "mha_cli.api.heads",
-    "Report": "mha_cli.report",
-    "TraceReport": "mha_cli.trace_report",
+    "Report": "mha_cli.results.report",
+    "TraceReport": "mha_cli.results.trace_report",
     "AttentionSpec": "mha_cli.spec.spec",
 }
 
@@ -60,10 +60,10 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time `__getattr__` im
     from mha_cli.api.trace import trace as trace
     from mha_cli.api.variants import variants as variants
     from mha_cli.api.weights import weights as weights
-    from mha_cli.compare_report import Comparison as Comparison
-    from mha_cli.report import Report as Report
+    from mha_cli.results.compare_report import Comparison as Comparison
+    from mha_cli.results.report import Report as Report
+    from mha_cli.results.trace_report import TraceReport as TraceReport
     from mha_cli.spec.spec import AttentionSpec as AttentionSpec
-    from mha_cli.trace_report import TraceReport as TraceReport
 
 
 def __getattr__(name: str) -> Any:

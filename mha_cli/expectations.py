@@ -7,8 +7,8 @@ from typing import Any
 
 from mha_cli.errors import ExpectationFailed, MhaError
 from mha_cli.messages import suggest
-from mha_cli.records import RunRecord
 from mha_cli.reshape.parse import parse_shape
+from mha_cli.results.records import RunRecord
 
 # Figures that are one number rather than a shape.
 SCALARS = ("params", "flops", "head_dim")

@@ -6,7 +6,7 @@ from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
 from mha_cli.api.common import load_heavy, specification
-from mha_cli.compare_report import Comparison
+from mha_cli.results.compare_report import Comparison
 
 if TYPE_CHECKING:
     from mha_cli.attention.torch_mapping import WeightMapping

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from mha_cli.render.diagram.model import Diagram
-    from mha_cli.report import Report
+    from mha_cli.results.report import Report
 
 DEFAULT_OUT = "diagram.png"
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from mha_cli.api.common import load_heavy, specification
 from mha_cli.errors import MhaError
-from mha_cli.heads_report import HeadsReport
 from mha_cli.render.images import format_of_path
+from mha_cli.results.heads_report import HeadsReport
 
 ABLATIONS = ("zero", "mean")
 

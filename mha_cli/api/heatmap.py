@@ -17,8 +17,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from mha_cli.render.heatmap.data import HeatmapData
-    from mha_cli.report import Report
-    from mha_cli.trace_report import TraceReport
+    from mha_cli.results.report import Report
+    from mha_cli.results.trace_report import TraceReport
 
 DEFAULT_STEM = "attention"
 DEFAULT_PER_HEAD_FOLDER = "attention_heads"

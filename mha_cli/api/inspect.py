@@ -9,7 +9,7 @@ from typing import Any
 
 from mha_cli.api.common import load_heavy, specification
 from mha_cli.expectations import Expectation, check, parse_expectation, raise_if_failed
-from mha_cli.report import Report
+from mha_cli.results.report import Report
 
 
 def inspect(

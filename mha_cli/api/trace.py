@@ -7,7 +7,7 @@ from typing import Any
 
 from mha_cli.api.common import load_heavy, specification
 from mha_cli.errors import MhaError
-from mha_cli.trace_report import TraceReport
+from mha_cli.results.trace_report import TraceReport
 
 
 def trace(target: Any, *, check: bool = False, config: Any = None, **options: Any) -> TraceReport:

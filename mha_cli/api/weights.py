@@ -11,8 +11,8 @@ from mha_cli.api.common import load_heavy, specification
 from mha_cli.errors import MhaError
 from mha_cli.messages import suggest
 from mha_cli.render.images import format_of_path
-from mha_cli.weight_records import DEFAULT_STAT, STATS
-from mha_cli.weights_report import WeightsReport
+from mha_cli.results.weight_records import DEFAULT_STAT, STATS
+from mha_cli.results.weights_report import WeightsReport
 
 Progress = Callable[[str], None]
 

@@ -22,10 +22,10 @@ from mha_cli.attention.masked_rows import fully_masked_rows, row_keeps
 from mha_cli.attention.masking import positional_mask
 from mha_cli.attention.run import run_attention
 from mha_cli.attention.tolerance import tolerance
-from mha_cli.comparison import ComparisonRecord, ImplementationResult
 from mha_cli.errors import MhaError
 from mha_cli.files.sources import resolve_sources
-from mha_cli.report import Report
+from mha_cli.results.comparison import ComparisonRecord, ImplementationResult
+from mha_cli.results.report import Report
 from mha_cli.spec import axes as ax
 from mha_cli.spec.spec import AttentionSpec
 from mha_cli.spec.validation import validate

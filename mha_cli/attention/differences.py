@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import torch
 
 from mha_cli.attention.tolerance import Tolerance
-from mha_cli.comparison import ComparedStage, HeadDifference, StageDifference, Where
+from mha_cli.results.comparison import ComparedStage, HeadDifference, StageDifference, Where
 
 Stages = Mapping[str, torch.Tensor]
 

@@ -10,9 +10,9 @@ import torch
 from mha_cli.attention.ablation import attention_focus, greedy_pruning, head_terms, single_changes
 from mha_cli.attention.run import run_attention
 from mha_cli.errors import MhaError
-from mha_cli.head_records import HeadMeasure, PruningStep, correlations
-from mha_cli.heads_report import HeadsReport
 from mha_cli.messages import shape_text
+from mha_cli.results.head_records import HeadMeasure, PruningStep, correlations
+from mha_cli.results.heads_report import HeadsReport
 from mha_cli.spec.spec import AttentionSpec
 
 

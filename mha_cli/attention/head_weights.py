@@ -18,8 +18,8 @@ from mha_cli.attention.head_slices import (
     non_finite_counts,
     slice_heads,
 )
+from mha_cli.results.weight_records import Circuit, HeadWeights, LayerWeights
 from mha_cli.spec.spec import AttentionSpec
-from mha_cli.weight_records import Circuit, HeadWeights, LayerWeights
 
 # Above this many FLOPs (the four full Gram matrices) the similarity is left out unless asked
 # for: 2e10 is about 0.2 s on one core; bert-base needs 3.6e9, a 4096-hidden layer 5.5e11.

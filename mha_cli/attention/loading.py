@@ -16,7 +16,7 @@ import torch
 from mha_cli.attention.run import build_layer, resolve_device
 from mha_cli.errors import MhaError
 from mha_cli.files.sources import holds_one_layer, resolve_sources
-from mha_cli.records import Source
+from mha_cli.results.records import Source
 from mha_cli.spec.spec import AttentionSpec
 from mha_cli.spec.validation import validate
 

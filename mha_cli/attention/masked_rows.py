@@ -15,8 +15,8 @@ import torch
 
 from mha_cli.attention.compare_notes import mask_fill
 from mha_cli.attention.differences import summarize_values
-from mha_cli.comparison import FullyMaskedRows, ImplementationResult, MaskedRowValues
-from mha_cli.report import Report
+from mha_cli.results.comparison import FullyMaskedRows, ImplementationResult, MaskedRowValues
+from mha_cli.results.report import Report
 from mha_cli.spec.spec import AttentionSpec
 
 Stages = Mapping[str, torch.Tensor]

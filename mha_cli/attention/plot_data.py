@@ -12,8 +12,8 @@ if TYPE_CHECKING:
     import numpy as np
 
     from mha_cli.render.heatmap.data import HeatmapData
-    from mha_cli.report import Report
-    from mha_cli.trace_report import TraceReport
+    from mha_cli.results.report import Report
+    from mha_cli.results.trace_report import TraceReport
 
 
 def heatmap_data(report: Report) -> HeatmapData:

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from mha_cli.records import Stage
+from mha_cli.results.records import Stage
 from mha_cli.spec.axes import (
     BATCH,
     BATCH_HEADS,

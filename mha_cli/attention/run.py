@@ -24,7 +24,7 @@ from mha_cli.attention.rope import inverse_frequencies
 from mha_cli.attention.summary import summarize
 from mha_cli.errors import MhaError
 from mha_cli.files.sources import resolve_sources
-from mha_cli.report import Report
+from mha_cli.results.report import Report
 from mha_cli.spec.memory import available_bytes, check_fits
 from mha_cli.spec.spec import AttentionSpec
 from mha_cli.spec.validation import validate

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mha_cli.records import MaskedKeys, Stage, Summary
+from mha_cli.results.records import MaskedKeys, Stage, Summary
 from mha_cli.spec.counts import parameters_depend_on_heads
 from mha_cli.spec.spec import AttentionSpec
 

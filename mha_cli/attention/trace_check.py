@@ -24,10 +24,10 @@ from mha_cli.attention.user_module import Prepared
 from mha_cli.errors import MhaError
 from mha_cli.files.module_weights import to_d2l_state
 from mha_cli.files.sources import sizes_from_weights
-from mha_cli.report import Report
+from mha_cli.results.report import Report
+from mha_cli.results.trace_records import CheckResult, Comparison
 from mha_cli.spec.spec import AttentionSpec
 from mha_cli.spec.validation import validate
-from mha_cli.trace_records import CheckResult, Comparison
 
 
 @dataclass

@@ -19,7 +19,7 @@ from mha_cli.attention.tolerance import tolerance
 from mha_cli.attention.trace_axes import RESHAPES
 from mha_cli.attention.trace_match import MASKED, UNSCALED, Form, Match, agree, effective
 from mha_cli.attention.tracing import SOFTMAXES, Trace
-from mha_cli.report import Report
+from mha_cli.results.report import Report
 from mha_cli.spec.axes import HEAD_DIM, HEADS, HIDDENS
 from mha_cli.spec.spec import AttentionSpec
 

@@ -19,7 +19,7 @@ from itertools import permutations
 import torch
 
 from mha_cli.attention.tolerance import Tolerance
-from mha_cli.report import Report
+from mha_cli.results.report import Report
 
 MASKED_BELOW = -1e4  # a score at or below this is a masked key: exp() of it is 0 in float32
 UNSCALED = "q·kᵀ (scores before / sqrt(d))"

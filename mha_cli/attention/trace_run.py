@@ -21,11 +21,11 @@ from mha_cli.attention.user_module import Prepared, build_module, seeded, with_s
 from mha_cli.errors import MhaError
 from mha_cli.files.sources import resolve_sources
 from mha_cli.files.user_code import Target, user_code
+from mha_cli.results.trace_records import Row, TraceStep, TraceSummary
+from mha_cli.results.trace_report import TraceReport
 from mha_cli.spec.axis_guess import AxisSizes
 from mha_cli.spec.spec import AttentionSpec
 from mha_cli.spec.validation import validate
-from mha_cli.trace_records import Row, TraceStep, TraceSummary
-from mha_cli.trace_report import TraceReport
 
 
 def trace_module(

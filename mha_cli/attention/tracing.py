@@ -28,9 +28,9 @@ from torch.overrides import TorchFunctionMode
 from mha_cli.attention.trace_axes import output_axes
 from mha_cli.attention.trace_figures import flops_of, tensors_in, value_range
 from mha_cli.attention.trace_frames import SourceFinder
-from mha_cli.records import Stage
+from mha_cli.results.records import Stage
+from mha_cli.results.trace_records import INPUT, Row, TraceGroup, TraceStep
 from mha_cli.spec.axis_guess import Axis, AxisSizes
-from mha_cli.trace_records import INPUT, Row, TraceGroup, TraceStep
 
 # Python functions of torch that do a whole attention layer in one call: recorded step by
 # step inside, else `nn.MultiheadAttention` would show as one row.

@@ -10,7 +10,7 @@ import typer
 
 from mha_cli.commands.options import spec_options
 from mha_cli.commands.output import FORMAT, Format, emit, note, wrote
-from mha_cli.weight_records import DEFAULT_STAT, STATS
+from mha_cli.results.weight_records import DEFAULT_STAT, STATS
 
 STAT = Annotated[
     str | None,

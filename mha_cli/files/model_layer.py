@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from mha_cli.errors import MhaError
 from mha_cli.files.reconcile import apply_sizes
-from mha_cli.records import Source
+from mha_cli.results.records import Source
 from mha_cli.spec.parse import coerce
 from mha_cli.spec.spec import AttentionSpec
 

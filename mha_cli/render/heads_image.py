@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mha_cli.head_records import HeadsRecord
 from mha_cli.render.heads_text import MEASURE_LABELS, title_parts
+from mha_cli.results.head_records import HeadsRecord
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -10,8 +10,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from mha_cli.head_records import HeadsRecord
 from mha_cli.render.markdown import markdown_table
+from mha_cli.results.head_records import HeadsRecord
 
 MEASURE_LABELS = {
     "ablation": "output change without it",

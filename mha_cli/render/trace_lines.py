@@ -6,7 +6,7 @@ from __future__ import annotations
 from mha_cli.messages import shape_text
 from mha_cli.render import numbers
 from mha_cli.render.summary_lines import FLOP_CONVENTION
-from mha_cli.trace_records import CheckResult, Comparison, TraceRecord
+from mha_cli.results.trace_records import CheckResult, Comparison, TraceRecord
 
 
 def trace_lines(record: TraceRecord) -> list[str]:

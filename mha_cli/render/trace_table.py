@@ -16,7 +16,7 @@ from mha_cli.messages import shape_text
 from mha_cli.render import numbers
 from mha_cli.render.table import WIDE
 from mha_cli.render.trace_lines import trace_lines
-from mha_cli.trace_records import INPUT, TraceGroup, TraceRecord, TraceStep
+from mha_cli.results.trace_records import INPUT, TraceGroup, TraceRecord, TraceStep
 
 INDENT = "  "
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from mha_cli.render.weights_text import number, similarity_summary, title
-from mha_cli.weight_records import WeightsRecord, stat_label
+from mha_cli.results.weight_records import WeightsRecord, stat_label
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

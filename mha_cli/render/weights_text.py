@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mha_cli.render.markdown import markdown_table
-from mha_cli.weight_records import LayerWeights, WeightsRecord, stat_label
+from mha_cli.results.weight_records import LayerWeights, WeightsRecord, stat_label
 
 SIGMAS_SHOWN = 3  # leading singular values in the table; JSON holds them all
 FULL_MATRIX = 12  # heads up to which the similarity matrix is printed whole

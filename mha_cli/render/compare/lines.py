@@ -3,7 +3,7 @@ fully masked rows, and the notes. Plain strings from plain records."""
 
 from __future__ import annotations
 
-from mha_cli.comparison import ComparisonRecord, ImplementationResult, StageDifference
+from mha_cli.results.comparison import ComparisonRecord, ImplementationResult, StageDifference
 
 PASS, FAIL = "✓", "✗"
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from mha_cli.comparison import ComparisonRecord, HeadDifference, ImplementationResult
 from mha_cli.render.compare import lines
+from mha_cli.results.comparison import ComparisonRecord, HeadDifference, ImplementationResult
 
 
 def compare_markdown(record: ComparisonRecord) -> str:

@@ -9,8 +9,8 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from mha_cli.comparison import ComparedStage, ComparisonRecord, ImplementationResult
 from mha_cli.render.compare import lines
+from mha_cli.results.comparison import ComparedStage, ComparisonRecord, ImplementationResult
 
 GIVEN = "d2l's"  # SDPA starts from d2l's own projected heads: nothing of its own to compare
 STAGE_WIDTH, COLUMN_WIDTH = 44, 19  # the stage column with its description; a number column

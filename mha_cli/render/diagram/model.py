@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from itertools import pairwise
 
-from mha_cli.records import RunRecord, Stage
 from mha_cli.render.diagram.texts import describe, mask_lines, stack_count, title_of
+from mha_cli.results.records import RunRecord, Stage
 
 ROLES = ("queries", "keys", "values")
 MASK_LANE, MAIN_LANE = "mask", "main"

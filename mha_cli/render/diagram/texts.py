@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from mha_cli.messages import listing
-from mha_cli.records import RunRecord, Stage
+from mha_cli.results.records import RunRecord, Stage
 from mha_cli.spec.axes import BATCH_HEADS, HEADS, KV_HEADS
 
 # step -> (title, colour kind). A step is what follows the dot of a stage name (`split` of

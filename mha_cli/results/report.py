@@ -7,18 +7,18 @@ travel beside the records as plain attributes, for anyone who wants the numbers.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from mha_cli.records import RunRecord, select_stages
+from mha_cli.results.display import Displayed
+from mha_cli.results.records import RunRecord, select_stages
 
 if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions, RenderResult
 
 
 @dataclass(frozen=True, eq=False)
-class Report(RunRecord):
+class Report(RunRecord, Displayed):
     """One recorded forward pass: `stages`, `summary`, `spec`, `source`, and the tensors."""
 
     tensors: dict[str, Any] = field(default_factory=dict, repr=False)  # stage name -> tensor
@@ -40,17 +40,6 @@ class Report(RunRecord):
         """The table with only the stages `patterns` pick (names or prefixes such as `W_`)."""
         return StagesShown(self, select_stages(self.stages, patterns))
 
-    def __str__(self) -> str:
-        return self.to_text()
-
-    def to_text(self, width: int = 160) -> str:
-        """The stage table as plain text, `width` columns wide."""
-        from rich.console import Console
-
-        buffer = io.StringIO()
-        Console(file=buffer, width=width, color_system=None, highlight=False).print(self)
-        return buffer.getvalue()
-
     def to_json(self, expectations: list[dict[str, Any]] | None = None) -> str:
         from mha_cli.render.json_out import report_json
 
@@ -60,16 +49,6 @@ class Report(RunRecord):
         from mha_cli.render.markdown import report_markdown
 
         return report_markdown(self)
-
-    def _repr_mimebundle_(self, **_: Any) -> dict[str, str]:
-        """Jupyter: the table as HTML (rich's own export) and as text."""
-        from rich.console import Console
-
-        console = Console(record=True, width=160, file=io.StringIO(), highlight=False)
-        console.print(self)
-        text = console.export_text(clear=False)
-        html = console.export_html(inline_styles=True, code_format=_NOTEBOOK_PRE)
-        return {"text/plain": text, "text/html": html}
 
 
 @dataclass(frozen=True)
@@ -88,10 +67,3 @@ class StagesShown:
         from mha_cli.render.markdown import report_markdown
 
         return report_markdown(self.report, only=self.names)
-
-
-# How rich itself shows a renderable in Jupyter: preformatted, scrolling sideways if wide.
-_NOTEBOOK_PRE = (
-    '<pre style="white-space:pre;overflow-x:auto;line-height:normal;'
-    "font-family:Menlo,'DejaVu Sans Mono',consolas,'Courier New',monospace\">{code}</pre>"
-)

@@ -1,6 +1,6 @@
 """Plain records of `mha compare`: how far each torch implementation is from d2l's layer, stage by
 stage and head by head, and whether that is within the tolerance. Renderers, JSON and tests
-read these; none of them needs torch. `mha_cli.compare_report.Comparison` adds the faces.
+read these; none of them needs torch. `mha_cli.results.compare_report.Comparison` adds the faces.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mha_cli.attention.tolerance import Tolerance
-from mha_cli.records import Source
+from mha_cli.results.records import Source
 from mha_cli.spec import axes as ax
 
 # How one position along an axis is named in a sentence: "example 0, head 2, query 1, key 3".

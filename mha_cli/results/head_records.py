@@ -15,7 +15,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from mha_cli.records import Source
+from mha_cli.results.records import Source
 
 MEASURES = ("ablation", "entropy", "confidence", "gradient")
 

@@ -6,18 +6,18 @@ Printed in a terminal or displayed in a notebook, a `HeadsReport` shows as the r
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from mha_cli.head_records import HeadsRecord
+from mha_cli.results.display import Displayed
+from mha_cli.results.head_records import HeadsRecord
 
 if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions, RenderResult
 
 
 @dataclass(frozen=True, eq=False)
-class HeadsReport(HeadsRecord):
+class HeadsReport(HeadsRecord, Displayed):
     """Each head's measures, the pruning curve and the measures' agreement: see `HeadsRecord`."""
 
     def to_json(self) -> str:
@@ -34,13 +34,3 @@ class HeadsReport(HeadsRecord):
         from mha_cli.render.heads_text import heads_renderable
 
         yield heads_renderable(self)
-
-    def to_text(self, width: int = 160) -> str:
-        from rich.console import Console
-
-        buffer = io.StringIO()
-        Console(file=buffer, width=width, color_system=None, highlight=False).print(self)
-        return buffer.getvalue()
-
-    def __str__(self) -> str:
-        return self.to_text()

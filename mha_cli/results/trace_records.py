@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from mha_cli.records import Stage
+from mha_cli.results.records import Stage
 
 INPUT = "input"
 OP = "op"

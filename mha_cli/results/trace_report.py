@@ -7,18 +7,18 @@ Printed in a terminal or displayed in a notebook, a `TraceReport` shows as the t
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from mha_cli.trace_records import TraceRecord
+from mha_cli.results.display import Displayed
+from mha_cli.results.trace_records import TraceRecord
 
 if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions, RenderResult
 
 
 @dataclass(frozen=True, eq=False)
-class TraceReport(TraceRecord):
+class TraceReport(TraceRecord, Displayed):
     attention_weights: Any = field(default=None, repr=False)  # (b, h, q, k), the softmax recorded
     output_tensor: Any = field(default=None, repr=False)  # what forward returned (its first tensor)
     values: dict[int, Any] = field(default_factory=dict, repr=False)  # step -> copy of its values
@@ -27,16 +27,6 @@ class TraceReport(TraceRecord):
         from mha_cli.render.trace_table import trace_renderable
 
         yield trace_renderable(self, width=options.max_width)
-
-    def __str__(self) -> str:
-        return self.to_text()
-
-    def to_text(self, width: int = 160) -> str:
-        from rich.console import Console
-
-        buffer = io.StringIO()
-        Console(file=buffer, width=width, color_system=None, highlight=False).print(self)
-        return buffer.getvalue()
 
     def to_json(self) -> str:
         from mha_cli.render.json_out import envelope

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from mha_cli.records import Source
+from mha_cli.results.records import Source
 
 CIRCUITS = ("qk", "ov")
 CIRCUIT_NAMES = {"qk": "W_QK = W_qᵀ W_k", "ov": "W_OV = W_o W_v"}

@@ -6,18 +6,18 @@ Printed in a terminal or displayed in a notebook, a `WeightsReport` shows as the
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from mha_cli.weight_records import WeightsRecord
+from mha_cli.results.display import Displayed
+from mha_cli.results.weight_records import WeightsRecord
 
 if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions, RenderResult
 
 
 @dataclass(frozen=True, eq=False)
-class WeightsReport(WeightsRecord):
+class WeightsReport(WeightsRecord, Displayed):
     """Per head of a layer (or `stat` per layer and head): see `WeightsRecord`."""
 
     def to_json(self) -> str:
@@ -34,13 +34,3 @@ class WeightsReport(WeightsRecord):
         from mha_cli.render.weights_text import weights_renderable
 
         yield weights_renderable(self)
-
-    def to_text(self, width: int = 160) -> str:
-        from rich.console import Console
-
-        buffer = io.StringIO()
-        Console(file=buffer, width=width, color_system=None, highlight=False).print(self)
-        return buffer.getvalue()
-
-    def __str__(self) -> str:
-        return self.to_text()

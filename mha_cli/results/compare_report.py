@@ -7,34 +7,24 @@ whether every torch implementation that ran agrees with d2l's layer.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from mha_cli.comparison import ComparisonRecord
+from mha_cli.results.comparison import ComparisonRecord
+from mha_cli.results.display import Displayed
 
 if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions, RenderResult
 
 
 @dataclass(frozen=True, eq=False)
-class Comparison(ComparisonRecord):
+class Comparison(ComparisonRecord, Displayed):
     """d2l's layer against nn.MultiheadAttention and scaled_dot_product_attention."""
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         from mha_cli.render.compare.table import compare_renderable
 
         yield compare_renderable(self, width=options.max_width)
-
-    def __str__(self) -> str:
-        return self.to_text()
-
-    def to_text(self, width: int = 160) -> str:
-        from rich.console import Console
-
-        buffer = io.StringIO()
-        Console(file=buffer, width=width, color_system=None, highlight=False).print(self)
-        return buffer.getvalue()
 
     def to_json(self) -> str:
         from mha_cli.render.json_out import envelope

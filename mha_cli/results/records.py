@@ -97,7 +97,7 @@ class Source:
 class RunRecord:
     """Everything a renderer shows of one run, as plain data: the renderers need no torch.
 
-    `mha_cli.report.Report` adds the tensors and shows itself as the stage table.
+    `mha_cli.results.report.Report` adds the tensors and shows itself as the stage table.
     """
 
     spec: dict[str, Any]
