@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from mha_cli.api.common import load_heavy
 from mha_cli.api.inspect import run
 from mha_cli.errors import MhaError
+from mha_cli.files.atomic import make_folder
 from mha_cli.render.images import check_format_name, format_of_path
 
 if TYPE_CHECKING:
@@ -125,7 +126,7 @@ def save_heatmaps(
             data, path, fmt=fmt, dpi=dpi, annotate=annotate, scale=scale, progress=progress
         )
     else:
-        _make_parent(path)  # a folder --out is created; a file's folder was checked to exist
+        make_folder(path.parent, "the heatmap")  # a folder --out is created here
         files.written = [
             image.render_grid(
                 data, path, dpi=dpi, annotate=annotate, scale=scale, progress=progress
@@ -164,18 +165,6 @@ def _target(
             "drop one of them or make them agree"
         )
     return path, named
-
-
-def _make_parent(path: Path) -> None:
-    folder = path.parent
-    if folder.exists() and not folder.is_dir():
-        raise MhaError(f"cannot write {path}: {folder} is a file, not a folder")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise MhaError(
-            f"cannot create folder {folder}: {error.strerror}; choose a writable path"
-        ) from None
 
 
 def check_scale(scale: str) -> str:

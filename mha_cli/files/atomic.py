@@ -49,3 +49,18 @@ def write_atomically(target: Path, write: Callable[[Path], None]) -> None:
     """Call `write(tmp_path)` and move the result onto `target` only if it succeeded."""
     with atomic_path(target) as tmp:
         write(tmp)
+
+
+def make_folder(folder: Path, what: str) -> Path:
+    """Create `folder` (and its parents) for `what` is written there, or say in one line why
+    it cannot be."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise MhaError(f"cannot write {what} into {folder}: it is a file; name a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MhaError(
+            f"cannot create folder {folder}: {exc.strerror}; choose a writable path"
+        ) from None
+    return folder

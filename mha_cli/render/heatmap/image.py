@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mha_cli.errors import MhaError
+from mha_cli.files.atomic import make_folder
 from mha_cli.render.heatmap.data import (
     ColourScale,
     HeatmapData,
@@ -137,17 +138,6 @@ def grid_figure(
     return _figure(data, ids, colours, fmt=fmt, dpi=dpi, annotate=annotate)
 
 
-def _make_folder(folder: Path) -> None:
-    if folder.exists() and not folder.is_dir():
-        raise MhaError(f"cannot write per-head heatmaps into {folder}: it is a file; name a folder")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise MhaError(
-            f"cannot create folder {folder}: {exc.strerror}; choose a writable path"
-        ) from None
-
-
 def _check_data(data: HeatmapData) -> None:
     if data.weights.size == 0:
         raise MhaError(f"nothing to draw: attention weights have shape {data.weights.shape}")
@@ -195,7 +185,7 @@ def render_per_head(
     folder = Path(folder)
     fmt = check_format_name(fmt)
     _check_data(data)
-    _make_folder(folder)
+    make_folder(folder, "per-head heatmaps")
     b, h, _, _ = data.weights.shape
     colours = colour_scale(data, scale)  # the whole batch's: files compare with each other
     written: list[Path] = []
