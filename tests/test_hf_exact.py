@@ -17,23 +17,11 @@ import pytest
 import torch
 
 import mha_cli
+from mha_cli.files.hf_config import FAMILIES as SUPPORTED
 
 pytest.importorskip("transformers")
 
-FAMILIES = (
-    "bert",
-    "roberta",
-    "vit",
-    "gpt2",
-    "opt",
-    "llama",
-    "mistral",
-    "qwen2",
-    "qwen3",
-    "gpt_neox",
-    "gptj",
-    "llama_sharded",
-)
+FAMILIES = (*SUPPORTED, "llama_sharded")  # every family, and a Llama sharded across files
 MASK = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]])  # right padding: valid_lens [6, 4]
 
 

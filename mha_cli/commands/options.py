@@ -144,7 +144,6 @@ _SPEC_OPTIONS: list[tuple[str, type, tuple[str, ...], str, str | None, str]] = [
         RUN,
     ),
 ]
-SPEC_OPTION_NAMES = tuple(option[0] for option in _SPEC_OPTIONS)
 
 
 def _parameter(

@@ -18,8 +18,6 @@ HIDDENS = "hiddens"
 QUERY_SIZE = "query size"
 KEY_SIZE = "key size"
 VALUE_SIZE = "value size"
-# A head of the "full values" variant (seed Q12) keeps every hidden feature of the values.
-VALUE_FEATURES = "hiddens"
 
 
 def folded(*names: str) -> str:

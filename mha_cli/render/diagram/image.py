@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 COLUMN = 2.75  # between the centres of two lanes
 BOX_W, BOX_H = 2.2, 0.5
 ROW = 1.1  # between the tops of two rows; the gap holds the arrow's two-line label
-LEFT, RIGHT = 0.75, 1.2  # margins: a group's label on the left, the last lane's labels right
+LEFT = 0.75  # left margin: room for a group's label (the right one is LABEL_W, for the shapes)
 LABEL_W = 2.3  # from an arrow to the end of its longest label
 HEADER, NOTE_LINE = 0.95, 0.22
 DETAIL_LINE = 0.16

@@ -157,14 +157,6 @@ def colour_scale(data: HeatmapData, kind: str = "auto") -> ColourScale:
     return ColourScale("log", floor, vmax, crowded_at, clipped=clipped, keys=keys)
 
 
-def shared_vmax(data: HeatmapData) -> float:
-    """Top of the one colour scale: the largest unmasked weight (1.0 if there is none)."""
-    return colour_scale(data, "linear").vmax
-
-
-# --- where the panels go ----------------------------------------------------------------------
-
-
 def separator_cells(data: HeatmapData) -> int:
     """Width of the gap between panels, in cells: a few pixels at any panel size."""
     _, _, q, k = data.weights.shape
