@@ -31,39 +31,39 @@ __version__ = "0.2.0"
 # name -> module that defines it; imported on first use, so `import mha_cli` (and `mha --help`)
 # stays instant.
 _API = {
-    "inspect": "mha_cli.api.inspect",
-    "heatmap": "mha_cli.api.heatmap",
-    "explain_reshape": "mha_cli.api.reshape",
-    "diagram": "mha_cli.api.diagram",
-    "save_diagram": "mha_cli.api.diagram",
-    "variants": "mha_cli.api.variants",
-    "compare": "mha_cli.api.compare",
-    "Comparison": "mha_cli.results.compare_report",
-    "trace": "mha_cli.api.trace",
-    "weights": "mha_cli.api.weights",
-    "heads": "mha_cli.api.heads",
-    "Report": "mha_cli.results.report",
-    "TraceReport": "mha_cli.results.trace_report",
+    "inspect": "mha_cli.layer.api",
+    "heatmap": "mha_cli.heatmaps.api",
+    "explain_reshape": "mha_cli.reshape.api",
+    "diagram": "mha_cli.diagrams.api",
+    "save_diagram": "mha_cli.diagrams.api",
+    "variants": "mha_cli.layer_variants.api",
+    "compare": "mha_cli.comparison.api",
+    "Comparison": "mha_cli.comparison.report",
+    "trace": "mha_cli.tracing.api",
+    "weights": "mha_cli.circuits.api",
+    "heads": "mha_cli.importance.api",
+    "Report": "mha_cli.layer.report",
+    "TraceReport": "mha_cli.tracing.report",
     "AttentionSpec": "mha_cli.spec.spec",
 }
 
 __all__ = [*_API, "ExpectationFailed", "MhaError", "__version__"]
 
 if TYPE_CHECKING:  # for type checkers and editors; at run time `__getattr__` imports them
-    from mha_cli.api.compare import compare as compare
-    from mha_cli.api.diagram import diagram as diagram
-    from mha_cli.api.diagram import save_diagram as save_diagram
-    from mha_cli.api.heads import heads as heads
-    from mha_cli.api.heatmap import heatmap as heatmap
-    from mha_cli.api.inspect import inspect as inspect
-    from mha_cli.api.reshape import explain_reshape as explain_reshape
-    from mha_cli.api.trace import trace as trace
-    from mha_cli.api.variants import variants as variants
-    from mha_cli.api.weights import weights as weights
-    from mha_cli.results.compare_report import Comparison as Comparison
-    from mha_cli.results.report import Report as Report
-    from mha_cli.results.trace_report import TraceReport as TraceReport
+    from mha_cli.circuits.api import weights as weights
+    from mha_cli.comparison.api import compare as compare
+    from mha_cli.comparison.report import Comparison as Comparison
+    from mha_cli.diagrams.api import diagram as diagram
+    from mha_cli.diagrams.api import save_diagram as save_diagram
+    from mha_cli.heatmaps.api import heatmap as heatmap
+    from mha_cli.importance.api import heads as heads
+    from mha_cli.layer.api import inspect as inspect
+    from mha_cli.layer.report import Report as Report
+    from mha_cli.layer_variants.api import variants as variants
+    from mha_cli.reshape.api import explain_reshape as explain_reshape
     from mha_cli.spec.spec import AttentionSpec as AttentionSpec
+    from mha_cli.tracing.api import trace as trace
+    from mha_cli.tracing.report import TraceReport as TraceReport
 
 
 def __getattr__(name: str) -> Any:

@@ -13,7 +13,7 @@ import torch
 from oracles import einsum_attention
 
 import mha_cli
-from mha_cli.attention import ablation
+from mha_cli.importance import ablation
 
 HEADS, HIDDENS, D = 4, 16, 4
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 from oracles import einsum_attention
 
-from mha_cli.attention.plot_data import heatmap_data
-from mha_cli.attention.run import run_attention
-from mha_cli.render.heatmap.data import compose_grid
+from mha_cli.heatmaps.data import compose_grid
+from mha_cli.heatmaps.plot_data import heatmap_data
+from mha_cli.layer.run import run_attention
 from mha_cli.spec.spec import AttentionSpec
 
 

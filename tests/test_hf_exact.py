@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import mha_cli
-from mha_cli.files.hf_config import FAMILIES as SUPPORTED
+from mha_cli.hf.config import FAMILIES as SUPPORTED
 
 pytest.importorskip("transformers")
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from oracles import additive_attention, einsum_attention
 from torch.utils.flop_counter import FlopCounterMode
 
-from mha_cli.attention.run import Recorder, make_layer, run_attention
+from mha_cli.layer.run import Recorder, make_layer, run_attention
 from mha_cli.spec.spec import AttentionSpec
 
 ATOL = 1e-5

@@ -38,7 +38,7 @@ def diagram(
 
     The shapes are those `mha inspect` records, traced on the meta device (nothing allocated).
     """
-    from mha_cli.api.diagram import save_diagram
+    from mha_cli.diagrams.api import save_diagram
 
     files = save_diagram(
         out=out,
@@ -48,7 +48,7 @@ def diagram(
         **options,
     )
     if terminal:
-        from mha_cli.render.diagram.terminal import terminal_diagram
+        from mha_cli.diagrams.terminal import terminal_diagram
 
         with guarded_stdout():
             stdout_console().print(terminal_diagram(files.diagram))

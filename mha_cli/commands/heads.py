@@ -53,7 +53,7 @@ def heads(
 
     One forward pass over the spec's inputs (or --inputs); every ablated variant comes from it.
     """
-    from mha_cli.api.heads import heads as measure
+    from mha_cli.importance.api import heads as measure
 
     report = measure(
         config=options.pop("config"),

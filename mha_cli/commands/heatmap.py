@@ -94,8 +94,8 @@ def heatmap(
     module: MODULE = None,
 ) -> None:
     """Run the layer and save its attention weights as a grid: rows are examples, columns heads."""
-    from mha_cli.api.heatmap import save_heatmaps
-    from mha_cli.render.heatmap.data import annotate_allowed
+    from mha_cli.heatmaps.api import save_heatmaps
+    from mha_cli.heatmaps.data import annotate_allowed
 
     with _progress() as progress:
         files = save_heatmaps(
@@ -117,7 +117,7 @@ def heatmap(
     if annotate and not annotate_allowed(files.data):
         note("note: --annotate skipped: panels are larger than 16 x 16, too small for numbers")
     if terminal:
-        from mha_cli.render.heatmap.terminal import terminal_grid
+        from mha_cli.heatmaps.terminal import terminal_grid
 
         console = stdout_console()
         with guarded_stdout():

@@ -50,8 +50,8 @@ def inspect(
     stages: STAGES = None,
 ) -> None:
     """Build the layer, run one forward pass, print every stage: shape, axes, params, FLOPs."""
-    from mha_cli.api.inspect import parse_expectations, run
-    from mha_cli.expectations import check, raise_if_failed
+    from mha_cli.layer.api import parse_expectations, run
+    from mha_cli.layer.expectations import check, raise_if_failed
 
     expectations = parse_expectations(expect)
     report = run(options.pop("config"), options, export=export)

@@ -63,9 +63,9 @@ def reshape(
     fmt: FORMAT = Format.table,
 ) -> None:
     """Explain how a reshape of attention weights lays them out for show_heatmaps (seed Q4, Q7)."""
-    from mha_cli.api.reshape import explain_reshape
     from mha_cli.render.json_out import envelope
-    from mha_cli.render.reshape.text import reshape_markdown, reshape_renderable
+    from mha_cli.reshape.api import explain_reshape
+    from mha_cli.reshape.text import reshape_markdown, reshape_renderable
 
     explanation = explain_reshape(shape, to, axes, batch=batch, heads=heads, render=render)
     if render is not None:

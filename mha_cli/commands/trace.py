@@ -37,8 +37,8 @@ def trace(
 
     This imports and runs your code (as pytest does): trace only code you trust.
     """
-    from mha_cli.api.trace import trace as run_trace
     from mha_cli.errors import ExpectationFailed
+    from mha_cli.tracing.api import trace as run_trace
 
     report = run_trace(target, check=check, config=options.pop("config"), **options)
     emit(report, fmt, json=report.to_json, markdown=report.to_markdown)

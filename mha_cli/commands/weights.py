@@ -8,9 +8,9 @@ from typing import Annotated, Any
 
 import typer
 
+from mha_cli.circuits.records import DEFAULT_STAT, STATS
 from mha_cli.commands.options import spec_options
 from mha_cli.commands.output import FORMAT, Format, emit, note, wrote
-from mha_cli.results.weight_records import DEFAULT_STAT, STATS
 
 STAT = Annotated[
     str | None,
@@ -53,7 +53,7 @@ def weights(
 
     Loads --weights (or the seeded random layer); --layer all reads every layer of a checkpoint.
     """
-    from mha_cli.api.weights import weights as compute
+    from mha_cli.circuits.api import weights as compute
 
     report = compute(
         config=options.pop("config"),

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from mha_cli.errors import MhaError
 from mha_cli.files.reconcile import apply_sizes
-from mha_cli.results.records import Source
+from mha_cli.layer.records import Source
 from mha_cli.spec.parse import coerce
 from mha_cli.spec.spec import AttentionSpec
 
@@ -51,8 +51,8 @@ def read_model_layer(
     spec: AttentionSpec,
 ) -> tuple[dict[str, torch.Tensor], Source, AttentionSpec]:
     """(d2l-named weights, where they came from, the spec with the model's sizes filled in)."""
-    from mha_cli.files.hf_checkpoint import load_hf_layer
-    from mha_cli.files.hf_config import spec_fields
+    from mha_cli.hf.checkpoint import load_hf_layer
+    from mha_cli.hf.config import spec_fields
 
     path = Path(str(spec.weights))
     heads = spec.heads if "heads" in spec.explicit else None
@@ -79,7 +79,7 @@ def read_model_layer(
 
 def model_layer_count(spec: AttentionSpec) -> int:
     """How many attention layers the whole model `spec.weights` holds."""
-    from mha_cli.files.hf_checkpoint import count_hf_layers
+    from mha_cli.hf.checkpoint import count_hf_layers
 
     try:
         return count_hf_layers(Path(str(spec.weights)))

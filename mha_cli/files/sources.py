@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from mha_cli.errors import MhaError
 from mha_cli.files.reconcile import apply_sizes
-from mha_cli.results.records import Source
+from mha_cli.layer.records import Source
 from mha_cli.spec.spec import AttentionSpec
 
 if TYPE_CHECKING:

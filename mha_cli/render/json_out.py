@@ -10,7 +10,7 @@ import json
 import math
 from typing import Any
 
-from mha_cli.results.records import RunRecord
+from mha_cli.layer.records import RunRecord
 
 # Bumped when a field changes meaning or goes away; new fields keep the version.
 SCHEMA_VERSIONS = {

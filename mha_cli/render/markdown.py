@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
+from mha_cli.layer.records import RunRecord
 from mha_cli.messages import shape_text
 from mha_cli.render import numbers
 from mha_cli.render.summary_lines import summary_lines
-from mha_cli.results.records import RunRecord
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from mha_cli.layer.records import RunRecord, Source
 from mha_cli.messages import listing, shape_text
 from mha_cli.render import numbers
-from mha_cli.results.records import RunRecord, Source
 
 FLOP_CONVENTION = (
     "matmuls only, a multiply-add = 2 FLOPs (torch.utils.flop_counter's convention); "

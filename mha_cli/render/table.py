@@ -14,10 +14,10 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from mha_cli.layer.records import RunRecord, Stage
 from mha_cli.messages import shape_text
 from mha_cli.render import numbers
 from mha_cli.render.summary_lines import summary_lines
-from mha_cli.results.records import RunRecord, Stage
 
 WIDE = 150  # columns from which the full table fits without squeezing the code column
 

@@ -1,0 +1,110 @@
+"""`mha heads`: one forward pass of the layer, then every head's measures from it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+
+import torch
+
+from mha_cli.errors import MhaError
+from mha_cli.importance.ablation import attention_focus, greedy_pruning, head_terms, single_changes
+from mha_cli.importance.records import HeadMeasure, PruningStep, correlations
+from mha_cli.importance.report import HeadsReport
+from mha_cli.layer.run import run_attention
+from mha_cli.messages import shape_text
+from mha_cli.spec.spec import AttentionSpec
+
+
+def measure_heads(
+    spec: AttentionSpec,
+    ablation: str = "zero",
+    targets: Mapping[str, torch.Tensor] | None = None,
+) -> HeadsReport:
+    """Run the layer once (eval mode) and measure each head: ablation, entropy, confidence,
+    gradient importance (with targets), a greedy pruning curve, and how the measures agree."""
+    if spec.score == "additive":
+        raise MhaError(
+            "mha heads ranks the heads of multi-head attention; additive attention "
+            "(--score additive) has one head and no W_o to remove it from; use --score dot"
+        )
+    if spec.device == "meta":
+        raise MhaError(
+            "mha heads measures computed outputs, and the meta device computes none; "
+            "use --device cpu (or cuda)"
+        )
+    if spec.train:
+        raise MhaError(
+            "mha heads measures the layer in eval mode (dropout would make every ablation "
+            "random); drop --train"
+        )
+    report = run_attention(replace(spec, train=False), value_ranges=False, needs_values=True)
+    spec_dict = report.spec
+    heads = spec_dict["heads"]
+    concat = report.tensors["output.concat"]  # (b, q, h*w)
+    output = report.output_tensor  # (b, q, H)
+    target = _target(targets, output) if targets is not None else None
+    terms = head_terms(
+        concat,
+        report.parameters["W_o.weight"],
+        report.parameters.get("W_o.bias"),
+        heads,
+        ablation,
+        target,
+    )
+    changes = single_changes(terms)
+    entropy, confidence = attention_focus(report.attention_weights, report.mask)
+    pruning = [
+        PruningStep(step, head, change)
+        for step, (head, change) in enumerate(greedy_pruning(terms), start=1)
+    ]
+    step_of = {p.head: p.step for p in pruning}
+    group = heads // spec_dict["kv_heads"]
+    gradient = None if terms.gradient is None else terms.gradient.tolist()
+    measures = [
+        HeadMeasure(
+            head=i,
+            kv_head=i // group,
+            ablation=changes[i],
+            entropy=entropy[i],
+            confidence=confidence[i],
+            gradient=None if gradient is None else gradient[i],
+            pruned_at=step_of[i],
+        )
+        for i in range(heads)
+    ]
+    result = HeadsReport(
+        spec=spec_dict,
+        source=report.source,
+        ablation_mode=ablation,
+        heads=measures,
+        pruning=pruning,
+        output_norm=terms.output_norm,
+        notes=list(report.summary.notes) + _notes(spec_dict, ablation),
+    )
+    return replace(result, correlations=correlations(measures, result.measures))
+
+
+def _target(targets: Mapping[str, torch.Tensor], output: torch.Tensor) -> torch.Tensor:
+    tensor = targets["output"]
+    if tuple(tensor.shape) != tuple(output.shape):
+        raise MhaError(
+            f"--targets 'output' has shape {shape_text(tensor)}, but the layer's output is "
+            f"{shape_text(output)} (batch, queries, num_hiddens); save targets of that shape"
+        )
+    return tensor.to(output.device)
+
+
+def _notes(spec: dict, ablation: str) -> list[str]:  # type: ignore[type-arg]
+    notes = []
+    how = "set to zero" if ablation == "zero" else "replaced by its mean over examples and queries"
+    notes.append(
+        f"removing a head: its slice of the concatenation before W_o {how}, the bias of W_o "
+        "kept; one forward pass gives every variant (W_o is linear)"
+    )
+    if spec["value_mode"] == "full":
+        notes.append(
+            f"values kept whole: each head's slice of the concatenation is {spec['hiddens']} "
+            "features wide"
+        )
+    return notes

@@ -1,0 +1,181 @@
+"""One traced forward pass of the user's module: build it, run it recorded, check it.
+
+The core of `mha trace` (and of `mha heatmap --module`): it returns a `TraceReport` and never
+prints. The user's code runs inside `user_code`, so whatever it raises comes back as one line
+naming their line; mha's own recording errors (`RecorderBug`) are not theirs and stay bugs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import torch
+from torch import nn
+
+from mha_cli.errors import MhaError
+from mha_cli.files.sources import resolve_sources
+from mha_cli.layer.run import resolve_device
+from mha_cli.learner.user_code import Target, user_code
+from mha_cli.learner.user_inputs import from_function
+from mha_cli.learner.user_module import Prepared, build_module, seeded, with_spec_inputs
+from mha_cli.spec.axis_guess import AxisSizes
+from mha_cli.spec.spec import AttentionSpec
+from mha_cli.spec.validation import validate
+from mha_cli.tracing.check import Checked, check_module
+from mha_cli.tracing.records import Row, TraceStep, TraceSummary
+from mha_cli.tracing.report import TraceReport
+from mha_cli.tracing.tracing import SOFTMAXES, RecorderBug, Trace, trace_forward
+
+
+def trace_module(
+    target: Target, spec: AttentionSpec, *, check: bool = False, keep_values: bool = False
+) -> TraceReport:
+    """Build the target's module with the spec's sizes, run it once recorded, and (`check`)
+    compare it with mha's reference run with the same weights and inputs."""
+    sources = resolve_sources(spec)
+    spec = validate(sources.spec)
+    device = resolve_device(spec.device)
+    if check and device.type == "meta":
+        raise MhaError(
+            "--check compares values, and the meta device computes none; use --device cpu"
+        )
+    prepared = prepare(target, spec, device, getattr(torch, spec.dtype), sources.inputs)
+    sizes = AxisSizes.of(prepared.spec)
+    with torch.no_grad(), user_code(target.text, target.roots, (RecorderBug,)):
+        trace = trace_forward(
+            prepared.module,
+            prepared.args,
+            prepared.kwargs,
+            prepared.inputs,
+            sizes,
+            target.roots,
+            keep_values=(check or keep_values) and device.type != "meta",
+        )
+    attention = attention_step(trace, prepared.spec)
+    owner = type(prepared.module).__name__
+    checked = check_module(prepared, trace, attention, owner) if check else None
+    rows: list[Row] = trace.rows
+    if checked is not None:
+        rows = [_with_match(row, checked, checked.result.divergence) for row in rows]
+    weights = _weights(trace, attention, prepared.spec)
+    summary = TraceSummary(
+        module=owner,
+        source=target.where,
+        operations=sum(1 for s in trace.steps if s.kind == "op"),
+        total_params=sum(p.numel() for p in prepared.module.parameters()),
+        total_flops=sum(s.stage.flops for s in trace.steps),
+        activation_bytes=sum(
+            s.stage.bytes for s in trace.steps if not s.stage.view and s.kind == "op"
+        ),
+        sizes=[(name, size) for name, size in sizes.names()],
+        attention_step=attention,
+        output_shape=_output_shape(trace.output),
+        computed=device.type != "meta",
+        notes=prepared.notes + _notes(trace, attention, weights, prepared.spec),
+    )
+    return TraceReport(
+        target=target.text,
+        spec=prepared.spec.to_dict(),
+        rows=rows,
+        summary=summary,
+        check=None if checked is None else checked.result,
+        attention_weights=weights,
+        output_tensor=_first_tensor(trace.output),
+        values=trace.values,
+    )
+
+
+def prepare(
+    target: Target, spec: AttentionSpec, device: torch.device, dtype: torch.dtype, given: Any
+) -> Prepared:
+    """The module (a class built by its signature, an instance, or a function's own), and
+    its call."""
+    obj = target.obj
+    if isinstance(obj, type) and issubclass(obj, nn.Module):
+        with seeded(spec.seed), torch.device("meta" if device.type == "meta" else "cpu"):
+            module = build_module(target, obj, spec)
+    elif isinstance(obj, nn.Module):
+        module = obj
+    elif callable(obj) and not isinstance(obj, type):
+        prepared = from_function(target, spec, device)
+        prepared.module.train(spec.train)
+        return prepared
+    else:
+        raise MhaError(
+            f"{target.text} names a {type(obj).__name__}; name an nn.Module class, a module, or "
+            "a function returning (module, args)"
+        )
+    module = module.to(device=device, dtype=dtype)
+    module.train(spec.train)
+    return with_spec_inputs(module, spec, device, dtype, given)
+
+
+def attention_step(trace: Trace, spec: AttentionSpec) -> int | None:
+    """The last softmax over the keys: its output is the attention weights."""
+    rows = spec.batch * spec.queries * spec.kv
+    for step in reversed(trace.steps):
+        shape = step.stage.shape
+        if step.stage.name in SOFTMAXES and shape and shape[-1] == spec.kv:
+            count = 1
+            for size in shape:
+                count *= size
+            if count % rows == 0:
+                return step.index
+    return None
+
+
+def _weights(trace: Trace, step: int | None, spec: AttentionSpec) -> torch.Tensor | None:
+    if step is None or step not in trace.values:
+        return None
+    # (b, h, q, k): heads folded into the batch batch-major, as transpose_qkv folds them
+    return trace.values[step].reshape(spec.batch, -1, spec.queries, spec.kv)
+
+
+def _with_match(row: Row, checked: Checked, divergence: int | None) -> Row:
+    """The reference stage a step equals; unmatched steps on the way to a correct result
+    (nn.MultiheadAttention's (q*b, E) rows) stay blank, only those that differ are marked."""
+    if not isinstance(row, TraceStep):
+        return row
+    if row.index in checked.differing:
+        return replace(row, how="first to differ" if row.index == divergence else "differs")
+    match = checked.matches.get(row.index)
+    return row if match is None else replace(row, reference=match.form, how=match.how)
+
+
+def _notes(
+    trace: Trace, attention: int | None, weights: torch.Tensor | None, spec: AttentionSpec
+) -> list[str]:
+    notes = []
+    if attention is None:
+        notes.append("no softmax over the keys was recorded: the attention weights are not shown")
+    if weights is not None and weights.shape[1] > 1 and _heads_identical(weights):
+        why = (
+            "with --inputs ones every query and every key is the same vector, so each valid key "
+            "gets the same score"
+            if spec.inputs == "ones"
+            else "the heads see scores that are equal across keys"
+        )
+        notes.append(
+            f"all {weights.shape[1]} heads have the same weights: {why} (seed Q3); use "
+            "--inputs randn to see the heads differ"
+        )
+    return notes
+
+
+def _heads_identical(weights: torch.Tensor) -> bool:
+    first = weights[:, :1].float()  # (b, 1, q, k)
+    return bool(torch.allclose(weights.float(), first.expand_as(weights), atol=1e-6))
+
+
+def _first_tensor(out: Any) -> torch.Tensor | None:
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, tuple | list):
+        return next((t for t in out if isinstance(t, torch.Tensor)), None)
+    return None
+
+
+def _output_shape(out: Any) -> tuple[int, ...] | None:
+    tensor = _first_tensor(out)
+    return None if tensor is None else tuple(tensor.shape)
