@@ -22,48 +22,18 @@ Each function takes the command line's option names as keyword arguments and rai
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mha_cli.errors import ExpectationFailed, MhaError
+from mha_cli.registry import api_names
 
 __version__ = "0.2.0"
 
-# name -> module that defines it; imported on first use, so `import mha_cli` (and `mha --help`)
-# stays instant.
-_API = {
-    "inspect": "mha_cli.layer.api",
-    "heatmap": "mha_cli.heatmaps.api",
-    "explain_reshape": "mha_cli.reshape.api",
-    "diagram": "mha_cli.diagrams.api",
-    "save_diagram": "mha_cli.diagrams.api",
-    "variants": "mha_cli.layer_variants.api",
-    "compare": "mha_cli.comparison.api",
-    "Comparison": "mha_cli.comparison.report",
-    "trace": "mha_cli.tracing.api",
-    "weights": "mha_cli.circuits.api",
-    "heads": "mha_cli.importance.api",
-    "Report": "mha_cli.layer.report",
-    "TraceReport": "mha_cli.tracing.report",
-    "AttentionSpec": "mha_cli.spec.spec",
-}
+# name -> module that defines it, from the command registry; imported on first use, so
+# `import mha_cli` (and `mha --help`) stays instant.
+_API = api_names()
 
 __all__ = [*_API, "ExpectationFailed", "MhaError", "__version__"]
-
-if TYPE_CHECKING:  # for type checkers and editors; at run time `__getattr__` imports them
-    from mha_cli.circuits.api import weights as weights
-    from mha_cli.comparison.api import compare as compare
-    from mha_cli.comparison.report import Comparison as Comparison
-    from mha_cli.diagrams.api import diagram as diagram
-    from mha_cli.diagrams.api import save_diagram as save_diagram
-    from mha_cli.heatmaps.api import heatmap as heatmap
-    from mha_cli.importance.api import heads as heads
-    from mha_cli.layer.api import inspect as inspect
-    from mha_cli.layer.report import Report as Report
-    from mha_cli.layer_variants.api import variants as variants
-    from mha_cli.reshape.api import explain_reshape as explain_reshape
-    from mha_cli.spec.spec import AttentionSpec as AttentionSpec
-    from mha_cli.tracing.api import trace as trace
-    from mha_cli.tracing.report import TraceReport as TraceReport
 
 
 def __getattr__(name: str) -> Any:

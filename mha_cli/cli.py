@@ -99,33 +99,13 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _register() -> None:
-    from mha_cli.commands import (
-        compare,
-        diagram,
-        heads,
-        heatmap,
-        inspect,
-        presets,
-        reshape,
-        trace,
-        variants,
-        weights,
-    )
+    """Every command of `registry.COMMANDS`, in its order (the order of `mha --help`)."""
+    import importlib
 
-    commands = (
-        inspect,
-        heatmap,
-        reshape,
-        compare,
-        trace,
-        diagram,
-        variants,
-        weights,
-        heads,
-        presets,
-    )
-    for module in commands:
-        module.register(app, user_errors)
+    from mha_cli.registry import COMMANDS
+
+    for command in COMMANDS:
+        importlib.import_module(command.shell).register(app, user_errors)
 
 
 _register()

@@ -7,25 +7,19 @@ from typing import Annotated, Any
 
 import typer
 
-from mha_cli.commands.options import spec_options
-from mha_cli.commands.output import guarded_stdout, stdout_console, wrote
+from mha_cli.commands.options import DPI, out_option, spec_options
+from mha_cli.commands.output import emit, wrote
 
-OUT = Annotated[
-    str | None,
-    typer.Option(
-        "--out",
-        "-o",
-        help="image file (.png, .svg with searchable text, .pdf), or an existing folder",
-        show_default="./diagram.png",
-    ),
-]
+OUT = out_option(
+    help="image file (.png, .svg with searchable text, .pdf), or an existing folder",
+    show_default="./diagram.png",
+)
 TERMINAL = Annotated[
     bool,
     typer.Option(
         "--terminal", help="draw the diagram in the terminal instead of a file (unless --out)"
     ),
 ]
-DPI = Annotated[int, typer.Option("--dpi", help="resolution of PNG images", min=10, max=1200)]
 
 
 def diagram(
@@ -48,10 +42,7 @@ def diagram(
         **options,
     )
     if terminal:
-        from mha_cli.diagrams.terminal import terminal_diagram
-
-        with guarded_stdout():
-            stdout_console().print(terminal_diagram(files.diagram))
+        emit(files.diagram)
     for path in files.written:
         wrote(path)
 

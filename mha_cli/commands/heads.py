@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from mha_cli.commands.options import spec_options
+from mha_cli.commands.options import DPI, out_option, spec_options
 from mha_cli.commands.output import FORMAT, Format, emit, wrote
 
 ABLATION = Annotated[
@@ -29,16 +29,10 @@ TARGETS = Annotated[
         show_default=False,
     ),
 ]
-OUT = Annotated[
-    str | None,
-    typer.Option(
-        "--out",
-        "-o",
-        help="image (.png, .svg, .pdf) of the pruning curve and the per-head measures",
-        show_default=False,
-    ),
-]
-DPI = Annotated[int, typer.Option("--dpi", help="resolution of PNG images", min=10, max=1200)]
+OUT = out_option(
+    help="image (.png, .svg, .pdf) of the pruning curve and the per-head measures",
+    show_default=False,
+)
 
 
 def heads(
@@ -63,7 +57,7 @@ def heads(
         dpi=dpi,
         **options,
     )
-    emit(report, fmt, json=report.to_json, markdown=report.to_markdown)
+    emit(report, fmt)
     if out is not None:
         wrote(out)
 

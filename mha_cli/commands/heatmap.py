@@ -11,23 +11,17 @@ from typing import Annotated, Any
 
 import typer
 
-from mha_cli.commands.options import default_text, spec_options
+from mha_cli.commands.options import DPI, default_text, out_option, spec_options
 from mha_cli.commands.output import guarded_stdout, note, stdout_console, wrote
 
-OUT = Annotated[
-    str | None,
-    typer.Option(
-        "--out",
-        "-o",
-        help="image file (.png, .svg, .pdf), or a folder (an existing one, or ending in '/': "
-        "created if missing)" + default_text("./attention.png; with --per-head ./attention_heads/"),
-        show_default=False,
-    ),
-]
+OUT = out_option(
+    help="image file (.png, .svg, .pdf), or a folder (an existing one, or ending in '/': "
+    "created if missing)" + default_text("./attention.png; with --per-head ./attention_heads/"),
+    show_default=False,
+)
 PER_HEAD = Annotated[
     bool, typer.Option("--per-head", help="one file per (example, head) in the --out folder")
 ]
-DPI = Annotated[int, typer.Option("--dpi", help="resolution of PNG images", min=10, max=1200)]
 ANNOTATE = Annotated[
     bool, typer.Option("--annotate", help="print each weight in its cell (panels up to 16 x 16)")
 ]

@@ -59,12 +59,7 @@ def inspect(
         wrote(export)
     results = check(expectations, report)
     shown = report.showing([p.strip() for p in stages.split(",") if p.strip()]) if stages else None
-    emit(
-        shown or report,
-        fmt,
-        json=lambda: report.to_json(results),  # JSON always holds every stage
-        markdown=shown.to_markdown if shown else report.to_markdown,
-    )
+    emit(shown or report, fmt, expectations=results)  # JSON always holds every stage
     raise_if_failed(results)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any
@@ -46,17 +46,19 @@ def stdout_console() -> Console:
     return StdoutConsole(width=width, highlight=False)
 
 
-def emit(
-    renderable: Any, fmt: Format, *, json: Callable[[], str], markdown: Callable[[], str]
-) -> None:
-    """The answer on stdout in the chosen format: a rich renderable for `table`."""
+def emit(result: Any, fmt: Format = Format.table, **json_extra: Any) -> None:
+    """The answer on stdout in the chosen format, through the one dispatch (render/views.py):
+    the result's rich renderable for `table`; `json_extra` goes into its JSON document."""
+    from mha_cli.render import views
+
     with guarded_stdout():
         if fmt is Format.json:
-            sys.stdout.write(json() + "\n")
+            sys.stdout.write(views.json_text(result, **json_extra) + "\n")
         elif fmt is Format.markdown:
-            sys.stdout.write(markdown())
+            sys.stdout.write(views.markdown(result))
         else:
-            stdout_console().print(renderable)
+            console = stdout_console()
+            console.print(views.renderable(result, width=console.width))
 
 
 def note(message: str) -> None:

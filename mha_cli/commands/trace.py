@@ -41,7 +41,7 @@ def trace(
     from mha_cli.tracing.api import trace as run_trace
 
     report = run_trace(target, check=check, config=options.pop("config"), **options)
-    emit(report, fmt, json=report.to_json, markdown=report.to_markdown)
+    emit(report, fmt)
     if report.check is not None and not report.check.agrees:
         step = report.check.divergence
         where = f"; first step that stops matching: #{step}" if step is not None else ""

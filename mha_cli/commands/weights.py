@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from mha_cli.circuits.records import DEFAULT_STAT, STATS
-from mha_cli.commands.options import spec_options
+from mha_cli.commands.options import DPI, out_option, spec_options
 from mha_cli.commands.output import FORMAT, Format, emit, note, wrote
 
 STAT = Annotated[
@@ -28,17 +28,11 @@ SIMILARITY = Annotated[
         show_default="when cheap (up to 2e10 FLOPs; always with --out for one layer)",
     ),
 ]
-OUT = Annotated[
-    str | None,
-    typer.Option(
-        "--out",
-        "-o",
-        help="image (.png, .svg, .pdf): the heads' similarity; with --layer all, the --stat "
-        "heatmap of layers x heads",
-        show_default=False,
-    ),
-]
-DPI = Annotated[int, typer.Option("--dpi", help="resolution of PNG images", min=10, max=1200)]
+OUT = out_option(
+    help="image (.png, .svg, .pdf): the heads' similarity; with --layer all, the --stat "
+    "heatmap of layers x heads",
+    show_default=False,
+)
 
 
 def weights(
@@ -64,7 +58,7 @@ def weights(
         progress=note,
         **options,
     )
-    emit(report, fmt, json=report.to_json, markdown=report.to_markdown)
+    emit(report, fmt)
     if out is not None:
         wrote(out)
 

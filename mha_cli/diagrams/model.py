@@ -11,11 +11,13 @@ softmax, weighted sum) and what follows (`transpose_output`, `W_o`). Pure Python
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from itertools import pairwise
+from typing import Any
 
 from mha_cli.diagrams.texts import describe, mask_lines, stack_count, title_of
 from mha_cli.layer.records import RunRecord, Stage
+from mha_cli.render.display import Displayed
 
 ROLES = ("queries", "keys", "values")
 MASK_LANE, MAIN_LANE = "mask", "main"
@@ -64,7 +66,7 @@ class Group:
 
 
 @dataclass(frozen=True)
-class Diagram:
+class Diagram(Displayed):
     title: str
     lanes: tuple[str, ...]  # left to right
     rows: int
@@ -75,6 +77,9 @@ class Diagram:
 
     def box(self, key: str) -> Box:
         return next(b for b in self.boxes if b.key == key)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
         """Stage name -> the shape on its edge: what a test compares with the stage table."""

@@ -84,3 +84,16 @@ def _group(diagram: Diagram, box: Box) -> str:
         if box.lane in inside and group.rows[0] <= box.row <= group.rows[1]:
             return group.label
     return ""
+
+
+def diagram_markdown(diagram: Diagram) -> str:
+    """The terminal's tree as a Markdown code block."""
+    import io
+
+    from rich.console import Console
+
+    buffer = io.StringIO()
+    Console(file=buffer, width=100, color_system=None, highlight=False).print(
+        terminal_diagram(diagram)
+    )
+    return f"```text\n{buffer.getvalue()}```\n"

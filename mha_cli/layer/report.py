@@ -1,20 +1,18 @@
 """What `mha_cli.inspect()` returns: the run's plain records, its tensors, and a face for people.
 
 Printed in a terminal or displayed in a notebook, a `Report` shows as the stage table (rich
-renders in Jupyter too); `to_json()` and `to_markdown()` give the other formats. The tensors
+renders in Jupyter too); `to_json()` and `to_markdown()` give the other formats, all through
+`render/views.py`. The tensors
 travel beside the records as plain attributes, for anyone who wants the numbers.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mha_cli.layer.records import RunRecord, select_stages
 from mha_cli.render.display import Displayed
-
-if TYPE_CHECKING:
-    from rich.console import Console, ConsoleOptions, RenderResult
 
 
 @dataclass(frozen=True, eq=False)
@@ -31,39 +29,15 @@ class Report(RunRecord, Displayed):
         """The layer's output (b, q, num_hiddens), None when nothing was computed (meta)."""
         return self.tensors.get(self.output.name)
 
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        from mha_cli.render.table import inspect_renderable
-
-        yield inspect_renderable(self, width=options.max_width)
-
     def showing(self, patterns: list[str]) -> StagesShown:
         """The table with only the stages `patterns` pick (names or prefixes such as `W_`)."""
         return StagesShown(self, select_stages(self.stages, patterns))
 
-    def to_json(self, expectations: list[dict[str, Any]] | None = None) -> str:
-        from mha_cli.render.json_out import report_json
-
-        return report_json(self, expectations)
-
-    def to_markdown(self) -> str:
-        from mha_cli.render.markdown import report_markdown
-
-        return report_markdown(self)
-
 
 @dataclass(frozen=True)
-class StagesShown:
-    """A report's table showing some of its stages (`mha inspect --stages`)."""
+class StagesShown(Displayed):
+    """A report's table showing some of its stages (`mha inspect --stages`); its JSON is the
+    whole report's."""
 
     report: Report
     names: list[str]
-
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        from mha_cli.render.table import inspect_renderable
-
-        yield inspect_renderable(self.report, width=options.max_width, only=self.names)
-
-    def to_markdown(self) -> str:
-        from mha_cli.render.markdown import report_markdown
-
-        return report_markdown(self.report, only=self.names)

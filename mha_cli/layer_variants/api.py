@@ -14,14 +14,14 @@ from mha_cli.layer_variants.choose import (
     default_variants,
     parse_variant,
 )
-from mha_cli.layer_variants.compare import Column, Comparison
+from mha_cli.layer_variants.compare import Column, VariantsComparison
 from mha_cli.spec.entry import load_heavy, specification
 from mha_cli.spec.validation import validate_early
 
 
 def variants(
     *, config: Any = None, variant: Sequence[str] | None = None, **options: Any
-) -> Comparison:
+) -> VariantsComparison:
     """Run the layer the options describe in several variants and compare them.
 
     Without `variant`: values split (d2l) against values kept whole per head, and multi-head
@@ -49,4 +49,4 @@ def variants(
         spec = validate_early(apply(base, wanted))
         record = run_attention(spec, value_ranges=False)
         columns.append(Column(wanted.label, dict(wanted.settings), record))
-    return Comparison(base.to_dict(), columns, reference, notes)
+    return VariantsComparison(base.to_dict(), columns, reference, notes)

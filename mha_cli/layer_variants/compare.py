@@ -15,6 +15,7 @@ from typing import Any
 from mha_cli.layer.records import RunRecord, Stage
 from mha_cli.messages import shape_text
 from mha_cli.render import numbers
+from mha_cli.render.display import Displayed
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ def _per_token(stage: Stage) -> int:
 
 
 @dataclass(frozen=True)
-class Comparison:
+class VariantsComparison(Displayed):
     """The variants side by side; `reference` is the column every sentence compares with."""
 
     spec: dict[str, Any]  # the base specification

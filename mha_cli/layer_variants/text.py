@@ -11,14 +11,14 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from mha_cli.layer_variants.compare import Column, Comparison
+from mha_cli.layer_variants.compare import Column, VariantsComparison
 from mha_cli.messages import shape_text
 from mha_cli.render import numbers
 
 Row = tuple[str, list[str]]
 
 
-def comparison_rows(comparison: Comparison) -> list[Row]:
+def comparison_rows(comparison: VariantsComparison) -> list[Row]:
     """(row name, one cell per column): settings, the stages that differ, then the figures."""
     columns = comparison.columns
     spec = comparison.spec
@@ -54,7 +54,7 @@ def _shape(column: Column, name: str) -> str:
     return "—" if stage is None else shape_text(stage.shape)
 
 
-def _title(comparison: Comparison) -> str:
+def _title(comparison: VariantsComparison) -> str:
     spec = comparison.spec
     return (
         f"variants of one layer: batch {spec['batch']}, {spec['queries']} queries, "
@@ -63,7 +63,7 @@ def _title(comparison: Comparison) -> str:
     )
 
 
-def _footer(comparison: Comparison, mark: str) -> list[str]:
+def _footer(comparison: VariantsComparison, mark: str) -> list[str]:
     reference = comparison.columns[comparison.reference].label + mark
     lines = [
         "stages listed: only those whose shape differs between the columns (— : no such stage)",
@@ -73,7 +73,7 @@ def _footer(comparison: Comparison, mark: str) -> list[str]:
     return lines
 
 
-def variants_renderable(comparison: Comparison) -> RenderableType:
+def variants_renderable(comparison: VariantsComparison) -> RenderableType:
     table = Table(title=Text(_title(comparison)), title_justify="left", header_style="bold")
     table.add_column("")
     for index, column in enumerate(comparison.columns):
@@ -88,7 +88,7 @@ def variants_renderable(comparison: Comparison) -> RenderableType:
     return Group(table, Text(""), *lines)
 
 
-def variants_markdown(comparison: Comparison) -> str:
+def variants_markdown(comparison: VariantsComparison) -> str:
     header = [""] + [
         c.label + (" (reference)" if i == comparison.reference else "")
         for i, c in enumerate(comparison.columns)
@@ -106,7 +106,7 @@ def variants_markdown(comparison: Comparison) -> str:
     return f"**{_title(comparison)}**\n\n{table}\n\n{footer}\n\n" + "\n".join(lines + notes) + "\n"
 
 
-def variants_json(comparison: Comparison) -> str:
+def variants_json(comparison: VariantsComparison) -> str:
     from mha_cli.render.json_out import envelope
 
     payload: dict[str, Any] = comparison.to_dict()

@@ -1,13 +1,17 @@
-"""The faces every report of the Python API shares: text, `str()`, and Jupyter's display.
+"""The faces every result of the Python API shares: text, `str()`, Markdown, JSON, and
+Jupyter's display, all through the one dispatch (`render/views.py`).
 
-A report only says how it renders (`__rich_console__`); printing it, `str()` and a notebook's
-display all go through rich from there, so they show the same table.
+A result says nothing about how it renders: `registry.VIEWS` names its renderers; printing it,
+`str()` and a notebook's display all go through rich from there, so they show the same table.
 """
 
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console, ConsoleOptions, RenderResult
 
 # How rich itself shows a renderable in Jupyter: preformatted, scrolling sideways if wide.
 _NOTEBOOK_PRE = (
@@ -17,7 +21,24 @@ _NOTEBOOK_PRE = (
 
 
 class Displayed:
-    """Mixed into a report that defines `__rich_console__`."""
+    """Mixed into every result the API returns; its renderers are found by its class name."""
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        from mha_cli.render.views import renderable
+
+        yield renderable(self, width=options.max_width)
+
+    def to_json(self, **extra: Any) -> str:
+        """The result as the command's `--format json` document."""
+        from mha_cli.render.views import json_text
+
+        return json_text(self, **extra)
+
+    def to_markdown(self) -> str:
+        """The result as the command's `--format markdown`."""
+        from mha_cli.render.views import markdown
+
+        return markdown(self)
 
     def to_text(self, width: int = 160) -> str:
         """The report as plain text, `width` columns wide."""

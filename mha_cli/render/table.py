@@ -8,6 +8,7 @@ layout that still reads: the d2l code moves under the stage's name, and the valu
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import TYPE_CHECKING
 
 from rich import box
 from rich.console import Group, RenderableType
@@ -18,6 +19,9 @@ from mha_cli.layer.records import RunRecord, Stage
 from mha_cli.messages import shape_text
 from mha_cli.render import numbers
 from mha_cli.render.summary_lines import summary_lines
+
+if TYPE_CHECKING:
+    from mha_cli.layer.report import StagesShown
 
 WIDE = 150  # columns from which the full table fits without squeezing the code column
 
@@ -119,6 +123,11 @@ def inspect_renderable(
             )
         )
     return Group(stage_table(report, width, only), *lines)
+
+
+def shown_renderable(shown: StagesShown, width: int | None = None) -> RenderableType:
+    """`mha inspect --stages`: the table of some stages."""
+    return inspect_renderable(shown.report, width, only=shown.names)
 
 
 def _name_and_code(stage: Stage, width: int) -> Text:

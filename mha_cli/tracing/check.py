@@ -26,7 +26,7 @@ from mha_cli.spec.validation import validate
 from mha_cli.tolerance import Tolerance, tolerance
 from mha_cli.tracing.explain import explain
 from mha_cli.tracing.match import Match, candidates, effective, match_step, reference_forms
-from mha_cli.tracing.records import CheckResult, Comparison
+from mha_cli.tracing.records import CheckResult, TensorAgreement
 from mha_cli.tracing.tracing import Trace
 
 
@@ -173,7 +173,7 @@ def _user_weights(trace: Trace, step: int | None, golden: torch.Tensor) -> torch
 
 def _compare(
     what: str, user: torch.Tensor, ref: torch.Tensor, golden: torch.Tensor, tol: Tolerance
-) -> Comparison:
+) -> TensorAgreement:
     mine, theirs, truth = effective(user), effective(ref), effective(golden)
     error_map = _errors(mine, truth)
     error = float(error_map.max()) if error_map.numel() else 0.0
@@ -189,7 +189,7 @@ def _compare(
         (int(b), int(h) if what != "output" else -1) for b, h in (per > bound).nonzero().tolist()
     ]
     worst = tuple(int(i) for i in torch.unravel_index(error_map.argmax(), error_map.shape))
-    return Comparison(
+    return TensorAgreement(
         what,
         tuple(user.shape),
         error,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from mha_cli.messages import shape_text
 from mha_cli.render import numbers
 from mha_cli.render.summary_lines import FLOP_CONVENTION
-from mha_cli.tracing.records import CheckResult, Comparison, TraceRecord
+from mha_cli.tracing.records import CheckResult, TensorAgreement, TraceRecord
 
 
 def trace_lines(record: TraceRecord) -> list[str]:
@@ -57,7 +57,7 @@ def check_lines(record: TraceRecord, check: CheckResult) -> list[str]:
     return lines
 
 
-def _comparison(c: Comparison) -> str:
+def _comparison(c: TensorAgreement) -> str:
     """`attention weights (2, 5, 4, 6) match: largest difference ...`, or where they differ."""
     difference = f"largest difference {c.error:.3g}"
     singular = c.what == "output"
@@ -78,7 +78,7 @@ _AXES = {
 }
 
 
-def _differing(c: Comparison) -> str:
+def _differing(c: TensorAgreement) -> str:
     if c.what == "output":
         examples = sorted({b for b, _ in c.differing})
         return "example" + ("s " if len(examples) > 1 else " ") + ", ".join(map(str, examples))

@@ -65,7 +65,7 @@ Row = TraceStep | TraceGroup
 
 
 @dataclass(frozen=True)
-class Comparison:
+class TensorAgreement:
     """The user's tensor against the reference's, under the agreement rule of `tolerance`."""
 
     what: str  # "attention weights" or "output"
@@ -93,8 +93,8 @@ class CheckResult:
     reference: str  # what ran as the reference, in words
     layout: str  # how the module's weights were read as d2l's W_q ... W_o
     tolerance: str
-    output: Comparison
-    weights: Comparison | None  # None: no softmax was recorded
+    output: TensorAgreement
+    weights: TensorAgreement | None  # None: no softmax was recorded
     divergence: int | None = None  # index of the first step that stops matching the reference
     explanations: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)

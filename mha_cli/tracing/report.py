@@ -8,13 +8,10 @@ Printed in a terminal or displayed in a notebook, a `TraceReport` shows as the t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mha_cli.render.display import Displayed
 from mha_cli.tracing.records import TraceRecord
-
-if TYPE_CHECKING:
-    from rich.console import Console, ConsoleOptions, RenderResult
 
 
 @dataclass(frozen=True, eq=False)
@@ -22,18 +19,3 @@ class TraceReport(TraceRecord, Displayed):
     attention_weights: Any = field(default=None, repr=False)  # (b, h, q, k), the softmax recorded
     output_tensor: Any = field(default=None, repr=False)  # what forward returned (its first tensor)
     values: dict[int, Any] = field(default_factory=dict, repr=False)  # step -> copy of its values
-
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        from mha_cli.tracing.table import trace_renderable
-
-        yield trace_renderable(self, width=options.max_width)
-
-    def to_json(self) -> str:
-        from mha_cli.render.json_out import envelope
-
-        return envelope("mha.trace", self.to_dict())
-
-    def to_markdown(self) -> str:
-        from mha_cli.tracing.table import trace_markdown
-
-        return trace_markdown(self)
