@@ -54,6 +54,43 @@ def project(name: str, layer: nn.Linear, x: torch.Tensor, out: str, record: Reco
     return y
 
 
+class DotProductAttention(nn.Module):
+    """d2l's `DotProductAttention`: scores, the mask, softmax, dropout and the weighted sum,
+    each recorded. `feature` names the values' last axis (head dim, or hiddens when the values
+    are kept whole)."""
+
+    def __init__(
+        self, dropout: float, causal: bool, window: int | None, feature: str = ax.HEAD_DIM
+    ) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.causal, self.window, self.feature = causal, window, feature
+
+    def forward(
+        self,
+        queries: torch.Tensor,  # ((b h), q, d)
+        keys: torch.Tensor,  # ((b h), k, d)
+        values: torch.Tensor,  # ((b h), k, d) or ((b h), k, H)
+        valid_lens: torch.Tensor | None,  # ((b h),) or ((b h), q)
+        record: Record,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        d = queries.shape[-1]
+        scores = torch.bmm(queries, keys.transpose(1, 2)) / math.sqrt(d)  # ((b h), q, k)
+        record("scores", scores, rows=ax.BATCH_HEADS, flops=2 * scores.numel() * d)
+        mask = positional_mask(
+            valid_lens, queries.shape[1], keys.shape[1], self.causal, scores.device, self.window
+        )  # ((b h), q, k), or (1, q, k) when only causal
+        weights = masked_softmax(scores, mask)  # ((b h), q, k)
+        record("masked_softmax", weights, rows=ax.BATCH_HEADS)
+        dropped = self.dropout(weights)  # ((b h), q, k): the identity in eval mode
+        if self.dropout.p > 0 and self.training:
+            record("dropout", dropped, rows=ax.BATCH_HEADS)
+        out = torch.bmm(dropped, values)  # ((b h), q, d) or ((b h), q, H)
+        flops = 2 * out.numel() * values.shape[1]
+        record("weighted_sum", out, rows=ax.BATCH_HEADS, feature=self.feature, flops=flops)
+        return out, weights, mask
+
+
 class MultiHeadAttention(nn.Module):
     stages = STAGES  # what each recorded step is: its d2l code and axes
 
@@ -82,9 +119,10 @@ class MultiHeadAttention(nn.Module):
         self.num_kv_heads = num_kv_heads or num_heads
         self.head_dim = head_dim or num_hiddens // num_heads
         self.full_values = value_mode == "full"
-        self.causal, self.window, self.rotary = causal, window, rotary
+        self.rotary = rotary
         d, h, g = self.head_dim, num_heads, self.num_kv_heads
-        self.dropout = nn.Dropout(dropout)
+        self.feature = ax.HIDDENS if self.full_values else ax.HEAD_DIM  # each head's output
+        self.attention = DotProductAttention(dropout, causal, window, self.feature)
         self.W_q = nn.Linear(query_size, h * d, bias=bias)
         self.W_k = nn.Linear(key_size, g * d, bias=bias)  # only g heads get their own keys
         self.W_v = nn.Linear(value_size, num_hiddens if self.full_values else g * d, bias=bias)
@@ -119,42 +157,33 @@ class MultiHeadAttention(nn.Module):
         q = self.transpose_qkv(q, "queries", record, query_pos)  # ((b h), q, d)
         k = self.transpose_qkv(k, "keys", record, key_pos)  # ((b h), k, d)
         if self.full_values:
-            v = v.unsqueeze(1).expand(-1, self.num_heads, -1, -1)  # (b, h, k, H)
-            record("values.expand", v)
-            v = v.reshape(-1, v.shape[2], v.shape[3])  # ((b h), k, H)
-            record("values.fold", v, seq=ax.KV_PAIRS, feature=ax.HIDDENS)
+            v = self.expand_values(v, record)  # ((b h), k, H)
         else:
             v = self.transpose_qkv(v, "values", record)  # ((b h), k, d)
-
-        if valid_lens is not None:
-            # Each head of an example sees that example's padding: batch-major, like the fold.
-            valid_lens = torch.repeat_interleave(valid_lens, repeats=self.num_heads, dim=0)
-            record("valid_lens.repeat", valid_lens, per_query=_per_query(valid_lens))
-
-        d = q.shape[-1]
-        scores = torch.bmm(q, k.transpose(1, 2)) / math.sqrt(d)  # ((b h), q, k)
-        record("scores", scores, rows=ax.BATCH_HEADS, flops=2 * scores.numel() * d)
-        mask = positional_mask(
-            valid_lens, q.shape[1], k.shape[1], self.causal, scores.device, self.window
-        )  # ((b h), q, k), or (1, q, k) when only causal
-        weights = masked_softmax(scores, mask)  # ((b h), q, k)
-        record("masked_softmax", weights, rows=ax.BATCH_HEADS)
-        dropped = self.dropout(weights)  # ((b h), q, k): the identity in eval mode
-        if self.dropout.p > 0 and self.training:
-            record("dropout", dropped, rows=ax.BATCH_HEADS)
-        out = torch.bmm(dropped, v)  # ((b h), q, d) or ((b h), q, H)
-        feature = ax.HIDDENS if self.full_values else ax.HEAD_DIM
-        record(
-            "weighted_sum",
-            out,
-            rows=ax.BATCH_HEADS,
-            feature=feature,
-            flops=2 * out.numel() * v.shape[1],
-        )
-        concat = self.transpose_output(out, feature, record)  # (b, q, h*d) or (b, q, h*H)
+        valid_lens = self.repeat_valid_lens(valid_lens, record)  # ((b h),) or ((b h), q)
+        out, weights, mask = self.attention(q, k, v, valid_lens, record)  # ((b h), q, d|H)
+        concat = self.transpose_output(out, self.feature, record)  # (b, q, h*d) or (b, q, h*H)
         output = self.W_o(concat)  # (b, q, H)
         record("W_o", output, module=self.W_o, flops=linear_flops(self.W_o, output))
         return output, weights, mask
+
+    def expand_values(self, v: torch.Tensor, record: Record) -> torch.Tensor:
+        """Values kept whole (seed Q12): every head gets all H features of every value."""
+        v = v.unsqueeze(1).expand(-1, self.num_heads, -1, -1)  # (b, h, k, H)
+        record("values.expand", v)
+        v = v.reshape(-1, v.shape[2], v.shape[3])  # ((b h), k, H)
+        record("values.fold", v, seq=ax.KV_PAIRS, feature=ax.HIDDENS)
+        return v
+
+    def repeat_valid_lens(
+        self, valid_lens: torch.Tensor | None, record: Record
+    ) -> torch.Tensor | None:
+        """Each head of an example sees that example's padding: batch-major, like the fold."""
+        if valid_lens is None:
+            return None
+        valid_lens = torch.repeat_interleave(valid_lens, repeats=self.num_heads, dim=0)
+        record("valid_lens.repeat", valid_lens, per_query=_per_query(valid_lens))
+        return valid_lens
 
     def transpose_qkv(
         self, X: torch.Tensor, role: str, record: Record, positions: torch.Tensor | None = None
