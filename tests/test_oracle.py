@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from oracles import additive_attention, einsum_attention
 from torch.utils.flop_counter import FlopCounterMode
 
+from mha_cli.files.sources import resolve
 from mha_cli.layer.run import Recorder, make_layer, run_attention
 from mha_cli.spec.spec import AttentionSpec
 
@@ -181,7 +182,7 @@ def test_valid_lens_mask_by_position_not_by_score():
 
 
 def test_row_with_no_valid_key_is_uniform_as_in_d2l():
-    trace = run_attention(AttentionSpec(valid_lens=(0, 2)))
+    trace = run_attention(resolve(AttentionSpec(valid_lens=(0, 2))))
     assert torch.allclose(trace.attention_weights[0], torch.full((5, 4, 6), 1 / 6))
     assert any("NaN" in note for note in trace.summary.notes)
 
@@ -224,5 +225,5 @@ def test_additive_attention_equals_d2l_code_and_loops():
 )
 def test_flop_count_equals_torch_flop_counter(spec: AttentionSpec):
     with FlopCounterMode(display=False) as counter:
-        trace = run_attention(spec)
+        trace = run_attention(resolve(spec))
     assert trace.summary.total_flops == counter.get_total_flops()

@@ -106,7 +106,7 @@ def test_api_against_torchs_own_weights_sequence_first():
     output, weights = layer(query, key, key, **kwargs)
     torch.testing.assert_close(report.attention_weights, weights)  # (N, h, L, S)
     torch.testing.assert_close(report.output_tensor, output)
-    assert report.spec["valid_lens"] == [7, 4] and report.spec["heads"] == 3
+    assert report.spec.valid_lens == (7, 4) and report.spec.heads == 3
     assert report.check is not None and report.check.weights is not None
     assert report.check.weights.agrees  # and mha's reference agrees: d2l's layer, same weights
 

@@ -64,7 +64,7 @@ def weights(
             resolved, source = params.spec, params.source
         layers.append(layer_weights(params.spec, params.state, index, similarity))
     report = WeightsReport(
-        spec=resolved.to_dict(),
+        spec=resolved,
         source=source,
         layers=layers,
         stat=stat if every_layer else None,

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mha_cli.layer.records import Source
+from mha_cli.spec.spec import AttentionSpec
 
 CIRCUITS = ("qk", "ov")
 CIRCUIT_NAMES = {"qk": "W_QK = W_qᵀ W_k", "ov": "W_OV = W_o W_v"}
@@ -141,7 +142,7 @@ class WeightsRecord:
     layers x heads table of `stat`.
     """
 
-    spec: dict[str, Any]
+    spec: AttentionSpec  # final: every size written out
     source: Source | None
     layers: list[LayerWeights]
     stat: str | None = None  # set for `--layer all`: the figure of the layers x heads table
@@ -159,7 +160,7 @@ class WeightsRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "spec": self.spec,
+            "spec": self.spec.to_dict(),
             "source": None if self.source is None else self.source.to_dict(),
             "dtype": self.dtype,
             "computed_in": "float64",

@@ -35,11 +35,11 @@ def cosine_text(x: float) -> str:
 def title(report: WeightsRecord) -> str:
     spec = report.spec
     where = "seeded random weights" if report.source is None else report.source.path
-    if spec["score"] == "additive":
-        return f"AdditiveAttention, {spec['hiddens']} hiddens ({where})"
-    kv = f", {spec['kv_heads']} key-value heads" if spec["kv_heads"] != spec["heads"] else ""
+    if spec.score == "additive":
+        return f"AdditiveAttention, {spec.hiddens} hiddens ({where})"
+    kv = f", {spec.kv_heads} key-value heads" if spec.kv_heads != spec.heads else ""
     return (
-        f"{spec['heads']} heads{kv}, head dim {spec['head_dim']}, {spec['hiddens']} hiddens "
+        f"{spec.heads} heads{kv}, head dim {spec.head_dim}, {spec.hiddens} hiddens "
         f"({where}, {report.dtype}; figures computed in float64)"
     )
 

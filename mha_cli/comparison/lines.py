@@ -27,11 +27,11 @@ def cell(found: StageDifference | None) -> tuple[str, str]:
 
 def title(record: ComparisonRecord) -> str:
     spec = record.spec
-    layer = "AdditiveAttention" if spec["score"] == "additive" else "MultiHeadAttention"
+    layer = "AdditiveAttention" if spec.score == "additive" else "MultiHeadAttention"
     return (
-        f"d2l's {layer} against torch: batch {spec['batch']}, queries {spec['queries']}, "
-        f"kv pairs {spec['kv']}, hiddens {spec['hiddens']}, heads {spec['heads']}; "
-        f"{spec['dtype']} on {spec['device']}, torch {record.torch_version}"
+        f"d2l's {layer} against torch: batch {spec.batch}, queries {spec.queries}, "
+        f"kv pairs {spec.kv}, hiddens {spec.hiddens}, heads {spec.heads}; "
+        f"{spec.dtype} on {spec.device}, torch {record.torch_version}"
     )
 
 

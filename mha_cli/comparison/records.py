@@ -10,6 +10,7 @@ from typing import Any
 
 from mha_cli.layer.records import Source
 from mha_cli.spec import axes as ax
+from mha_cli.spec.spec import AttentionSpec
 from mha_cli.tolerance import Tolerance
 
 # How one position along an axis is named in a sentence: "example 0, head 2, query 1, key 3".
@@ -179,7 +180,7 @@ class FullyMaskedRows:
 class ComparisonRecord:
     """Everything `mha compare` shows, as plain data."""
 
-    spec: dict[str, Any]
+    spec: AttentionSpec  # final: every size written out
     source: Source | None
     torch_version: str
     tolerance: Tolerance
@@ -203,7 +204,7 @@ class ComparisonRecord:
     def to_dict(self) -> dict[str, Any]:
         tolerance = self.tolerance
         return {
-            "spec": self.spec,
+            "spec": self.spec.to_dict(),
             "source": None if self.source is None else self.source.to_dict(),
             "torch": self.torch_version,
             "tolerance": {

@@ -22,13 +22,12 @@ from mha_cli.comparison.differences import compare_stages, reference_stages
 from mha_cli.comparison.masked_rows import fully_masked_rows, row_keeps
 from mha_cli.comparison.records import ComparisonRecord, ImplementationResult
 from mha_cli.errors import MhaError
-from mha_cli.files.sources import resolve_sources
+from mha_cli.files.sources import Sources, resolve
 from mha_cli.layer.masking import positional_mask
 from mha_cli.layer.report import Report
 from mha_cli.layer.run import run_attention
 from mha_cli.spec import axes as ax
 from mha_cli.spec.spec import AttentionSpec
-from mha_cli.spec.validation import validate
 from mha_cli.tolerance import tolerance
 
 Stages = dict[str, torch.Tensor]
@@ -41,19 +40,21 @@ def compare_attention(
     """Run every implementation on the weights and inputs `spec` describes and compare them.
 
     `mapping` turns d2l's weights into nn.MultiheadAttention's (default: the right one)."""
-    sources = resolve_sources(spec)
-    resolved = validate(sources.spec)
+    sources = resolve(spec)
+    resolved = sources.spec
     check_comparable(resolved)
     # The files are read once: later runs take their tensors.
     plain = replace(
         resolved, weights=None, inputs="randn" if resolved.inputs_file else resolved.inputs
     )
-    report = run_attention(plain, value_ranges=False, state=sources.state, inputs=sources.inputs)
+    report = run_attention(replace(sources, spec=plain), value_ranges=False)
     golden = run_attention(
-        replace(plain, dtype="float64"),
+        Sources(
+            replace(plain, dtype="float64"),
+            state=_float64(report.parameters),
+            inputs=_float64({name: report.tensors[name] for name in INPUTS}),
+        ),
         value_ranges=False,
-        state=_float64(report.parameters),
-        inputs=_float64({name: report.tensors[name] for name in INPUTS}),
     )
     reference, gold = layout(report, resolved), layout(golden, resolved)
     keeps = row_keeps(report.mask, reference)
@@ -68,7 +69,7 @@ def compare_attention(
         implementations.append(result)
     masked = fully_masked_rows(resolved, report, reference, runs)
     return ComparisonRecord(
-        spec=resolved.to_dict(),
+        spec=resolved,
         source=sources.source,
         torch_version=torch.__version__,
         tolerance=rule,

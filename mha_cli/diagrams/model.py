@@ -238,19 +238,19 @@ def diagram_notes(record: RunRecord) -> list[str]:
     notes = [
         f"parameters {numbers.count(summary.total_params)}  ·  FLOPs "
         f"{numbers.count(summary.total_flops)}  ·  activations "
-        f"{numbers.size(summary.activation_bytes)} ({record.spec['dtype']})"
+        f"{numbers.size(summary.activation_bytes)} ({record.spec.dtype})"
     ]
     sharing = sharing_text(record)
     if sharing:
         notes.append(sharing)
-    if record.spec.get("value_mode") == "full":
+    if record.spec.value_mode == "full":
         concat, out = record.stage("output.concat"), record.stage("W_o")
         notes.append(
             f"values kept whole (seed Q12): every head weighs all {record.stage('W_v').shape[-1]} "
             f"value features, so the heads concatenate to {concat.shape[-1]} and W_o has "
             f"{numbers.count(out.params)} parameters"
         )
-    if not record.spec["causal"]:  # padding alone: which keys each example masks
+    if not record.spec.causal:  # padding alone: which keys each example masks
         masked = summary.masked_keys
         notes += [f"example {m.example}: {m.description}" for m in masked[:SHOWN_EXAMPLES]]
         if len(masked) > SHOWN_EXAMPLES:

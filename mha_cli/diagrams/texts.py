@@ -6,11 +6,12 @@ recorded specification; none is computed from a formula beside them. Pure Python
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
 from mha_cli.layer.records import RunRecord, Stage
 from mha_cli.messages import listing
 from mha_cli.spec.axes import BATCH_HEADS, HEADS, KV_HEADS
+from mha_cli.spec.spec import AttentionSpec
 
 # step -> (title, colour kind). A step is what follows the dot of a stage name (`split` of
 # `queries.split`), `project` for W_q/W_k/W_v, or the whole name for the main lane's stages.
@@ -46,7 +47,7 @@ def _step(name: str) -> str:
     return step if role in INPUTS and step else name
 
 
-def title_of(stage: Stage, spec: dict[str, Any]) -> str:
+def title_of(stage: Stage, spec: AttentionSpec) -> str:
     step = _step(stage.name)
     if stage.name in INPUTS or step in ("project", "W_o", "w_v"):
         return stage.name
@@ -59,12 +60,12 @@ def describe(stage: Stage, before: Stage | None, record: RunRecord) -> tuple[str
     """(colour kind, one line of detail) of the box for `stage`; `before` feeds it."""
     spec, step, shape = record.spec, _step(stage.name), stage.shape
     if stage.name in INPUTS:
-        return "input", lens_text(spec["valid_lens"]) if stage.name == "valid_lens" else ""
+        return "input", lens_text(spec.valid_lens) if stage.name == "valid_lens" else ""
     kind = TITLES.get(step, ("", "compute"))[1]
     if step in ("project", "W_o", "w_v") and before is not None:
-        bias = spec["out_bias"] if step == "W_o" else spec["bias"]
+        bias = spec.out_bias if step == "W_o" else spec.bias
         return kind, f"Linear {before.shape[-1]} → {shape[-1]}{' + bias' if bias else ''}"
-    if step == "scores" and spec["score"] != "additive":
+    if step == "scores" and spec.score != "additive":
         head_dim = _last_of(record, "queries").shape[-1]
         return kind, f"bmm(Q, Kᵀ) / √{head_dim}"
     return kind, _detail(step, stage, before, record)
@@ -76,7 +77,7 @@ def _detail(step: str, stage: Stage, before: Stage | None, record: RunRecord) ->
     details = {
         "split": lambda: f"{b[-1]} → {shape[-2]} × {shape[-1]}",
         "permute": lambda: f"swap {before.axes[1]} ↔ {before.axes[2]}" if before else "",
-        "norm": lambda: f"over {shape[-1]} features (eps {spec['norm_eps']:g})",
+        "norm": lambda: f"over {shape[-1]} features (eps {spec.norm_eps:g})",
         "rope": lambda: _rope_text(spec, shape[-1]),
         "share": lambda: share_detail(record),
         "expand": lambda: f"all {shape[-1]} features for each head (a view)",
@@ -86,7 +87,7 @@ def _detail(step: str, stage: Stage, before: Stage | None, record: RunRecord) ->
         "scores": lambda: "w_v(features).squeeze(-1)",
         "features": lambda: "tanh(q + k): every query with every key",
         "masked_softmax": lambda: f"over {stage.axes[-1]}",
-        "dropout": lambda: f"p = {spec['dropout']:g} (training)",
+        "dropout": lambda: f"p = {spec.dropout:g} (training)",
         "weighted_sum": lambda: "bmm(weights, V)",
         "output.unfold": lambda: f"{b[0]} → {shape[0]} × {shape[1]}",
         "output.permute": lambda: f"swap {before.axes[1]} ↔ {before.axes[2]}" if before else "",
@@ -96,9 +97,9 @@ def _detail(step: str, stage: Stage, before: Stage | None, record: RunRecord) ->
     return text() if text is not None and (b or step in ("scores", "features")) else stage.code
 
 
-def _rope_text(spec: dict[str, Any], head_dim: int) -> str:
-    pairs = "rotate-half" if spec["rope"] == "half" else "interleaved"
-    return f"{spec['rotary_dim']} of {head_dim} features, {pairs}, θ {spec['rope_theta']:g}"
+def _rope_text(spec: AttentionSpec, head_dim: int) -> str:
+    pairs = "rotate-half" if spec.rope == "half" else "interleaved"
+    return f"{spec.rotary_dim} of {head_dim} features, {pairs}, θ {spec.rope_theta:g}"
 
 
 def _last_of(record: RunRecord, role: str) -> Stage:
@@ -118,28 +119,28 @@ def stack_count(stage: Stage, num_heads: int) -> tuple[int, str]:
     return 1, ""
 
 
-def lens_text(lens: list[int] | list[list[int]]) -> str:
+def lens_text(lens: Sequence[int] | Sequence[Sequence[int]]) -> str:
     """`[3, 2]`; a long batch shortened; per-query lengths named, their numbers in the notes."""
-    if lens and isinstance(lens[0], list):
+    if lens and isinstance(lens[0], tuple | list):
         return f"one length per query, {len(lens)} × {len(lens[0])}"
     return f"[{listing(lens, shown=6)}]"
 
 
-def mask_lines(spec: dict[str, Any]) -> list[str]:
+def mask_lines(spec: AttentionSpec) -> list[str]:
     """What the mask hides, by position (never by score)."""
     lines = []
-    lens = spec.get("valid_lens")
+    lens = spec.valid_lens
     if lens is not None:
-        per_query = bool(lens) and isinstance(lens[0], list)
+        per_query = bool(lens) and isinstance(lens[0], tuple | list)
         lines.append(
             "padding beyond each query's valid_len"
             if per_query
             else f"padding beyond valid_lens {lens_text(lens)}"
         )
-    if spec.get("causal"):
+    if spec.causal:
         lines.append("causal: keys after the query")
-        if spec.get("window") is not None:
-            lines.append(f"window {spec['window']}: keys {spec['window']}+ back")
+        if spec.window is not None:
+            lines.append(f"window {spec.window}: keys {spec.window}+ back")
     return lines
 
 

@@ -6,8 +6,8 @@ contradicts is a mistake, reported with both values.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -15,6 +15,7 @@ from mha_cli.errors import MhaError
 from mha_cli.files.reconcile import apply_sizes
 from mha_cli.layer.records import Source
 from mha_cli.spec.spec import AttentionSpec
+from mha_cli.spec.validation import validate
 
 if TYPE_CHECKING:
     import torch
@@ -24,10 +25,20 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Sources:
+    """A spec and what its files hold. `resolve` makes the final one the torch core runs."""
+
     spec: AttentionSpec
-    state: dict[str, torch.Tensor] | None  # weights in d2l naming
-    inputs: dict[str, torch.Tensor] | None  # queries, keys, values[, valid_lens]
-    source: Source | None  # where the weights came from
+    state: Mapping[str, torch.Tensor] | None = None  # weights in d2l naming
+    inputs: Mapping[str, torch.Tensor] | None = None  # queries, keys, values[, valid_lens]
+    source: Source | None = None  # where the weights came from
+
+
+def resolve(spec: AttentionSpec, *, finite: bool = True) -> Sources:
+    """The one resolve step before the layer is built: the files read, the sizes they fix
+    reconciled with the options, the result validated, and every size written out
+    (`AttentionSpec.final`). `run_attention` takes this and never changes the spec."""
+    sources = resolve_sources(spec, finite=finite)
+    return replace(sources, spec=validate(sources.spec).final())
 
 
 def resolve_sources(spec: AttentionSpec, *, finite: bool = True) -> Sources:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mha_cli.errors import MhaError
 from mha_cli.spec import axes as ax
-from mha_cli.spec.spec import AttentionSpec
+from mha_cli.spec.spec import AttentionSpec, as_lists
 
 if TYPE_CHECKING:
     import numpy as np
@@ -48,28 +48,29 @@ def traced_heatmap_data(report: TraceReport) -> HeatmapData:
         raise MhaError(f"--module {report.target}: no attention weights to draw: {reason}")
     weights = report.attention_weights.detach().float().cpu().numpy()  # (b, h, q, k)
     spec, heads = report.spec, weights.shape[1]
-    lens = spec["valid_lens"] if spec["valid_lens"] is not None else "none"
+    lens = as_lists(spec.valid_lens) if spec.valid_lens is not None else "none"
     title = (
         f"attention weights of {report.summary.module} ({report.target}), {heads} "
-        f"head{'s' if heads > 1 else ''}, valid_lens {lens}, inputs {spec['inputs']}"
+        f"head{'s' if heads > 1 else ''}, valid_lens {lens}, inputs {spec.inputs}"
     )
     return HeatmapData(weights=weights, masked=weights == 0, title=title)
 
 
-def _title(spec: dict[str, Any]) -> str:
+def _title(spec: AttentionSpec) -> str:
     """What the grid shows, from the run's specification (JSON-ready data)."""
-    kind = "additive" if spec["score"] == "additive" else "scaled dot-product"
-    heads = spec["heads"]
+    kind = "additive" if spec.score == "additive" else "scaled dot-product"
+    heads = spec.heads
     parts = [f"attention weights, {kind}, {heads} head{'s' if heads > 1 else ''}"]
-    if spec["kv_heads"] != heads:
-        parts.append(f"{spec['kv_heads']} kv heads")
-    parts.append(f"valid_lens {spec['valid_lens'] if spec['valid_lens'] is not None else 'none'}")
-    if spec["causal"]:
-        parts.append("causal" if spec["window"] is None else f"causal, window {spec['window']}")
-    if spec["rope"] != "none":
-        parts.append(f"rope {spec['rope']}")
-    source = spec["weights"] or f"random weights (seed {spec['seed']})"
-    parts.append(f"inputs {spec['inputs']}, {source}")
+    if spec.kv_heads != heads:
+        parts.append(f"{spec.kv_heads} kv heads")
+    lens = as_lists(spec.valid_lens) if spec.valid_lens is not None else "none"
+    parts.append(f"valid_lens {lens}")
+    if spec.causal:
+        parts.append("causal" if spec.window is None else f"causal, window {spec.window}")
+    if spec.rope != "none":
+        parts.append(f"rope {spec.rope}")
+    source = spec.weights or f"random weights (seed {spec.seed})"
+    parts.append(f"inputs {spec.inputs}, {source}")
     return ", ".join(parts)
 
 
@@ -77,6 +78,7 @@ def weights_of_shape(axes: list[tuple[str, int]]) -> tuple[np.ndarray, np.ndarra
     """Real attention weights, and where keys are masked, in the source layout of `mha
     reshape`: (batch, queries, keys) from d2l's additive-attention example, or
     ((batch heads), queries, keys) from the multi-head layer."""
+    from mha_cli.files.sources import resolve
     from mha_cli.layer.run import run_attention
 
     sizes = dict(axes)
@@ -109,7 +111,7 @@ def weights_of_shape(axes: list[tuple[str, int]]) -> tuple[np.ndarray, np.ndarra
             f"((batch heads), queries, kv pairs); axes {', '.join(names)} are neither; "
             "drop --render or change --axes"
         )
-    report = run_attention(spec)
+    report = run_attention(resolve(spec))
     weights = report.tensors["masked_softmax"]  # the layer's own layout, before any reshape
     masked = report.mask.reshape(weights.shape) if report.mask is not None else None
     return weights.numpy(), None if masked is None else masked.numpy()

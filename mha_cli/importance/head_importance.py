@@ -8,6 +8,7 @@ from dataclasses import replace
 import torch
 
 from mha_cli.errors import MhaError
+from mha_cli.files.sources import resolve
 from mha_cli.importance.ablation import attention_focus, greedy_pruning, head_terms, single_changes
 from mha_cli.importance.records import HeadMeasure, PruningStep, correlations
 from mha_cli.importance.report import HeadsReport
@@ -38,9 +39,11 @@ def measure_heads(
             "mha heads measures the layer in eval mode (dropout would make every ablation "
             "random); drop --train"
         )
-    report = run_attention(replace(spec, train=False), value_ranges=False, needs_values=True)
-    spec_dict = report.spec
-    heads = spec_dict["heads"]
+    report = run_attention(
+        resolve(replace(spec, train=False)), value_ranges=False, needs_values=True
+    )
+    spec = report.spec
+    heads = spec.heads
     concat = report.tensors["output.concat"]  # (b, q, h*w)
     output = report.output_tensor  # (b, q, H)
     target = _target(targets, output) if targets is not None else None
@@ -59,7 +62,7 @@ def measure_heads(
         for step, (head, change) in enumerate(greedy_pruning(terms), start=1)
     ]
     step_of = {p.head: p.step for p in pruning}
-    group = heads // spec_dict["kv_heads"]
+    group = heads // spec.kv_heads
     gradient = None if terms.gradient is None else terms.gradient.tolist()
     measures = [
         HeadMeasure(
@@ -74,13 +77,13 @@ def measure_heads(
         for i in range(heads)
     ]
     result = HeadsReport(
-        spec=spec_dict,
+        spec=spec,
         source=report.source,
         ablation_mode=ablation,
         heads=measures,
         pruning=pruning,
         output_norm=terms.output_norm,
-        notes=list(report.summary.notes) + _notes(spec_dict, ablation),
+        notes=list(report.summary.notes) + _notes(spec, ablation),
     )
     return replace(result, correlations=correlations(measures, result.measures))
 
@@ -95,16 +98,16 @@ def _target(targets: Mapping[str, torch.Tensor], output: torch.Tensor) -> torch.
     return tensor.to(output.device)
 
 
-def _notes(spec: dict, ablation: str) -> list[str]:  # type: ignore[type-arg]
+def _notes(spec: AttentionSpec, ablation: str) -> list[str]:
     notes = []
     how = "set to zero" if ablation == "zero" else "replaced by its mean over examples and queries"
     notes.append(
         f"removing a head: its slice of the concatenation before W_o {how}, the bias of W_o "
         "kept; one forward pass gives every variant (W_o is linear)"
     )
-    if spec["value_mode"] == "full":
+    if spec.value_mode == "full":
         notes.append(
-            f"values kept whole: each head's slice of the concatenation is {spec['hiddens']} "
+            f"values kept whole: each head's slice of the concatenation is {spec.hiddens} "
             "features wide"
         )
     return notes

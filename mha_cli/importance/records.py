@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mha_cli.layer.records import Source
+from mha_cli.spec.spec import AttentionSpec
 
 MEASURES = ("ablation", "entropy", "confidence", "gradient")
 
@@ -46,7 +47,7 @@ class PruningStep:
 class HeadsRecord:
     """Everything `mha heads` shows, as plain data."""
 
-    spec: dict[str, Any]
+    spec: AttentionSpec  # final: every size written out
     source: Source | None
     ablation_mode: str  # "zero" or "mean"
     heads: list[HeadMeasure]  # in head order
@@ -66,7 +67,7 @@ class HeadsRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "spec": self.spec,
+            "spec": self.spec.to_dict(),
             "source": None if self.source is None else self.source.to_dict(),
             "ablation": self.ablation_mode,
             "output_norm": self.output_norm,

@@ -29,11 +29,9 @@ def title_parts(report: HeadsRecord) -> tuple[str, str]:
     """(the layer, its inputs), for the table's title and the image's."""
     spec = report.spec
     where = "seeded random weights" if report.source is None else report.source.path
-    inputs = spec["inputs"] if spec["inputs"] in ("randn", "ones") else f"inputs {spec['inputs']}"
-    layer = f"{spec['heads']} heads, {spec['hiddens']} hiddens ({where})"
-    run = (
-        f"batch {spec['batch']}, {spec['queries']} queries, {spec['kv']} key-value pairs ({inputs})"
-    )
+    inputs = spec.inputs if spec.inputs in ("randn", "ones") else f"inputs {spec.inputs}"
+    layer = f"{spec.heads} heads, {spec.hiddens} hiddens ({where})"
+    run = f"batch {spec.batch}, {spec.queries} queries, {spec.kv} key-value pairs ({inputs})"
     return layer, run
 
 

@@ -60,9 +60,13 @@ def run(
 
         check_export_path(Path(export))
     load_heavy("mha_cli.layer.run")
+    from mha_cli.files.sources import resolve
     from mha_cli.layer.run import run_attention, tensors_for_export
 
-    report = run_attention(spec, value_ranges=value_ranges, needs_values=needs_values is not None)
+    resolved = resolve(spec)
+    report = run_attention(
+        resolved, value_ranges=value_ranges, needs_values=needs_values is not None
+    )
     if export is not None:
         from mha_cli.files.tensor_files import save_tensors
 

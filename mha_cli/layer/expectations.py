@@ -54,7 +54,7 @@ def actual_value(expectation: Expectation, report: RunRecord) -> tuple[int, ...]
     if target == "output":
         return report.stages[-1].shape
     if target == "attention_weights":
-        return (spec["batch"], spec["heads"], spec["queries"], spec["kv"])
+        return (spec.batch, spec.heads, spec.queries, spec.kv)
     names = [s.name for s in report.stages]
     if target not in names:
         known = [*names, *ALIASES, *SCALARS]

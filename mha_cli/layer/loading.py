@@ -14,11 +14,10 @@ from pathlib import Path
 import torch
 
 from mha_cli.errors import MhaError
-from mha_cli.files.sources import holds_one_layer, resolve_sources
+from mha_cli.files.sources import holds_one_layer, resolve
 from mha_cli.layer.records import Source
 from mha_cli.layer.run import build_layer, resolve_device
 from mha_cli.spec.spec import AttentionSpec
-from mha_cli.spec.validation import validate
 
 
 @dataclass(frozen=True)
@@ -52,8 +51,8 @@ def layer_parameters(spec: AttentionSpec, layer: int | None = None) -> LayerPara
             f"--layer {spec.layer}: {where} holds {count} attention layer"
             f"{'s' if count > 1 else ''} (0..{count - 1}); pick one of them or --layer all"
         )
-    sources = resolve_sources(spec, finite=False)
-    spec = validate(sources.spec)
+    sources = resolve(spec, finite=False)
+    spec = sources.spec
     if spec.device == "meta":
         raise MhaError(
             "mha weights needs the weights' values, and the meta device holds none; "

@@ -10,6 +10,7 @@ from typing import Any
 
 from mha_cli.errors import MhaError
 from mha_cli.messages import suggest
+from mha_cli.spec.spec import AttentionSpec
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ class RunRecord:
     `mha_cli.layer.report.Report` adds the tensors and shows itself as the stage table.
     """
 
-    spec: dict[str, Any]
+    spec: AttentionSpec  # final: every size written out
     stages: list[Stage]
     summary: Summary
     source: Source | None = None  # None: seeded random weights
@@ -115,7 +116,7 @@ class RunRecord:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: the specification, every stage, the summary and the weights' source."""
         return {
-            "spec": self.spec,
+            "spec": self.spec.to_dict(),
             "source": None if self.source is None else self.source.to_dict(),
             "stages": [stage.to_dict() for stage in self.stages],
             "summary": self.summary.to_dict(),

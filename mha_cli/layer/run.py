@@ -18,7 +18,7 @@ from torch import nn
 
 from mha_cli import fast_start
 from mha_cli.errors import MhaError
-from mha_cli.files.sources import resolve_sources
+from mha_cli.files.sources import Sources
 from mha_cli.layer.layer import MultiHeadAttention, Rotary
 from mha_cli.layer.norms import HeadRMSNorm
 from mha_cli.layer.recording import Recorder
@@ -27,7 +27,6 @@ from mha_cli.layer.rope import inverse_frequencies
 from mha_cli.layer.summary import summarize
 from mha_cli.spec.memory import available_bytes, check_fits
 from mha_cli.spec.spec import AttentionSpec
-from mha_cli.spec.validation import validate
 
 if TYPE_CHECKING:
     from mha_cli.layer.additive import AdditiveAttention
@@ -36,30 +35,26 @@ Tensors = Mapping[str, torch.Tensor]
 
 
 def run_attention(
-    spec: AttentionSpec,
-    *,
-    value_ranges: bool = True,
-    state: Tensors | None = None,
-    inputs: Tensors | None = None,
-    needs_values: bool = False,
+    sources: Sources, *, value_ranges: bool = True, needs_values: bool = False
 ) -> Report:
-    """Build the layer `spec` describes, run one forward pass, and record every stage.
+    """Build the layer `sources.spec` describes, run one forward pass, record every stage.
 
-    `state` (d2l names) and `inputs` (queries, keys, values) replace the spec's weights and
-    inputs, so the same numbers can be run again in another dtype. `value_ranges=False` skips
+    `sources` is what `files.sources.resolve` returns: the final spec, and the weights
+    (`state`, d2l names) and `inputs` (queries, keys, values) its files hold, or others of the
+    caller's, so the same numbers can be run again in another dtype. `value_ranges=False` skips
     each stage's min/max, which only the table and JSON show. `needs_values` (heatmaps,
     comparisons) makes a spec too big for memory suggest smaller sizes instead of the meta
     device.
     """
-    sources = resolve_sources(spec)
-    spec = validate(sources.spec)
+    spec = sources.spec
+    if spec != spec.final():
+        raise ValueError("run_attention takes a resolved spec: files.sources.resolve(spec)")
     device = resolve_device(spec.device)
     if device.type != "meta":
         check_fits(spec, _free_memory(device), needs_values=needs_values)
     dtype = getattr(torch, spec.dtype)
-    layer = build_layer(spec, device, dtype, state if state is not None else sources.state)
-    given = inputs if inputs is not None else sources.inputs
-    queries, keys, values = make_inputs(spec, device, dtype, given)
+    layer = build_layer(spec, device, dtype, sources.state)
+    queries, keys, values = make_inputs(spec, device, dtype, sources.inputs)
     valid_lens = None
     if spec.valid_lens is not None:
         valid_lens = torch.tensor(spec.valid_lens, dtype=torch.long, device=device)  # (b,)/(b, q)
@@ -74,7 +69,7 @@ def run_attention(
     computed = recorder.keep_tensors
     summary = summarize(spec, layer, recorder.stages, attention if computed else None)
     return Report(
-        spec=spec.to_dict(),
+        spec=spec,
         stages=recorder.stages,
         summary=summary,
         source=sources.source,

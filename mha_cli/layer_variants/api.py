@@ -32,7 +32,7 @@ def variants(
     base = specification(config, options)
     chosen = [parse_variant(text) for text in variant or []]  # mistakes before the runs
     load_heavy("mha_cli.layer.run")
-    from mha_cli.files.sources import resolve_sources
+    from mha_cli.files.sources import resolve, resolve_sources
     from mha_cli.layer.run import run_attention
 
     if base.weights is not None or base.inputs_file is not None:
@@ -46,7 +46,7 @@ def variants(
         reference = next(i for i, v in enumerate(columns_wanted) if v.label == REFERENCE)
     columns = []
     for wanted in columns_wanted:
-        spec = validate_early(apply(base, wanted))
-        record = run_attention(spec, value_ranges=False)
+        resolved = resolve(validate_early(apply(base, wanted)))
+        record = run_attention(resolved, value_ranges=False)
         columns.append(Column(wanted.label, dict(wanted.settings), record))
-    return VariantsComparison(base.to_dict(), columns, reference, notes)
+    return VariantsComparison(base.final(), columns, reference, notes)

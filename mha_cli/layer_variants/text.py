@@ -28,7 +28,7 @@ def comparison_rows(comparison: VariantsComparison) -> list[Row]:
 
     rows = [
         row("kv heads", lambda c: str(c.record.summary.num_kv_heads)),
-        row("values", lambda c: _values(c.record.spec["value_mode"])),
+        row("values", lambda c: _values(c.record.spec.value_mode)),
     ]
     for name in comparison.differing_stages():
         rows.append(row(name, functools.partial(_shape, name=name)))
@@ -38,7 +38,7 @@ def comparison_rows(comparison: VariantsComparison) -> list[Row]:
         row("activations", lambda c: numbers.size(c.record.summary.activation_bytes)),
         row("kv cache per token", lambda c: numbers.size(c.kv_cache_per_token)),
         row(
-            f"kv cache, {spec['kv']} tokens × batch {spec['batch']}",
+            f"kv cache, {spec.kv} tokens × batch {spec.batch}",
             lambda c: numbers.size(c.kv_cache),
         ),
     ]
@@ -57,9 +57,9 @@ def _shape(column: Column, name: str) -> str:
 def _title(comparison: VariantsComparison) -> str:
     spec = comparison.spec
     return (
-        f"variants of one layer: batch {spec['batch']}, {spec['queries']} queries, "
-        f"{spec['kv']} key-value pairs, {spec['hiddens']} hiddens, {spec['heads']} heads, "
-        f"{spec['dtype']}; traced on the meta device"
+        f"variants of one layer: batch {spec.batch}, {spec.queries} queries, "
+        f"{spec.kv} key-value pairs, {spec.hiddens} hiddens, {spec.heads} heads, "
+        f"{spec.dtype}; traced on the meta device"
     )
 
 

@@ -15,16 +15,16 @@ FLOP_CONVENTION = (
 def summary_lines(report: RunRecord) -> list[str]:
     spec, summary = report.spec, report.summary
     lines = [""]
-    if spec["score"] != "additive":
+    if spec.score != "additive":
         heads = f"{summary.num_heads} heads"
         if summary.num_kv_heads != summary.num_heads:
             group = summary.num_heads // summary.num_kv_heads
             kv = f"{summary.num_kv_heads} key-value head{'s' if summary.num_kv_heads > 1 else ''}"
             heads += f" sharing {kv} ({group} query heads each)"
-        d2l_dim = spec["hiddens"] / summary.num_heads
+        d2l_dim = spec.hiddens / summary.num_heads
         if summary.head_dim == d2l_dim:
             lines.append(
-                f"head dim: num_hiddens / num_heads = {spec['hiddens']} / {summary.num_heads} = "
+                f"head dim: num_hiddens / num_heads = {spec.hiddens} / {summary.num_heads} = "
                 f"{summary.head_dim}  ({heads})"
             )
         else:
@@ -70,11 +70,11 @@ def _params_line(report: RunRecord) -> str:
     summary = report.summary
     parts = " + ".join(f"{s.name} {numbers.count(s.params)}" for s in report.stages if s.params)
     line = f"parameters: {numbers.count(summary.total_params)} ({parts})"
-    if report.spec["score"] == "additive":
+    if report.spec.score == "additive":
         return line
     if not summary.params_depend_on_heads:
         return line + "; the same for any number of heads that divides num_hiddens"
-    if report.spec["value_mode"] == "full":
+    if report.spec.value_mode == "full":
         return (
             line
             + f"; full values make W_o {summary.num_heads} times wider (one H-wide block per head)"

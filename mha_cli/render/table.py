@@ -19,6 +19,7 @@ from mha_cli.layer.records import RunRecord, Stage
 from mha_cli.messages import shape_text
 from mha_cli.render import numbers
 from mha_cli.render.summary_lines import summary_lines
+from mha_cli.spec.spec import AttentionSpec
 
 if TYPE_CHECKING:
     from mha_cli.layer.report import StagesShown
@@ -154,15 +155,15 @@ def layer_title(report: RunRecord) -> str:
     """The layer and its sizes, as the table and the diagram title them."""
     spec = report.spec
     return (
-        f"{_layer_name(spec)}: batch {spec['batch']}, {spec['queries']} queries, "
-        f"{spec['kv']} key-value pairs, {spec['hiddens']} hiddens, {spec['heads']} heads"
+        f"{_layer_name(spec)}: batch {spec.batch}, {spec.queries} queries, "
+        f"{spec.kv} key-value pairs, {spec.hiddens} hiddens, {spec.heads} heads"
     )
 
 
-def _layer_name(spec: dict) -> str:  # type: ignore[type-arg]
-    if spec["score"] == "additive":
+def _layer_name(spec: AttentionSpec) -> str:  # type: ignore[type-arg]
+    if spec.score == "additive":
         return "AdditiveAttention"
-    if spec["kv_heads"] != spec["heads"]:
-        kind = "grouped-query" if spec["kv_heads"] > 1 else "multi-query"
+    if spec.kv_heads != spec.heads:
+        kind = "grouped-query" if spec.kv_heads > 1 else "multi-query"
         return f"MultiHeadAttention ({kind})"
     return "MultiHeadAttention"

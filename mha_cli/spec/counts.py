@@ -33,4 +33,7 @@ def parameters_depend_on_heads(spec: AttentionSpec) -> bool:
     """Would the same layer with one head have another parameter count?"""
     if spec.score == "additive":
         return False
-    return parameter_count(spec) != parameter_count(replace(spec, heads=1, kv_heads=None))
+    # head_dim follows the heads unless someone (an option, a file) fixed it
+    head_dim = spec.head_dim if "head_dim" in spec.explicit else None
+    one_head = replace(spec, heads=1, kv_heads=None, head_dim=head_dim)
+    return parameter_count(spec) != parameter_count(one_head)

@@ -8,7 +8,7 @@ torch core. Defaults reproduce the chapter's example: batch 2, 4 queries, 6 key-
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 ValidLens = tuple[int, ...] | tuple[tuple[int, ...], ...] | None
@@ -103,6 +103,21 @@ class AttentionSpec:
     def inputs_file(self) -> str | None:
         return None if self.inputs in INPUT_KINDS else self.inputs
 
+    def final(self) -> AttentionSpec:
+        """The spec with every size it leaves to a default written out (kv_heads, head_dim,
+        the input sizes, out_bias, rotary_dim): what `files.sources.resolve` hands the torch
+        core, which reads each size under its one name and never rewrites the spec."""
+        return replace(
+            self,
+            kv_heads=self.num_kv_heads,
+            head_dim=self.head_width,
+            query_size=self.q_size,
+            key_size=self.k_size,
+            value_size=self.v_size,
+            out_bias=self.has_out_bias,
+            rotary_dim=self.rotary_width if self.rope != "none" else None,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """The specification as JSON-ready data, with the derived sizes filled in."""
         record = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "explicit"}
@@ -117,12 +132,12 @@ class AttentionSpec:
             rope_scaling=None if self.rope_scaling is None else dict(self.rope_scaling),
         )
         if self.valid_lens is not None:
-            record["valid_lens"] = _as_lists(self.valid_lens)
+            record["valid_lens"] = as_lists(self.valid_lens)
         return record
 
 
 SPEC_FIELDS = tuple(f.name for f in fields(AttentionSpec) if f.name != "explicit")
 
 
-def _as_lists(value: Any) -> Any:
-    return [_as_lists(v) for v in value] if isinstance(value, tuple | list) else value
+def as_lists(value: Any) -> Any:
+    return [as_lists(v) for v in value] if isinstance(value, tuple | list) else value

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from mha_cli.errors import MhaError
-from mha_cli.files.sources import sizes_from_weights
+from mha_cli.files.sources import Sources, sizes_from_weights
 from mha_cli.layer.report import Report
 from mha_cli.layer.run import run_attention
 from mha_cli.learner.module_weights import to_d2l_state
@@ -132,12 +132,12 @@ def _reference_spec(
             train=False,
             explicit=frozenset(),
         )
-    )
+    ).final()
 
 
 def _run(spec: AttentionSpec, state: dict[str, torch.Tensor], inputs: dict[str, Any]) -> Report:
     try:
-        return run_attention(spec, value_ranges=False, state=state, inputs=inputs)
+        return run_attention(Sources(spec, state, inputs), value_ranges=False)
     except RuntimeError as error:  # weights that do not fit the layer the options describe
         first = str(error).strip().splitlines()[0]
         raise MhaError(

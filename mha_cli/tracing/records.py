@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mha_cli.layer.records import Stage
+from mha_cli.spec.spec import AttentionSpec
 
 INPUT = "input"
 OP = "op"
@@ -145,7 +146,7 @@ class TraceRecord:
     """Everything a renderer shows of one traced forward pass, as plain data."""
 
     target: str
-    spec: dict[str, Any]
+    spec: AttentionSpec  # final: every size written out
     rows: list[Row]
     summary: TraceSummary
     check: CheckResult | None = None
@@ -160,7 +161,7 @@ class TraceRecord:
     def to_dict(self) -> dict[str, Any]:
         return {
             "target": self.target,
-            "spec": self.spec,
+            "spec": self.spec.to_dict(),
             "rows": [row.to_dict() for row in self.rows],
             "summary": self.summary.to_dict(),
             "check": None if self.check is None else self.check.to_dict(),

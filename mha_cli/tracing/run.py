@@ -33,6 +33,7 @@ def trace_module(
 ) -> TraceReport:
     """Build the target's module with the spec's sizes, run it once recorded, and (`check`)
     compare it with mha's reference run with the same weights and inputs."""
+    # The learner's module fixes sizes of its own (`prepare`): the spec is made final after it.
     sources = resolve_sources(spec)
     spec = validate(sources.spec)
     device = resolve_device(spec.device)
@@ -76,7 +77,7 @@ def trace_module(
     )
     return TraceReport(
         target=target.text,
-        spec=prepared.spec.to_dict(),
+        spec=prepared.spec.final(),
         rows=rows,
         summary=summary,
         check=None if checked is None else checked.result,

@@ -107,9 +107,9 @@ def _reference(step: TraceStep) -> Text:
 def _title(record: TraceRecord) -> str:
     spec, summary = record.spec, record.summary
     return (
-        f"trace of {summary.module} ({record.target}): batch {spec['batch']}, "
-        f"{spec['queries']} queries, {spec['kv']} key-value pairs, {spec['hiddens']} hiddens, "
-        f"{spec['heads']} heads"
+        f"trace of {summary.module} ({record.target}): batch {spec.batch}, "
+        f"{spec.queries} queries, {spec.kv} key-value pairs, {spec.hiddens} hiddens, "
+        f"{spec.heads} heads"
     )
 
 
