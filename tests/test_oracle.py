@@ -24,7 +24,7 @@ def run_layer(
     spec: AttentionSpec, inputs: tuple[torch.Tensor, ...], valid_lens: torch.Tensor | None
 ):
     torch.manual_seed(spec.seed)
-    layer = make_layer(spec).eval()
+    layer = make_layer(spec.final()).eval()
     with torch.no_grad():
         output, weights, _ = layer(
             *inputs, valid_lens, Recorder(keep_tensors=False, catalogue=layer.stages)
@@ -36,9 +36,9 @@ def run_layer(
 def random_inputs(spec: AttentionSpec, seed: int = 1) -> tuple[torch.Tensor, ...]:
     g = torch.Generator().manual_seed(seed)
     return (
-        torch.randn(spec.batch, spec.queries, spec.q_size, generator=g),
-        torch.randn(spec.batch, spec.kv, spec.k_size, generator=g),
-        torch.randn(spec.batch, spec.kv, spec.v_size, generator=g),
+        torch.randn(spec.batch, spec.queries, spec.final().query_size, generator=g),
+        torch.randn(spec.batch, spec.kv, spec.final().key_size, generator=g),
+        torch.randn(spec.batch, spec.kv, spec.final().value_size, generator=g),
     )
 
 
@@ -83,7 +83,12 @@ def test_equals_torch_multihead_attention(bias: bool, sizes: tuple[int | None, i
     layer, output, weights = run_layer(spec, inputs, valid_lens)
     state = layer.state_dict()
     torch_mha = torch.nn.MultiheadAttention(
-        100, 5, bias=bias, batch_first=True, kdim=spec.k_size, vdim=spec.v_size
+        100,
+        5,
+        bias=bias,
+        batch_first=True,
+        kdim=spec.final().key_size,
+        vdim=spec.final().value_size,
     ).eval()
     with torch.no_grad():
         if torch_mha._qkv_same_embed_dim:
@@ -154,7 +159,7 @@ def test_any_spec_equals_independent_einsum(spec: AttentionSpec):
         *inputs,
         layer.state_dict(),
         spec.heads,
-        spec.num_kv_heads,
+        spec.final().kv_heads,
         valid_lens,
         spec.causal,
         full_values=spec.value_mode == "full",
@@ -167,7 +172,7 @@ def test_valid_lens_mask_by_position_not_by_score():
     """Seed Q5: a padded key with the highest score still gets weight 0."""
     spec = AttentionSpec(batch=1, queries=1, kv=4, hiddens=4, heads=1, valid_lens=(2,))
     torch.manual_seed(0)
-    layer = make_layer(spec).eval()
+    layer = make_layer(spec.final()).eval()
     with torch.no_grad():
         for name in ("W_q", "W_k", "W_v", "W_o"):
             getattr(layer, name).weight.copy_(torch.eye(4))

@@ -36,7 +36,7 @@ def layer_weights(
     if spec.score == "additive":
         return _additive(spec, state, layer)
     full = spec.value_mode == "full"
-    raw = slice_heads(state, spec.heads, spec.num_kv_heads, full)
+    raw = slice_heads(state, spec.heads, spec.kv_heads, full)
     bad = non_finite_counts(raw) if not _all_finite(state) else [0] * spec.heads
     slices = finite_copy(raw) if any(bad) else raw
     grams = {
@@ -186,7 +186,7 @@ def _layer_flags(
 def _notes(spec: AttentionSpec, slices: HeadSlices) -> list[str]:
     """What applies to this layer's figures."""
     notes = []
-    h, g, d = spec.heads, spec.num_kv_heads, spec.head_width
+    h, g, d = spec.heads, spec.kv_heads, spec.head_dim
     if g != h:
         notes.append(
             f"grouped-query attention: {g} key-value heads, each read by {h // g} query heads "

@@ -69,20 +69,20 @@ def other_differences(
             "torch's fast path (torch._native_multi_head_attention, eval mode without grad) is "
             "not the path compared: " + "; ".join(fast_path_blockers),
         ]
-    if spec.score == "dot" and spec.num_kv_heads != spec.heads:
+    if spec.score == "dot" and spec.kv_heads != spec.heads:
         lines.append(_grouped(spec, mapped=fast_path_blockers is not None, native=gqa_native))
     return lines
 
 
 def _bias(spec: AttentionSpec) -> str:
-    if not (spec.bias or spec.has_out_bias):
+    if not (spec.bias or spec.out_bias):
         return "bias=False"
-    both = spec.bias and spec.has_out_bias
+    both = spec.bias and spec.out_bias
     return "bias=True" + ("" if both else ", the biases d2l's layer lacks as zeros")
 
 
 def _grouped(spec: AttentionSpec, *, mapped: bool, native: bool) -> str:
-    g, group = spec.num_kv_heads, spec.heads // spec.num_kv_heads
+    g, group = spec.kv_heads, spec.heads // spec.kv_heads
     sdpa = f"SDPA gets the {g} key-value head{'s' if g > 1 else ''} " + (
         "with enable_gqa=True" if native else "repeated (enable_gqa needs torch >= 2.5)"
     )

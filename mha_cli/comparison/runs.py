@@ -119,7 +119,7 @@ def layout(report: Report, spec: AttentionSpec) -> Stages:
     heads = 1 if spec.score == "additive" else spec.heads
     stages: Stages = {}
     if spec.score == "dot":
-        group = spec.heads // spec.num_kv_heads
+        group = spec.heads // spec.kv_heads
         for name, role in (("W_q", "queries"), ("W_k", "keys"), ("W_v", "values")):
             x = t.get(f"{role}.permute")  # (b, h|g, n, d); absent for full values
             if x is not None:
@@ -183,8 +183,8 @@ def torch_mha_runs(
     )
     bias = torch_mapping.uses_bias(spec)
     mapping_line = (
-        f"nn.MultiheadAttention({spec.hiddens}, {spec.heads}, bias={bias}, kdim={spec.k_size}, "
-        f"vdim={spec.v_size}, batch_first=True): {inner}, out_proj.weight = W_o"
+        f"nn.MultiheadAttention({spec.hiddens}, {spec.heads}, bias={bias}, kdim={spec.key_size}, "
+        f"vdim={spec.value_size}, batch_first=True): {inner}, out_proj.weight = W_o"
         + (", in_proj_bias = cat(b_q, b_k, b_v), out_proj.bias = b_o" if bias else "")
         + f"; {how}; need_weights=True, average_attn_weights=False"
     )
@@ -225,7 +225,7 @@ def sdpa_backend_runs(spec: AttentionSpec, report: Report) -> list[Run]:
         _valid_lens(spec, device), spec.queries, spec.kv, spec.causal, device, spec.window
     )  # (b|1, q, k), True = masked
     attend = None if mask is None else ~mask[:, None]  # (b|1, 1, q, k), True = attend
-    gqa = spec.num_kv_heads != spec.heads
+    gqa = spec.kv_heads != spec.heads
     how = (
         f"scaled_dot_product_attention on d2l's own heads ({names}), "
         + ("no mask" if attend is None else "attn_mask = not masked (True = attend)")

@@ -29,9 +29,9 @@ def unmapped_reasons(spec: AttentionSpec) -> list[str]:
     reasons = []
     if spec.score == "additive":
         return ["additive scoring: nn.MultiheadAttention only computes scaled dot products"]
-    if spec.q_size != spec.hiddens:
+    if spec.query_size != spec.hiddens:
         reasons.append(
-            f"query_size {spec.q_size} != num_hiddens {spec.hiddens}: torch has no qdim "
+            f"query_size {spec.query_size} != num_hiddens {spec.hiddens}: torch has no qdim "
             "(embed_dim is both the query's size and W_q's outputs), only kdim and vdim"
         )
     if spec.value_mode == "full":
@@ -39,9 +39,9 @@ def unmapped_reasons(spec: AttentionSpec) -> list[str]:
             "values kept whole (--value-mode full): nn.MultiheadAttention splits values across "
             "heads, as d2l does"
         )
-    if spec.head_width * spec.heads != spec.hiddens:
+    if spec.head_dim * spec.heads != spec.hiddens:
         reasons.append(
-            f"head dim {spec.head_width} x {spec.heads} heads != num_hiddens {spec.hiddens}: "
+            f"head dim {spec.head_dim} x {spec.heads} heads != num_hiddens {spec.hiddens}: "
             "torch's head dim is always embed_dim / num_heads"
         )
     if spec.rope != "none":
@@ -56,22 +56,22 @@ def unmapped_reasons(spec: AttentionSpec) -> list[str]:
 
 def packed(spec: AttentionSpec) -> bool:
     """torch packs W_q, W_k, W_v into in_proj_weight exactly when kdim = vdim = embed_dim."""
-    return spec.k_size == spec.hiddens and spec.v_size == spec.hiddens
+    return spec.key_size == spec.hiddens and spec.value_size == spec.hiddens
 
 
 def uses_bias(spec: AttentionSpec) -> bool:
     """torch's one `bias` flag covers in_proj_bias and out_proj.bias together."""
-    return spec.bias or spec.has_out_bias
+    return spec.bias or spec.out_bias
 
 
 def torch_mha_state(state: Tensors, spec: AttentionSpec) -> dict[str, torch.Tensor]:
     """nn.MultiheadAttention's state dict holding d2l's weights `state` (d2l names)."""
-    group = spec.heads // spec.num_kv_heads
+    group = spec.heads // spec.kv_heads
 
     def widen(t: torch.Tensor) -> torch.Tensor:
         # (g*d, ...) -> (h*d, ...): grouped-query keys and values become one head per query
         # head, key-value head j repeated for query heads j*r .. j*r + r-1 (r = h / g).
-        blocks = t.reshape(spec.num_kv_heads, -1, *t.shape[1:])  # (g, d, ...)
+        blocks = t.reshape(spec.kv_heads, -1, *t.shape[1:])  # (g, d, ...)
         return blocks.repeat_interleave(group, dim=0).reshape(-1, *t.shape[1:])  # (h*d, ...)
 
     weights = [state["W_q.weight"], widen(state["W_k.weight"]), widen(state["W_v.weight"])]
@@ -111,8 +111,8 @@ def build_torch_mha(
         spec.heads,
         dropout=0.0,
         bias=uses_bias(spec),
-        kdim=spec.k_size,
-        vdim=spec.v_size,
+        kdim=spec.key_size,
+        vdim=spec.value_size,
         batch_first=True,
         device="meta",
         dtype=dtype,

@@ -11,13 +11,14 @@ from mha_cli.spec.spec import AttentionSpec
 
 def _resolved(spec: AttentionSpec, key: str) -> Any:
     """The value a field really has: None sizes mean num_hiddens, None kv_heads means heads."""
+    final = spec.final()  # every size written out
     derived = {
-        "query_size": spec.q_size,
-        "key_size": spec.k_size,
-        "value_size": spec.v_size,
-        "kv_heads": spec.num_kv_heads,
-        "head_dim": spec.head_width,
-        "out_bias": spec.has_out_bias,
+        "query_size": final.query_size,
+        "key_size": final.key_size,
+        "value_size": final.value_size,
+        "kv_heads": final.kv_heads,
+        "head_dim": final.head_dim,
+        "out_bias": final.out_bias,
     }
     return derived.get(key, getattr(spec, key))
 

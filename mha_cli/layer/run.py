@@ -152,18 +152,18 @@ def make_layer(spec: AttentionSpec) -> MultiHeadAttention | AdditiveAttention:
         from mha_cli.layer.additive import AdditiveAttention
 
         return AdditiveAttention(
-            spec.k_size, spec.q_size, spec.hiddens, spec.dropout, spec.bias, spec.causal
+            spec.key_size, spec.query_size, spec.hiddens, spec.dropout, spec.bias, spec.causal
         )
     rotary = None
     if spec.rope != "none":
         scaling = None if spec.rope_scaling is None else dict(spec.rope_scaling)
         with torch.device("cpu"):  # a constant of the layer, never a meta tensor
-            inv_freq = inverse_frequencies(spec.rotary_width, spec.rope_theta, scaling)
+            inv_freq = inverse_frequencies(spec.rotary_dim, spec.rope_theta, scaling)
         rotary = Rotary(inv_freq, spec.rope)
     return MultiHeadAttention(
-        spec.k_size,
-        spec.q_size,
-        spec.v_size,
+        spec.key_size,
+        spec.query_size,
+        spec.value_size,
         spec.hiddens,
         spec.heads,
         spec.dropout,
@@ -184,9 +184,9 @@ def make_inputs(
     spec: AttentionSpec, device: torch.device, dtype: torch.dtype, given: Tensors | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     shapes = (
-        (spec.batch, spec.queries, spec.q_size),  # (b, q, query_size)
-        (spec.batch, spec.kv, spec.k_size),  # (b, k, key_size)
-        (spec.batch, spec.kv, spec.v_size),  # (b, k, value_size)
+        (spec.batch, spec.queries, spec.query_size),  # (b, q, query_size)
+        (spec.batch, spec.kv, spec.key_size),  # (b, k, key_size)
+        (spec.batch, spec.kv, spec.value_size),  # (b, k, value_size)
     )
     if device.type == "meta":
         made = [torch.empty(s, device=device, dtype=dtype) for s in shapes]

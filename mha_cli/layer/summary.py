@@ -18,9 +18,9 @@ def summarize(
 ) -> Summary:
     total_params = sum(p.numel() for p in layer.parameters())
     return Summary(
-        head_dim=spec.head_width,
+        head_dim=spec.head_dim,
         num_heads=spec.heads,
-        num_kv_heads=spec.num_kv_heads,
+        num_kv_heads=spec.kv_heads,
         total_params=total_params,
         params_depend_on_heads=parameters_depend_on_heads(spec),
         total_flops=sum(s.flops for s in stages),
@@ -38,8 +38,8 @@ def head_slices(spec: AttentionSpec) -> list[tuple[str, tuple[int, int], str]]:
     """The part of each weight (out_features, in_features) that head i uses (seed Q6)."""
     if spec.score == "additive":
         return []
-    d = spec.head_width
-    group = spec.heads // spec.num_kv_heads
+    d = spec.head_dim
+    group = spec.heads // spec.kv_heads
     shared = f", shared by {group} query heads" if group > 1 else ""
     kv_rows = (
         f"rows j*{d}..j*{d}+{d - 1} of kv head j = i // {group}"
@@ -47,15 +47,15 @@ def head_slices(spec: AttentionSpec) -> list[tuple[str, tuple[int, int], str]]:
         else f"rows i*{d}..i*{d}+{d - 1}"
     )
     slices = [
-        ("W_q", (d, spec.q_size), f"rows i*{d}..i*{d}+{d - 1}"),
-        ("W_k", (d, spec.k_size), kv_rows + shared),
+        ("W_q", (d, spec.query_size), f"rows i*{d}..i*{d}+{d - 1}"),
+        ("W_k", (d, spec.key_size), kv_rows + shared),
     ]
     if spec.value_mode == "full":
-        slices.append(("W_v", (spec.hiddens, spec.v_size), "all rows: values are not split"))
+        slices.append(("W_v", (spec.hiddens, spec.value_size), "all rows: values are not split"))
         h = spec.hiddens
         slices.append(("W_o", (spec.hiddens, h), f"columns i*{h}..i*{h}+{h - 1}"))
     else:
-        slices.append(("W_v", (d, spec.v_size), kv_rows + shared))
+        slices.append(("W_v", (d, spec.value_size), kv_rows + shared))
         slices.append(("W_o", (spec.hiddens, d), f"columns i*{d}..i*{d}+{d - 1}"))
 
     return slices
@@ -119,14 +119,14 @@ def _notes(spec: AttentionSpec, attention: torch.Tensor | None) -> list[str]:
     if spec.rope != "none":
         pairs = "j and j + rd/2" if spec.rope == "half" else "2j and 2j+1"
         notes.append(
-            f"rotary embedding: the first {spec.rotary_width} of each head's {spec.head_width} "
+            f"rotary embedding: the first {spec.rotary_dim} of each head's {spec.head_dim} "
             f"features of queries and keys turn in pairs ({pairs}) by position x "
             f"theta^(-2j/rd), theta {spec.rope_theta:g}; values are not rotated"
         )
     if spec.qk_norm:
         notes.append(
             "qk-norm: each head's queries and keys are RMS-normalised over their "
-            f"{spec.head_width} features (one weight shared by all heads) before the rotation"
+            f"{spec.head_dim} features (one weight shared by all heads) before the rotation"
         )
     if attention is None:
         notes.append(

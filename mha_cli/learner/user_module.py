@@ -49,21 +49,22 @@ class Prepared:
 
 def constructor_values(spec: AttentionSpec) -> dict[str, Any]:
     """Every constructor parameter mha can fill, by the names attention code gives them."""
-    hiddens, heads, kv_heads = spec.hiddens, spec.heads, spec.num_kv_heads
+    final = spec.final()  # every size written out
+    hiddens, heads, kv_heads = spec.hiddens, spec.heads, final.kv_heads
     values: dict[str, Any] = {
-        "key_size": spec.k_size,
-        "query_size": spec.q_size,
-        "value_size": spec.v_size,
+        "key_size": final.key_size,
+        "query_size": final.query_size,
+        "value_size": final.value_size,
         "dropout": spec.dropout,
         "bias": spec.bias,
-        "kdim": spec.k_size,
-        "vdim": spec.v_size,
+        "kdim": final.key_size,
+        "vdim": final.value_size,
         "batch_first": True,  # mha's inputs are (batch, sequence, features)
         "causal": spec.causal,
         "is_causal": spec.causal,
         "block_size": max(spec.queries, spec.kv),
-        "head_dim": spec.head_width,
-        "dim_head": spec.head_width,
+        "head_dim": final.head_dim,
+        "dim_head": final.head_dim,
     }
     values |= dict.fromkeys(
         ("num_hiddens", "embed_dim", "hidden_size", "d_model", "n_embd", "dim"), hiddens
@@ -122,7 +123,7 @@ def with_spec_inputs(
     module: nn.Module, spec: AttentionSpec, device: torch.device, dtype: torch.dtype, given: Any
 ) -> Prepared:
     """The call `forward` asks for, with the inputs `mha inspect` makes."""
-    queries, keys, values = make_inputs(spec, device, dtype, given)
+    queries, keys, values = make_inputs(spec.final(), device, dtype, given)
     lens = None
     if spec.valid_lens is not None:
         lens = torch.tensor(spec.valid_lens, dtype=torch.long, device=device)  # (b,) or (b, q)
@@ -166,6 +167,7 @@ def lens_axes(lens: torch.Tensor) -> list[Axis]:
 
 def _self_attention(module: nn.Module, spec: AttentionSpec, name: str, x: torch.Tensor) -> Prepared:
     """forward(x): keys and values are x, so there are as many kv pairs as queries."""
+    final = spec.final()  # every size written out
     notes = []
     if "kv" in spec.explicit and spec.kv != spec.queries:
         notes.append(
@@ -175,9 +177,13 @@ def _self_attention(module: nn.Module, spec: AttentionSpec, name: str, x: torch.
     if "valid_lens" in spec.explicit and spec.valid_lens is not None:
         notes.append(f"forward({name}) takes no valid_lens: --valid-lens is not applied")
     run = replace(
-        spec, kv=spec.queries, key_size=spec.q_size, value_size=spec.q_size, valid_lens=None
+        spec,
+        kv=spec.queries,
+        key_size=final.query_size,
+        value_size=final.query_size,
+        valid_lens=None,
     )
-    feature = ax.HIDDENS if spec.q_size == spec.hiddens else ax.QUERY_SIZE
+    feature = ax.HIDDENS if final.query_size == spec.hiddens else ax.QUERY_SIZE
     inputs = [(name, x, [Axis(ax.BATCH), Axis(ax.QUERIES), Axis(feature)])]
     roles: dict[str, torch.Tensor | None] = {
         "queries": x,

@@ -22,11 +22,12 @@ _HEADROOM = 0.8
 
 def estimate_bytes(spec: AttentionSpec) -> tuple[int, int]:
     """(total bytes, bytes of the attention scores alone) for one forward pass of `spec`."""
+    final = spec.final()  # every size written out
     b, q, k, h, hid = spec.batch, spec.queries, spec.kv, spec.heads, spec.hiddens
-    value_width = hid if spec.value_mode == "full" else spec.head_width
-    inputs = b * (q * spec.q_size + k * spec.k_size + k * spec.v_size)
+    value_width = hid if spec.value_mode == "full" else final.head_dim
+    inputs = b * (q * final.query_size + k * final.key_size + k * final.value_size)
     weights = parameter_count(spec)
-    projected = b * (q * h * spec.head_width + 2 * k * h * value_width)  # after the head fold
+    projected = b * (q * h * final.head_dim + 2 * k * h * value_width)  # after the head fold
     scores = b * h * q * k  # scores, masked scores, softmax: 3 live at once
     elements = inputs + weights + 2 * projected + 3 * scores + 2 * b * q * h * value_width
     element = _ELEMENT_BYTES.get(spec.dtype, 4)

@@ -62,38 +62,6 @@ class AttentionSpec:
     explicit: frozenset[str] = field(default=frozenset(), compare=False)
 
     @property
-    def num_kv_heads(self) -> int:
-        return self.heads if self.kv_heads is None else self.kv_heads
-
-    @property
-    def head_width(self) -> int:
-        """d: the features of one head's queries and keys (and values, split as d2l does)."""
-        return self.hiddens // self.heads if self.head_dim is None else self.head_dim
-
-    @property
-    def q_size(self) -> int:
-        return self.hiddens if self.query_size is None else self.query_size
-
-    @property
-    def k_size(self) -> int:
-        return self.hiddens if self.key_size is None else self.key_size
-
-    @property
-    def v_size(self) -> int:
-        return self.hiddens if self.value_size is None else self.value_size
-
-    @property
-    def has_out_bias(self) -> bool:
-        return self.bias if self.out_bias is None else self.out_bias
-
-    @property
-    def rotary_width(self) -> int:
-        """How many features of each head the rotation turns (0 without rope)."""
-        if self.rope == "none":
-            return 0
-        return self.head_width if self.rotary_dim is None else self.rotary_dim
-
-    @property
     def query_offset(self) -> int:
         """Position of the first query. Keys sit at 0..kv-1; with fewer queries than keys the
         queries are the last positions, as when decoding with a cache."""
@@ -104,33 +72,33 @@ class AttentionSpec:
         return None if self.inputs in INPUT_KINDS else self.inputs
 
     def final(self) -> AttentionSpec:
-        """The spec with every size it leaves to a default written out (kv_heads, head_dim,
-        the input sizes, out_bias, rotary_dim): what `files.sources.resolve` hands the torch
-        core, which reads each size under its one name and never rewrites the spec."""
+        """The spec with every size it leaves to a default written out: kv_heads (= heads),
+        head_dim (num_hiddens / num_heads, as d2l has it), query, key and value sizes
+        (num_hiddens), out_bias (= bias), rotary_dim (the whole head dim, with rope). This is
+        what `files.sources.resolve` hands the torch core, which reads each size under its one
+        name and never rewrites the spec; before it, read a size as `spec.final().head_dim`."""
+        head_dim = self.head_dim
+        if head_dim is None and self.heads:  # an invalid 0 heads is left for validation to say
+            head_dim = self.hiddens // self.heads
+        rotary_dim = None
+        if self.rope != "none":
+            rotary_dim = head_dim if self.rotary_dim is None else self.rotary_dim
         return replace(
             self,
-            kv_heads=self.num_kv_heads,
-            head_dim=self.head_width,
-            query_size=self.q_size,
-            key_size=self.k_size,
-            value_size=self.v_size,
-            out_bias=self.has_out_bias,
-            rotary_dim=self.rotary_width if self.rope != "none" else None,
+            kv_heads=self.heads if self.kv_heads is None else self.kv_heads,
+            head_dim=head_dim,
+            query_size=self.hiddens if self.query_size is None else self.query_size,
+            key_size=self.hiddens if self.key_size is None else self.key_size,
+            value_size=self.hiddens if self.value_size is None else self.value_size,
+            out_bias=self.bias if self.out_bias is None else self.out_bias,
+            rotary_dim=rotary_dim,
         )
 
     def to_dict(self) -> dict[str, Any]:
         """The specification as JSON-ready data, with the derived sizes filled in."""
-        record = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "explicit"}
-        record.update(
-            kv_heads=self.num_kv_heads,
-            head_dim=self.head_width,
-            query_size=self.q_size,
-            key_size=self.k_size,
-            value_size=self.v_size,
-            out_bias=self.has_out_bias,
-            rotary_dim=self.rotary_width if self.rope != "none" else None,
-            rope_scaling=None if self.rope_scaling is None else dict(self.rope_scaling),
-        )
+        final = self.final()
+        record = {f.name: getattr(final, f.name) for f in fields(self) if f.name != "explicit"}
+        record["rope_scaling"] = None if self.rope_scaling is None else dict(self.rope_scaling)
         if self.valid_lens is not None:
             record["valid_lens"] = as_lists(self.valid_lens)
         return record

@@ -75,7 +75,7 @@ def _check_sizes(spec: AttentionSpec) -> None:
     if not low <= spec.seed <= high:
         raise MhaError(f"--seed {spec.seed} is outside {low}..2**64-1, the seeds torch accepts")
     b, q, k, h = spec.batch, spec.queries, spec.kv, spec.heads
-    wide = max(spec.hiddens, h * spec.head_width)
+    wide = max(spec.hiddens, h * spec.final().head_dim)
     largest = max(b * h * q * k, b * q * wide * h, b * k * wide)
     if largest > MAX_ELEMENTS:
         raise MhaError(
@@ -132,7 +132,7 @@ def _check_choices(spec: AttentionSpec) -> None:
                 ("--rope", spec.rope != "none"),
                 ("--qk-norm", spec.qk_norm),
                 ("--head-dim", spec.head_dim is not None),
-                ("--kv-heads", spec.num_kv_heads != 1),
+                ("--kv-heads", spec.final().kv_heads != 1),
             )
             if used
         ]
@@ -159,10 +159,10 @@ def _check_positions(spec: AttentionSpec) -> None:
                 "--rope interleaved, or drop them"
             )
         return
-    d = spec.head_width
-    if spec.rotary_width > d or spec.rotary_width % 2:
+    d, rotary_dim = spec.final().head_dim, spec.final().rotary_dim or 0
+    if rotary_dim > d or rotary_dim % 2:
         raise MhaError(
-            f"--rotary-dim {spec.rotary_width}: the rotation turns pairs of a head's {d} "
+            f"--rotary-dim {rotary_dim}: the rotation turns pairs of a head's {d} "
             f"features, so give an even number up to {d}"
         )
     if not spec.rope_theta > 0:

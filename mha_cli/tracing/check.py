@@ -58,7 +58,7 @@ def check_module(
     golden = _run(replace(reference_spec, dtype="float64"), state, inputs)
     tol = tolerance(spec.dtype)
 
-    forms = reference_forms(ref, golden, reference_spec.head_width)
+    forms = reference_forms(ref, golden, reference_spec.head_dim)
     matches: dict[int, Match | None] = {}
     for index in sorted(trace.derived):
         value = trace.values.get(index)

@@ -130,7 +130,7 @@ def _mask_fill(c: _Context, index: int) -> str | None:
 
 def _unscaled(c: _Context, index: int) -> str | None:
     """The softmax of scores never divided by sqrt(d), or scores scaled by another factor."""
-    d = c.spec.head_width
+    d = c.spec.final().head_dim
     root = math.sqrt(d)
     step = c.steps[index]
     if step.stage.name in SOFTMAXES:
@@ -171,7 +171,7 @@ def _unscaled(c: _Context, index: int) -> str | None:
 
 def _wrong_end(c: _Context, index: int) -> str | None:
     """X.reshape(b, n, -1, num_heads): the last axis taken as the heads."""
-    h, d = c.spec.heads, c.spec.head_width
+    h, d = c.spec.heads, c.spec.final().head_dim
     if h == d:
         return None
     for candidate in [index, *c.ancestors(index)]:
