@@ -80,7 +80,7 @@ COMMANDS: tuple[Command, ...] = (
 
 # The API's classes that are no command's function: name -> module.
 CLASSES = {
-    "Comparison": "mha_cli.comparison.report",
+    "Comparison": "mha_cli.comparison.records",
     "Report": "mha_cli.layer.report",
     "TraceReport": "mha_cli.tracing.report",
     "AttentionSpec": "mha_cli.spec.spec",

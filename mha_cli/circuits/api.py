@@ -7,8 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mha_cli.circuits.records import DEFAULT_STAT, STATS
-from mha_cli.circuits.report import WeightsReport
+from mha_cli.circuits.records import DEFAULT_STAT, STATS, WeightsReport
 from mha_cli.errors import MhaError
 from mha_cli.messages import suggest
 from mha_cli.render.images import format_of_path

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mha_cli.layer.records import Source
+from mha_cli.render.display import Displayed
 from mha_cli.spec.spec import AttentionSpec
 
 CIRCUITS = ("qk", "ov")
@@ -168,3 +169,8 @@ class WeightsRecord:
             "stat_grid": self.stat_grid() if self.stat else None,
             "layers": [layer.to_dict() for layer in self.layers],
         }
+
+
+@dataclass(frozen=True, eq=False)
+class WeightsReport(WeightsRecord, Displayed):
+    """Per head of a layer (or `stat` per layer and head): see `WeightsRecord`."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
-from mha_cli.comparison.report import Comparison
+from mha_cli.comparison.records import Comparison
 from mha_cli.spec.entry import load_heavy, specification
 
 if TYPE_CHECKING:

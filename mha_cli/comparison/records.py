@@ -1,6 +1,7 @@
 """Plain records of `mha compare`: how far each torch implementation is from d2l's layer, stage by
 stage and head by head, and whether that is within the tolerance. Renderers, JSON and tests
-read these; none of them needs torch. `mha_cli.comparison.report.Comparison` adds the faces.
+read these; none of them needs torch. `Comparison`, the API's result, adds the faces
+(render/display.py).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mha_cli.layer.records import Source
+from mha_cli.render.display import Displayed
 from mha_cli.spec import axes as ax
 from mha_cli.spec.spec import AttentionSpec
 from mha_cli.tolerance import Tolerance
@@ -220,3 +222,8 @@ class ComparisonRecord:
             "fully_masked": None if self.fully_masked is None else self.fully_masked.to_dict(),
             "notes": self.notes,
         }
+
+
+@dataclass(frozen=True, eq=False)
+class Comparison(ComparisonRecord, Displayed):
+    """d2l's layer against nn.MultiheadAttention and scaled_dot_product_attention."""

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mha_cli.errors import MhaError
-from mha_cli.importance.report import HeadsReport
+from mha_cli.importance.records import HeadsReport
 from mha_cli.render.images import format_of_path
 from mha_cli.spec.entry import load_heavy, specification
 

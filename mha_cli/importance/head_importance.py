@@ -10,8 +10,7 @@ import torch
 from mha_cli.errors import MhaError
 from mha_cli.files.sources import resolve
 from mha_cli.importance.ablation import attention_focus, greedy_pruning, head_terms, single_changes
-from mha_cli.importance.records import HeadMeasure, PruningStep, correlations
-from mha_cli.importance.report import HeadsReport
+from mha_cli.importance.records import HeadMeasure, HeadsReport, PruningStep, correlations
 from mha_cli.layer.run import run_attention
 from mha_cli.messages import shape_text
 from mha_cli.spec.spec import AttentionSpec

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mha_cli.layer.records import Source
+from mha_cli.render.display import Displayed
 from mha_cli.spec.spec import AttentionSpec
 
 MEASURES = ("ablation", "entropy", "confidence", "gradient")
@@ -120,3 +121,8 @@ def correlations(
     diagonal when defined)."""
     columns = {m: [h.value(m) for h in heads] for m in measures}
     return {a: {b: spearman(columns[a], columns[b]) for b in measures} for a in measures}
+
+
+@dataclass(frozen=True, eq=False)
+class HeadsReport(HeadsRecord, Displayed):
+    """Each head's measures, the pruning curve and the measures' agreement: see `HeadsRecord`."""
