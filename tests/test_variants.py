@@ -11,7 +11,7 @@ import torch
 from oracles import einsum_attention
 from torch.utils.flop_counter import FlopCounterMode
 
-D2L, WHOLE, MQA = "MHA, values split (d2l)", "MHA, values whole (Q12)", "MQA, 1 kv head"
+D2L, WHOLE, MQA = "MHA, values split (d2l)", "MHA, values whole per head", "MQA, 1 kv head"
 
 
 def linears(sizes: list[tuple[int, int]], bias: bool = False) -> dict[str, torch.Tensor]:

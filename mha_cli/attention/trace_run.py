@@ -157,7 +157,7 @@ def _notes(
             else "the heads see scores that are equal across keys"
         )
         notes.append(
-            f"all {weights.shape[1]} heads have the same weights: {why} (seed Q3); use "
+            f"all {weights.shape[1]} heads have the same weights: {why}; use "
             "--inputs randn to see the heads differ"
         )
     return notes

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from mha_cli.commands.options import spec_options
-from mha_cli.commands.output import guarded_stdout, stdout_console, wrote
+from mha_cli.commands.output import guarded_stdout, note, stdout_console, wrote
 
 OUT = Annotated[
     str | None,
@@ -36,7 +36,9 @@ def diagram(
 ) -> None:
     """Draw the layer's dataflow, as the book's figure, with every arrow's shape and axes.
 
-    The shapes are those `mha inspect` records, traced on the meta device (nothing allocated).
+    The book's figure was drawn by hand (in OmniGraffle); this one is generated from a run of
+    the layer: the shapes are those `mha inspect` records, traced on the meta device (nothing
+    allocated).
     """
     from mha_cli.api.diagram import save_diagram
 
@@ -54,6 +56,10 @@ def diagram(
             stdout_console().print(terminal_diagram(files.diagram))
     for path in files.written:
         wrote(path)
+    if files.written:
+        from mha_cli.render.diagram import ORIGIN
+
+        note(f"note: {ORIGIN}")
 
 
 def register(app: typer.Typer, user_errors: Callable[..., Any]) -> None:

@@ -62,7 +62,7 @@ def reshape(
     render: RENDER = None,
     fmt: FORMAT = Format.table,
 ) -> None:
-    """Explain how a reshape of attention weights lays them out for show_heatmaps (seed Q4, Q7)."""
+    """Explain how a reshape of attention weights lays them out for show_heatmaps."""
     from mha_cli.api.reshape import explain_reshape
     from mha_cli.render.json_out import envelope
     from mha_cli.render.reshape.text import reshape_markdown, reshape_renderable

@@ -241,7 +241,7 @@ def diagram_notes(record: RunRecord) -> list[str]:
     if record.spec.get("value_mode") == "full":
         concat, out = record.stage("output.concat"), record.stage("W_o")
         notes.append(
-            f"values kept whole (seed Q12): every head weighs all {record.stage('W_v').shape[-1]} "
+            f"values kept whole: every head weighs all {record.stage('W_v').shape[-1]} "
             f"value features, so the heads concatenate to {concat.shape[-1]} and W_o has "
             f"{numbers.count(out.params)} parameters"
         )

@@ -13,6 +13,7 @@ from rich.tree import Tree
 
 from mha_cli.messages import shape_text
 from mha_cli.render import numbers
+from mha_cli.render.diagram import ORIGIN
 from mha_cli.render.diagram.model import MAIN_LANE, MASK_LANE, Box, Diagram, Edge
 
 LANE_NAMES = {
@@ -48,7 +49,7 @@ def terminal_diagram(diagram: Diagram) -> RenderableType:
         style="dim",
     )
     notes = [Text(line) for line in diagram.notes]
-    return Group(tree, legend, *notes)
+    return Group(tree, legend, *notes, Text(f"note: {ORIGIN}", style="dim"))
 
 
 def _node(box: Box, edge: Edge | None, sources: list[str], width: int, group: str) -> Text:
