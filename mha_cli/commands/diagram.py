@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from mha_cli.commands.options import spec_options
-from mha_cli.commands.output import guarded_stdout, note, stdout_console, wrote
+from mha_cli.commands.output import guarded_stdout, stdout_console, wrote
 
 OUT = Annotated[
     str | None,
@@ -56,10 +56,6 @@ def diagram(
             stdout_console().print(terminal_diagram(files.diagram))
     for path in files.written:
         wrote(path)
-    if files.written:
-        from mha_cli.render.diagram import ORIGIN
-
-        note(f"note: {ORIGIN}")
 
 
 def register(app: typer.Typer, user_errors: Callable[..., Any]) -> None:

@@ -2,8 +2,8 @@
 drawn by matplotlib (image.py) or in the terminal (terminal.py)."""
 
 # Where this picture comes from, against the book's figure (the readers ask what drew that).
+# Two lines, short enough for the image's footer.
 ORIGIN = (
-    "d2l's figure of multi-head attention was drawn by hand (in OmniGraffle) and shows no "
-    "shapes; this diagram is generated from a run of the layer (traced on the meta device), so "
-    "every arrow carries this configuration's shape and axes"
+    "d2l's figure of this layer was drawn by hand (in OmniGraffle) and shows no shapes;",
+    "this diagram is generated from a run of the layer: every arrow has this run's shape",
 )

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from itertools import pairwise
 
+from mha_cli.render.diagram import ORIGIN
 from mha_cli.render.diagram.texts import describe, mask_lines, stack_count, title_of
 from mha_cli.results.records import RunRecord, Stage
 
@@ -250,4 +251,4 @@ def diagram_notes(record: RunRecord) -> list[str]:
         notes += [f"example {m.example}: {m.description}" for m in masked[:SHOWN_EXAMPLES]]
         if len(masked) > SHOWN_EXAMPLES:
             notes.append(f"... and {len(masked) - SHOWN_EXAMPLES} more examples (mha inspect)")
-    return notes
+    return [*notes, *ORIGIN]

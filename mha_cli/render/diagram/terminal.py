@@ -13,7 +13,6 @@ from rich.tree import Tree
 
 from mha_cli.messages import shape_text
 from mha_cli.render import numbers
-from mha_cli.render.diagram import ORIGIN
 from mha_cli.render.diagram.model import MAIN_LANE, MASK_LANE, Box, Diagram, Edge
 
 LANE_NAMES = {
@@ -49,7 +48,7 @@ def terminal_diagram(diagram: Diagram) -> RenderableType:
         style="dim",
     )
     notes = [Text(line) for line in diagram.notes]
-    return Group(tree, legend, *notes, Text(f"note: {ORIGIN}", style="dim"))
+    return Group(tree, legend, *notes)
 
 
 def _node(box: Box, edge: Edge | None, sources: list[str], width: int, group: str) -> Text:
