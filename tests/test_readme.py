@@ -129,3 +129,27 @@ def test_every_image_is_what_the_tool_draws_now(tmp_path, argument):
     assert old.shape == new.shape, f"{committed} changed size: run python scripts/readme.py"
     # Exact pixels would also fail on a font hinting change; a changed picture moves far more.
     assert float(np.abs(old - new).mean()) < 0.005, f"{committed} changed: regenerate it"
+
+
+def test_set_up_commands_are_the_ones_ci_runs_and_the_cpu_hint_holds_on_pypi():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    commands = re.findall(r"```bash\n(.*?)\n```", text, flags=re.S)
+    assert "pip install . && mha inspect --heads 5 --queries 4 --kv 6" in commands
+    test_command = 'pip install -e ".[test]" && ruff check . && pytest'
+    assert test_command in commands
+    assert test_command in (ROOT / ".ci" / "run").read_text().splitlines()
+    # the public index's torch is the CUDA build on Linux: the CPU wheels are on PyTorch's index
+    cpu = "pip install torch --index-url https://download.pytorch.org/whl/cpu"
+    assert cpu in commands
+    assert commands.index(cpu) < commands.index(test_command)
+    assert (
+        text.index("## Install") < text.index("## The readers' questions") < text.index("### In CI")
+    )
+
+
+def test_the_summary_under_the_table_is_shown_whole_once():
+    """Blocks show the part of the output that answers their question, not the same ten lines
+    of totals under every table."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert sum(line.startswith("memory: activations") for line in text.splitlines()) <= 2
+    assert sum(line.startswith("FLOPs: ") for line in text.splitlines()) <= 2
