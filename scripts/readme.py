@@ -127,7 +127,8 @@ def _bottom(lines: list[str]) -> int:
 NOISE = re.compile(
     r"(?<!rtol )(?<![\w.])\d(?:\.\d+)?e-(?:0[6-9]|[1-9]\d)(?: at [\w.]+| [a-z_][\w.]*)?"
 )
-ZERO_CELL = re.compile(r"(?<=│) +0 +(?=│)")  # an exact 0 in a table: rounding may make it 1e-8
+# an exact 0 in a table (with the stage it was found in): rounding elsewhere may make it 1e-8
+ZERO_CELL = re.compile(r"(?<=│) +0(?: [a-z_][\w.]*)? +(?=│)")
 INDEX = re.compile(r"\(\d+(?:, \d+)+\)")  # where a largest difference occurs
 TORCH_VERSION = re.compile(r"torch \d+\.\d+(?:\.\d+)?(?:\+\w+)?")
 LAYOUT = re.compile(r"[\s│┃┏┓┗┛┡┩┣┫┳┻╇╋━─┌┐└┘├┤┬┴┼]+")

@@ -54,7 +54,7 @@ THERE = """\
 │ masked_softmax  attention weights        │         9.1e-08 │               6.0e-08 │
 │ (batch, heads, queries, kv pairs)        │    (1, 0, 2, 1) │         (1, 2, 3, 10) │
 │ W_q  self.W_q(queries)                   │         3.0e-08 │               1.2e-08 │
-│    0 │ 1.2e-07 weighted_sum │ 6.0e-08 masked_softmax │
+│    0 │ 1.2e-07 weighted_sum │ 0 masked_softmax │
   ✓ SDPA math agrees: largest error against float64 2.8e-07 at W_o, allowed 1.0e-05
 d2l's layer against torch: float32 on cpu, torch 2.13.0"""
 
