@@ -20,7 +20,7 @@ SCHEMA_VERSIONS = {
     "mha.compare": 1,
     "mha.trace": 1,
     "mha.weights": 1,
-    "mha.heads": 1,
+    "mha.heads": 2,
 }
 
 
