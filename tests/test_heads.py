@@ -91,7 +91,7 @@ def heads_json(cli, tmp_path, *args: str) -> dict:
     )
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
-    assert document["schema"] == "mha.heads" and document["version"] == 1
+    assert document["schema"] == "mha.heads" and document["version"] == 2
     return document
 
 

@@ -45,7 +45,7 @@ def weights_json(cli, *args: str) -> dict:
     result = cli("weights", *args, "--format", "json")
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
-    assert document["schema"] == "mha.weights" and document["version"] == 1
+    assert document["schema"] == "mha.weights" and document["version"] == 2
     return document
 
 

@@ -14,7 +14,7 @@ from mha_cli.render.markdown import markdown_table
 from mha_cli.results.head_records import Z95, HeadMeasure, HeadsRecord
 
 MEASURE_LABELS = {
-    "ablation": "output change without it (± 95 %)",
+    "ablation": "output change without it",
     "entropy": "entropy (nats)",
     "confidence": "confidence",
     "gradient": "gradient |dL/dξ|",
@@ -59,7 +59,9 @@ def title(report: HeadsRecord) -> str:
 def ranking_rows(report: HeadsRecord) -> tuple[list[str], list[list[str]]]:
     show_kv = any(h.kv_head != h.head for h in report.heads)
     header = ["rank", "head", *(["kv head"] if show_kv else [])]
-    header += [MEASURE_LABELS[m] for m in report.measures]
+    header += [
+        MEASURE_LABELS[m] + ("" if m == "gradient" else " ± 1.96 se") for m in report.measures
+    ]
     header += ["greedy step", "change after step"]
     change_at = {step.step: step.change for step in report.pruning}
     rows = []
