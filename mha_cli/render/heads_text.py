@@ -117,10 +117,11 @@ def candidate_line(report: HeadsRecord) -> str:
             f"uncertainty; head {ranked[-1].head} matters most ({percent(ranked[-1].ablation)})"
         )
     if len(ranked) < 3:
+        which = "one head" if len(ranked) == 1 else f"{len(ranked)} heads"
         return (
-            f"no head stands out: {len(ranked)} heads cannot show which could go first "
-            f"(the spread of the other heads needs at least two of them); {_range(ranked)} "
-            f"{figure}"
+            f"no head stands out: with {which} there is no spread of other heads to compare "
+            f"with (at least 3 heads are needed); without one head the output changes by "
+            f"{_range(ranked)} {figure}"
         )
     first = ranked[0]
     return (

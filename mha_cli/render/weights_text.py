@@ -260,7 +260,7 @@ def weights_renderable(report: WeightsRecord) -> RenderableType:
         caption = f"{stat_label(report.stat)} ({report.stat}) per layer and head: {title(report)}"
         notes = sorted(
             {
-                line
+                line.replace("flag: ", f"flag: layer {layer.layer}: ", 1)
                 for layer in report.layers
                 for line in layer_lines(layer)
                 if line.startswith(("flag", "note"))
