@@ -52,7 +52,7 @@ def resolve_sources(spec: AttentionSpec, *, finite: bool = True) -> Sources:
     elif spec.weights is not None:
         from mha_cli.files.model_layer import read_model_layer
 
-        state, source, spec = read_model_layer(spec)
+        state, source, spec = read_model_layer(spec, finite=finite)
     if spec.inputs_file is not None:
         from mha_cli.files.tensor_files import load_inputs
 
@@ -72,11 +72,17 @@ def holds_one_layer(path: Path) -> bool:
         keys = open_weights(path).keys
     except MhaError:
         return True  # the one-layer reader has the more specific message for a damaged file
-    return any(_member(key, MEMBERS) for key in keys)
+    from mha_cli.files.hf_layouts import find_layout, other_family
 
-
-def _member(key: str, members: frozenset[str]) -> bool:
-    return any(key == member or key.endswith("." + member) for member in members)
+    if find_layout(keys) is not None or other_family(keys) is not None:
+        return False  # a whole model (OPT's and GPT-J's layers have out_proj too)
+    prefixes = {
+        key[: len(key) - len(member)]
+        for key in keys
+        for member in MEMBERS
+        if key == member or key.endswith("." + member)
+    }
+    return len(prefixes) <= 1  # several: a whole model, which the model reader names
 
 
 def _named(option: str, load: Callable[[Path], T], path: str) -> T:

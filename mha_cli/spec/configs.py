@@ -52,8 +52,10 @@ def load_config(name_or_path: str, layer: int = 0) -> dict[str, Any]:
         from mha_cli.files.hf_config import read_hf_config, spec_fields
 
         fields = spec_fields(read_hf_config(path, layer))
+        # None is a value here too: no window, no rope scaling
+        kept = ("window", "rope_scaling") if fields["rope"] != "none" else ("window",)
         return {key: value for key, value in fields.items() if value is not None} | {
-            "window": fields["window"],
+            **{key: fields[key] for key in kept},
             "layer": layer,
         }
     if path.suffix == ".toml" or path.exists():
