@@ -256,7 +256,9 @@ def test_unsupported_family(hf_models: dict[str, HFModel], tmp_path: Path) -> No
     folder = copy(hf_models["llama"], tmp_path)
     edit_config(folder, model_type="mamba")
     message = fails(
-        r"^\S+config.json: model_type 'mamba' is not supported; supported families: bert", folder
+        r"^\S+config.json: model_type 'mamba' is not supported \(a state-space model: it has no "
+        r"attention layer\); supported families: bert",
+        folder,
     )
     assert "gpt_neox, gptj" in message
 

@@ -83,12 +83,12 @@ def load_hf_layer(
         _check_tensor(path, keys[name], tensor, dims, finite)
     assumed: tuple[str, ...] = ()
     if described is None:
-        family, reason = identify(located, stored, keys, layer)
         given = dict(given or {})
         heads = given.get("heads", heads)
+        family, reason = identify(path, located, stored, keys, layer, heads)
         _refuse_unknown(path, located, family, reason, stored, given | {"heads": heads})
         state, origin = to_d2l(located.layout, stored, keys, heads)
-        _check_norms(state, origin, heads)
+        _check_norms(path, state, origin, heads)
         shapes = {name: tuple(tensor.shape) for name, tensor in state.items()}
         described = attention_from_weights(family, shapes, heads, layer, located.num_layers)
         assumed = _assumptions(family, reason, described, given)
@@ -126,7 +126,12 @@ _OPTIONS = {
 
 
 def identify(
-    located: Located, stored: Mapping[str, torch.Tensor], keys: Mapping[str, str], layer: int
+    path: Path,
+    located: Located,
+    stored: Mapping[str, torch.Tensor],
+    keys: Mapping[str, str],
+    layer: int,
+    heads: int | None = None,
 ) -> tuple[str, str]:
     """(the family mha takes the weights for, and why), from key names and shapes alone."""
     base = located.layout.name.split(" ")[0]
@@ -135,14 +140,17 @@ def identify(
         rows, cols = packed.shape
         if cols != 3 * rows:  # GPT-2's Conv1D stores (H, 3H); nn.Linear stores (out, in)
             raise MhaError(
-                f"{keys['qkv.weight']} has shape ({rows}, {cols}): stored (out, in) as an "
+                f"{path}: {keys['qkv.weight']} has shape ({rows}, {cols}): stored (out, in) as an "
                 "nn.Linear, so this is GPTBigCode (StarCoder, SantaCoder), not GPT-2, whose "
                 f"Conv1D stores (H, 3H); GPTBigCode is not supported; mha reads these families: "
                 f"{', '.join(FAMILIES)}"
             )
     family = located.guess_family(keys.values(), layer)
     if family == "qwen3":
-        return family, "its layers have per-head q_norm and k_norm, as Qwen3's"
+        norm, q_out = stored["q_norm.weight"].shape[0], stored["W_q.weight"].shape[0]
+        if norm == q_out and heads != 1:
+            raise MhaError(_whole_norm(path, keys["q_norm.weight"], norm, q_out))
+        return family, f"its layers have q_norm and k_norm of {norm} values, as Qwen3's per head"
     if family == "qwen2":
         return family, "W_q, W_k and W_v have biases and W_o none, as Qwen2's"
     return family, f"its keys have the {base} layout ({located.describe()})"
@@ -191,8 +199,16 @@ def _refuse_unknown(
     )
 
 
+def _whole_norm(path: Path, key: str, size: int, q_out: int) -> str:
+    return (
+        f"{path}: {key} has {size} values, as many as W_q's outputs: a q/k norm over the "
+        "whole projection (as OLMo2 has), which is not supported; mha normalises each head "
+        "(Qwen3); mha reads these families: " + ", ".join(FAMILIES)
+    )
+
+
 def _check_norms(
-    state: Mapping[str, torch.Tensor], origin: Mapping[str, str], heads: int | None
+    path: Path, state: Mapping[str, torch.Tensor], origin: Mapping[str, str], heads: int | None
 ) -> None:
     """A q/k norm must span one head: its size is the head dim, never a hint at the heads."""
     if heads is None or "q_norm.weight" not in state:
@@ -205,7 +221,7 @@ def _check_norms(
         size = state[name].shape[0]
         if size != head_dim:
             raise MhaError(
-                f"{origin[name]} has {size} values but a head has {head_dim} features "
+                f"{path}: {origin[name]} has {size} values but a head has {head_dim} features "
                 f"({q_out} outputs of W_q / --heads {heads}): a q/k norm over the whole "
                 "projection (as OLMo2 has) is not supported; mha normalises each head (Qwen3)"
             )

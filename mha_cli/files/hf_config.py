@@ -32,6 +32,13 @@ FAMILIES = (
     "gpt_neox",
     "gptj",
 )
+# What a family mha does not read lacks, where a word helps.
+_STATE_SPACE = "a state-space model: it has no attention layer"
+_UNSUPPORTED = {"mamba": _STATE_SPACE, "mamba2": _STATE_SPACE, "rwkv": "it has no attention layer"}
+_UNSUPPORTED |= {
+    "gpt_bigcode": "multi-query attention with nn.Linear c_attn, not GPT-2's Conv1D",
+    "olmo2": "its q/k norm spans the whole projection, not one head",
+}
 _LLAMA_LIKE = ("llama", "mistral", "qwen2", "qwen3")
 _ROPE = {"llama": "half", "mistral": "half", "qwen2": "half", "qwen3": "half"}
 _ROPE |= {"gpt_neox": "half", "gptj": "interleaved"}
@@ -87,8 +94,13 @@ def parse_hf_config(
     family = config.get("model_type")
     if family not in FAMILIES:
         found = f"model_type {family!r}" if family is not None else "no model_type"
+        why = (
+            f" ({_UNSUPPORTED[family]})"
+            if isinstance(family, str) and family in _UNSUPPORTED
+            else ""
+        )
         raise MhaError(
-            f"{where}: {found} is not supported; supported families: {', '.join(FAMILIES)}; "
+            f"{where}: {found} is not supported{why}; supported families: {', '.join(FAMILIES)}; "
             "give the config.json of a model of one of those"
         )
     hiddens = whole(config, _HIDDEN, where)

@@ -159,9 +159,9 @@ _OTHERS = (
      "its attention (ALiBi, packed Wqkv) is not supported"),
     (r"(^|\.)encoder\.conv1\.weight$", "Whisper",
      "encoder-decoder speech models are not supported"),
-    (r"(^|\.)(text_model|vision_model)\.encoder\.layers\.\d+\.self_attn\.", "CLIP",
+    (r"(^|\.)encoder\.layers\.\d+\.layer_norm1\.", "CLIP (or SigLIP)",
      "its text and vision towers are not supported"),
-    (r"(^|\.)layers\.\d+\.encoder_attn\.", "an encoder-decoder (BART, mBART, Marian, ...)",
+    (r"(^|\.)layers\.\d+\.encoder_attn\.", "encoder-decoder (BART, mBART, Marian, ...)",
      "encoder-decoder models are not supported"),
     (r"(^|\.)block\.\d+\.layer\.0\.SelfAttention\.", "T5",
      "its attention (relative position buckets, no score scaling) is not supported"),
@@ -191,6 +191,9 @@ def find_layout(keys: Iterable[str]) -> str | None:
 def locate(keys: Iterable[str], family: str | None, where: str) -> Located:
     """The layout of the checkpoint whose keys are `keys` (the config's family's, if given)."""
     keys = list(keys)
+    other = None if family else other_family(keys)
+    if other is not None:  # BART's and Whisper's decoders have OPT's key names
+        raise MhaError(_other_message(where, *other))
     names = FAMILY_LAYOUTS[family] if family else tuple(LAYOUTS)
     for name in names:
         found = _scan(LAYOUTS[name], keys)
@@ -213,17 +216,17 @@ def locate(keys: Iterable[str], family: str | None, where: str) -> Located:
             f"config.json says {family}, but {where} holds no {family} attention keys "
             f"({_example(LAYOUTS[names[0]])}); {seen}; use the config.json saved with these weights"
         )
-    other = other_family(keys)
-    if other is not None:
-        name, key, why = other
-        raise MhaError(
-            f"{where} looks like a {name} model (key {key}): {why}; mha reads these families: "
-            f"{', '.join(FAMILIES)}"
-        )
     raise MhaError(
         f"{where}: no attention layer of a known layout; found keys {listing or '(none)'}; give "
         f"a Hugging Face model of a supported family ({', '.join(FAMILIES)}) or one "
         "attention layer's state_dict (d2l's MultiHeadAttention, torch.nn.MultiheadAttention)"
+    )
+
+
+def _other_message(where: str, family: str, key: str, why: str) -> str:
+    return (
+        f"{where} looks like a model of the {family} family (key {key}): {why}; mha reads "
+        f"these families: {', '.join(FAMILIES)}"
     )
 
 

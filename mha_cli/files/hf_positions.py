@@ -42,8 +42,9 @@ def rope_settings(
     if not isinstance(params, dict):
         raise MhaError(f"{where}: rope_parameters = {params!r} should be an object; fix the config")
     layer_types = _layer_types(config, where)
-    if any(key in layer_types for key in params):  # one entry per layer type
-        kind = _layer_type(layer_types, layer, where)
+    per_type = set(layer_types) | {"full_attention", "sliding_attention"}
+    if any(key in per_type for key in params):  # one entry per layer type
+        kind = _layer_type(layer_types, layer, where) if layer_types else "full_attention"
         params = params.get(kind) or {}
         if not isinstance(params, dict):
             raise MhaError(
@@ -87,13 +88,13 @@ def sliding_window(
         use = config.get("use_sliding_window", False)
         window = config.get("sliding_window", 4096) if use else None
         layer_types = _layer_types(config, where)
+        first = config.get("max_window_layers", 28)
+        if isinstance(first, bool) or not isinstance(first, int) or first < 0:
+            raise MhaError(
+                f"{where}: max_window_layers = {first!r} should be a whole number of at "
+                "least 0 (the first layer with a sliding window); fix the config"
+            )
         if not layer_types:
-            first = config.get("max_window_layers", 28) if window else 0
-            if isinstance(first, bool) or not isinstance(first, int) or first < 0:
-                raise MhaError(
-                    f"{where}: max_window_layers = {first!r} should be a whole number of at "
-                    "least 0 (the first layer with a sliding window); fix the config"
-                )
             sliding = window and layer >= first
             layer_types = ("sliding_attention" if sliding else "full_attention",) * num_layers
         if _layer_type(layer_types, layer, where) != "sliding_attention":
