@@ -76,13 +76,7 @@ def holds_one_layer(path: Path) -> bool:
 
     if find_layout(keys) is not None or other_family(keys) is not None:
         return False  # a whole model (OPT's and GPT-J's layers have out_proj too)
-    prefixes = {
-        key[: len(key) - len(member)]
-        for key in keys
-        for member in MEMBERS
-        if key == member or key.endswith("." + member)
-    }
-    return len(prefixes) <= 1  # several: a whole model, which the model reader names
+    return any(key == m or key.endswith("." + m) for key in keys for m in MEMBERS)
 
 
 def _named(option: str, load: Callable[[Path], T], path: str) -> T:
