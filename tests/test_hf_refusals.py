@@ -174,6 +174,14 @@ def test_config_and_index_linked_to_dev_zero_or_huge(cli, hf_models, tmp_path) -
     zero = tmp_path / "z.json"
     zero.symlink_to("/dev/zero")
     refused(cli("inspect", "--config", str(zero)), r"z.json is a character device, not a regular")
+    toml = tmp_path / "z.toml"
+    toml.symlink_to("/dev/zero")
+    refused(
+        cli("inspect", "--config", str(toml)), r"^mha: --config \S+z.toml is a character device"
+    )
+    toml.unlink()
+    os.mkfifo(toml)
+    refused(cli("inspect", "--config", str(toml)), r"z.toml is a FIFO \(named pipe\), not a")
     big = tmp_path / "big.json"
     big.write_text(" " * (9 * 2**20) + "{}")
     refused(cli("inspect", "--config", str(big)), r"big.json is larger than 8 MiB")

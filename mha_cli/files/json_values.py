@@ -44,10 +44,10 @@ def positive(value: Any, key: str, where: str) -> int | float:
 MAX_JSON_BYTES = 8 * 1024 * 1024  # config.json and *.index.json files are kilobytes
 
 
-def read_json_file(path: Path, fix: str) -> Any:
-    """The parsed contents of a small JSON file (a config.json, an index). A path that exists
-    but is no regular file (a broken link, a folder, a FIFO, a device), a file over
-    MAX_JSON_BYTES, unreadable bytes or invalid JSON is one line naming the file; `fix` ends it."""
+def read_small_file(path: Path, fix: str, what: str = "a JSON config or index") -> bytes:
+    """The bytes of a small file (a config, an index). A path that exists but is no regular
+    file (a broken link, a folder, a FIFO, a device) or a file over MAX_JSON_BYTES is one line
+    naming the file, read no further; `fix` ends it."""
     import os
     import stat
 
@@ -69,9 +69,15 @@ def read_json_file(path: Path, fix: str) -> Any:
         raise MhaError(f"cannot read {path}: {exc.strerror or exc}; {fix}") from None
     if len(raw) > MAX_JSON_BYTES:
         raise MhaError(
-            f"{path} is larger than {MAX_JSON_BYTES // 2**20} MiB, too large for a JSON config "
-            f"or index; {fix}"
+            f"{path} is larger than {MAX_JSON_BYTES // 2**20} MiB, too large for {what}; {fix}"
         )
+    return raw
+
+
+def read_json_file(path: Path, fix: str) -> Any:
+    """The parsed contents of a small JSON file (a config.json, an index): `read_small_file`'s
+    refusals, and unreadable bytes, invalid or too deeply nested JSON as one line."""
+    raw = read_small_file(path, fix)
     try:
         return json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
