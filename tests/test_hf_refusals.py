@@ -79,6 +79,16 @@ def test_options_supply_the_behaviour_and_stderr_lists_the_assumptions(
     assert result.exit_code == 0, result.output
 
 
+def test_without_config_a_wrong_heads_is_not_blamed_on_a_config(cli, hf_models, tmp_path) -> None:
+    path = bare(hf_models["llama"].folder, tmp_path)
+    options = ["--causal", "--rope", "half", "--rope-theta", "1e4", "--window", "none"]
+    line = refused(
+        cli("inspect", "--weights", str(path), "--heads", "1", "--rotary-dim", "32", *options),
+        r"--heads 1 makes heads of 32 features, which do not divide the 16 outputs of W_k",
+    )
+    assert "config" not in line
+
+
 def test_without_config_a_whole_projection_norm_is_refused(cli, others, tmp_path) -> None:
     path = bare(others["olmo2"], tmp_path)
     for extra in ([], OPTIONS):

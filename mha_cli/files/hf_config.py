@@ -186,6 +186,12 @@ def attention_from_weights(
             f"--heads {heads} does not divide the {q_out} outputs of W_q; give the right --heads"
         )
     head_dim = q_out // heads
+    k_out = shapes["W_k.weight"][0]
+    if k_out % head_dim:
+        raise MhaError(
+            f"--heads {heads} makes heads of {head_dim} features, which do not divide the "
+            f"{k_out} outputs of W_k into whole key-value heads; give the right --heads"
+        )
     config: dict[str, Any] = {
         "model_type": family,
         "hidden_size": hiddens,
@@ -196,7 +202,10 @@ def attention_from_weights(
         "sliding_window": None,
         "rotary_dim": min(64, head_dim),  # GPT-J's default, where a head is that wide
     }
-    attention = parse_hf_config(config, layer, f"the {family} weights")
+    try:
+        attention = parse_hf_config(config, layer, f"the {family} weights (no config.json)")
+    except MhaError as error:  # there is no config to fix: the options are the user's
+        raise MhaError(str(error).replace("fix the config", "check the options")) from None
     present = {p: f"W_{p}.bias" in shapes for p in "qkvo"}
     return replace(
         attention,
