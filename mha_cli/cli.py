@@ -89,7 +89,7 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("always", AssumptionNote)
-                warnings.showwarning = _show_note
+                warnings.showwarning = functools.partial(_show_note, set())
                 return command(*args, **kwargs)
         except MhaError as error:
             if os.environ.get("MHA_DEBUG"):
@@ -102,10 +102,13 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _show_note(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
-    """An `AssumptionNote` as one line on stderr; other warnings as Python shows them."""
+def _show_note(shown: set[str], message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
+    """An `AssumptionNote` as one line on stderr, once (`--layer all` reads layer after layer);
+    other warnings as Python shows them."""
     if issubclass(category, AssumptionNote):
-        sys.stderr.write(f"mha: note: {message}\n")
+        if str(message) not in shown:
+            shown.add(str(message))
+            sys.stderr.write(f"mha: note: {message}\n")
     else:
         sys.stderr.write(warnings.formatwarning(message, category, *args[:2]))
 

@@ -74,6 +74,9 @@ def test_options_supply_the_behaviour_and_stderr_lists_the_assumptions(
         assert assumption in result.stderr
     spec = json.loads(result.stdout)["spec"]
     assert (spec["rope_theta"], spec["heads"], spec["kv_heads"]) == (1e6, 4, 2)
+    result = cli("weights", "--weights", str(path), *OPTIONS, "--layer", "all")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("assumed: the family: qwen3") == 1  # said once, not per layer
     # the model's own config.json through --config: the same run, its values
     result = cli("inspect", "--weights", str(path), "--config", str(hf.folder / "config.json"))
     assert result.exit_code == 0, result.output
