@@ -240,7 +240,9 @@ def _scan(layout: Layout, keys: list[str]) -> dict[str, set[int]]:
         for key in keys:
             match = pattern.match(key)
             if match:
-                found.setdefault(match[1], {}).setdefault(marker, set()).add(int(match[2]))
+                # an absurd index (thousands of digits) counts as far beyond any model
+                index = int(match[2]) if len(match[2]) <= 18 else 10**18
+                found.setdefault(match[1], {}).setdefault(marker, set()).add(index)
     return {
         prefix: m.get(layout.markers[0], set()) | m.get(layout.markers[1], set())
         for prefix, m in found.items()
