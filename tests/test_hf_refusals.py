@@ -148,6 +148,17 @@ def test_a_file_inside_a_model_folder_is_the_folder(cli, hf_models, family) -> N
     assert specs[0] | {"weights": None} == specs[1] | {"weights": None}
 
 
+def test_a_file_beside_an_unsupported_config_is_read_as_the_folder(cli, others, tmp_path) -> None:
+    folder = tmp_path / "m"
+    folder.mkdir()
+    shutil.copy(others["gpt_neo"] / "config.json", folder)
+    state = {"encoder.layer.0.attn.out_proj.weight": torch.randn(4, 4)}
+    save_file(state | {"encoder.layer.0.attn.in_proj_weight": torch.randn(12, 4)},
+              folder / "model.safetensors")  # fmt: skip
+    for weights in (folder, folder / "model.safetensors"):
+        refused(cli("inspect", "--weights", str(weights)), r"model_type 'gpt_neo' is not supported")
+
+
 def test_pytorch_model_bin_given_as_a_file(cli, hf_models, tmp_path) -> None:
     for family in ("opt", "gpt2"):
         folder = tmp_path / family

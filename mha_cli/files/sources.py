@@ -69,13 +69,16 @@ def holds_one_layer(path: Path) -> bool:
     from mha_cli.files.lazy_tensors import open_weights
 
     try:
-        keys = open_weights(path).keys
+        weights = open_weights(path)
     except MhaError:
         return True  # the one-layer reader has the more specific message for a damaged file
     from mha_cli.files.hf_layouts import find_layout, other_family
 
+    keys = weights.keys
     if find_layout(keys) is not None or other_family(keys) is not None:
         return False  # a whole model (OPT's and GPT-J's layers have out_proj too)
+    if weights.config is not None and not any(key in MEMBERS for key in keys):
+        return False  # a file inside a model folder is read as the folder
     return any(key == m or key.endswith("." + m) for key in keys for m in MEMBERS)
 
 
