@@ -68,6 +68,7 @@ def open_weights(path: Path) -> WeightIndex:
     folder = path if path.is_dir() else path.parent
     config = folder / "config.json"
     weights = _weights_in(path) if path.is_dir() else path
+    _check_regular(weights)
     name = weights.name.lower()
     mapped: dict[Path, dict[str, Any]] = {}
     if name.endswith(INDEX_SUFFIX):
@@ -127,6 +128,20 @@ def _weights_in(folder: Path) -> Path:
         f"{folder} holds none of {', '.join(FOLDER_FILES)}{hint}; point at a folder written by "
         "save_pretrained, or at the weights file itself"
     )
+
+
+def _check_regular(file: Path) -> None:
+    """A weights file that is a FIFO or a device would block or never end: refused unread."""
+    import stat
+
+    try:
+        mode = file.stat().st_mode
+    except OSError:
+        return  # the reader says what is missing or unreadable
+    if not stat.S_ISREG(mode):
+        raise MhaError(
+            f"{file} is not a regular file (a FIFO, a device or a folder); give {_ACCEPTED}"
+        )
 
 
 def _read_index(index: Path) -> dict[str, Path]:
