@@ -220,7 +220,10 @@ def test_config_and_index_linked_to_dev_zero_or_huge(cli, hf_models, tmp_path) -
     refused(cli("inspect", "--weights", str(folder)), r"index.json is a FIFO")
     fifo = tmp_path / "w.safetensors"  # a weights file that would block: refused unread
     os.mkfifo(fifo)
-    refused(cli("inspect", "--weights", str(fifo)), r"w.safetensors is not a regular file")
+    refused(
+        cli("inspect", "--weights", str(fifo)),
+        r"w.safetensors is a FIFO \(named pipe\), not a regular file",
+    )
 
 
 # ---------------------------------------------------------------------------------------------

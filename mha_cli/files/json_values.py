@@ -61,7 +61,7 @@ def read_small_file(path: Path, fix: str, what: str = "a JSON config or index") 
     except OSError as exc:
         raise MhaError(f"cannot read {path}: {exc.strerror or exc}; {fix}") from None
     if not stat.S_ISREG(mode):
-        raise MhaError(f"{path} is {_kind(mode)}, not a regular file; {fix}")
+        raise MhaError(f"{path} is {file_kind(mode)}, not a regular file; {fix}")
     try:
         with path.open("rb") as file:
             raw = file.read(MAX_JSON_BYTES + 1)
@@ -88,7 +88,8 @@ def read_json_file(path: Path, fix: str) -> Any:
         raise MhaError(f"{path} nests JSON values too deeply to be a config; {fix}") from None
 
 
-def _kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What a file that is not a regular one is, for messages: "a FIFO (named pipe)", ..."""
     import stat
 
     kinds = {

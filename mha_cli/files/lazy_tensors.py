@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from mha_cli.errors import MhaError
 from mha_cli.files.checkpoints import unwrap_state_dict
-from mha_cli.files.json_values import read_json_file
+from mha_cli.files.json_values import file_kind, read_json_file
 from mha_cli.files.safetensors_header import read_header
 from mha_cli.files.tensor_io import SAFETENSORS_SUFFIX, read_torch_file
 
@@ -139,9 +139,7 @@ def _check_regular(file: Path) -> None:
     except OSError:
         return  # the reader says what is missing or unreadable
     if not stat.S_ISREG(mode):
-        raise MhaError(
-            f"{file} is not a regular file (a FIFO, a device or a folder); give {_ACCEPTED}"
-        )
+        raise MhaError(f"{file} is {file_kind(mode)}, not a regular file; give {_ACCEPTED}")
 
 
 def _read_index(index: Path) -> dict[str, Path]:
