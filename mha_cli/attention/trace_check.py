@@ -18,7 +18,14 @@ import torch
 from mha_cli.attention.run import run_attention
 from mha_cli.attention.tolerance import Tolerance, tolerance
 from mha_cli.attention.trace_explain import explain
-from mha_cli.attention.trace_match import Match, candidates, effective, match_step, reference_forms
+from mha_cli.attention.trace_match import (
+    Form,
+    Match,
+    candidates,
+    effective,
+    match_step,
+    reference_forms,
+)
 from mha_cli.attention.tracing import Trace
 from mha_cli.attention.user_module import Prepared
 from mha_cli.errors import MhaError
@@ -64,8 +71,6 @@ def check_module(
         value = trace.values.get(index)
         if value is not None and candidates(value, forms):
             matches[index] = match_step(value, forms, tol)
-    divergence = first_divergence(trace, matches)
-
     mine = _user_output(trace, golden, prepared.sequence_first)
     output = _compare("output", mine, ref.output_tensor, golden.output_tensor, tol)
     weights = None
@@ -84,12 +89,41 @@ def check_module(
     )
     differing: set[int] = set()
     if not result.agrees:
-        reasons = explain(trace, matches, divergence, forms, reference_spec, golden, user_weights)
+        misshaped = reshaped_as_another(trace, matches, forms)
+        divergence = first_divergence(trace, matches)
+        reasons = explain(
+            trace, matches, divergence, forms, reference_spec, golden, user_weights, misshaped
+        )
         result = replace(result, divergence=divergence, explanations=reasons)
         if divergence is not None:
             later = _descendants(trace, divergence)
             differing = {divergence} | {i for i in later if i in matches and matches[i] is None}
     return Checked(result, matches, differing, ref)
+
+
+def reshaped_as_another(
+    trace: Trace, matches: dict[int, Match | None], forms: list[Form]
+) -> dict[int, tuple[Match, str]]:
+    """Steps that have the very shape of one reference stage but hold another's numbers in
+    their first order (`transpose_qkv` folding the heads without the permute equals `W_q`
+    reshaped, not `queries.fold`): they are what goes wrong, and are unmatched from here on,
+    with the steps computed from them that only matched by reshaping or reordering.
+    Returns step -> (what it matched, the stage whose shape it has)."""
+    found: dict[int, tuple[Match, str]] = {}
+    shapes = {tuple(f.golden.shape): f.name for f in forms if not f.integer}
+    for index in sorted(matches):
+        match, value = matches[index], trace.values.get(index)
+        if match is None or match.how != "reshaped" or value is None:
+            continue
+        shaped = shapes.get(tuple(value.shape))
+        if shaped is not None and value.is_floating_point():
+            found[index] = (match, shaped)
+    for index in found:
+        matches[index] = None
+        for later in _descendants(trace, index):
+            if (match := matches.get(later)) is not None and match.how:
+                matches[later] = None
+    return found
 
 
 def first_divergence(trace: Trace, matches: dict[int, Match | None]) -> int | None:
