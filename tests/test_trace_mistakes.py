@@ -60,6 +60,27 @@ def first_step(document: dict) -> dict:
             "math.sqrt(self.num_hiddens)",
             ["divided by sqrt(100) (num_hiddens) instead of sqrt(20)"],
         ),
+        (
+            "fold_in_one",
+            "reshape",
+            "X.shape[0] * self.num_heads",
+            [
+                "the heads are folded into the batch without the permute",
+                "(batch, queries, hiddens) straight into ((batch heads), queries, head dim)",
+            ],
+        ),
+        (
+            "join_in_one",
+            "reshape",
+            "X.shape[2] * self.num_heads",
+            ["the heads are joined without the permute", "X.permute(0, 2, 1, 3)"],
+        ),
+        (
+            "queries_sqrt_hiddens",
+            "div",
+            "queries / math.sqrt(100)",
+            ["these queries are divided by sqrt(100) (num_hiddens) instead of sqrt(20)"],
+        ),
     ],
 )
 def test_the_wrong_line_is_blamed_and_said_why(cli, module, name, line, words):

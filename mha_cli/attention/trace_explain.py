@@ -17,7 +17,15 @@ import torch
 
 from mha_cli.attention.tolerance import tolerance
 from mha_cli.attention.trace_axes import RESHAPES
-from mha_cli.attention.trace_match import MASKED, UNSCALED, Form, Match, agree, effective
+from mha_cli.attention.trace_match import (
+    MASKED,
+    SCALED_QUERIES,
+    UNSCALED,
+    Form,
+    Match,
+    agree,
+    effective,
+)
 from mha_cli.attention.tracing import SOFTMAXES, Trace
 from mha_cli.results.report import Report
 from mha_cli.spec.axes import HEAD_DIM, HEADS, HIDDENS
@@ -150,7 +158,7 @@ def _unscaled(c: _Context, index: int) -> str | None:
     if value is None or not value.is_floating_point():
         return None
     mine = effective(value).flatten()
-    for form in (f for f in c.forms if f.name.startswith(("scores", UNSCALED))):
+    for form in (f for f in c.forms if f.name.startswith(("scores", UNSCALED, SCALED_QUERIES))):
         theirs = form.golden.flatten()
         finite = torch.isfinite(theirs) & (theirs.abs() > 1e-3)
         if (
@@ -164,17 +172,19 @@ def _unscaled(c: _Context, index: int) -> str | None:
             mine[finite], theirs[finite] * ratio, c.tol, form.reference_error
         ):
             continue
-        if math.isclose(ratio * root, 1, rel_tol=1e-3):
+        unscaled = form.name.startswith(UNSCALED)  # ratio to q·kᵀ, not to q·kᵀ / sqrt(d)
+        if math.isclose(ratio * (d if unscaled else root), 1, rel_tol=1e-3):
             return (
                 f"these scores are divided by d = {d} (or twice by sqrt(d)); d2l divides them "
                 f"once, by sqrt(d) ≈ {root:.3g}"
             )
         # mine = q·kᵀ / sqrt(n): n from the ratio to d2l's scores (q·kᵀ / sqrt(d)) or to q·kᵀ
-        divisor = (d if form.name.startswith("scores") else 1) / ratio**2
+        divisor = (1 if unscaled else d) / ratio**2
         whole = round(divisor)
+        what = "queries" if form.name == SCALED_QUERIES else "scores"
         if whole >= 2 and math.isclose(divisor, whole, rel_tol=1e-3):
             return (
-                f"these scores are divided by sqrt({whole}){_named(c, whole)} instead of sqrt({d})"
+                f"these {what} are divided by sqrt({whole}){_named(c, whole)} instead of sqrt({d})"
                 f" (d2l's {form.name} times {ratio:.4g}); d2l divides by the square root of one "
                 f"head's width, d = queries.shape[-1] = {d} (num_hiddens / num_heads)"
             )
