@@ -243,3 +243,14 @@ def test_users_prints_stay_off_stdout(cli, tmp_path):
     document = json.loads(result.stdout)  # nothing but the JSON
     assert document["schema"] == "mha.trace"
     assert "hello at import" in result.stderr and "hello from forward" in result.stderr
+
+
+def test_forgotten_w_o_linear_is_named(cli):
+    """With an nn.Linear W_o every step matches and only the output differs: say which stage
+    forward returned, and that W_o never ran."""
+    result, document, check = check_json(cli, "forgot_wo_linear")
+    assert result.exit_code == 1 and check["attention_weights"]["agrees"]
+    assert check["explanations"][0].startswith(
+        "your forward returns d2l's output.concat, a stage before the layer's output; "
+        "W_o (Linear) was never called in forward"
+    )

@@ -32,7 +32,7 @@ from mha_cli.errors import MhaError
 from mha_cli.files.module_weights import to_d2l_state
 from mha_cli.files.sources import sizes_from_weights
 from mha_cli.results.report import Report
-from mha_cli.results.trace_records import CheckResult, Comparison
+from mha_cli.results.trace_records import CheckResult, Comparison, TraceGroup
 from mha_cli.spec.spec import AttentionSpec
 from mha_cli.spec.validation import validate
 
@@ -94,11 +94,40 @@ def check_module(
         reasons = explain(
             trace, matches, divergence, forms, reference_spec, golden, user_weights, misshaped
         )
+        if divergence is None and not output.agrees:
+            reasons = [*_returned_stage(prepared, trace, mine, forms, tol), *reasons]
         result = replace(result, divergence=divergence, explanations=reasons)
         if divergence is not None:
             later = _descendants(trace, divergence)
             differing = {divergence} | {i for i in later if i in matches and matches[i] is None}
     return Checked(result, matches, differing, ref)
+
+
+FINAL = ("W_o", "output")
+
+
+def _returned_stage(
+    prepared: Prepared, trace: Trace, mine: torch.Tensor, forms: list[Form], tol: Tolerance
+) -> list[str]:
+    """Every step matched and yet the output differs: forward returned a stage of d2l's layer
+    before its end (the heads joined, W_o never applied); say which, and what never ran."""
+    final = [f for f in forms if f.name not in FINAL]
+    match = match_step(mine.detach(), final, tol)
+    if match is None:
+        return []
+    called = {row.module for row in trace.rows if isinstance(row, TraceGroup)}
+    uncalled = [
+        f"{path} ({type(child).__name__})"
+        for path, child in prepared.module.named_modules()
+        if path and path not in called and any(True for _ in child.parameters(recurse=False))
+    ]
+    how = f" ({match.how})" if match.how else ""
+    verb = "was" if len(uncalled) == 1 else "were"
+    never = f"; {', '.join(uncalled)} {verb} never called in forward" if uncalled else ""
+    return [
+        f"your forward returns d2l's {match.form}{how}, a stage before the layer's output"
+        f"{never}: d2l's forward ends with self.W_o(...) on the joined heads"
+    ]
 
 
 def reshaped_as_another(
