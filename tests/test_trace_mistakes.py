@@ -248,7 +248,7 @@ def test_users_prints_stay_off_stdout(cli, tmp_path):
 def test_forgotten_w_o_linear_is_named(cli):
     """With an nn.Linear W_o every step matches and only the output differs: say which stage
     forward returned, and that W_o never ran."""
-    result, document, check = check_json(cli, "forgot_wo_linear")
+    result, _, check = check_json(cli, "forgot_wo_linear")
     assert result.exit_code == 1 and check["attention_weights"]["agrees"]
     assert check["explanations"][0].startswith(
         "your forward returns d2l's output.concat, a stage before the layer's output; "
