@@ -11,8 +11,10 @@ import pytest
 from test_trace import learner, line_of, steps
 
 
-def check_json(cli, module: str, *options: str) -> tuple[object, dict, dict]:
-    result = cli("trace", learner(module), "--check", "--format", "json", *options)
+def check_json(
+    cli, module: str, *options: str, attribute: str = "MultiHeadAttention"
+) -> tuple[object, dict, dict]:
+    result = cli("trace", learner(module, attribute), "--check", "--format", "json", *options)
     document = json.loads(result.stdout)
     return result, document, document["check"]
 
@@ -254,3 +256,15 @@ def test_forgotten_w_o_linear_is_named(cli):
         "your forward returns d2l's output.concat, a stage before the layer's output; "
         "W_o (Linear) was never called in forward"
     )
+
+
+def test_a_stage_of_the_same_shape_does_not_steal_the_blame(cli):
+    """nanoGPT's (B, nh, T, T) scores have the shape of d2l's (b, h, q, d) heads when T = d:
+    only a reshape holding the same numbers as that stage is blamed for a missing permute."""
+    result, document, check = check_json(
+        cli, "nanogpt", "--queries", "20", attribute="CausalSelfAttention"
+    )
+    assert result.exit_code == 1
+    assert first_step(document)["name"] == "masked_fill"
+    assert not any("without the permute" in reason for reason in check["explanations"])
+    assert any("add --causal" in reason for reason in check["explanations"])

@@ -17,10 +17,12 @@ import torch
 
 from mha_cli.attention.run import run_attention
 from mha_cli.attention.tolerance import Tolerance, tolerance
+from mha_cli.attention.trace_axes import RESHAPES
 from mha_cli.attention.trace_explain import explain
 from mha_cli.attention.trace_match import (
     Form,
     Match,
+    agree,
     candidates,
     effective,
     match_step,
@@ -89,7 +91,7 @@ def check_module(
     )
     differing: set[int] = set()
     if not result.agrees:
-        misshaped = reshaped_as_another(trace, matches, forms)
+        misshaped = reshaped_as_another(trace, matches, forms, tol)
         divergence = first_divergence(trace, matches)
         reasons = explain(
             trace, matches, divergence, forms, reference_spec, golden, user_weights, misshaped
@@ -131,21 +133,35 @@ def _returned_stage(
 
 
 def reshaped_as_another(
-    trace: Trace, matches: dict[int, Match | None], forms: list[Form]
+    trace: Trace, matches: dict[int, Match | None], forms: list[Form], tol: Tolerance
 ) -> dict[int, tuple[Match, str]]:
-    """Steps that have the very shape of one reference stage but hold another's numbers in
-    their first order (`transpose_qkv` folding the heads without the permute equals `W_q`
-    reshaped, not `queries.fold`): they are what goes wrong, and are unmatched from here on,
-    with the steps computed from them that only matched by reshaping or reordering.
-    Returns step -> (what it matched, the stage whose shape it has)."""
+    """Reshapes that have the very shape of one reference stage and hold the same numbers in
+    another order: their numbers are another stage's in its first order (`transpose_qkv`
+    folding the heads without the permute equals `W_q` reshaped, not `queries.fold`). They
+    are what goes wrong, and are unmatched from here on, with the steps computed from them
+    that only matched by reshaping or reordering. Returns step -> (what it matched, the stage
+    whose shape it has)."""
+    by_name = {f.name: f for f in forms}
+    steps = {s.index: s for s in trace.steps}
     found: dict[int, tuple[Match, str]] = {}
-    shapes = {tuple(f.golden.shape): f.name for f in forms if not f.integer}
     for index in sorted(matches):
         match, value = matches[index], trace.values.get(index)
         if match is None or match.how != "reshaped" or value is None:
             continue
-        shaped = shapes.get(tuple(value.shape))
-        if shaped is not None and value.is_floating_point():
+        if steps[index].stage.name not in RESHAPES or not value.is_floating_point():
+            continue
+        held = by_name[match.form]
+        shaped = next(
+            (
+                f.name
+                for f in forms
+                if not f.integer
+                and tuple(f.golden.shape) == tuple(value.shape)
+                and agree(f.sorted, held.sorted, tol, max(f.reference_error, held.reference_error))
+            ),
+            None,
+        )
+        if shaped is not None:
             found[index] = (match, shaped)
     for index in found:
         matches[index] = None
