@@ -67,7 +67,15 @@ def trace_module(
     owner = type(prepared.module).__name__
     uncalled = never_called(prepared.module)
     if uncalled and check:
-        message = f"{target.text}: {uncalled_text(uncalled)}; --check needs every layer"
+        fix = (
+            "d2l's forward ends with return self.W_o(output_concat)"
+            if any(path == "W_o" for path, _ in uncalled)
+            else "call it in forward, or remove it"
+        )
+        message = (
+            f"{target.text}: {uncalled_text(uncalled)}, and --check cannot compare a module "
+            f"without them: {fix}"
+        )
         report = _report(target, prepared, trace, sizes, device, attention, None)
         raise ModuleFailed(message, replace(report, failure=message), checked=True)
     checked = check_module(prepared, trace, attention, owner) if check else None
@@ -156,7 +164,7 @@ def uncalled_text(uncalled: list[tuple[str, str]]) -> str:
     names = ", ".join(f"{path} ({kind})" for path, kind in uncalled)
     verb = "was" if len(uncalled) == 1 else "were"
     return (
-        f"{names} {verb} never called in forward, so {'its' if len(uncalled) == 1 else 'their'} "
+        f"{names} {verb} never called in forward: {'its' if len(uncalled) == 1 else 'their'} "
         "weights were never made (torch's 'uninitialized parameter')"
     )
 
