@@ -268,3 +268,10 @@ def test_a_stage_of_the_same_shape_does_not_steal_the_blame(cli):
     assert first_step(document)["name"] == "masked_fill"
     assert not any("without the permute" in reason for reason in check["explanations"])
     assert any("add --causal" in reason for reason in check["explanations"])
+
+
+def test_a_lazy_module_that_raises_does_not_blame_the_layers_it_never_reached(cli):
+    result = cli("trace", learner("english_raises"), "--check")
+    assert result.exit_code == 1
+    assert "IndexError" in result.stderr and "setitem of (40, 6) float32" in result.stderr
+    assert "never called" not in result.output

@@ -91,12 +91,14 @@ def _report(
     attention: int | None,
     checked: Checked | None,
     notes: tuple[str, ...] = (),
+    returned: bool = True,
 ) -> TraceReport:
     rows: list[Row] = trace.rows
     if checked is not None:
         rows = [_with_match(row, checked, checked.result.divergence) for row in rows]
     weights = _weights(trace, attention, prepared.spec)
-    uncalled = never_called(prepared.module)
+    # A forward that raised never reached its later layers: no note says they went uncalled.
+    uncalled = never_called(prepared.module) if returned else []
     summary = TraceSummary(
         module=type(prepared.module).__name__,
         source=target.where,
@@ -116,7 +118,11 @@ def _report(
         computed=device.type != "meta",
         notes=prepared.notes
         + list(notes)
-        + ([f"{uncalled_text(uncalled)}; its parameters are not counted"] if uncalled else [])
+        + (
+            [f"{uncalled_text(uncalled)}; they are not counted in the parameters"]
+            if uncalled
+            else []
+        )
         + _notes(trace, attention, weights, prepared.spec),
     )
     return TraceReport(
@@ -146,7 +152,9 @@ def _failed(
     message = describe(failed.error, target.text, target.roots, operation)
     attention = attention_step(failed.trace, prepared.spec)
     note = "forward raised before it returned: the table stops at the operation that failed"
-    report = _report(target, prepared, failed.trace, sizes, device, attention, None, (note,))
+    report = _report(
+        target, prepared, failed.trace, sizes, device, attention, None, (note,), returned=False
+    )
     return ModuleFailed(message, replace(report, failure=message), checked=check)
 
 
