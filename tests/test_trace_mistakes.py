@@ -275,3 +275,18 @@ def test_a_lazy_module_that_raises_does_not_blame_the_layers_it_never_reached(cl
     assert result.exit_code == 1
     assert "IndexError" in result.stderr and "setitem of (40, 6) float32" in result.stderr
     assert "never called" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("module", "words"),
+    [
+        ("softmax_dim1", "the softmax normalised over axis 1 (queries)"),
+        ("sqrt_hiddens", "divided by sqrt(100) (num_hiddens) instead of sqrt(20)"),
+        ("no_permute_qkv", "the heads are folded into the batch without the permute"),
+    ],
+)
+def test_mistakes_named_in_float16_too(cli, module, words):
+    """float16 overflows d2l's -1e6 fill to -inf: a masked column over the queries is NaN."""
+    result, _, check = check_json(cli, module, "--dtype", "float16")
+    assert result.exit_code == 1
+    assert words in check["explanations"][0]

@@ -302,12 +302,19 @@ def _softmax_axis(c: _Context, index: int) -> str | None:
     if step.stage.name == "log_softmax":
         return None
     total = value.double()
-    if torch.allclose(total.sum(-1), torch.ones((), dtype=torch.float64), atol=1e-4):
+    # A sum of n weights rounded in the run's dtype (float16's eps is 1e-3) is 1 within n eps.
+    atol = max(1e-4, 2 * torch.finfo(value.dtype).eps * max(value.shape))
+
+    def sums_to_one(axis: int) -> bool:
+        """1 along `axis`, where the sum is a number (a row of only -inf scores gives NaN)."""
+        sums = total.sum(axis)
+        known = ~torch.isnan(sums)
+        return bool(known.any()) and bool(((sums[known] - 1).abs() <= atol).all())
+
+    if sums_to_one(-1):
         return None  # normalised over the last axis, the keys
     for axis in range(value.dim() - 1):
-        if value.shape[axis] > 1 and torch.allclose(
-            total.sum(axis), torch.ones((), dtype=torch.float64), atol=1e-4
-        ):
+        if value.shape[axis] > 1 and sums_to_one(axis):
             labels = step.axis_labels()
             last = value.dim() - 1
             return (
