@@ -290,3 +290,15 @@ def test_mistakes_named_in_float16_too(cli, module, words):
     result, _, check = check_json(cli, module, "--dtype", "float16")
     assert result.exit_code == 1
     assert words in check["explanations"][0]
+
+
+def test_heatmap_of_a_module_that_raises_is_one_line(cli, tmp_path):
+    out = tmp_path / "w.png"
+    result = cli("heatmap", "--module", learner(RAISES), "--out", str(out))
+    assert result.exit_code == 2 and not out.exists()
+    assert len(result.stderr.strip().splitlines()) == 1 and "setitem of (40, 6)" in result.stderr
+
+
+def test_heatmap_module_that_exits(cli, tmp_path):
+    result = cli("heatmap", "--module", _write(tmp_path, "sys.exit(0)\n"), "--terminal")
+    assert result.exit_code == 2 and "your code ends the program (SystemExit(0))" in result.stderr
