@@ -302,3 +302,17 @@ def test_heatmap_of_a_module_that_raises_is_one_line(cli, tmp_path):
 def test_heatmap_module_that_exits(cli, tmp_path):
     result = cli("heatmap", "--module", _write(tmp_path, "sys.exit(0)\n"), "--terminal")
     assert result.exit_code == 2 and "your code ends the program (SystemExit(0))" in result.stderr
+
+
+def test_identical_heads_of_a_constant_initialisation_blame_the_weights_not_the_inputs(cli):
+    """Random inputs and a constant initialisation: the note names the weights; telling the
+    learner to use --inputs randn (which they already do) would be wrong."""
+    from pathlib import Path
+
+    target = f"{Path(__file__).parent / 'learner_modules' / 'constant_init.py'}:MultiHeadAttention"
+    out = " ".join(cli("trace", target).output.split())
+    assert "all 5 heads have the same weights" in out
+    assert "constant or repeated initialisation" in out
+    assert "use --inputs randn" not in out
+    ones = " ".join(cli("trace", target, "--inputs", "ones").output.split())
+    assert "with --inputs ones every query and every key is the same vector" in ones

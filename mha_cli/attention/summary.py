@@ -172,7 +172,7 @@ def identical_heads_note(spec: AttentionSpec, attention: torch.Tensor, layer: nn
         fixes.append(
             "heads differ only when their weights do: use random (--seed) or trained weights"
         )
-    if _uniform_over_valid_keys(attention):
+    if uniform_over_valid_keys(attention):
         inputs = (
             "with --inputs ones every query and every key is the same vector"
             if spec.inputs == "ones"
@@ -210,7 +210,7 @@ def _same_score_slices(spec: AttentionSpec, layer: nn.Module) -> str | None:
     return "their rows are equal"
 
 
-def _uniform_over_valid_keys(attention: torch.Tensor) -> bool:
+def uniform_over_valid_keys(attention: torch.Tensor) -> bool:
     """(b, h, q, k): does every query give each key it sees (weight above 0) the same weight?"""
     seen = attention.float() > 1e-12
     top = attention.float().amax(dim=-1, keepdim=True).expand_as(attention)

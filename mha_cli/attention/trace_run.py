@@ -15,6 +15,7 @@ from torch import nn
 from torch.nn.parameter import UninitializedParameter
 
 from mha_cli.attention.run import resolve_device
+from mha_cli.attention.summary import uniform_over_valid_keys
 from mha_cli.attention.trace_check import Checked, check_module
 from mha_cli.attention.tracing import (
     SOFTMAXES,
@@ -241,17 +242,34 @@ def _notes(
     if attention is None:
         notes.append("no softmax over the keys was recorded: the attention weights are not shown")
     if weights is not None and weights.shape[1] > 1 and _heads_identical(weights):
+        notes.append(_identical_heads_note(weights, spec))
+    return notes
+
+
+def _identical_heads_note(weights: torch.Tensor, spec: AttentionSpec) -> str:
+    """Why every head of the learner's module has the same weights. The module's projections
+    are its own, so the cause is read off the weights: even weights over the valid keys come
+    from inputs that repeat one vector (--inputs ones) or from a constant initialisation;
+    uneven but equal heads from per-head slices of W_q and W_k that are equal."""
+    heads = weights.shape[1]
+    if not uniform_over_valid_keys(weights):
+        why = (
+            "their scores differ across keys but not across heads, so the heads' slices of the "
+            "query and key projections are equal (a constant or repeated initialisation); "
+            "initialise them randomly to see the heads differ"
+        )
+    elif spec.inputs == "ones":
         why = (
             "with --inputs ones every query and every key is the same vector, so each valid key "
-            "gets the same score"
-            if spec.inputs == "ones"
-            else "the heads see scores that are equal across keys"
+            "gets the same score; use --inputs randn to see the heads differ"
         )
-        notes.append(
-            f"all {weights.shape[1]} heads have the same weights: {why}; use "
-            "--inputs randn to see the heads differ"
+    else:
+        why = (
+            "each valid key gets the same score although the inputs are random, so the "
+            "module's query and key projections make every query or key the same vector (a "
+            "constant initialisation); initialise them randomly to see the heads differ"
         )
-    return notes
+    return f"all {heads} heads have the same weights: {why}"
 
 
 def _heads_identical(weights: torch.Tensor) -> bool:
