@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 from mha_cli.spec.configs import load_config
-from mha_cli.spec.parse import merge, parse_option
+from mha_cli.spec.parse import coerce, merge, parse_option
 from mha_cli.spec.spec import AttentionSpec
 
 
@@ -35,8 +35,24 @@ def build_spec(
         # reproduces the multi-head one: those are the defaults, not choices the user made.
         chapter = merge(spec, load_config("additive"), "preset additive")
         spec = replace(chapter, explicit=frozenset())
-    if config is not None:
-        layer = given.get("layer", 0)
-        spec = merge(spec, load_config(config, int(layer)), f"config {config}")
     values = {k: parse_option(k, v) if isinstance(v, str) else v for k, v in given.items()}
-    return merge(spec, values, source)
+    if config is not None:
+        layer = coerce("layer", values.get("layer", 0), source)
+        spec = merge(spec, load_config(config, layer), f"config {config}")
+    return switch_off_dependents(merge(spec, values, source), frozenset(values))
+
+
+# A switch the options can turn off, and the config's settings that only mean something with
+# it on: `--rope none` turns off the config's rotary dims and scaling, `--no-causal` its window.
+DEPENDENTS = {"rope": ("none", ("rotary_dim", "rope_scaling")), "causal": (False, ("window",))}
+
+
+def switch_off_dependents(spec: AttentionSpec, given: frozenset[str]) -> AttentionSpec:
+    """Options override the config's behaviour: a switch the options turn off takes with it
+    the settings that depend on it, unless the options give those too (then validation says
+    that they conflict)."""
+    off: dict[str, Any] = {}
+    for switch, (value, dependents) in DEPENDENTS.items():
+        if switch in given and getattr(spec, switch) == value:
+            off |= {key: None for key in dependents if key not in given}
+    return replace(spec, **off) if off else spec
