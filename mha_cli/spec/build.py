@@ -8,9 +8,10 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from mha_cli.errors import MhaError
 from mha_cli.spec.configs import load_config
 from mha_cli.spec.parse import coerce, merge, parse_option
-from mha_cli.spec.spec import AttentionSpec
+from mha_cli.spec.spec import DEPENDENTS, AttentionSpec
 
 
 def build_spec(
@@ -39,12 +40,15 @@ def build_spec(
     if config is not None:
         layer = coerce("layer", values.get("layer", 0), source)
         spec = merge(spec, load_config(config, layer), f"config {config}")
-    return switch_off_dependents(merge(spec, values, source), frozenset(values))
-
-
-# A switch the options can turn off, and the config's settings that only mean something with
-# it on: `--rope none` turns off the config's rotary dims and scaling, `--no-causal` its window.
-DEPENDENTS = {"rope": ("none", ("rotary_dim", "rope_scaling")), "causal": (False, ("window",))}
+    spec = switch_off_dependents(merge(spec, values, source), frozenset(values))
+    model_config = config is not None and config.lower().endswith(".json")
+    if "layer" in values and spec.weights is None and not model_config:
+        raise MhaError(
+            f"--layer {spec.layer} picks a layer of a whole model, but none is given: add "
+            "--weights (a Hugging Face folder or file) or --config (its config.json), "
+            "or drop --layer"
+        )
+    return spec
 
 
 def switch_off_dependents(spec: AttentionSpec, given: frozenset[str]) -> AttentionSpec:

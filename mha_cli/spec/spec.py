@@ -21,6 +21,12 @@ ROPES = ("none", "half", "interleaved")
 DTYPES = ("float32", "float64", "float16", "bfloat16")
 DEVICES = ("cpu", "meta", "cuda")
 INPUT_KINDS = ("randn", "ones")
+# A switch the options can turn off, and the config's settings that only mean something with
+# it on: `--rope none` turns off the config's rotary dims and scaling, `--no-causal` its window.
+DEPENDENTS: dict[str, tuple[Any, tuple[str, ...]]] = {
+    "rope": ("none", ("rotary_dim", "rope_scaling")),
+    "causal": (False, ("window",)),
+}
 
 
 @dataclass(frozen=True)
