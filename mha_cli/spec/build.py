@@ -42,11 +42,11 @@ def build_spec(
         spec = merge(spec, load_config(config, layer), f"config {config}")
     spec = switch_off_dependents(merge(spec, values, source), frozenset(values))
     model_config = config is not None and config.lower().endswith(".json")
-    if "layer" in values and spec.weights is None and not model_config:
+    if spec.layer > 0 and spec.weights is None and not model_config:
         raise MhaError(
-            f"--layer {spec.layer} picks a layer of a whole model, but none is given: add "
-            "--weights (a Hugging Face folder or file) or --config (its config.json), "
-            "or drop --layer"
+            f"{spec.given('layer')}: the seeded random layer holds 1 attention layer (layer 0); "
+            "--layer picks a layer of a whole model: add --weights (a Hugging Face folder or "
+            "file) or --config (its config.json), or drop --layer"
         )
     return spec
 
