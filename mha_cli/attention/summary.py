@@ -151,6 +151,13 @@ def _notes(spec: AttentionSpec, attention: torch.Tensor | None, layer: nn.Module
         )
     if spec.dtype == "float16":
         notes.append("float16 cannot hold d2l's -1e6 mask value: masked scores use -65504 instead")
+    if attention is not None and not bool(torch.isfinite(attention).all()):
+        bad = int((~torch.isfinite(attention)).sum())
+        notes.append(
+            f"{bad:,} attention weights are not finite (NaN or inf): the scores overflowed "
+            f"{spec.dtype} or the weights or inputs hold such values; heatmaps leave those cells "
+            "blank (the terminal marks them !!); try --dtype float32"
+        )
     if attention is not None and spec.heads > 1 and _heads_identical(attention):
         notes.append(identical_heads_note(spec, attention, layer))
     return notes

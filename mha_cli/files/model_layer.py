@@ -17,7 +17,7 @@ from mha_cli.errors import MhaError
 from mha_cli.files.reconcile import apply_sizes
 from mha_cli.results.records import Source
 from mha_cli.spec.parse import coerce
-from mha_cli.spec.spec import AttentionSpec
+from mha_cli.spec.spec import DEPENDENTS, AttentionSpec
 
 if TYPE_CHECKING:
     import torch
@@ -76,6 +76,9 @@ def read_model_layer(
         if key not in spec.explicit
         and (fields[key] is not None or key in ("window", "rotary_dim", "rope_scaling"))
     }
+    for switch, (off, dependents) in DEPENDENTS.items():  # --rope none: no rotary dims either
+        if switch in spec.explicit and getattr(spec, switch) == off:
+            behaviour = {k: v for k, v in behaviour.items() if k not in dependents}
     if "dtype" not in spec.explicit:  # as transformers loads a model: in the dtype it was saved
         spec = replace(spec, dtype=_stored_dtype(layer.state))
     spec = replace(spec, **behaviour)
