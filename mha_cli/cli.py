@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -15,7 +16,7 @@ import typer
 from typer.core import TyperGroup
 
 from mha_cli import __version__
-from mha_cli.errors import EXIT_IO, MhaError
+from mha_cli.errors import EXIT_IO, AssumptionNote, MhaError
 
 # typer bundles its own click; reach its exception base through the public BadParameter.
 _USAGE_ERROR: Any = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
@@ -86,7 +87,10 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return command(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.simplefilter("always", AssumptionNote)
+                warnings.showwarning = functools.partial(_show_note, set())
+                return command(*args, **kwargs)
         except MhaError as error:
             if os.environ.get("MHA_DEBUG"):
                 raise
@@ -96,6 +100,17 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             raise typer.Exit(error.exit_code) from None
 
     return wrapper
+
+
+def _show_note(shown: set[str], message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
+    """An `AssumptionNote` as one line on stderr, once (`--layer all` reads layer after layer);
+    other warnings as Python shows them."""
+    if issubclass(category, AssumptionNote):
+        if str(message) not in shown:
+            shown.add(str(message))
+            sys.stderr.write(f"mha: note: {message}\n")
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, *args[:2]))
 
 
 def _register() -> None:

@@ -40,3 +40,8 @@ class OutputError(MhaError):
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class AssumptionNote(UserWarning):
+    """A value a run takes on trust (a checkpoint without its config.json): not an error, but
+    the command line shows it on stderr, and the Python API as a warning."""

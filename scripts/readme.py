@@ -6,11 +6,18 @@ The README marks each generated part, and this script rewrites what follows the 
     <!-- mha: inspect --heads 5 --queries 4 --kv 6 -->     the command's output, as a text block
     <!-- mha-stderr: inspect --expect output=2,4,99 -->   only what it writes on stderr
     <!-- mha-tail 12: trace FILE.py:NAME --check -->       its last 12 lines, after "..."
+    <!-- mha-only table|axes: inspect --stages W_q -->     only the table and the lines that
+                                                           start with `axes` ("..." between)
     <!-- mha-image: heatmap --out docs/heatmap.png -->    runs it; the image is linked below
     <!-- python -->                                        runs the Python block above the output
 
 Run `python scripts/readme.py` to rewrite README.md (and the images), or `--check` to fail when
 any text block differs from what the tool prints now (tests/test_readme.py does that).
+
+The check compares blocks after `comparable()`: float32 rounding noise (numbers below 1e-5, the
+places where they occur, the stage they were found in) depends on the CPU, the BLAS kernels and
+the thread count, so it is replaced by placeholders on both sides, never compared digit for
+digit; so is the version of torch. Everything else is compared exactly.
 """
 
 from __future__ import annotations
@@ -29,8 +36,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 WIDTH = 160  # what a pipe or CI log gets
-MARKER = re.compile(r"^<!-- (mha|mha-stderr|mha-tail \d+|mha-image|python): ?(.*?) -->$")
+WIDE = 1000  # for `mha-only` blocks: no line wrapped, so a kept line is whole
+MARKER = re.compile(
+    r"^<!-- (mha|mha-stderr|mha-tail \d+|mha-only [^:]+|mha-image|python): ?(.*?) -->$"
+)
 END = "<!-- end -->"
+TABLE = "table"  # in `mha-only`: the title line and the table under it
 
 
 @dataclass
@@ -64,14 +75,14 @@ def in_root() -> Iterator[None]:
         os.chdir(before)
 
 
-def run_mha(argument: str, streams: str = "both") -> str:
+def run_mha(argument: str, streams: str = "both", width: int = WIDTH) -> str:
     """`mha ARGUMENT` in-process, as a pipe sees it: stdout, then stderr, one text (or only
     `streams="stderr"`)."""
     from typer.testing import CliRunner
 
     from mha_cli.cli import app
 
-    env = {"COLUMNS": str(WIDTH), "NO_COLOR": "1", "MHA_DEBUG": ""}
+    env = {"COLUMNS": str(width), "NO_COLOR": "1", "MHA_DEBUG": ""}
     with in_root():
         result = CliRunner().invoke(app, shlex.split(argument), env=env)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
@@ -87,7 +98,65 @@ def render_mha(block: Block) -> list[str]:
     if block.kind.startswith("mha-tail"):
         count = int(block.kind.split()[1])
         lines = ["...", *lines[-count:]] if len(lines) > count else lines
+    if block.kind.startswith("mha-only"):
+        wide = run_mha(block.argument, streams, WIDE).splitlines()
+        lines = only_lines(lines, wide, block.kind.split(" ", 1)[1].split("|"))
     return ["```text", shown, *lines, "```"]
+
+
+def only_lines(lines: list[str], wide: list[str], wanted: list[str]) -> list[str]:
+    """The lines an `mha-only` block shows: the table (title to bottom border, as a 160-column
+    pipe gets it) if `table` is wanted, then the lines below it that start with one of the other
+    prefixes, from a console so wide that none is wrapped; "..." where lines were left out."""
+    prefixes = tuple(w.strip() for w in wanted if w.strip() != TABLE) or ("\0",)
+    out = lines[: _bottom(lines) + 1] if TABLE in wanted else []
+    for line in wide[_bottom(wide) + 1 :]:
+        if line.strip().startswith(prefixes):
+            out.append(line.rstrip())
+        elif not out or out[-1] != "...":
+            out.append("...")
+    return out
+
+
+def _bottom(lines: list[str]) -> int:
+    """The index of the table's bottom border (-1 when there is no table)."""
+    return next((i for i, line in enumerate(lines) if line.startswith(("└", "┗"))), -1)
+
+
+# float32 rounding noise: a number below 1e-5 in e-notation, with the stage named after it
+NOISE = re.compile(
+    r"(?<!rtol )(?<![\w.])\d(?:\.\d+)?e-(?:0[6-9]|[1-9]\d)(?: at [\w.]+| [a-z_][\w.]*)?"
+)
+# an exact 0 in a table (with the stage it was found in): rounding elsewhere may make it 1e-8
+ZERO_CELL = re.compile(r"(?<=│) +0(?: [a-z_][\w.]*)? +(?=│)")
+INDEX = re.compile(r"\(\d+(?:, \d+)+\)")  # where a largest difference occurs
+TORCH_VERSION = re.compile(r"torch \d+\.\d+(?:\.\d+)?(?:\+\w+)?")
+LAYOUT = re.compile(r"[\s│┃┏┓┗┛┡┩┣┫┳┻╇╋━─┌┐└┘├┤┬┴┼]+")
+
+
+def comparable(body: list[str]) -> str:
+    """A generated block with what differs between machines made equal: torch's version, and
+    in a block that shows rounding noise, the noise itself, the indices where it is largest,
+    and the table layout their widths change. Meaningful numbers stay as they are."""
+    text = TORCH_VERSION.sub("torch <version>", "\n".join(body))
+    if NOISE.search(text):
+        text = ZERO_CELL.sub(" <noise> ", text)
+        text = INDEX.sub("(<index>)", NOISE.sub("<noise>", text))
+        text = LAYOUT.sub(" ", text)
+    return text
+
+
+def comparable_text(text: str) -> list[str]:
+    """Every generated block of a README text, made comparable (`comparable`), and the rest of
+    the text as it is."""
+    lines = text.split("\n")
+    parts, position = [], 0
+    for block in blocks(lines):
+        parts.extend(lines[position : block.start + 1])
+        parts.append(comparable(block.body))
+        position = block.end
+    parts.extend(lines[position:])
+    return parts
 
 
 def render_image(block: Block) -> list[str]:
@@ -126,7 +195,7 @@ def regenerate(text: str, *, images: bool) -> str:
     position = 0
     for block in blocks(lines):
         out.extend(lines[position : block.start + 1])
-        if block.kind in ("mha", "mha-stderr") or block.kind.startswith("mha-tail"):
+        if block.kind in ("mha", "mha-stderr") or block.kind.startswith(("mha-tail", "mha-only")):
             out.extend(render_mha(block))
         elif block.kind == "python":
             out.extend(render_python(block, lines))
@@ -144,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     text = README.read_text(encoding="utf-8")
     fresh = regenerate(text, images=not args.check)
     if args.check:
-        if fresh != text:
+        if comparable_text(fresh) != comparable_text(text):
             print("README.md is out of date: run python scripts/readme.py", file=sys.stderr)
             return 1
         return 0

@@ -318,7 +318,8 @@ def test_two_attention_layers(tmp_path: Path) -> None:
         save(layers.state_dict(), tmp_path / "model.pt"),
         r"model\.pt holds more than one attention layer \(key prefixes '0\.', '1\.', '2\.'\)",
     )
-    assert "not supported yet" in message
+    assert "not supported yet" not in message  # --layer exists, for Hugging Face models
+    assert "mha picks one layer (--layer) out of Hugging Face models" in message
 
 
 def test_add_bias_kv(tmp_path: Path) -> None:

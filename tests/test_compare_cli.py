@@ -100,7 +100,8 @@ def test_a_fully_masked_row_is_shown_with_what_each_implementation_returns(cli):
     mha = next(i for i in document["implementations"] if i["key"] == "torch_mha")
     output = next(s for s in mha["stages"] if s["stage"] == "W_o")
     assert output["difference"] < 1e-6  # the empty rows are left out, so no NaN here
-    assert output["where"]["example"] == 1
+    # where the largest rounding difference falls is noise, but never in the empty example 0
+    assert output["where"] is None or output["where"]["example"] == 1
 
 
 def test_float16_masks_with_the_lowest_half_value(cli):
@@ -209,9 +210,11 @@ def test_json_has_a_versioned_schema_and_every_figure(cli):
     ]
     mha = next(i for i in document["implementations"] if i["key"] == "torch_mha")
     assert {"stage", "difference", "where", "error", "bound", "agrees"} <= set(mha["stages"][0])
-    # torch's projection is the same F.linear on the same rows: exact, so no location to show
+    # torch's projection is the same F.linear on the same rows: rounding at most (exact here,
+    # but another kernel may round otherwise), and a location only where there is a difference
     w_q = mha["stages"][0]
-    assert (w_q["stage"], w_q["difference"], w_q["where"]) == ("W_q", 0, None)
+    assert w_q["stage"] == "W_q" and 0 <= w_q["difference"] < 1e-6
+    assert (w_q["where"] is None) == (w_q["difference"] == 0)
     assert len(mha["heads"]) == 5
     assert document["notes"]["masks"]
     assert document["agrees"] is True

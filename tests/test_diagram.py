@@ -139,7 +139,7 @@ def test_full_values_are_expanded_to_every_head(drawn):
     assert "split into heads" in text and text.count("split into heads") == 2  # not values
     assert "5 × 100 → 500" in text  # the concatenation
     assert "Linear 500 → 100" in text and "50,000 params" in text
-    assert "values kept whole (seed Q12)" in text
+    assert "values kept whole: every head" in text
 
 
 def test_additive_scoring_has_its_own_steps(drawn):

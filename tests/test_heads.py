@@ -91,7 +91,7 @@ def heads_json(cli, tmp_path, *args: str) -> dict:
     )
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
-    assert document["schema"] == "mha.heads" and document["version"] == 1
+    assert document["schema"] == "mha.heads" and document["version"] == 2
     return document
 
 
@@ -237,11 +237,12 @@ def test_a_head_with_zero_weights_changes_nothing(cli, tmp_path):
 # What a user sees
 
 
-def test_table_ranks_heads_and_says_which_could_go_first(cli):
+def test_table_ranks_heads_and_says_no_head_stands_out_on_a_random_layer(cli):
     result = cli("heads")
     assert result.exit_code == 0, result.output
     assert "heads, least important first" in result.stdout
-    assert "could go first" in result.stdout
+    assert "no head stands out" in result.stdout
+    assert "could go first:" not in result.stdout
     assert "Spearman" in result.stdout
     assert "gradient" not in result.stdout  # only with --targets
 
@@ -349,6 +350,246 @@ def test_chunked_terms_give_the_same_measures(monkeypatch, files):
 def test_python_api_returns_a_report_that_prints_as_the_table():
     report = mha_cli.heads(heads=3, hiddens=12)
     assert type(report).__name__ == "HeadsReport"
-    assert "could go first" in str(report)
+    assert "no head stands out" in str(report) and report.candidates == []
     assert json.loads(report.to_json())["schema"] == "mha.heads"
     assert report.ranking()[0].ablation <= report.ranking()[-1].ablation
+
+
+# ---------------------------------------------------------------------------------------------
+# A candidate only beyond noise; agreement from rho and the number of heads
+
+
+def test_standard_errors_are_the_delta_method_over_rows_of_reruns(cli, files):
+    """Each head's ± from reruns without it: per row (example, query) a_n = ||y_n - y_n,-i||²,
+    s_n = ||y_n||²; f = sqrt(Σa / Σs); se by the delta method, and close to the jackknife."""
+    layer, data, tmp_path = files
+    document = heads_json(cli, tmp_path)
+    with torch.no_grad():
+        y = run(layer, data).double().reshape(-1, HIDDENS)
+        s = (y**2).sum(-1)
+        for i, head in enumerate(document["heads"]):
+            other = run(layer, data, without({i})).double().reshape(-1, HIDDENS)
+            a = ((y - other) ** 2).sum(-1)
+            n = len(a)
+            ratio = float(a.sum() / s.sum())
+            z = (a - ratio * s) / s.mean()
+            se = math.sqrt(float((z**2).sum()) / (n * (n - 1))) / (2 * math.sqrt(ratio))
+            assert head["ablation_se"] == pytest.approx(se, rel=1e-3)
+            leave_one_out = [
+                math.sqrt(float((a.sum() - a[k]) / (s.sum() - s[k]))) for k in range(n)
+            ]
+            mean = sum(leave_one_out) / n
+            jackknife = math.sqrt((n - 1) / n * sum((v - mean) ** 2 for v in leave_one_out))
+            assert head["ablation_se"] == pytest.approx(jackknife, rel=0.35)
+            low, high = head["ablation_interval"]
+            assert low == pytest.approx(max(0.0, head["ablation"] - 1.96 * se), rel=1e-3)
+            assert high == pytest.approx(head["ablation"] + 1.96 * se, rel=1e-3)
+    weights = layer.attention.attention_weights.reshape(3, HEADS, 5, 7)
+    for i, head in enumerate(document["heads"]):
+        entropies = []
+        for b in range(3):
+            p = weights[b, i, :, : int(data["valid_lens"][b])].double()
+            entropies += (-(p * p.log()).sum(-1)).tolist()
+        n = len(entropies)
+        mean = sum(entropies) / n
+        se = math.sqrt(sum((e - mean) ** 2 for e in entropies) / (n - 1) / n)
+        assert head["entropy_se"] == pytest.approx(se, rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("config", "seeds"), [("chapter", range(5)), ("bert-base", (0, 1)), ("gpt2-small", (3,))]
+)
+def test_a_random_layer_has_no_head_that_stands_out(cli, config, seeds):
+    for seed in seeds:
+        table = cli("heads", "--config", config, "--seed", str(seed))
+        assert table.exit_code == 0, table.output
+        assert "no head stands out" in table.stdout
+        assert "could go first:" not in table.stdout
+        document = json.loads(
+            cli("heads", "--config", config, "--seed", str(seed), "--format", "json").stdout
+        )
+        assert document["candidates"] == []
+
+
+def chapter_layer_with_a_weak_head(weak: int, seed: int, scale: float = 0.01):
+    """d2l's chapter layer (100 hiddens, 5 heads, default initialisation) with head `weak`'s
+    columns of W_o scaled by `scale`."""
+    torch.manual_seed(seed)
+    layer = d2l.MultiHeadAttention(100, 100, 100, 100, 5, 0.0).eval()
+    with torch.no_grad():
+        layer.W_o.weight[:, weak * 20 : (weak + 1) * 20] *= scale
+    return layer
+
+
+@pytest.mark.parametrize(("weak", "seed"), [(3, 0), (0, 1), (4, 2)])
+def test_a_head_with_w_o_scaled_by_a_hundredth_is_named(cli, tmp_path, weak, seed):
+    layer = chapter_layer_with_a_weak_head(weak, seed)
+    torch.save(layer.state_dict(), tmp_path / "layer.pt")
+    g = torch.Generator().manual_seed(seed)
+    data = {
+        "queries": torch.randn(2, 4, 100, generator=g),
+        "keys": torch.randn(2, 6, 100, generator=g),
+        "values": torch.randn(2, 6, 100, generator=g),
+        "valid_lens": torch.tensor([3, 2]),
+    }
+    torch.save(data, tmp_path / "inputs.pt")
+    args = ("heads", "--weights", str(tmp_path / "layer.pt"), "--heads", "5")
+    args += ("--inputs", str(tmp_path / "inputs.pt"))
+    result = cli(*args)
+    assert result.exit_code == 0, result.output
+    with torch.no_grad():
+        y = run(layer, data)
+
+        def cut(i: int):
+            def edit(concat: torch.Tensor) -> torch.Tensor:
+                concat = concat.clone()
+                concat[..., i * 20 : (i + 1) * 20] = 0
+                return concat
+
+            return edit
+
+        expected = [change(y, run(layer, data, cut(i))) for i in range(5)]
+    assert f"head {weak} could go first: without it the output changes by " in result.stdout
+    assert "no head stands out" not in result.stdout
+    document = json.loads(cli(*args, "--format", "json").stdout)
+    assert document["candidates"] == [weak]
+    got = [h["ablation"] for h in document["heads"]]
+    assert got == pytest.approx(expected, rel=1e-4)
+    assert expected[weak] < 0.05 * min(e for i, e in enumerate(expected) if i != weak)
+
+
+def test_two_weak_heads_are_named_together(cli, tmp_path):
+    """Two heads scaled down do not hide each other behind their own spread."""
+    torch.manual_seed(5)
+    layer = d2l.MultiHeadAttention(96, 96, 96, 96, 12, 0.0).eval()
+    with torch.no_grad():
+        for i in (2, 7):
+            layer.W_o.weight[:, i * 8 : (i + 1) * 8] *= 0.01
+    torch.save(layer.state_dict(), tmp_path / "layer.pt")
+    result = cli("heads", "--weights", str(tmp_path / "layer.pt"), "--heads", "12")
+    assert result.exit_code == 0, result.output
+    assert "heads 2 and 7 could go first, together" in result.stdout or (
+        "heads 7 and 2 could go first, together" in result.stdout
+    )
+
+
+def exact_spearman_p(a: list[float], b: list[float]) -> float:
+    """Two-sided p of Spearman's rho from every permutation (no ties), rho from d²."""
+    import itertools
+
+    n = len(a)
+
+    def ranks(values):
+        order = sorted(range(n), key=lambda i: values[i])
+        return [order.index(i) for i in range(n)]
+
+    def rho(ra, rb):
+        return 1 - 6 * sum((x - y) ** 2 for x, y in zip(ra, rb, strict=True)) / (n * (n * n - 1))
+
+    ra, rb = ranks(a), ranks(b)
+    observed = abs(rho(ra, rb))
+    hits = [abs(rho(ra, list(p))) >= observed - 1e-12 for p in itertools.permutations(rb)]
+    return sum(hits) / len(hits)
+
+
+def t_two_sided_p(rho: float, n: int) -> float:
+    """2 P(T > |t|), t = rho sqrt((n-2)/(1-rho²)), by integrating Student's density (Simpson)."""
+    df = n - 2
+    t = abs(rho) * math.sqrt(df / (1 - rho * rho))
+    c = math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(df * math.pi)
+
+    def density(x: float) -> float:
+        return c * (1 + x * x / df) ** (-(df + 1) / 2)
+
+    steps = 20000
+    h = t / steps
+    inner = density(0) + density(t)
+    inner += sum((4 if k % 2 else 2) * density(k * h) for k in range(1, steps))
+    return 2 * (0.5 - inner * h / 3)
+
+
+def a_record(ablation: list[float], entropy: list[float]):
+    from mha_cli.importance.records import HeadMeasure, HeadsRecord, PruningStep, correlations
+    from mha_cli.importance.spread import rho_needed
+
+    heads = [
+        HeadMeasure(i, i, a, e, 0.5 + 0.001 * i, pruned_at=i + 1)
+        for i, (a, e) in enumerate(zip(ablation, entropy, strict=True))
+    ]
+    rho, p = correlations(heads, ("ablation", "entropy", "confidence"))
+    return HeadsRecord(
+        spec={}, source=None, ablation_mode="zero", heads=heads,
+        pruning=[PruningStep(i + 1, i, 0.1) for i in range(len(heads))], output_norm=1.0,
+        correlations=rho, correlation_p=p, rho_needed=rho_needed(len(heads)),
+    )  # fmt: skip
+
+
+def test_spearman_wording_for_five_heads_and_rho_0_6(cli):
+    from mha_cli.importance.text import agreement_lines
+
+    ablation = [0.1, 0.2, 0.3, 0.4, 0.5]
+    for entropy, rho in (([2.0, 1.0, 4.0, 5.0, 3.0], 0.6), ([3.0, 5.0, 4.0, 1.0, 2.0], -0.6)):
+        record = a_record(ablation, entropy)
+        assert record.correlations["ablation"]["entropy"] == pytest.approx(rho, abs=1e-12)
+        p = exact_spearman_p(ablation, entropy)
+        assert p == pytest.approx(0.35, abs=0.01)  # 42 of 120 orderings
+        assert record.correlation_p["ablation"]["entropy"] == pytest.approx(p, abs=1e-12)
+        lines = agreement_lines(record)
+        line = next(x for x in lines if "ablation" in x and "entropy" in x)
+        assert line.startswith("no clear agreement between ablation and entropy")
+        assert f"ρ = {rho:+.2f} over 5 heads, p = 0.35" in line
+        assert "5 heads need |ρ| ≥ 1.00" in line
+        assert "opposite" not in line and "agrees" not in line
+
+
+def test_spearman_wording_for_many_heads_and_a_strong_correlation():
+    from mha_cli.importance.text import agreement_lines
+
+    g = torch.Generator().manual_seed(0)
+    n = 40
+    ablation = torch.rand(n, generator=g, dtype=torch.float64)
+    noise = torch.rand(n, generator=g, dtype=torch.float64)
+    for sign in (1, -1):
+        entropy = (sign * ablation + 0.4 * noise).tolist()
+        record = a_record(ablation.tolist(), entropy)
+        rho = record.correlations["ablation"]["entropy"]
+        assert sign * rho > 0.7
+        p = t_two_sided_p(rho, n)
+        assert record.correlation_p["ablation"]["entropy"] == pytest.approx(p, rel=1e-4)
+        assert p < 1e-5
+        line = next(x for x in agreement_lines(record) if "ablation" in x and "entropy" in x)
+        if sign > 0:
+            assert line.startswith(f"entropy agrees with ablation (ρ = {rho:+.2f} over 40 heads")
+        else:
+            assert line.startswith(f"entropy runs opposite to ablation (ρ = {rho:+.2f} over 40")
+    # a weak positive rho over many heads is never "opposite", and not agreement either
+    weak = (ablation + 3.0 * noise).tolist()
+    record = a_record(ablation.tolist(), weak)
+    rho = record.correlations["ablation"]["entropy"]
+    p = t_two_sided_p(rho, n)
+    assert record.correlation_p["ablation"]["entropy"] == pytest.approx(p, rel=1e-4)
+    line = next(x for x in agreement_lines(record) if "ablation" in x and "entropy" in x)
+    assert "opposite" not in line
+    assert line.startswith("no clear agreement") == (p >= 0.05)
+
+
+def test_the_agreement_shown_by_the_cli_is_computed_from_rho_and_the_heads(cli):
+    """A positive correlation is never called opposite; p as recomputed here."""
+    for config, n in (("chapter", 5), ("bert-base", 12)):
+        document = json.loads(cli("heads", "--config", config, "--format", "json").stdout)
+        table = cli("heads", "--config", config).stdout
+        columns = {m: [h[m] for h in document["heads"]] for m in ("ablation", "entropy")}
+        rho = document["spearman"]["ablation"]["entropy"]
+        if n <= 7:
+            p = exact_spearman_p(columns["ablation"], columns["entropy"])
+        else:
+            p = t_two_sided_p(rho, n)
+        assert document["spearman_p"]["ablation"]["entropy"] == pytest.approx(p, rel=1e-4)
+        if p >= 0.05:
+            expected = f"no clear agreement between ablation and entropy (ρ = {rho:+.2f}"
+        elif rho < 0:
+            expected = f"entropy runs opposite to ablation (ρ = {rho:+.2f} over {n} heads"
+        else:
+            expected = f"entropy agrees with ablation (ρ = {rho:+.2f} over {n} heads"
+        assert expected in table
+        assert "runs opposite to the others" not in table

@@ -74,7 +74,7 @@ def test_plotted_numbers_are_the_layer_weights_and_the_oracle_weights():
 def test_ones_inputs_say_why_every_head_looks_the_same(cli, tmp_path):
     result = cli("heatmap", "--inputs", "ones", "--out", str(tmp_path / "ones.png"))
     assert result.exit_code == 0
-    assert "all 5 heads have the same weights" in result.stderr
+    assert "all 5 heads have the same attention weights" in result.stderr
     assert "--inputs ones" in result.stderr
 
 

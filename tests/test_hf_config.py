@@ -165,8 +165,10 @@ def test_spec_fields() -> None:
 def test_attention_from_weights() -> None:
     shapes = {"W_q.weight": (48, 32), "W_k.weight": (24, 32), "W_v.weight": (24, 32)}
     shapes |= {"W_o.weight": (32, 48), "q_norm.weight": (12,), "k_norm.weight": (12,)}
-    att = attention_from_weights("qwen3", shapes, None, 1, 2)
+    att = attention_from_weights("qwen3", shapes, 4, 1, 2)
     assert (att.heads, att.kv_heads, att.head_dim, att.hiddens) == (4, 2, 12, 32)
+    with pytest.raises(MhaError, match=r"^without a config.json the number of heads is unknown"):
+        attention_from_weights("qwen3", shapes, None, 1, 2)  # a norm never counts the heads
     shapes = {"W_q.weight": (32, 32), "W_k.weight": (32, 32), "W_v.weight": (32, 32)}
     shapes |= {"W_o.weight": (32, 32), "W_q.bias": (32,)}
     att = attention_from_weights("gptj", shapes, 4, 0, 2)

@@ -136,8 +136,8 @@ def test_full_values_keep_every_feature_per_head(cli):
 def test_ones_inputs_explain_identical_heads(cli):
     """Seed Q3: with the book's all-ones inputs every head looks the same, and mha says why."""
     result = cli("inspect", "--inputs", "ones")
-    assert "all 5 heads have the same weights" in result.output
-    assert "all 5 heads have the same weights" not in cli("inspect").output
+    assert "all 5 heads have the same attention weights" in result.output
+    assert "all 5 heads have the same attention weights" not in cli("inspect").output
 
 
 def test_config_preset_and_override(cli):

@@ -45,7 +45,7 @@ def weights_json(cli, *args: str) -> dict:
     result = cli("weights", *args, "--format", "json")
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
-    assert document["schema"] == "mha.weights" and document["version"] == 1
+    assert document["schema"] == "mha.weights" and document["version"] == 2
     return document
 
 
@@ -367,3 +367,52 @@ def test_python_api_returns_a_report_that_prints_as_the_table(tmp_path):
     assert mha_cli.weights(layer="all", stat="W_q").stat_grid() == [
         [h.norms["W_q"] for h in mha_cli.weights().layer.heads]
     ]
+
+
+# ---------------------------------------------------------------------------------------------
+# A head is flagged only beyond the spread of the others
+
+
+@pytest.mark.parametrize(("config", "seeds"), [("chapter", range(4)), ("bert-base", (0, 1))])
+def test_a_random_layer_flags_no_head(cli, config, seeds):
+    for seed in seeds:
+        document = weights_json(cli, "--config", config, "--seed", str(seed))
+        assert all(h["beyond_spread"] == {} for h in document["layers"][0]["heads"])
+        table = cli("weights", "--config", config, "--seed", str(seed)).stdout
+        assert "no head stands out" in table and "far below" not in table
+
+
+@pytest.mark.parametrize(
+    ("heads", "hiddens", "weak", "slice_", "circuit"),
+    [(5, 100, 3, "W_o", "ov"), (4, 24, 0, "W_o", "ov"), (12, 96, 7, "W_q", "qk")],
+)
+def test_a_head_scaled_by_a_hundredth_is_flagged(
+    cli, tmp_path, heads, hiddens, weak, slice_, circuit
+):
+    state = d2l_layer(heads=heads, hiddens=hiddens, seed=weak)
+    d = hiddens // heads
+    if slice_ == "W_o":
+        state["W_o.weight"][:, weak * d : (weak + 1) * d] *= 0.01
+    else:
+        state["W_q.weight"][weak * d : (weak + 1) * d] *= 0.01
+    path = save(state, tmp_path / "weak.pt")
+    document = weights_json(cli, "--weights", str(path), "--heads", str(heads))
+    found = {h["head"]: h["beyond_spread"] for h in document["layers"][0]["heads"]}
+    assert found == {i: ({circuit: "below"} if i == weak else {}) for i in range(heads)}
+    # the figure shown, recomputed from the hand-cut slices (float64)
+    w = {k: v.double() for k, v in state.items()}
+    norms = []
+    for i in range(heads):
+        rows = slice(i * d, (i + 1) * d)
+        if circuit == "ov":
+            matrix = w["W_o.weight"][:, rows] @ w["W_v.weight"][rows]
+        else:
+            matrix = w["W_q.weight"][rows].T @ w["W_k.weight"][rows]
+        norms.append(float(torch.linalg.matrix_norm(matrix)))
+    table = cli("weights", "--weights", str(path), "--heads", str(heads)).stdout
+    others = [v for i, v in enumerate(norms) if i != weak]
+    shown = f"‖W_{circuit.upper()}‖_F {norms[weak]:#.3g}".rstrip(".")
+    assert f"{shown}, far below the other heads' {min(others):#.3g} to {max(others):#.3g}" in table
+    assert f"flag: head {weak}: {shown}" in table
+    assert "no head stands out" not in table
+    assert norms[weak] < 0.05 * min(others)

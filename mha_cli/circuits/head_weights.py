@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 
 import torch
 
@@ -18,7 +19,8 @@ from mha_cli.circuits.head_slices import (
     non_finite_counts,
     slice_heads,
 )
-from mha_cli.circuits.records import Circuit, HeadWeights, LayerWeights
+from mha_cli.circuits.records import CIRCUITS, Circuit, HeadWeights, LayerWeights
+from mha_cli.importance.spread import outliers
 from mha_cli.spec.spec import AttentionSpec
 
 # Above this many FLOPs (the four full Gram matrices) the similarity is left out unless asked
@@ -69,12 +71,25 @@ def layer_weights(
     heads = [
         _head(i, slices, norms, spectra, summaries, same[i], bad[i]) for i in range(spec.heads)
     ]
+    heads = _standing(heads)
     all_equal = spec.heads > 1 and all(s == 0 for s in same[1:])
     flags = _layer_flags(state, heads, all_equal)
     shared = {}
     if slices.out_bias is not None:
         shared["b_o"] = float(torch.linalg.vector_norm(slices.out_bias.to(torch.float64)))
     return LayerWeights(layer, heads, cosines, shared, flags, notes, all_equal)
+
+
+def _standing(heads: list[HeadWeights]) -> list[HeadWeights]:
+    """Mark each head whose circuit's Frobenius norm lies beyond the spread of the other heads'
+    (`spread.outliers`); a circuit that is exactly zero is flagged as such already."""
+    marks: dict[int, dict[str, str]] = {h.head: {} for h in heads}
+    for circuit in CIRCUITS:
+        values = [getattr(h, circuit).frobenius for h in heads]
+        for index, side in outliers(values, len(heads)):
+            if values[index] != 0:
+                marks[heads[index].head][circuit] = "above" if side > 0 else "below"
+    return [replace(h, beyond_spread=marks[h.head]) if marks[h.head] else h for h in heads]
 
 
 def similarity_flops(slices: HeadSlices) -> int:

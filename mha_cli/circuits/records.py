@@ -53,6 +53,9 @@ class HeadWeights:
     dead: bool = False  # writes nothing whatever it reads: its W_o slice (or its values) is zero
     identical_to: int | None = None  # the first other head with exactly the same weights
     non_finite: int = 0  # NaN or infinite values among its slices
+    # circuit ("qk"/"ov") -> "below"/"above": its Frobenius norm lies beyond the spread of the
+    # other heads' (log scale, t prediction interval, 1 % for the layer); nothing when it does not
+    beyond_spread: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -65,6 +68,7 @@ class HeadWeights:
             "dead": self.dead,
             "identical_to": self.identical_to,
             "non_finite": self.non_finite,
+            "beyond_spread": dict(self.beyond_spread),
         }
 
 

@@ -109,7 +109,21 @@ def head_flags(head_index: int, layer: LayerWeights) -> str:
         flags.append(f"zero {'/'.join(head.zero_slices)}")
     if head.identical_to is not None:
         flags.append(f"identical to head {head.identical_to}")
+    for circuit, side in head.beyond_spread.items():
+        flags.append(standing_text(layer, head_index, circuit, side))
     return "; ".join(flags)
+
+
+def standing_text(layer: LayerWeights, head_index: int, circuit: str, side: str) -> str:
+    """`‖W_OV‖_F 0.0102, far below the other heads' 0.981 to 1.07`."""
+    value = getattr(layer.heads[head_index], circuit).frobenius
+    others = [
+        getattr(h, circuit).frobenius
+        for h in layer.heads
+        if h.head != head_index and not math.isnan(getattr(h, circuit).frobenius)
+    ]
+    span = f"{number(min(others), 3)} to {number(max(others), 3)}" if others else "nan"
+    return f"‖W_{circuit.upper()}‖_F {number(value, 3)}, far {side} the other heads' {span}"
 
 
 def similarity_rows(layer: LayerWeights, circuit: str) -> tuple[list[str], list[list[str]]]:
@@ -161,6 +175,27 @@ def layer_lines(layer: LayerWeights) -> list[str]:
         lines.append("the whole heads x heads similarity: --format json, or an image with --out")
     lines += [f"shared: ‖{n}‖ = {number(v)}" for n, v in layer.shared_norms.items() if layer.heads]
     lines += [f"flag: {flag}" for flag in layer.flags]
+    if layer.heads and len(layer.heads) >= 3:
+        marked = [h.head for h in layer.heads if h.beyond_spread]
+        if marked:
+            lines.append(
+                "flag: "
+                + "; ".join(
+                    f"head {h}: "
+                    + ", ".join(
+                        standing_text(layer, h, c, side)
+                        for c, side in layer.heads[h].beyond_spread.items()
+                    )
+                    for h in marked
+                )
+                + " (beyond the spread of the others: log scale, t prediction interval, 1 % "
+                "for the layer)"
+            )
+        elif not any(head_flags(h.head, layer) for h in layer.heads):
+            lines.append(
+                "no head stands out: every head's ‖W_QK‖_F and ‖W_OV‖_F is within the spread "
+                "of the other heads'"
+            )
     lines += [f"note: {note}" for note in layer.notes]
     return lines
 
@@ -225,7 +260,7 @@ def weights_renderable(report: WeightsRecord) -> RenderableType:
         caption = f"{stat_label(report.stat)} ({report.stat}) per layer and head: {title(report)}"
         notes = sorted(
             {
-                line
+                line.replace("flag: ", f"flag: layer {layer.layer}: ", 1)
                 for layer in report.layers
                 for line in layer_lines(layer)
                 if line.startswith(("flag", "note"))

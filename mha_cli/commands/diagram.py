@@ -30,7 +30,9 @@ def diagram(
 ) -> None:
     """Draw the layer's dataflow, as the book's figure, with every arrow's shape and axes.
 
-    The shapes are those `mha inspect` records, traced on the meta device (nothing allocated).
+    The book's figure was drawn by hand (in OmniGraffle); this one is generated from a run of
+    the layer: the shapes are those `mha inspect` records, traced on the meta device (nothing
+    allocated).
     """
     from mha_cli.diagrams.api import save_diagram
 

@@ -62,7 +62,7 @@ def reshape(
     render: RENDER = None,
     fmt: FORMAT = Format.table,
 ) -> None:
-    """Explain how a reshape of attention weights lays them out for show_heatmaps (seed Q4, Q7)."""
+    """Explain how a reshape of attention weights lays them out for show_heatmaps."""
     from mha_cli.reshape.api import explain_reshape
 
     explanation = explain_reshape(shape, to, axes, batch=batch, heads=heads, render=render)

@@ -1,4 +1,4 @@
-"""`mha variants`: variants of the same layer side by side (seed Q12), one column each."""
+"""`mha variants`: variants of the same layer side by side, one column each."""
 
 from __future__ import annotations
 

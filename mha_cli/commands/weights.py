@@ -46,6 +46,7 @@ def weights(
     """Per head: slice norms, W_QK and W_OV (singular values, ranks), flags, similarity.
 
     Loads --weights (or the seeded random layer); --layer all reads every layer of a checkpoint.
+    A head is flagged for its circuit norms only when it lies beyond the spread of the others.
     """
     from mha_cli.circuits.api import weights as compute
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from mha_cli.errors import MhaError
 from mha_cli.layer.api import run
 from mha_cli.render.images import format_of_path
-from mha_cli.spec.entry import load_heavy
+from mha_cli.spec.entry import load_heavy, specification
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -30,6 +30,8 @@ def diagram_model(*, config: Any = None, **options: Any) -> tuple[Report, Diagra
     from mha_cli.diagrams.model import build_diagram
     from mha_cli.render.table import layer_title
 
+    if options.get("device") is not None:  # traced on meta whatever is asked: check it all the same
+        specification(None, {"device": options["device"]})
     report = run(config, {**options, "device": "meta"}, value_ranges=False)
     return report, build_diagram(report, layer_title(report))
 

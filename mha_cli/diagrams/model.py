@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from itertools import pairwise
 from typing import Any
 
+from mha_cli.diagrams import ORIGIN
 from mha_cli.diagrams.texts import describe, mask_lines, stack_count, title_of
 from mha_cli.layer.records import RunRecord, Stage
 from mha_cli.render.display import Displayed
@@ -246,7 +247,7 @@ def diagram_notes(record: RunRecord) -> list[str]:
     if record.spec.value_mode == "full":
         concat, out = record.stage("output.concat"), record.stage("W_o")
         notes.append(
-            f"values kept whole (seed Q12): every head weighs all {record.stage('W_v').shape[-1]} "
+            f"values kept whole: every head weighs all {record.stage('W_v').shape[-1]} "
             f"value features, so the heads concatenate to {concat.shape[-1]} and W_o has "
             f"{numbers.count(out.params)} parameters"
         )
@@ -255,4 +256,4 @@ def diagram_notes(record: RunRecord) -> list[str]:
         notes += [f"example {m.example}: {m.description}" for m in masked[:SHOWN_EXAMPLES]]
         if len(masked) > SHOWN_EXAMPLES:
             notes.append(f"... and {len(masked) - SHOWN_EXAMPLES} more examples (mha inspect)")
-    return notes
+    return [*notes, *ORIGIN]

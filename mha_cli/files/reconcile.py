@@ -29,6 +29,13 @@ def apply_sizes(spec: AttentionSpec, sizes: dict[str, Any], path: str) -> Attent
         # Compare what each field means, not how it is written: kv_heads None is `heads`.
         given, implied = _resolved(spec, key), _resolved(filled, key)
         if key in spec.explicit and key != "valid_lens" and given != implied:
+            origin = dict(spec.origins).get(key, "")
+            if origin.startswith(("config ", "preset ")):
+                # The config set it (a model's hidden size sets every input width): say so.
+                raise MhaError(
+                    f"{origin} gives {key} = {given}, which contradicts {path} ({key} = "
+                    f"{implied}); use a file that matches the config, or another config"
+                )
             option = "--" + key.replace("_", "-")
             raise MhaError(
                 f"{option} {given} contradicts {path}, which implies {key} = {implied}; "

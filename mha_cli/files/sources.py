@@ -63,7 +63,7 @@ def resolve_sources(spec: AttentionSpec, *, finite: bool = True) -> Sources:
     elif spec.weights is not None:
         from mha_cli.files.model_layer import read_model_layer
 
-        state, source, spec = read_model_layer(spec)
+        state, source, spec = read_model_layer(spec, finite=finite)
     if spec.inputs_file is not None:
         from mha_cli.files.tensor_files import load_inputs
 
@@ -80,14 +80,17 @@ def holds_one_layer(path: Path) -> bool:
     from mha_cli.files.lazy_tensors import open_weights
 
     try:
-        keys = open_weights(path).keys
+        weights = open_weights(path)
     except MhaError:
         return True  # the one-layer reader has the more specific message for a damaged file
-    return any(_member(key, MEMBERS) for key in keys)
+    from mha_cli.hf.layouts import find_layout, other_family
 
-
-def _member(key: str, members: frozenset[str]) -> bool:
-    return any(key == member or key.endswith("." + member) for member in members)
+    keys = weights.keys
+    if find_layout(keys) is not None or other_family(keys) is not None:
+        return False  # a whole model (OPT's and GPT-J's layers have out_proj too)
+    if weights.config is not None and not any(key in MEMBERS for key in keys):
+        return False  # a file inside a model folder is read as the folder
+    return any(key == m or key.endswith("." + m) for key in keys for m in MEMBERS)
 
 
 def _named(option: str, load: Callable[[Path], T], path: str) -> T:

@@ -10,6 +10,7 @@ between its entries. Pure: builds a renderable, prints nothing.
 
 from __future__ import annotations
 
+import math
 import textwrap
 from typing import TYPE_CHECKING
 
@@ -31,6 +32,9 @@ BORDER = "│"  # before each panel and after the last
 MAX_QUERIES = 24  # rows per panel shown; the image files show every one
 MIN_KEYS = 8  # rather wrap heads onto more lines than show fewer keys than this
 MASK_STYLE = Style(color="grey50")
+NAN_GLYPH = "!"  # a weight that is not a number (a float16 overflow): no place on the scale
+NAN_STYLE = Style(color="red", bold=True)
+NAN_LABEL = "not finite (overflow)"
 # viridis, as in the image files, sampled at nine points.
 VIRIDIS = tuple(
     Color.parse(c).get_truecolor()
@@ -61,6 +65,8 @@ def _cell(fraction: float, masked: bool) -> Text:
     """One weight at `fraction` (0..1) of the colour scale, or a masked cell."""
     if masked:
         return Text(MASK_GLYPH * CELL, MASK_STYLE)
+    if not math.isfinite(fraction):
+        return Text(NAN_GLYPH * CELL, NAN_STYLE)
     shade = SHADES[min(len(SHADES) - 1, int(fraction * len(SHADES)))]
     colour = _colour(fraction)
     # Same colour in front and behind: a solid block with colour, the shade glyph without.
@@ -111,7 +117,9 @@ def _number(value: float, scale: ColourScale) -> str:
     return f"{value:.2f}" if scale.kind == "linear" and scale.vmax >= 0.1 else f"{value:.2g}"
 
 
-def _legend(scale: ColourScale, masked: bool, max_width: int) -> list[Text]:
+def _legend(
+    scale: ColourScale, masked: bool, max_width: int, non_finite: bool = False
+) -> list[Text]:
     """The shades and the weights where each band starts, then the masked glyph, in lines
     that break between entries, never inside one."""
     kind = "log scale" if scale.kind == "log" else "scale"
@@ -125,6 +133,8 @@ def _legend(scale: ColourScale, masked: bool, max_width: int) -> list[Text]:
         entries.append(Text(f"spread evenly: 1/{scale.keys} = {_number(scale.even, scale)}"))
     if masked:
         entries.append(Text.assemble(_cell(0.0, True), f" {MASK_LABEL}"))
+    if non_finite:
+        entries.append(Text.assemble(_cell(math.nan, False), f" {NAN_LABEL}"))
     lines = [Text(f"{kind}, shared by all panels:")]
     for entry in entries:
         if lines[-1].cell_len + 2 + entry.cell_len <= max_width:
@@ -143,6 +153,8 @@ def _prose(text: str, max_width: int, style: str = "") -> list[Text]:
 def terminal_grid(data: HeatmapData, max_width: int = 120, scale: str = "auto") -> RenderableType:
     """The grid as coloured blocks: examples down, heads across, queries by keys per panel;
     every line at most `max_width` characters. `scale`: auto, linear or log, as the images."""
+    import numpy as np
+
     b, h, q, k = data.weights.shape
     label_width = len(f"example {b - 1}") + 1
     queries, keys, per_line = _fit(data, max_width, label_width)
@@ -160,5 +172,6 @@ def terminal_grid(data: HeatmapData, max_width: int = 120, scale: str = "auto") 
             f"{data.key_label} 0-{keys - 1} of {k} in each panel (the image files show every cell)"
         )
     parts.extend(_prose(what, max_width))
-    parts.extend(_legend(colours, bool(data.masked.any()), max_width))
+    undefined = not bool(np.isfinite(fractions[~data.masked[:, :, :queries, :keys]]).all())
+    parts.extend(_legend(colours, bool(data.masked.any()), max_width, undefined))
     return Group(*parts)

@@ -10,14 +10,13 @@ GPT-2's unusual score scalings, relative position scores) is refused with one li
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from mha_cli.errors import MhaError
-from mha_cli.files.json_values import positive, whole
+from mha_cli.files.json_values import positive, read_json_file, whole
 from mha_cli.hf.positions import rope_settings, sliding_window
 
 FAMILIES = (
@@ -33,6 +32,13 @@ FAMILIES = (
     "gpt_neox",
     "gptj",
 )
+# What a family mha does not read lacks, where a word helps.
+_STATE_SPACE = "a state-space model: it has no attention layer"
+_UNSUPPORTED = {"mamba": _STATE_SPACE, "mamba2": _STATE_SPACE, "rwkv": "it has no attention layer"}
+_UNSUPPORTED |= {
+    "gpt_bigcode": "multi-query attention with nn.Linear c_attn, not GPT-2's Conv1D",
+    "olmo2": "its q/k norm spans the whole projection, not one head",
+}
 _LLAMA_LIKE = ("llama", "mistral", "qwen2", "qwen3")
 _ROPE = {"llama": "half", "mistral": "half", "qwen2": "half", "qwen3": "half"}
 _ROPE |= {"gpt_neox": "half", "gptj": "interleaved"}
@@ -73,17 +79,7 @@ class HFAttention:
 def read_hf_config(path: Path, layer: int = 0) -> HFAttention:
     """Layer `layer`'s attention as `path` (a Hugging Face config.json) describes it."""
     path = Path(path)
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise MhaError(f"{path}: no such file; check the path") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise MhaError(f"cannot read {path}: {exc}; check the file") from None
-    except json.JSONDecodeError as exc:
-        raise MhaError(
-            f"{path} is not valid JSON (line {exc.lineno}: {exc.msg}); give a config.json "
-            "written by save_pretrained"
-        ) from None
+    config = read_json_file(path, "give a config.json written by save_pretrained")
     if not isinstance(config, dict):
         raise MhaError(
             f"{path} holds a JSON {type(config).__name__}, not an object; give a config.json"
@@ -98,8 +94,13 @@ def parse_hf_config(
     family = config.get("model_type")
     if family not in FAMILIES:
         found = f"model_type {family!r}" if family is not None else "no model_type"
+        why = (
+            f" ({_UNSUPPORTED[family]})"
+            if isinstance(family, str) and family in _UNSUPPORTED
+            else ""
+        )
         raise MhaError(
-            f"{where}: {found} is not supported; supported families: {', '.join(FAMILIES)}; "
+            f"{where}: {found} is not supported{why}; supported families: {', '.join(FAMILIES)}; "
             "give the config.json of a model of one of those"
         )
     hiddens = whole(config, _HIDDEN, where)
@@ -113,7 +114,11 @@ def parse_hf_config(
     _refuse_other_scores(config, family, where)
     kv_heads = heads
     if family in _LLAMA_LIKE:
-        kv_heads = whole(config, ("num_key_value_heads",), where, _KV_DEFAULT.get(family, heads))
+        # null (as written by some tools) means one key-value head per query head, as the
+        # config classes read it; a key left out takes the class's default.
+        absent = "num_key_value_heads" not in config
+        default = _KV_DEFAULT.get(family, heads) if absent else heads
+        kv_heads = whole(config, ("num_key_value_heads",), where, default)
     head_dim = _head_dim(config, family, hiddens, heads, where)
     if heads % kv_heads:
         raise MhaError(
@@ -166,12 +171,11 @@ def attention_from_weights(
     """The attention when there is no config.json: the family's defaults, sizes from the weights.
 
     `shapes` maps d2l names ("W_q.weight" (out, in), "W_q.bias", "q_norm.weight") to shapes.
-    The heads cannot be read from the weights except through Qwen3's per-head norm; the rope
-    base, rope scaling and sliding window are the family's defaults (none for a window).
+    The heads cannot be read from the weights (a norm's size is checked against the head dim,
+    never used to count heads); the rope base, rope scaling and sliding window are the family's
+    defaults (none for a window), which the options given replace.
     """
     q_out, hiddens = shapes["W_q.weight"]
-    if heads is None and "q_norm.weight" in shapes:
-        heads = q_out // shapes["q_norm.weight"][0]
     if heads is None:
         raise MhaError(
             f"without a config.json the number of heads is unknown (W_q has {q_out} outputs); "
@@ -182,6 +186,12 @@ def attention_from_weights(
             f"--heads {heads} does not divide the {q_out} outputs of W_q; give the right --heads"
         )
     head_dim = q_out // heads
+    k_out = shapes["W_k.weight"][0]
+    if k_out % head_dim:
+        raise MhaError(
+            f"--heads {heads} makes heads of {head_dim} features, which do not divide the "
+            f"{k_out} outputs of W_k into whole key-value heads; give the right --heads"
+        )
     config: dict[str, Any] = {
         "model_type": family,
         "hidden_size": hiddens,
@@ -192,7 +202,10 @@ def attention_from_weights(
         "sliding_window": None,
         "rotary_dim": min(64, head_dim),  # GPT-J's default, where a head is that wide
     }
-    attention = parse_hf_config(config, layer, f"the {family} weights")
+    try:
+        attention = parse_hf_config(config, layer, f"the {family} weights (no config.json)")
+    except MhaError as error:  # there is no config to fix: the options are the user's
+        raise MhaError(str(error).replace("fix the config", "check the options")) from None
     present = {p: f"W_{p}.bias" in shapes for p in "qkvo"}
     return replace(
         attention,

@@ -106,7 +106,23 @@ class Located:
 
     layout: Layout
     prefix: str  # "model.", "transformer.", "" ...
-    num_layers: int
+    indices: frozenset[int]  # the layer numbers the keys name (from the keys present only)
+    where: str  # the weights' path, for messages
+
+    @property
+    def num_layers(self) -> int:
+        """How many layers there are: the keys must name layers 0..n-1, every one of them."""
+        count = len(self.indices)
+        if max(self.indices) != count - 1:
+            gap = next(i for i in range(count + 1) if i not in self.indices)
+            shown = ", ".join(str(i) for i in sorted(self.indices)[:_SHOWN])
+            more = f", ... ({count} in all)" if count > _SHOWN else ""
+            raise MhaError(
+                f"{self.where} names attention layers {shown}{more} of a {self.layout.name} "
+                f"model but not layer {gap}; the file is incomplete or its keys were renamed: "
+                "download or save it again"
+            )
+        return count
 
     def layer_keys(self, layer: int) -> dict[str, str]:
         """d2l name -> the file's key, for the members layer `layer` is expected to have."""
@@ -132,9 +148,52 @@ class Located:
         return "llama"  # Mistral has the same keys; its window lives in config.json only
 
 
+# Families mha does not read, recognised by their key names so that a message can name them.
+# (pattern on a key, the family, what is not supported)
+_OTHERS = (
+    (r"(^|\.)layers\.\d+\.mixer\.(A_log|in_proj\.weight)", "Mamba",
+     "a state-space model: it has no attention layer to inspect"),
+    (r"(^|\.)h\.\d+\.attn\.attention\.(q_proj|out_proj)\.", "GPT-Neo",
+     "its attention (unscaled scores, local layers) is not supported"),
+    (r"(^|\.)blocks\.\d+\.attn\.Wqkv\.", "MPT",
+     "its attention (ALiBi, packed Wqkv) is not supported"),
+    (r"(^|\.)encoder\.conv1\.weight$", "Whisper",
+     "encoder-decoder speech models are not supported"),
+    (r"(^|\.)encoder\.layers\.\d+\.layer_norm1\.", "CLIP (or SigLIP)",
+     "its text and vision towers are not supported"),
+    (r"(^|\.)layers\.\d+\.encoder_attn\.", "encoder-decoder (BART, mBART, Marian, ...)",
+     "encoder-decoder models are not supported"),
+    (r"(^|\.)block\.\d+\.layer\.0\.SelfAttention\.", "T5",
+     "its attention (relative position buckets, no score scaling) is not supported"),
+    (r"(^|\.)h\.\d+\.self_attention\.query_key_value\.", "Falcon or BLOOM",
+     "its attention is not supported"),
+    (r"(^|\.)layers\.\d+\.self_attn\.dense\.", "Phi", "its attention is not supported"),
+)  # fmt: skip
+
+
+def other_family(keys: Iterable[str]) -> tuple[str, str, str] | None:
+    """(family, a key that shows it, what is not supported) for a family mha does not read."""
+    keys = list(keys)
+    for pattern, family, why in _OTHERS:
+        compiled = re.compile(pattern)
+        key = next((key for key in keys if compiled.search(key)), None)
+        if key is not None:
+            return family, key, why
+    return None
+
+
+def find_layout(keys: Iterable[str]) -> str | None:
+    """The name of the supported layout the keys have, if any (nothing raised)."""
+    keys = list(keys)
+    return next((name for name in LAYOUTS if _scan(LAYOUTS[name], keys)), None)
+
+
 def locate(keys: Iterable[str], family: str | None, where: str) -> Located:
     """The layout of the checkpoint whose keys are `keys` (the config's family's, if given)."""
     keys = list(keys)
+    other = None if family else other_family(keys)
+    if other is not None:  # BART's and Whisper's decoders have OPT's key names
+        raise MhaError(_other_message(where, *other))
     names = FAMILY_LAYOUTS[family] if family else tuple(LAYOUTS)
     for name in names:
         found = _scan(LAYOUTS[name], keys)
@@ -146,7 +205,7 @@ def locate(keys: Iterable[str], family: str | None, where: str) -> Located:
             )
         if found:
             prefix, layers = next(iter(found.items()))
-            return Located(LAYOUTS[name], prefix, max(layers) + 1)
+            return Located(LAYOUTS[name], prefix, frozenset(layers), where)
     listing = ", ".join(keys[:_SHOWN]) + (
         f", ... {len(keys) - _SHOWN} more" if len(keys) > _SHOWN else ""
     )
@@ -164,8 +223,16 @@ def locate(keys: Iterable[str], family: str | None, where: str) -> Located:
     )
 
 
+def _other_message(where: str, family: str, key: str, why: str) -> str:
+    return (
+        f"{where} looks like a model of the {family} family (key {key}): {why}; mha reads "
+        f"these families: {', '.join(FAMILIES)}"
+    )
+
+
 def _scan(layout: Layout, keys: list[str]) -> dict[str, set[int]]:
-    """prefix -> the layer indices that hold both markers."""
+    """prefix -> the layer indices that hold either marker, for the prefixes where some layer
+    holds both (a layer that lacks one is then named by what it lacks)."""
     stack = re.escape(layout.stack)
     found: dict[str, dict[str, set[int]]] = {}
     for marker in layout.markers:
@@ -173,12 +240,14 @@ def _scan(layout: Layout, keys: list[str]) -> dict[str, set[int]]:
         for key in keys:
             match = pattern.match(key)
             if match:
-                found.setdefault(match[1], {}).setdefault(marker, set()).add(int(match[2]))
-    both = {
-        p: m.get(layout.markers[0], set()) & m.get(layout.markers[1], set())
-        for p, m in found.items()
+                # an absurd index (thousands of digits) counts as far beyond any model
+                index = int(match[2]) if len(match[2]) <= 18 else 10**18
+                found.setdefault(match[1], {}).setdefault(marker, set()).add(index)
+    return {
+        prefix: m.get(layout.markers[0], set()) | m.get(layout.markers[1], set())
+        for prefix, m in found.items()
+        if m.get(layout.markers[0], set()) & m.get(layout.markers[1], set())
     }
-    return {prefix: layers for prefix, layers in both.items() if layers}
 
 
 def _example(layout: Layout) -> str:

@@ -41,9 +41,16 @@ def rope_settings(
     params = config.get("rope_scaling") or config.get("rope_parameters") or {}
     if not isinstance(params, dict):
         raise MhaError(f"{where}: rope_parameters = {params!r} should be an object; fix the config")
-    layer_types = config.get("layer_types") or ()
-    if any(key in layer_types for key in params):  # one entry per layer type
-        params = params.get(_layer_type(layer_types, layer, where)) or {}
+    layer_types = _layer_types(config, where)
+    per_type = set(layer_types) | {"full_attention", "sliding_attention"}
+    if any(key in per_type for key in params):  # one entry per layer type
+        kind = _layer_type(layer_types, layer, where) if layer_types else "full_attention"
+        params = params.get(kind) or {}
+        if not isinstance(params, dict):
+            raise MhaError(
+                f"{where}: rope_parameters[{kind!r}] = {params!r} should be an object; "
+                "fix the config"
+            )
     # GPT-NeoX names the base rotary_emb_base and the fraction of rotating dims rotary_pct.
     bases = ("rotary_emb_base", "rope_theta") if family == "gpt_neox" else ("rope_theta",)
     theta = params.get("rope_theta")
@@ -80,11 +87,17 @@ def sliding_window(
         # layers that layer_types marks "sliding_attention" (by default: from max_window_layers on).
         use = config.get("use_sliding_window", False)
         window = config.get("sliding_window", 4096) if use else None
+        layer_types = _layer_types(config, where)
         first = config.get("max_window_layers", 28)
-        kinds = [
-            "sliding_attention" if window and i >= first else "full" for i in range(num_layers)
-        ]
-        if _layer_type(config.get("layer_types") or kinds, layer, where) != "sliding_attention":
+        if isinstance(first, bool) or not isinstance(first, int) or first < 0:
+            raise MhaError(
+                f"{where}: max_window_layers = {first!r} should be a whole number of at "
+                "least 0 (the first layer with a sliding window); fix the config"
+            )
+        if not layer_types:
+            sliding = window and layer >= first
+            layer_types = ("sliding_attention" if sliding else "full_attention",) * num_layers
+        if _layer_type(layer_types, layer, where) != "sliding_attention":
             window = None
     else:
         return None
@@ -131,6 +144,24 @@ def _scaling(
             "by zero; fix the config"
         )
     return scaling
+
+
+def _layer_types(config: Mapping[str, Any], where: str) -> tuple[str, ...]:
+    """The config's layer_types (one kind per layer), or () when it has none."""
+    kinds = config.get("layer_types")
+    if kinds is None:
+        return ()
+    if not isinstance(kinds, list) or not all(isinstance(kind, str) for kind in kinds):
+        raise MhaError(
+            f"{where}: layer_types = {_short(kinds)} should be a list of layer kinds "
+            '("full_attention", "sliding_attention"); fix the config'
+        )
+    return tuple(kinds)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _layer_type(layer_types: Any, layer: int, where: str) -> str:

@@ -35,6 +35,11 @@ class HeadTerms:
     gram: torch.Tensor  # (h, h): <δ_i, δ_j>
     output_norm: float  # ||y||_F
     gradient: torch.Tensor | None  # (h,): E_x |∂L_x/∂ξ_i|, with targets
+    rows: int = 0  # N: the (example, query) rows the sums run over
+    # Sums over the rows n of a_n = ||δ_i,n||², s_n = ||y_n||², for the standard errors
+    a_squares: torch.Tensor | None = None  # (h,): Σ_n a_n²
+    a_s: torch.Tensor | None = None  # (h,): Σ_n a_n s_n
+    s_squares: float = 0.0  # Σ_n s_n²
 
 
 def head_terms(
@@ -56,6 +61,9 @@ def head_terms(
         mean_term = torch.einsum("hw,ohw->ho", mean_c, wo)  # (h, H)
     gram = torch.zeros(heads, heads, dtype=torch.float64, device=c.device)
     squares = torch.zeros((), dtype=torch.float64, device=c.device)
+    s_squares = torch.zeros((), dtype=torch.float64, device=c.device)
+    a_squares = torch.zeros(heads, dtype=torch.float64, device=c.device)
+    a_s = torch.zeros(heads, dtype=torch.float64, device=c.device)
     # (h, b): Σ over the example's queries of <y - t, y_i>
     dot_error = torch.zeros(heads, b, dtype=torch.float64, device=c.device)
     rows = max(q, (CHUNK_BYTES // (8 * heads * hiddens)) // q * q)  # whole examples per chunk
@@ -63,27 +71,54 @@ def head_terms(
         part = c[start : start + rows]  # (n, h, w)
         terms = torch.einsum("nhw,ohw->hno", part, wo)  # (h, n, H): y_i
         y = terms.sum(0) if bias is None else terms.sum(0) + bias  # (n, H)
-        squares += (y * y).sum()
+        per_row = (y * y).sum(-1)  # (n,): s_n
+        squares += per_row.sum()
+        s_squares += (per_row * per_row).sum()
         delta = terms if mean_term is None else terms - mean_term[:, None, :]  # (h, n, H)
+        a = (delta * delta).sum(-1)  # (h, n): a_n
+        a_squares += (a * a).sum(-1)
+        a_s += a @ per_row
         flat = delta.reshape(heads, -1)
         gram += flat @ flat.T
         if targets is not None:
             t = targets.to(torch.float64).reshape(b * q, hiddens)[start : start + rows]
-            per_row = torch.einsum("hno,no->hn", terms, y - t)  # (h, n)
+            dots = torch.einsum("hno,no->hn", terms, y - t)  # (h, n)
             first = start // q
-            dot_error[:, first : first + per_row.shape[1] // q] += per_row.reshape(
-                heads, -1, q
-            ).sum(-1)
+            dot_error[:, first : first + dots.shape[1] // q] += dots.reshape(heads, -1, q).sum(-1)
     gradient = None
     if targets is not None:
         # L_x = mean over (queries, hiddens) of (y - t)²: ∂L_x/∂ξ_i = 2/(q H) <y_x - t_x, y_i,x>
         gradient = (dot_error * (2.0 / (q * hiddens))).abs().mean(dim=1)  # (h,)
-    return HeadTerms(gram, float(squares.sqrt()), gradient)
+    return HeadTerms(gram, float(squares.sqrt()), gradient, b * q, a_squares, a_s, float(s_squares))
 
 
 def single_changes(terms: HeadTerms) -> list[float]:
     """`||y - y_without_i||_F / ||y||_F` for each head i."""
     return [_relative(float(v), terms.output_norm) for v in terms.gram.diagonal()]
+
+
+def single_change_errors(terms: HeadTerms) -> list[float]:
+    """The standard error of each head's `single_changes` figure over the N (example, query)
+    rows, taken as independent draws: f = sqrt(R), R = Σ a_n / Σ s_n (a ratio of means), so by
+    the delta method var(R) = Σ_n z_n² / (N (N - 1)), z_n = (a_n - R s_n) / mean(s), and
+    se(f) = se(R) / (2 f). 0 for a head whose figure is 0; NaN without rows."""
+    n = terms.rows
+    total_s = terms.output_norm**2
+    if n < 2 or total_s == 0 or terms.a_squares is None or terms.a_s is None:
+        return [math.nan] * terms.gram.shape[0]
+    mean_s = total_s / n
+    errors = []
+    for a_sum, a2, a_s in zip(
+        terms.gram.diagonal().tolist(), terms.a_squares.tolist(), terms.a_s.tolist(), strict=True
+    ):
+        ratio = a_sum / total_s
+        if ratio <= 0:
+            errors.append(0.0)
+            continue
+        residual = max(a2 - 2 * ratio * a_s + ratio * ratio * terms.s_squares, 0.0)
+        se_ratio = math.sqrt(residual / (n * (n - 1))) / mean_s
+        errors.append(se_ratio / (2 * math.sqrt(ratio)))
+    return errors
 
 
 def greedy_pruning(terms: HeadTerms) -> list[tuple[int, float]]:
@@ -110,12 +145,23 @@ def _relative(square: float, norm: float) -> float:
     return math.sqrt(max(square, 0.0)) / norm
 
 
+@dataclass(frozen=True)
+class Focus:
+    """Per head: means over the rows (examples and queries), and their standard errors."""
+
+    entropy: list[float]
+    confidence: list[float]
+    entropy_se: list[float]
+    confidence_se: list[float]
+
+
 def attention_focus(
     weights: torch.Tensor,  # (b, h, q, k) attention weights
     mask: torch.Tensor | None,  # (b, h, q, k) True where masked
-) -> tuple[list[float], list[float]]:
+) -> Focus:
     """Per head: the mean over examples and queries of the attention entropy (nats, over the
-    keys it may see) and of the largest weight in the row (Voita et al.'s confidence).
+    keys it may see) and of the largest weight in the row (Voita et al.'s confidence), with
+    the standard error of each mean (the rows taken as independent draws).
     Rows in which every key is masked are left out."""
     p = weights.to(torch.float64)
     visible = torch.ones_like(p, dtype=torch.bool) if mask is None else ~mask
@@ -126,4 +172,19 @@ def attention_focus(
     count = rows.sum(dim=(0, 2)).clamp_min(1)  # (h,)
     mean_entropy = (entropy * rows).sum(dim=(0, 2)) / count
     mean_confidence = (confidence * rows).sum(dim=(0, 2)) / count
-    return mean_entropy.tolist(), mean_confidence.tolist()
+    return Focus(
+        mean_entropy.tolist(),
+        mean_confidence.tolist(),
+        _standard_error(entropy, mean_entropy, rows, count),
+        _standard_error(confidence, mean_confidence, rows, count),
+    )
+
+
+def _standard_error(
+    values: torch.Tensor, mean: torch.Tensor, rows: torch.Tensor, count: torch.Tensor
+) -> list[float]:
+    """sqrt(sample variance / count) per head over the rows that count; NaN for one row."""
+    spread = (((values - mean[None, :, None]) ** 2) * rows).sum(dim=(0, 2))  # (h,)
+    variance = spread / (count - 1)
+    se = (variance / count).sqrt()
+    return torch.where(count > 1, se, torch.nan).tolist()

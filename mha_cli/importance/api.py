@@ -26,7 +26,9 @@ def heads(
     """Measure each head of the layer the options describe, on its inputs: the output change
     when the head is removed (`ablation` "zero" or "mean"), attention entropy and confidence,
     gradient importance against `targets` (a file with a tensor `output`), a greedy pruning
-    curve, and the rank agreement of the measures. `out` saves them as an image."""
+    curve, and the rank agreement of the measures with its p-value. `report.candidates` holds
+    the heads that could go first, only those separated from the rest beyond noise (else []).
+    `out` saves them as an image."""
     if ablation not in ABLATIONS:
         raise MhaError(f"--ablation {ablation!r} is not one of {', '.join(ABLATIONS)}")
     path = Path(out) if out is not None else None

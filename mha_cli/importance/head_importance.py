@@ -9,8 +9,15 @@ import torch
 
 from mha_cli.errors import MhaError
 from mha_cli.files.sources import resolve
-from mha_cli.importance.ablation import attention_focus, greedy_pruning, head_terms, single_changes
+from mha_cli.importance.ablation import (
+    attention_focus,
+    greedy_pruning,
+    head_terms,
+    single_change_errors,
+    single_changes,
+)
 from mha_cli.importance.records import HeadMeasure, HeadsReport, PruningStep, correlations
+from mha_cli.importance.spread import lowest_standing_out, rho_needed
 from mha_cli.layer.run import run_attention
 from mha_cli.messages import shape_text
 from mha_cli.spec.spec import AttentionSpec
@@ -55,7 +62,8 @@ def measure_heads(
         target,
     )
     changes = single_changes(terms)
-    entropy, confidence = attention_focus(report.attention_weights, report.mask)
+    errors = single_change_errors(terms)
+    focus = attention_focus(report.attention_weights, report.mask)
     pruning = [
         PruningStep(step, head, change)
         for step, (head, change) in enumerate(greedy_pruning(terms), start=1)
@@ -68,10 +76,13 @@ def measure_heads(
             head=i,
             kv_head=i // group,
             ablation=changes[i],
-            entropy=entropy[i],
-            confidence=confidence[i],
+            entropy=focus.entropy[i],
+            confidence=focus.confidence[i],
             gradient=None if gradient is None else gradient[i],
             pruned_at=step_of[i],
+            ablation_se=errors[i],
+            entropy_se=focus.entropy_se[i],
+            confidence_se=focus.confidence_se[i],
         )
         for i in range(heads)
     ]
@@ -84,7 +95,19 @@ def measure_heads(
         output_norm=terms.output_norm,
         notes=list(report.summary.notes) + _notes(spec, ablation),
     )
-    return replace(result, correlations=correlations(measures, result.measures))
+    rho, p = correlations(measures, result.measures)
+    candidates = lowest_standing_out(
+        [m.ablation for m in measures],
+        [m.ablation_low for m in measures],
+        [m.ablation_high for m in measures],
+    )
+    return replace(
+        result,
+        correlations=rho,
+        correlation_p=p,
+        rho_needed=rho_needed(heads),
+        candidates=candidates,
+    )
 
 
 def _target(targets: Mapping[str, torch.Tensor], output: torch.Tensor) -> torch.Tensor:
@@ -103,6 +126,11 @@ def _notes(spec: AttentionSpec, ablation: str) -> list[str]:
     notes.append(
         f"removing a head: its slice of the concatenation before W_o {how}, the bias of W_o "
         "kept; one forward pass gives every variant (W_o is linear)"
+    )
+    notes.append(
+        "± is 1.96 standard errors over the (example, query) rows, taken as independent; a "
+        "head could go first only when it lies below every other head beyond that and beyond "
+        "the spread of the other heads' figures (t prediction interval, 1 % for the layer)"
     )
     if spec.value_mode == "full":
         notes.append(

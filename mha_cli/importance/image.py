@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mha_cli.importance.records import HeadsRecord
+from mha_cli.importance.records import Z95, HeadsRecord
 from mha_cli.importance.text import MEASURE_LABELS, title_parts
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 BAR = "#4c72b0"
-FIRST = "#dd8452"  # the head that could go first
+FIRST = "#dd8452"  # the head(s) that could go first, when they stand out
 PANEL_HINTS = {
     "ablation": " (%)",
     "entropy": "\nlow: focused on few keys",
@@ -31,14 +31,17 @@ def heads_figure(report: HeadsRecord) -> Figure:
     fig = Figure(figsize=(width, 7.2), dpi=100, layout="constrained")
     grid = fig.add_gridspec(2, len(measures), height_ratios=(1.15, 1))
     _curve(fig.add_subplot(grid[0, :]), report)
-    first = report.ranking()[0].head
+    chosen = set(report.candidates)
     for column, measure in enumerate(measures):
         ax = fig.add_subplot(grid[1, column])
         values = [head.value(measure) for head in report.heads]
+        errors = [Z95 * getattr(head, f"{measure}_se", 0.0) for head in report.heads]
         if measure == "ablation":
             values = [100 * v for v in values]
-        colours = [FIRST if head.head == first else BAR for head in report.heads]
-        ax.bar(range(h), values, color=colours)
+            errors = [100 * e for e in errors]
+        colours = [FIRST if head.head in chosen else BAR for head in report.heads]
+        shown = None if measure == "gradient" else [e if e == e else 0.0 for e in errors]
+        ax.bar(range(h), values, color=colours, yerr=shown, ecolor="#333333", capsize=2)
         label = MEASURE_LABELS[measure] + PANEL_HINTS[measure]
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("head")
@@ -46,9 +49,14 @@ def heads_figure(report: HeadsRecord) -> Figure:
         ax.set_xticks(range(0, h, step))
         ax.grid(axis="y", alpha=0.3)
     layer, run = title_parts(report)
+    if chosen:
+        names = ", ".join(str(i) for i in sorted(chosen))
+        which = "head" if len(chosen) == 1 else "heads"
+        verdict = f"orange: {which} {names}, separated from the others beyond noise: could go first"
+    else:
+        verdict = f"no head stands out (bars: ± {Z95} standard errors over the rows)"
     fig.suptitle(
-        f"How much each head matters ({report.ablation_mode} ablation)\n{layer}; {run}\n"
-        f"orange: head {first}, the one that could go first",
+        f"How much each head matters ({report.ablation_mode} ablation)\n{layer}; {run}\n{verdict}",
         fontsize=10,
     )
     return fig

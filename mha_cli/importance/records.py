@@ -7,6 +7,10 @@ Measures (each paper ranks heads its own way, so they are shown side by side):
 - `confidence`: mean of the largest attention weight per row (Voita et al. 2019);
 - `gradient`: E_x |∂L_x/∂ξ_i| for a gate ξ_i on the head at ξ = 1, L_x the mean squared error
   to the targets (Michel, Levy & Neubig 2019); only with `--targets`.
+
+Each figure is measured on the run's rows (examples x queries); its standard error over those
+rows is kept with it. A head is named as the one that could go first only when it is separated
+from the others beyond that error and beyond the heads' own spread (`attention.spread`).
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from mha_cli.importance.spread import AGREEMENT_ALPHA, spearman, spearman_p
 from mha_cli.layer.records import Source
 from mha_cli.render.display import Displayed
 from mha_cli.spec.spec import AttentionSpec
 
+Z95 = 1.96  # standard errors either side of an estimate: a 95 % interval
 MEASURES = ("ablation", "entropy", "confidence", "gradient")
 
 
@@ -31,10 +37,32 @@ class HeadMeasure:
     confidence: float
     gradient: float | None = None
     pruned_at: int = 0  # the greedy pruning step (1 = first) that removes this head
+    # standard errors over the (example, query) rows (delta method for the ablation ratio)
+    ablation_se: float = math.nan
+    entropy_se: float = math.nan
+    confidence_se: float = math.nan
 
     def value(self, measure: str) -> float:
         value = getattr(self, measure)
         return math.nan if value is None else float(value)
+
+    @property
+    def ablation_low(self) -> float:
+        """The lower end of the ablation figure's interval (Z95 standard errors, at least 0)."""
+        return max(0.0, self.ablation - Z95 * _zero_if_nan(self.ablation_se))
+
+    @property
+    def ablation_high(self) -> float:
+        return self.ablation + Z95 * _zero_if_nan(self.ablation_se)
+
+    def to_dict(self) -> dict[str, Any]:
+        record = asdict(self)
+        record["ablation_interval"] = [self.ablation_low, self.ablation_high]
+        return record
+
+
+def _zero_if_nan(value: float) -> float:
+    return 0.0 if math.isnan(value) else value
 
 
 @dataclass(frozen=True)
@@ -56,6 +84,12 @@ class HeadsRecord:
     output_norm: float  # ||y||_F of the unablated output
     correlations: dict[str, dict[str, float]] = field(default_factory=dict)  # Spearman
     notes: list[str] = field(default_factory=list)
+    # two-sided p-value of each Spearman rho (exact permutations for few heads)
+    correlation_p: dict[str, dict[str, float]] = field(default_factory=dict)
+    # the smallest |rho| significant at AGREEMENT_ALPHA for this many heads
+    rho_needed: float = math.nan
+    # the heads separated from the rest beyond the noise (least important); [] = none stands out
+    candidates: list[int] = field(default_factory=list)
 
     @property
     def measures(self) -> tuple[str, ...]:
@@ -72,10 +106,15 @@ class HeadsRecord:
             "source": None if self.source is None else self.source.to_dict(),
             "ablation": self.ablation_mode,
             "output_norm": self.output_norm,
-            "heads": [asdict(h) for h in self.heads],
+            "interval": f"estimate ± {Z95} standard errors over the (example, query) rows",
+            "heads": [h.to_dict() for h in self.heads],
             "ranking": [h.head for h in self.ranking()],
+            "candidates": list(self.candidates),
             "pruning": [asdict(s) for s in self.pruning],
             "spearman": self.correlations,
+            "spearman_p": self.correlation_p,
+            "spearman_alpha": AGREEMENT_ALPHA,
+            "spearman_rho_needed": self.rho_needed,
             "notes": list(self.notes),
         }
 
@@ -84,43 +123,18 @@ def _key(value: float) -> float:
     return math.inf if math.isnan(value) else value
 
 
-def ranks(values: list[float]) -> list[float]:
-    """Ranks from 1, ties sharing their average rank (as Spearman's rho needs)."""
-    order = sorted(range(len(values)), key=lambda i: values[i])
-    result = [0.0] * len(values)
-    start = 0
-    while start < len(order):
-        end = start
-        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
-            end += 1
-        for position in range(start, end + 1):
-            result[order[position]] = (start + end) / 2 + 1
-        start = end + 1
-    return result
-
-
-def spearman(a: list[float], b: list[float]) -> float:
-    """Spearman's rank correlation: Pearson's correlation of the ranks; NaN when either
-    measure is the same for every head (or NaN anywhere)."""
-    if len(a) < 2 or any(math.isnan(v) for v in a + b):
-        return math.nan
-    ra, rb = ranks(a), ranks(b)
-    mean_a, mean_b = sum(ra) / len(ra), sum(rb) / len(rb)
-    cov = sum((x - mean_a) * (y - mean_b) for x, y in zip(ra, rb, strict=True))
-    var_a = sum((x - mean_a) ** 2 for x in ra)
-    var_b = sum((y - mean_b) ** 2 for y in rb)
-    if var_a == 0 or var_b == 0:
-        return math.nan
-    return cov / math.sqrt(var_a * var_b)
-
-
 def correlations(
     heads: list[HeadMeasure], measures: tuple[str, ...]
-) -> dict[str, dict[str, float]]:
-    """Spearman's rho between every two measures, as a nested dict (symmetric, 1 on the
-    diagonal when defined)."""
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+    """Spearman's rho between every two measures and its two-sided p-value, as nested dicts
+    (symmetric; rho 1 on the diagonal when defined, p NaN there)."""
     columns = {m: [h.value(m) for h in heads] for m in measures}
-    return {a: {b: spearman(columns[a], columns[b]) for b in measures} for a in measures}
+    rho = {a: {b: spearman(columns[a], columns[b]) for b in measures} for a in measures}
+    p = {
+        a: {b: math.nan if a == b else spearman_p(columns[a], columns[b]) for b in measures}
+        for a in measures
+    }
+    return rho, p
 
 
 @dataclass(frozen=True, eq=False)

@@ -34,11 +34,15 @@ def parse_expectation(text: str) -> Expectation:
         )
     if target in SCALARS:
         try:
-            return Expectation(target, int(value))
+            number = int(value)
         except ValueError:
+            number = -1
+        if number < 0 or (number == 0 and target == "head_dim"):
             raise MhaError(
-                f"--expect {text!r}: {target} is a whole number, e.g. {target}=40000"
-            ) from None
+                f"--expect {text!r}: {target} is a whole number of 0 or more"
+                f"{'' if target != 'head_dim' else ' (1 or more)'}, e.g. {target}=40000"
+            )
+        return Expectation(target, number)
     return Expectation(target, parse_shape(value, option=f"--expect {target}"))
 
 

@@ -2,7 +2,7 @@
 recording every step of its forward pass.
 
 Besides the chapter's layer it builds what real models add: fewer key-value heads (grouped-
-query and multi-query attention), values kept whole per head (`value_mode="full"`, seed Q12),
+query and multi-query attention), values kept whole per head (`value_mode="full"`),
 a head dim other than num_hiddens / num_heads, per-head RMSNorm of queries and keys, rotary
 position embedding, a sliding window, and biases on some projections only.
 Shapes use the letters of `mha_cli.spec.axes`: b batch, q queries, k key-value pairs,

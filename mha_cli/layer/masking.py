@@ -1,7 +1,7 @@
 """d2l's masking: padding by position (`valid_lens`) and, optionally, future keys (causal) and
 keys beyond a sliding window.
 
-The mask is positional, not top-k (seed Q5): a key is masked because it is padding, in the
+The mask is positional, not top-k: a key is masked because it is padding, in the
 future, or too far in the past, never because its score is low. Keys sit at positions
 0..k-1; with fewer queries than keys the queries are the last positions (decoding with a cache).
 """

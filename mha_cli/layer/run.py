@@ -159,6 +159,7 @@ def make_layer(spec: AttentionSpec) -> MultiHeadAttention | AdditiveAttention:
         scaling = None if spec.rope_scaling is None else dict(spec.rope_scaling)
         with torch.device("cpu"):  # a constant of the layer, never a meta tensor
             inv_freq = inverse_frequencies(spec.rotary_dim, spec.rope_theta, scaling)
+        _refuse_non_finite_angles(spec, inv_freq)
         rotary = Rotary(inv_freq, spec.rope)
     return MultiHeadAttention(
         spec.key_size,
@@ -178,6 +179,19 @@ def make_layer(spec: AttentionSpec) -> MultiHeadAttention | AdditiveAttention:
         norm_eps=spec.norm_eps,
         rotary=rotary,
     )
+
+
+def _refuse_non_finite_angles(spec: AttentionSpec, inv_freq: torch.Tensor) -> None:
+    """Angles `position * inv_freq` that overflow float32 turn every stage from the rotation
+    on into NaN: a base or scaling this extreme is refused, not run."""
+    last = float(max(spec.kv, spec.queries))
+    largest = float(inv_freq.abs().max()) * last if inv_freq.numel() else 0.0
+    if not (bool(torch.isfinite(inv_freq).all()) and largest < torch.finfo(torch.float32).max):
+        scaled = "" if spec.rope_scaling is None else " and rope_scaling"
+        raise MhaError(
+            f"{spec.given('rope_theta')}{scaled} make the rotary angles overflow float32 (every "
+            "stage from queries.rope on would be NaN); use a base such as 10000"
+        )
 
 
 def make_inputs(

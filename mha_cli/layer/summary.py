@@ -30,12 +30,12 @@ def summarize(
         parameter_bytes=sum(p.numel() * p.element_size() for p in layer.parameters()),
         head_slices=head_slices(spec),
         masked_keys=masked_keys(spec),
-        notes=_notes(spec, attention),
+        notes=_notes(spec, attention, layer),
     )
 
 
 def head_slices(spec: AttentionSpec) -> list[tuple[str, tuple[int, int], str]]:
-    """The part of each weight (out_features, in_features) that head i uses (seed Q6)."""
+    """The part of each weight (out_features, in_features) that head i uses."""
     if spec.score == "additive":
         return []
     d = spec.head_dim
@@ -111,7 +111,7 @@ def _positions_note(spec: AttentionSpec) -> str | None:
     )
 
 
-def _notes(spec: AttentionSpec, attention: torch.Tensor | None) -> list[str]:
+def _notes(spec: AttentionSpec, attention: torch.Tensor | None, layer: nn.Module) -> list[str]:
     notes = []
     positions = _positions_note(spec)
     if positions:
@@ -151,18 +151,77 @@ def _notes(spec: AttentionSpec, attention: torch.Tensor | None) -> list[str]:
         )
     if spec.dtype == "float16":
         notes.append("float16 cannot hold d2l's -1e6 mask value: masked scores use -65504 instead")
-    if attention is not None and spec.heads > 1 and _heads_identical(attention):
-        why = (
-            "with --inputs ones every query and every key is the same vector, so each valid key "
-            "gets the same score and every head spreads its weight evenly over the valid keys"
-            if spec.inputs == "ones"
-            else "the heads see scores that are equal across keys"
-        )
+    if attention is not None and not bool(torch.isfinite(attention).all()):
+        bad = int((~torch.isfinite(attention)).sum())
         notes.append(
-            f"all {spec.heads} heads have the same weights: {why} (seed Q3); "
-            "use --inputs randn to see the heads differ"
+            f"{bad:,} attention weights are not finite (NaN or inf): the scores overflowed "
+            f"{spec.dtype} or the weights or inputs hold such values; heatmaps leave those cells "
+            "blank (the terminal marks them !!); try --dtype float32"
         )
+    if attention is not None and spec.heads > 1 and _heads_identical(attention):
+        notes.append(identical_heads_note(spec, attention, layer))
     return notes
+
+
+def identical_heads_note(spec: AttentionSpec, attention: torch.Tensor, layer: nn.Module) -> str:
+    """Why every head has the same attention weights: the weights, the inputs, or neither.
+
+    Equal weights per head (a constant initialisation) make equal heads whatever the inputs;
+    inputs that repeat one vector (the book's ones) make every valid key score the same in
+    every head whatever the weights. Each cause found is named, with what would change it."""
+    causes, fixes = [], []
+    same_slices = _same_score_slices(spec, layer)
+    if same_slices is not None:
+        causes.append(
+            f"every head has the same slice of W_q and of W_k ({same_slices}), so every head "
+            "computes the same scores"
+        )
+        fixes.append(
+            "heads differ only when their weights do: use random (--seed) or trained weights"
+        )
+    if uniform_over_valid_keys(attention):
+        inputs = (
+            "with --inputs ones every query and every key is the same vector"
+            if spec.inputs == "ones"
+            else "the inputs give every valid key the same score"
+        )
+        causes.append(
+            f"{inputs}, so each valid key gets the same score and every head spreads its weight "
+            "evenly over the valid keys"
+        )
+        fixes.append("use --inputs randn to see the heads differ")
+    if not causes:
+        causes.append("their weights differ, yet their scores come out equal")
+    return (
+        f"all {spec.heads} heads have the same attention weights: "
+        + "; and ".join(causes)
+        + ("; " + "; ".join(fixes) if fixes else "")
+    )
+
+
+def _same_score_slices(spec: AttentionSpec, layer: nn.Module) -> str | None:
+    """How the heads' slices of W_q and W_k are equal (None when they are not): one value in
+    every weight (a constant initialisation), or equal slices."""
+    if spec.score != "dot" or spec.rope != "none":
+        return None
+    w_q, w_k = getattr(layer, "W_q", None), getattr(layer, "W_k", None)
+    if not isinstance(w_q, nn.Linear) or not isinstance(w_k, nn.Linear):
+        return None
+    slices = [
+        w.weight.detach().reshape(n, -1) for w, n in ((w_q, spec.heads), (w_k, spec.kv_heads))
+    ]
+    if not all(bool(torch.equal(s, s[:1].expand_as(s))) for s in slices):
+        return None
+    if all(bool((s == s.reshape(-1)[0]).all()) for s in slices):
+        return "every weight holds one value: a constant initialisation"
+    return "their rows are equal"
+
+
+def uniform_over_valid_keys(attention: torch.Tensor) -> bool:
+    """(b, h, q, k): does every query give each key it sees (weight above 0) the same weight?"""
+    seen = attention.float() > 1e-12
+    top = attention.float().amax(dim=-1, keepdim=True).expand_as(attention)
+    return bool(torch.allclose(attention.float()[seen], top[seen], atol=1e-6))
 
 
 def _has_empty_rows(spec: AttentionSpec) -> bool:

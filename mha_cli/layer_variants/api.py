@@ -1,4 +1,4 @@
-"""`mha_cli.variants(...)`: variants of one layer side by side (seed Q12), every number from a
+"""`mha_cli.variants(...)`: variants of one layer side by side, every number from a
 recorded run of each variant on the meta device."""
 
 from __future__ import annotations

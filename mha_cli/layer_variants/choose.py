@@ -1,6 +1,7 @@
 """Which variants of a layer to compare: the default set, or the user's `--variant` settings.
 
-The default set answers seed Q12 and the key-value head question at once: the chapter's
+The default set answers the readers' question on values kept whole per head (with a note on
+its other reading, heads summed) and the key-value head question at once: the chapter's
 layer (values split across heads), values kept whole per head, grouped-query attention with
 about a quarter of the heads as key-value heads, and multi-query attention. Pure Python.
 """
@@ -17,6 +18,7 @@ from mha_cli.spec.spec import SPEC_FIELDS, AttentionSpec
 from mha_cli.spec.validation import divisors
 
 REFERENCE = "MHA, values split (d2l)"
+WHOLE = "MHA, values whole per head"
 # Settings a variant may change: the layer's shape, never where it runs or what it reads.
 NOT_VARIED = ("device", "weights", "inputs", "layer", "seed")
 VARIED = tuple(name for name in SPEC_FIELDS if name not in NOT_VARIED)
@@ -38,6 +40,20 @@ def grouped_kv_heads(heads: int) -> int | None:
     return min(between, key=lambda d: (abs(d - heads / 4), -d))
 
 
+def summed_heads_note(spec: AttentionSpec) -> str:
+    """The other reading of "values not split, then combined": heads summed, not concatenated."""
+    h, hiddens = spec.heads, spec.hiddens
+    return (
+        f"the other reading, heads summed instead of concatenated: each of the {h} heads keeps "
+        f"all {hiddens} value features and their outputs are added, so W_o stays {hiddens} x "
+        f"{hiddens} and the parameters stay d2l's; but with one W_v shared by every head the sum "
+        f"is (A_1 + ... + A_{h}) V, one averaged attention pattern, and the heads no longer "
+        "write different things. d2l's concatenation followed by W_o is itself a sum over the "
+        "heads (W_o's column block i times head i's output), so splitting the values costs no "
+        "parameters and keeps each head's output its own"
+    )
+
+
 def default_variants(spec: AttentionSpec) -> tuple[list[Variant], list[str]]:
     """The default columns (the layer as given first when it is none of them) and notes on
     the ones that cannot be built for these sizes."""
@@ -48,9 +64,9 @@ def default_variants(spec: AttentionSpec) -> tuple[list[Variant], list[str]]:
         )
     variants = [
         Variant(REFERENCE, {"kv_heads": None, "value_mode": "split"}),
-        Variant("MHA, values whole (Q12)", {"kv_heads": None, "value_mode": "full"}),
+        Variant(WHOLE, {"kv_heads": None, "value_mode": "full"}),
     ]
-    notes = []
+    notes = [summed_heads_note(spec)] if spec.heads > 1 else []
     grouped = grouped_kv_heads(spec.heads)
     if grouped is not None:
         variants.append(

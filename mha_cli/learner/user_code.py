@@ -15,21 +15,36 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType, TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from mha_cli.errors import MhaError
+from mha_cli.errors import EXIT_FAILED_CHECK, MhaError
 from mha_cli.messages import suggest
+
+if TYPE_CHECKING:
+    from mha_cli.tracing.report import TraceReport
 
 T = TypeVar("T")
 FORM = "FILE.py:NAME or package.module:NAME"
 
 
 class UserCodeError(MhaError):
-    """The user's own code raised an exception while mha ran it."""
+    """The user's own code raised an exception (or called sys.exit) while mha ran it."""
+
+
+class ModuleFailed(UserCodeError):
+    """The traced module's forward raised, or left a layer it declares uncalled: `report`
+    holds the steps recorded up to there. Exit code 2, or 1 under `--check` (the module
+    is the one at fault, and a check that cannot pass has failed)."""
+
+    def __init__(self, message: str, report: TraceReport, checked: bool) -> None:
+        super().__init__(message)
+        self.report = report
+        if checked:
+            self.exit_code = EXIT_FAILED_CHECK
 
 
 @dataclass(frozen=True)
@@ -123,11 +138,29 @@ def user_code(
     `not_theirs`: exceptions of mha's own code running inside theirs (a recorder's bug)."""
     passed: tuple[type[BaseException], ...] = (MhaError, KeyboardInterrupt, *not_theirs)
     try:
-        yield
+        with redirect_stdout(sys.stderr):  # the user's print()s: stdout is mha's output
+            yield
+    except SystemExit as error:
+        raise UserCodeError(_exited(error, target, roots)) from error
     except Exception as error:
         if isinstance(error, passed):
             raise
         raise UserCodeError(describe(error, target, roots)) from error
+
+
+def _exited(error: SystemExit, target: str, roots: tuple[str, ...]) -> str:
+    """sys.exit(...) in the user's code: mha is not theirs to end; say where it was called."""
+    frame = _user_frame(error.__traceback__, roots)
+    where = ""
+    if frame is not None:
+        line = (frame.line or "").strip()
+        where = f" at {_short(frame.filename)}:{frame.lineno}" + (f" ({line})" if line else "")
+    code = "" if error.code is None else repr(error.code)
+    return (
+        f"{target}: your code ends the program (SystemExit({code})){where} while mha runs "
+        "it; mha cannot trace a module that exits: remove the call, or put script code under "
+        '`if __name__ == "__main__":`'
+    )
 
 
 def call_user(target: Target, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -135,8 +168,9 @@ def call_user(target: Target, function: Callable[..., T], *args: Any, **kwargs: 
         return function(*args, **kwargs)
 
 
-def describe(error: BaseException, target: str, roots: tuple[str, ...]) -> str:
-    """`attention.py:42 (scores = ...): RuntimeError: shapes cannot be multiplied ...`."""
+def describe(error: BaseException, target: str, roots: tuple[str, ...], operation: str = "") -> str:
+    """`attention.py:42 (scores = ...): RuntimeError: shapes cannot be multiplied ...`;
+    `operation` ("bmm of (10, 4, 20) float32, ...") names the torch call that raised."""
     message = " ".join(str(error).split()) or "(no message)"
     if len(message) > 300:
         message = message[:297] + "..."
@@ -145,6 +179,8 @@ def describe(error: BaseException, target: str, roots: tuple[str, ...]) -> str:
     if frame is not None:
         line = (frame.line or "").strip()
         where = f" at {_short(frame.filename)}:{frame.lineno}" + (f" ({line})" if line else "")
+    if operation:
+        where += f" in {operation}"
     return (
         f"{target}: your code raised {type(error).__name__}{where}: {message} "
         "(MHA_DEBUG=1 shows the whole traceback)"

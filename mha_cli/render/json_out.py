@@ -19,8 +19,8 @@ SCHEMA_VERSIONS = {
     "mha.variants": 1,
     "mha.compare": 1,
     "mha.trace": 1,
-    "mha.weights": 1,
-    "mha.heads": 1,
+    "mha.weights": 2,
+    "mha.heads": 2,
     "mha.diagram": 1,
 }
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from mha_cli.layer.records import RunRecord, Source
 from mha_cli.messages import listing, shape_text
 from mha_cli.render import numbers
+from mha_cli.spec.axes import legend
+from mha_cli.spec.spec import AttentionSpec
 
 FLOP_CONVENTION = (
     "matmuls only, a multiply-add = 2 FLOPs (torch.utils.flop_counter's convention); "
@@ -33,6 +35,7 @@ def summary_lines(report: RunRecord) -> list[str]:
                 f"{d2l_dim:g}), so W_q has num_heads x head dim = "
                 f"{summary.num_heads * summary.head_dim} outputs  ({heads})"
             )
+        lines.append(_notation_line(report))
         for name, shape, where in summary.head_slices:
             lines.append(f"  head i uses {name}[{where}]: {shape_text(shape)}")
     lines.append(_params_line(report))
@@ -44,6 +47,10 @@ def summary_lines(report: RunRecord) -> list[str]:
     lines.extend(_mask_lines(report))
     out = report.stages[-1]
     lines.append(f"output: {shape_text(out.shape)} = ({', '.join(out.axes)}): one row per query")
+    lines.append(legend([axis for stage in report.stages for axis in stage.axes]))
+    sequences = _sequences_line(spec)
+    if sequences:
+        lines.append(sequences)
     if report.source is not None:
         lines.extend(source_lines(report.source))
     lines.extend(f"note: {note}" for note in summary.notes)
@@ -64,6 +71,40 @@ def source_lines(source: Source) -> list[str]:
             f"  read {len(keys)} tensor{'s' if len(keys) > 1 else ''}{where}: {listing(keys)}"
         )
     return lines
+
+
+def _notation_line(report: RunRecord) -> str:
+    """The book's names for the same numbers: h heads, each p_q = p_k = p_v = p_o / h wide."""
+    spec, summary = report.spec, report.summary
+    h, p_o, p = summary.num_heads, spec.hiddens, summary.head_dim
+    book = f"  in the book's notation: h = {h} heads"
+    if p * h != p_o:
+        return book + f", p_q = p_k = p_v = {p} (set on its own; p_o / h would be {p_o / h:g})"
+    if spec.value_mode == "full":
+        return (
+            book + f", p_q = p_k = p_o / h = {p_o} / {h} = {p}, but p_v = p_o = {p_o}: "
+            "values kept whole"
+        )
+    return book + f", p_q = p_k = p_v = p_o / h = {p_o} / {h} = {p} (p_o = num_hiddens)"
+
+
+def _sequences_line(spec: AttentionSpec) -> str | None:
+    """How many sequences the queries and the key-value pairs come from: one (self-attention)
+    or two (cross-attention), as far as their lengths tell."""
+    queries, kv = spec.queries, spec.kv
+    if queries == kv:
+        return None
+    both = (
+        f"{queries} queries and {kv} key-value pairs: cross-attention, the queries come from one "
+        "sequence and the keys and values from another; self-attention has one sequence, so as "
+        "many queries as key-value pairs"
+    )
+    if queries < kv and (spec.causal or spec.rope != "none"):
+        both += (
+            f", unless, as here with positions, the {queries} queries are the last positions of "
+            "that one sequence (decoding with a cache)"
+        )
+    return both
 
 
 def _params_line(report: RunRecord) -> str:

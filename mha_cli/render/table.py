@@ -160,7 +160,7 @@ def layer_title(report: RunRecord) -> str:
     )
 
 
-def _layer_name(spec: AttentionSpec) -> str:  # type: ignore[type-arg]
+def _layer_name(spec: AttentionSpec) -> str:
     if spec.score == "additive":
         return "AdditiveAttention"
     if spec.kv_heads != spec.heads:

@@ -48,6 +48,42 @@ NOUNS = {
 }
 
 
+# What one index of each axis counts, grouped for the legend under the stage table: the readers
+# ask which sizes are sequence lengths (number_of_QKV) and which are feature widths (length_of_QKV).
+POSITIONS = (QUERIES, KV_PAIRS)
+FEATURES = (QUERY_SIZE, KEY_SIZE, VALUE_SIZE, HIDDENS, HEAD_DIM)
+
+
+def legend(names: list[str]) -> str:
+    """One line saying what the axes among `names` count, e.g. `queries and kv pairs count
+    positions in a sequence ...`; folded axes such as `(batch heads)` count each of theirs."""
+    known = (BATCH, *POSITIONS, *FEATURES, HEADS, KV_HEADS)
+    present: set[str] = set()
+    for name in names:
+        if name.startswith("("):
+            present.update(k for k in known if k in name)
+        else:
+            present.add(name)
+    parts = []
+    positions = [n for n in POSITIONS if n in present]
+    if positions:
+        parts.append(
+            f"{_and(positions)} count positions in a sequence (a length, such as num_steps)"
+        )
+    features = [n for n in FEATURES if n in present]
+    if features:
+        parts.append(f"{_and(features)} count features (a width, such as num_hiddens)")
+    if BATCH in present:
+        parts.append("batch counts examples")
+    if HEADS in present or KV_HEADS in present:
+        parts.append("heads count attention heads")
+    return "axes: " + "; ".join(parts)
+
+
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
 def canonical(name: str) -> str:
     """The vocabulary's name for `name` (an alias such as `keys` or `k`, or the name itself)."""
     return ALIASES.get(name, name)

@@ -21,6 +21,12 @@ ROPES = ("none", "half", "interleaved")
 DTYPES = ("float32", "float64", "float16", "bfloat16")
 DEVICES = ("cpu", "meta", "cuda")
 INPUT_KINDS = ("randn", "ones")
+# A switch the options can turn off, and the config's settings that only mean something with
+# it on: `--rope none` turns off the config's rotary dims and scaling, `--no-causal` its window.
+DEPENDENTS: dict[str, tuple[Any, tuple[str, ...]]] = {
+    "rope": ("none", ("rotary_dim", "rope_scaling")),
+    "causal": (False, ("window",)),
+}
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,25 @@ class AttentionSpec:
     device: str = "cpu"
     # Fields the user set (config or command line): sizes read from files may fill the others.
     explicit: frozenset[str] = field(default=frozenset(), compare=False)
+    # Where each set field came from ("command line", "options", "config x.toml"), for messages.
+    origins: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+
+    def given(self, key: str) -> str:
+        """How field `key` was given, for a message: `--rope-theta inf` as an option (command
+        line or API keyword), `rope_theta = inf (config x.toml)` from a config, and
+        `rope_theta = inf` when nothing set it (a default, or a file's value)."""
+        value = getattr(self, key)
+        shown = (
+            "none" if value is None else str(value).lower() if isinstance(value, bool) else value
+        )
+        if key == "rope_scaling" and value is not None:
+            shown = "{" + ", ".join(f"{k} = {v!r}" for k, v in value) + "}"
+        origin = dict(self.origins).get(key)
+        if origin is None or origin.startswith(("config ", "preset ")):
+            return f"{key} = {shown}" + ("" if origin is None else f" ({origin})")
+        if isinstance(value, bool):
+            return "--" + ("" if value else "no-") + key.replace("_", "-")
+        return f"--{key.replace('_', '-')} {shown}"
 
     @property
     def query_offset(self) -> int:
@@ -97,14 +122,14 @@ class AttentionSpec:
     def to_dict(self) -> dict[str, Any]:
         """The specification as JSON-ready data, with the derived sizes filled in."""
         final = self.final()
-        record = {f.name: getattr(final, f.name) for f in fields(self) if f.name != "explicit"}
+        record = {f.name: getattr(final, f.name) for f in fields(self) if f.name in SPEC_FIELDS}
         record["rope_scaling"] = None if self.rope_scaling is None else dict(self.rope_scaling)
         if self.valid_lens is not None:
             record["valid_lens"] = as_lists(self.valid_lens)
         return record
 
 
-SPEC_FIELDS = tuple(f.name for f in fields(AttentionSpec) if f.name != "explicit")
+SPEC_FIELDS = tuple(f.name for f in fields(AttentionSpec) if f.name not in ("explicit", "origins"))
 
 
 def as_lists(value: Any) -> Any:

@@ -19,6 +19,11 @@ def trace(target: Any, *, check: bool = False, config: Any = None, **options: An
     Returns a `TraceReport`: the traced table when printed, with the module's attention weights
     (b, h, q, k) and output beside it. `check=True` compares the module with mha's reference run
     with the same weights and inputs: `report.check.agrees`, and what differs where it does not.
+
+    A module whose forward raises (or, with `check=True`, leaves a lazy layer such as W_o
+    uncalled) raises `ModuleFailed` (mha_cli.learner.user_code): one line naming the user's line,
+    the operation and its shapes, with the steps recorded up to there as `error.report`. The
+    user's code printing goes to stderr while it runs; a `sys.exit` in it is a `UserCodeError`.
     """
     return trace_report(target, config, options, check=check)
 

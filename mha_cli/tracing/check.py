@@ -24,9 +24,18 @@ from mha_cli.learner.user_module import Prepared
 from mha_cli.spec.spec import AttentionSpec
 from mha_cli.spec.validation import validate
 from mha_cli.tolerance import Tolerance, tolerance
+from mha_cli.tracing.axes import RESHAPES
 from mha_cli.tracing.explain import explain
-from mha_cli.tracing.match import Match, candidates, effective, match_step, reference_forms
-from mha_cli.tracing.records import CheckResult, TensorAgreement
+from mha_cli.tracing.match import (
+    Form,
+    Match,
+    agree,
+    candidates,
+    effective,
+    match_step,
+    reference_forms,
+)
+from mha_cli.tracing.records import CheckResult, TensorAgreement, TraceGroup
 from mha_cli.tracing.tracing import Trace
 
 
@@ -64,8 +73,6 @@ def check_module(
         value = trace.values.get(index)
         if value is not None and candidates(value, forms):
             matches[index] = match_step(value, forms, tol)
-    divergence = first_divergence(trace, matches)
-
     mine = _user_output(trace, golden, prepared.sequence_first)
     output = _compare("output", mine, ref.output_tensor, golden.output_tensor, tol)
     weights = None
@@ -84,12 +91,84 @@ def check_module(
     )
     differing: set[int] = set()
     if not result.agrees:
-        reasons = explain(trace, matches, divergence, forms, reference_spec, golden, user_weights)
+        misshaped = reshaped_as_another(trace, matches, forms, tol)
+        divergence = first_divergence(trace, matches)
+        reasons = explain(
+            trace, matches, divergence, forms, reference_spec, golden, user_weights, misshaped
+        )
+        if divergence is None and not output.agrees:
+            reasons = [*_returned_stage(prepared, trace, mine, forms, tol), *reasons]
         result = replace(result, divergence=divergence, explanations=reasons)
         if divergence is not None:
             later = _descendants(trace, divergence)
             differing = {divergence} | {i for i in later if i in matches and matches[i] is None}
     return Checked(result, matches, differing, ref)
+
+
+FINAL = ("W_o", "output")
+
+
+def _returned_stage(
+    prepared: Prepared, trace: Trace, mine: torch.Tensor, forms: list[Form], tol: Tolerance
+) -> list[str]:
+    """Every step matched and yet the output differs: forward returned a stage of d2l's layer
+    before its end (the heads joined, W_o never applied); say which, and what never ran."""
+    final = [f for f in forms if f.name not in FINAL]
+    match = match_step(mine.detach(), final, tol)
+    if match is None:
+        return []
+    called = {row.module for row in trace.rows if isinstance(row, TraceGroup)}
+    uncalled = [
+        f"{path} ({type(child).__name__})"
+        for path, child in prepared.module.named_modules()
+        if path and path not in called and any(True for _ in child.parameters(recurse=False))
+    ]
+    how = f" ({match.how})" if match.how else ""
+    verb = "was" if len(uncalled) == 1 else "were"
+    never = f"; {', '.join(uncalled)} {verb} never called in forward" if uncalled else ""
+    return [
+        f"your forward returns d2l's {match.form}{how}, a stage before the layer's output"
+        f"{never}: d2l's forward ends with self.W_o(...) on the joined heads"
+    ]
+
+
+def reshaped_as_another(
+    trace: Trace, matches: dict[int, Match | None], forms: list[Form], tol: Tolerance
+) -> dict[int, tuple[Match, str]]:
+    """Reshapes that have the very shape of one reference stage and hold the same numbers in
+    another order: their numbers are another stage's in its first order (`transpose_qkv`
+    folding the heads without the permute equals `W_q` reshaped, not `queries.fold`). They
+    are what goes wrong, and are unmatched from here on, with the steps computed from them
+    that only matched by reshaping or reordering. Returns step -> (what it matched, the stage
+    whose shape it has)."""
+    by_name = {f.name: f for f in forms}
+    steps = {s.index: s for s in trace.steps}
+    found: dict[int, tuple[Match, str]] = {}
+    for index in sorted(matches):
+        match, value = matches[index], trace.values.get(index)
+        if match is None or match.how != "reshaped" or value is None:
+            continue
+        if steps[index].stage.name not in RESHAPES or not value.is_floating_point():
+            continue
+        held = by_name[match.form]
+        shaped = next(
+            (
+                f.name
+                for f in forms
+                if not f.integer
+                and tuple(f.golden.shape) == tuple(value.shape)
+                and agree(f.sorted, held.sorted, tol, max(f.reference_error, held.reference_error))
+            ),
+            None,
+        )
+        if shaped is not None:
+            found[index] = (match, shaped)
+    for index in found:
+        matches[index] = None
+        for later in _descendants(trace, index):
+            if (match := matches.get(later)) is not None and match.how:
+                matches[later] = None
+    return found
 
 
 def first_divergence(trace: Trace, matches: dict[int, Match | None]) -> int | None:

@@ -20,7 +20,15 @@ from mha_cli.spec.axes import HEAD_DIM, HEADS, HIDDENS
 from mha_cli.spec.spec import AttentionSpec
 from mha_cli.tolerance import tolerance
 from mha_cli.tracing.axes import RESHAPES
-from mha_cli.tracing.match import MASKED, UNSCALED, Form, Match, agree, effective
+from mha_cli.tracing.match import (
+    MASKED,
+    SCALED_QUERIES,
+    UNSCALED,
+    Form,
+    Match,
+    agree,
+    effective,
+)
 from mha_cli.tracing.tracing import SOFTMAXES, Trace
 
 
@@ -32,6 +40,7 @@ class _Context:
         forms: list[Form],
         spec: AttentionSpec,
         golden: Report,
+        misshaped: dict[int, tuple[Match, str]],
     ) -> None:
         self.trace, self.matches, self.forms, self.spec, self.golden = (
             trace,
@@ -40,6 +49,7 @@ class _Context:
             spec,
             golden,
         )
+        self.misshaped = misshaped
         self.steps = {s.index: s for s in trace.steps}
         self.tol = tolerance(spec.dtype)
 
@@ -65,8 +75,9 @@ def explain(
     spec: AttentionSpec,
     golden: Report,
     user_weights: torch.Tensor | None,
+    misshaped: dict[int, tuple[Match, str]] | None = None,
 ) -> list[str]:
-    context = _Context(trace, matches, forms, spec, golden)
+    context = _Context(trace, matches, forms, spec, golden, misshaped or {})
     reasons: list[str] = []
     if divergence is not None:
         for recognise in STEP_RECOGNISERS:
@@ -74,7 +85,8 @@ def explain(
             if found:
                 reasons.append(found)
                 break
-    if user_weights is not None:
+    # Weights normalised over another axis give masked keys weight: no mask reading then.
+    if user_weights is not None and not (reasons and reasons[0].startswith(WRONG_AXIS)):
         reasons += [
             r for r in (_causal(context, user_weights), _masked_keys(context, user_weights)) if r
         ]
@@ -146,7 +158,7 @@ def _unscaled(c: _Context, index: int) -> str | None:
     if value is None or not value.is_floating_point():
         return None
     mine = effective(value).flatten()
-    for form in (f for f in c.forms if f.name.startswith(("scores", UNSCALED))):
+    for form in (f for f in c.forms if f.name.startswith(("scores", UNSCALED, SCALED_QUERIES))):
         theirs = form.golden.flatten()
         finite = torch.isfinite(theirs) & (theirs.abs() > 1e-3)
         if (
@@ -160,13 +172,36 @@ def _unscaled(c: _Context, index: int) -> str | None:
             mine[finite], theirs[finite] * ratio, c.tol, form.reference_error
         ):
             continue
-        if math.isclose(ratio * root, 1, rel_tol=1e-3):
+        unscaled = form.name.startswith(UNSCALED)  # ratio to q·kᵀ, not to q·kᵀ / sqrt(d)
+        if math.isclose(ratio * (d if unscaled else root), 1, rel_tol=1e-3):
             return (
                 f"these scores are divided by d = {d} (or twice by sqrt(d)); d2l divides them "
                 f"once, by sqrt(d) ≈ {root:.3g}"
             )
+        # mine = q·kᵀ / sqrt(n): n from the ratio to d2l's scores (q·kᵀ / sqrt(d)) or to q·kᵀ
+        divisor = (1 if unscaled else d) / ratio**2
+        whole = round(divisor)
+        what = "queries" if form.name == SCALED_QUERIES else "scores"
+        if whole >= 2 and math.isclose(divisor, whole, rel_tol=1e-3):
+            return (
+                f"these {what} are divided by sqrt({whole}){_named(c, whole)} instead of sqrt({d})"
+                f" (d2l's {form.name} times {ratio:.4g}); d2l divides by the square root of one "
+                f"head's width, d = queries.shape[-1] = {d} (num_hiddens / num_heads)"
+            )
         return f"these values are d2l's {form.name} times {ratio:.4g}"
     return None
+
+
+def _named(c: _Context, size: int) -> str:
+    """Which of the layer's sizes a wrong divisor is, when one is."""
+    names = [
+        ("num_hiddens", c.spec.hiddens),
+        ("the query size", c.spec.final().query_size),
+        ("num_heads", c.spec.heads),
+        ("the number of keys", c.spec.kv),
+    ]
+    found = next((name for name, value in names if value == size), None)
+    return "" if found is None else f" ({found})"
 
 
 def _wrong_end(c: _Context, index: int) -> str | None:
@@ -215,7 +250,85 @@ def _merge_order(c: _Context, index: int) -> str | None:
     return None
 
 
+PROJECTIONS = ("W_q", "W_k", "W_v", "queries", "keys", "values")
+JOINED = ("weighted_sum", "output.", "dropout", "masked_softmax")
+
+
+def _no_permute(c: _Context, index: int) -> str | None:
+    """A reshape that folds or joins the heads straight, without the permute d2l has first:
+    the step has a reference stage's shape and another's numbers, in their first order."""
+    if index not in c.misshaped:
+        return None
+    match, _shape_of = c.misshaped[index]
+    step = c.steps[index]
+    parents = [c.steps[p] for p in c.trace.parents.get(index, []) if p in c.steps]
+    source = next((p for p in parents if p.stage.axes), None)
+    before = f"({', '.join(source.axis_labels())}) " if source is not None else ""
+    after = f"({', '.join(step.axis_labels())})"
+    where = f"{step.location} ({step.stage.code})"
+    if match.form.startswith(PROJECTIONS):
+        return (
+            f"the heads are folded into the batch without the permute: {where} reshapes "
+            f"{before}straight into {after}; the heads axis was not moved next to the batch "
+            'axis first, so each "head" of the fold mixes positions (its rows are '
+            f"consecutive pieces of {match.form}, not one head's features at every position); "
+            "d2l's transpose_qkv calls X.permute(0, 2, 1, 3) before "
+            "X.reshape(-1, X.shape[2], X.shape[3])"
+        )
+    if match.form.startswith(JOINED):
+        return (
+            f"the heads are joined without the permute: {where} reshapes {before}straight "
+            f"into {after}; the heads axis was not moved next to the head dim first, so each "
+            "query's row mixes positions (it is a piece of one head's outputs for several "
+            "queries); d2l's transpose_output calls X.permute(0, 2, 1, 3) before "
+            "X.reshape(X.shape[0], X.shape[1], -1)"
+        )
+    return (
+        f"{where} has the shape {tuple(step.stage.shape)} of d2l's {_shape_of}, but holds "
+        f"d2l's {match.form} in its first order: a reshape where axes had to be moved first "
+        "(permute or transpose)"
+    )
+
+
+WRONG_AXIS = "the softmax normalised over"
+
+
+def _softmax_axis(c: _Context, index: int) -> str | None:
+    """A softmax over another axis than the keys: its weights sum to 1 along that axis."""
+    step = c.steps[index]
+    value = c.trace.values.get(index)
+    if step.stage.name not in SOFTMAXES or value is None or value.dim() < 2:
+        return None
+    if step.stage.name == "log_softmax":
+        return None
+    total = value.double()
+    # A sum of n weights rounded in the run's dtype (float16's eps is 1e-3) is 1 within n eps.
+    atol = max(1e-4, 2 * torch.finfo(value.dtype).eps * max(value.shape))
+
+    def sums_to_one(axis: int) -> bool:
+        """1 along `axis`, where the sum is a number (a row of only -inf scores gives NaN)."""
+        sums = total.sum(axis)
+        known = ~torch.isnan(sums)
+        return bool(known.any()) and bool(((sums[known] - 1).abs() <= atol).all())
+
+    if sums_to_one(-1):
+        return None  # normalised over the last axis, the keys
+    for axis in range(value.dim() - 1):
+        if value.shape[axis] > 1 and sums_to_one(axis):
+            labels = step.axis_labels()
+            last = value.dim() - 1
+            return (
+                f"{WRONG_AXIS} axis {axis} ({labels[axis]}) at {step.location} "
+                f"({step.stage.code}): each key's weights sum to 1 over the "
+                f"{labels[axis]}; the attention weights must sum to 1 over the keys, axis "
+                f"{last} ({labels[last]}): d2l's masked_softmax calls softmax(..., dim=-1)"
+            )
+    return None
+
+
 STEP_RECOGNISERS: list[Callable[[_Context, int], str | None]] = [
+    _no_permute,
+    _softmax_axis,
     _tiled_lens,
     _wrong_end,
     _mask_fill,

@@ -33,6 +33,8 @@ def trace_lines(record: TraceRecord) -> list[str]:
     lines.extend(f"note: {note}" for note in summary.notes)
     if record.check is not None:
         lines.extend(check_lines(record, record.check))
+    if record.failure is not None:
+        lines.append(f"stopped: {record.failure}")
     return lines
 
 

@@ -150,6 +150,7 @@ class TraceRecord:
     rows: list[Row]
     summary: TraceSummary
     check: CheckResult | None = None
+    failure: str | None = None  # why forward stopped (the rows end at the failing step)
 
     @property
     def steps(self) -> list[TraceStep]:
@@ -165,4 +166,5 @@ class TraceRecord:
             "rows": [row.to_dict() for row in self.rows],
             "summary": self.summary.to_dict(),
             "check": None if self.check is None else self.check.to_dict(),
+            "failure": self.failure,
         }

@@ -12,11 +12,13 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.parameter import UninitializedParameter
 
 from mha_cli.errors import MhaError
 from mha_cli.files.sources import resolve_sources
 from mha_cli.layer.run import resolve_device
-from mha_cli.learner.user_code import Target, user_code
+from mha_cli.layer.summary import uniform_over_valid_keys
+from mha_cli.learner.user_code import ModuleFailed, Target, describe, user_code
 from mha_cli.learner.user_inputs import from_function
 from mha_cli.learner.user_module import Prepared, build_module, seeded, with_spec_inputs
 from mha_cli.spec.axis_guess import AxisSizes
@@ -25,7 +27,13 @@ from mha_cli.spec.validation import validate
 from mha_cli.tracing.check import Checked, check_module
 from mha_cli.tracing.records import Row, TraceStep, TraceSummary
 from mha_cli.tracing.report import TraceReport
-from mha_cli.tracing.tracing import SOFTMAXES, RecorderBug, Trace, trace_forward
+from mha_cli.tracing.tracing import (
+    SOFTMAXES,
+    ForwardFailed,
+    RecorderBug,
+    Trace,
+    trace_forward,
+)
 
 
 def trace_module(
@@ -43,28 +51,65 @@ def trace_module(
         )
     prepared = prepare(target, spec, device, getattr(torch, spec.dtype), sources.inputs)
     sizes = AxisSizes.of(prepared.spec)
-    with torch.no_grad(), user_code(target.text, target.roots, (RecorderBug,)):
-        trace = trace_forward(
-            prepared.module,
-            prepared.args,
-            prepared.kwargs,
-            prepared.inputs,
-            sizes,
-            target.roots,
-            keep_values=(check or keep_values) and device.type != "meta",
-        )
+    passed = (RecorderBug, ForwardFailed)
+    try:
+        with torch.no_grad(), user_code(target.text, target.roots, passed):
+            trace = trace_forward(
+                prepared.module,
+                prepared.args,
+                prepared.kwargs,
+                prepared.inputs,
+                sizes,
+                target.roots,
+                keep_values=(check or keep_values) and device.type != "meta",
+            )
+    except ForwardFailed as failed:
+        raise _failed(target, prepared, failed, sizes, device, check) from failed.error
     attention = attention_step(trace, prepared.spec)
     owner = type(prepared.module).__name__
+    uncalled = never_called(prepared.module)
+    if uncalled and check:
+        fix = (
+            "d2l's forward ends with return self.W_o(output_concat)"
+            if any(path == "W_o" for path, _ in uncalled)
+            else "call it in forward, or remove it"
+        )
+        message = (
+            f"{target.text}: {uncalled_text(uncalled)}, and --check cannot compare a module "
+            f"without them: {fix}"
+        )
+        report = _report(target, prepared, trace, sizes, device, attention, None)
+        raise ModuleFailed(message, replace(report, failure=message), checked=True)
     checked = check_module(prepared, trace, attention, owner) if check else None
+    return _report(target, prepared, trace, sizes, device, attention, checked)
+
+
+def _report(
+    target: Target,
+    prepared: Prepared,
+    trace: Trace,
+    sizes: AxisSizes,
+    device: torch.device,
+    attention: int | None,
+    checked: Checked | None,
+    notes: tuple[str, ...] = (),
+    returned: bool = True,
+) -> TraceReport:
     rows: list[Row] = trace.rows
     if checked is not None:
         rows = [_with_match(row, checked, checked.result.divergence) for row in rows]
     weights = _weights(trace, attention, prepared.spec)
+    # A forward that raised never reached its later layers: no note says they went uncalled.
+    uncalled = never_called(prepared.module) if returned else []
     summary = TraceSummary(
-        module=owner,
+        module=type(prepared.module).__name__,
         source=target.where,
         operations=sum(1 for s in trace.steps if s.kind == "op"),
-        total_params=sum(p.numel() for p in prepared.module.parameters()),
+        total_params=sum(
+            p.numel()
+            for p in prepared.module.parameters()
+            if not isinstance(p, UninitializedParameter)
+        ),
         total_flops=sum(s.stage.flops for s in trace.steps),
         activation_bytes=sum(
             s.stage.bytes for s in trace.steps if not s.stage.view and s.kind == "op"
@@ -73,7 +118,14 @@ def trace_module(
         attention_step=attention,
         output_shape=_output_shape(trace.output),
         computed=device.type != "meta",
-        notes=prepared.notes + _notes(trace, attention, weights, prepared.spec),
+        notes=prepared.notes
+        + list(notes)
+        + (
+            [f"{uncalled_text(uncalled)}; they are not counted in the parameters"]
+            if uncalled
+            else []
+        )
+        + _notes(trace, attention, weights, prepared.spec),
     )
     return TraceReport(
         target=target.text,
@@ -84,6 +136,46 @@ def trace_module(
         attention_weights=weights,
         output_tensor=_first_tensor(trace.output),
         values=trace.values,
+    )
+
+
+def _failed(
+    target: Target,
+    prepared: Prepared,
+    failed: ForwardFailed,
+    sizes: AxisSizes,
+    device: torch.device,
+    check: bool,
+) -> ModuleFailed:
+    """The module raised: the steps up to the failing operation, and one line saying where,
+    which operation, and the shapes it was given."""
+    failure = failed.trace.failure
+    operation = "" if failure is None else failure.describe()
+    message = describe(failed.error, target.text, target.roots, operation)
+    attention = attention_step(failed.trace, prepared.spec)
+    note = "forward raised before it returned: the table stops at the operation that failed"
+    report = _report(
+        target, prepared, failed.trace, sizes, device, attention, None, (note,), returned=False
+    )
+    return ModuleFailed(message, replace(report, failure=message), checked=check)
+
+
+def never_called(module: nn.Module) -> list[tuple[str, str]]:
+    """(path, class) of the lazy layers (LazyLinear) whose weights were never made: forward
+    never called them."""
+    return [
+        (path or type(module).__name__, type(child).__name__)
+        for path, child in module.named_modules()
+        if any(isinstance(p, UninitializedParameter) for p in child.parameters(recurse=False))
+    ]
+
+
+def uncalled_text(uncalled: list[tuple[str, str]]) -> str:
+    names = ", ".join(f"{path} ({kind})" for path, kind in uncalled)
+    verb = "was" if len(uncalled) == 1 else "were"
+    return (
+        f"{names} {verb} never called in forward: {'its' if len(uncalled) == 1 else 'their'} "
+        "weights were never made (torch's 'uninitialized parameter')"
     )
 
 
@@ -151,17 +243,34 @@ def _notes(
     if attention is None:
         notes.append("no softmax over the keys was recorded: the attention weights are not shown")
     if weights is not None and weights.shape[1] > 1 and _heads_identical(weights):
+        notes.append(_identical_heads_note(weights, spec))
+    return notes
+
+
+def _identical_heads_note(weights: torch.Tensor, spec: AttentionSpec) -> str:
+    """Why every head of the learner's module has the same weights. The module's projections
+    are its own, so the cause is read off the weights: even weights over the valid keys come
+    from inputs that repeat one vector (--inputs ones) or from a constant initialisation;
+    uneven but equal heads from per-head slices of W_q and W_k that are equal."""
+    heads = weights.shape[1]
+    if not uniform_over_valid_keys(weights):
+        why = (
+            "their scores differ across keys but not across heads, so the heads' slices of the "
+            "query and key projections are equal (a constant or repeated initialisation); "
+            "initialise them randomly to see the heads differ"
+        )
+    elif spec.inputs == "ones":
         why = (
             "with --inputs ones every query and every key is the same vector, so each valid key "
-            "gets the same score"
-            if spec.inputs == "ones"
-            else "the heads see scores that are equal across keys"
+            "gets the same score; use --inputs randn to see the heads differ"
         )
-        notes.append(
-            f"all {weights.shape[1]} heads have the same weights: {why} (seed Q3); use "
-            "--inputs randn to see the heads differ"
+    else:
+        why = (
+            "each valid key gets the same score although the inputs are random, so the "
+            "module's query and key projections make every query or key the same vector (a "
+            "constant initialisation); initialise them randomly to see the heads differ"
         )
-    return notes
+    return f"all {heads} heads have the same weights: {why}"
 
 
 def _heads_identical(weights: torch.Tensor) -> bool:

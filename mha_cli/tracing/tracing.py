@@ -47,10 +47,34 @@ class Trace:
     parents: dict[int, list[int]] = field(default_factory=dict)  # step -> steps it read
     derived: set[int] = field(default_factory=set)  # steps computed from the inputs
     output: Any = None  # what forward returned
+    failure: Failure | None = None  # the operation that raised, when forward did not return
 
     @property
     def steps(self) -> list[TraceStep]:
         return [row for row in self.rows if isinstance(row, TraceStep)]
+
+
+@dataclass(frozen=True)
+class Failure:
+    """The torch operation that raised inside the user's forward, and what it was given."""
+
+    operation: str  # "setitem", "bmm"...
+    location: str  # "attention.py:42"
+    code: str  # the source on that line
+    shapes: list[str]  # its tensor arguments: "(40, 6) float32"
+    error: BaseException
+
+    def describe(self) -> str:
+        given = ", ".join(self.shapes) if self.shapes else "no tensor"
+        return f"{self.operation} of {given}"
+
+
+class ForwardFailed(Exception):
+    """The user's forward raised: the steps recorded up to there, and the error itself."""
+
+    def __init__(self, trace: Trace, error: Exception) -> None:
+        super().__init__(str(error))
+        self.trace, self.error = trace, error
 
 
 class _Tape:
@@ -109,6 +133,24 @@ class _Tape:
             in_place = name == "setitem" or name.endswith("_")
             self._add(label, tensor, axes, location, code, "op", parents, derived, flops, in_place)
             flops = 0
+
+    def fail(
+        self,
+        func: Callable[..., Any],
+        args: tuple,
+        kwargs: dict,
+        frame: FrameType,
+        error: Exception,
+    ) -> None:
+        """The innermost operation that raised (an outer one re-raises the same error)."""
+        if self.trace.failure is not None and self.trace.failure.error is error:
+            return
+        location, code, _ = self.sources.locate(frame, func)
+        shapes = [
+            f"({', '.join(str(s) for s in t.shape)}) {str(t.dtype).removeprefix('torch.')}"
+            for t in tensors_in((*args, *kwargs.values()))
+        ]
+        self.trace.failure = Failure(op_name(func), location, code, shapes, error)
 
     def _add(
         self,
@@ -179,12 +221,24 @@ class _Mode(TorchFunctionMode):
         kwargs = kwargs or {}
         if func in SEE_INSIDE:
             return self._inside(func, args, kwargs)
-        out = func(*args, **kwargs)  # the user's computation: its errors are theirs
+        try:
+            out = func(*args, **kwargs)  # the user's computation: its errors are theirs
+        except Exception as error:
+            self._failed(func, args, kwargs, error)
+            raise
         try:
             self.tape.add_op(func, args, kwargs, out, sys._getframe(1))
         except Exception as error:
             raise RecorderBug(f"recording {op_name(func)} failed: {error!r}") from error
         return out
+
+    def _failed(
+        self, func: Callable[..., Any], args: tuple, kwargs: dict, error: Exception
+    ) -> None:
+        try:
+            self.tape.fail(func, args, kwargs, sys._getframe(2), error)
+        except Exception as bug:
+            raise RecorderBug(f"recording {op_name(func)}'s error failed: {bug!r}") from bug
 
     def _inside(self, func: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
         """Run a whole-layer function with this mode still on, so its steps are recorded.
@@ -228,12 +282,20 @@ def trace_forward(
     roots: Sequence[str],
     keep_values: bool,
 ) -> Trace:
-    """Run `module(*args, **kwargs)` once, recording every step; the user's errors propagate."""
+    """Run `module(*args, **kwargs)` once, recording every step. An error the user's code
+    raises comes back as `ForwardFailed`, with the steps recorded up to it."""
     tape = _Tape(sizes, SourceFinder(roots, os.getcwd()), keep_values)
     for name, tensor, axes in inputs:
         tape.add_input(name, tensor, axes)
-    with _group_hooks(module, tape), _Mode(tape):
-        tape.trace.output = module(*args, **kwargs)
+    try:
+        with _group_hooks(module, tape), _Mode(tape):
+            tape.trace.output = module(*args, **kwargs)
+    except RecorderBug:
+        raise
+    except Exception as error:
+        if tape.trace.failure is not None and tape.trace.failure.error is not error:
+            tape.trace.failure = None  # an operation's error the user caught; this one is not
+        raise ForwardFailed(tape.trace, error) from error
     return tape.trace
 
 
