@@ -17,37 +17,13 @@ from typing import Any
 
 from mha_cli.errors import MhaError
 from mha_cli.files.json_values import positive, read_json_file, whole
+from mha_cli.hf.families import FAMILIES, FAMILY, UNSUPPORTED, Family, flag
 from mha_cli.hf.positions import rope_settings, sliding_window
 
-FAMILIES = (
-    "bert",
-    "roberta",
-    "vit",
-    "gpt2",
-    "opt",
-    "llama",
-    "mistral",
-    "qwen2",
-    "qwen3",
-    "gpt_neox",
-    "gptj",
-)
-# What a family mha does not read lacks, where a word helps.
-_STATE_SPACE = "a state-space model: it has no attention layer"
-_UNSUPPORTED = {"mamba": _STATE_SPACE, "mamba2": _STATE_SPACE, "rwkv": "it has no attention layer"}
-_UNSUPPORTED |= {
-    "gpt_bigcode": "multi-query attention with nn.Linear c_attn, not GPT-2's Conv1D",
-    "olmo2": "its q/k norm spans the whole projection, not one head",
-}
-_LLAMA_LIKE = ("llama", "mistral", "qwen2", "qwen3")
-_ROPE = {"llama": "half", "mistral": "half", "qwen2": "half", "qwen3": "half"}
-_ROPE |= {"gpt_neox": "half", "gptj": "interleaved"}
 # Keys that one value has under different names (GPT-2 and GPT-J keep the old ones).
 _HIDDEN = ("hidden_size", "n_embd")
 _HEADS = ("num_attention_heads", "n_head")
 _LAYERS = ("num_hidden_layers", "n_layer")
-# num_key_value_heads when a config leaves it out: the config classes' own defaults.
-_KV_DEFAULT = {"mistral": 8, "qwen2": 32, "qwen3": 32}
 
 
 @dataclass(frozen=True)
@@ -92,12 +68,10 @@ def parse_hf_config(
 ) -> HFAttention:
     """The same, from the config's parsed contents; `where` names it in messages."""
     family = config.get("model_type")
-    if family not in FAMILIES:
+    if family not in FAMILY:
         found = f"model_type {family!r}" if family is not None else "no model_type"
         why = (
-            f" ({_UNSUPPORTED[family]})"
-            if isinstance(family, str) and family in _UNSUPPORTED
-            else ""
+            f" ({UNSUPPORTED[family]})" if isinstance(family, str) and family in UNSUPPORTED else ""
         )
         raise MhaError(
             f"{where}: {found} is not supported{why}; supported families: {', '.join(FAMILIES)}; "
@@ -111,32 +85,33 @@ def parse_hf_config(
             f"--layer {layer} is beyond the model: {where} gives {num_layers} layers; "
             f"pick a layer from 0 to {num_layers - 1}"
         )
-    _refuse_other_scores(config, family, where)
+    rules = FAMILY[family]
+    _refuse_other_scores(config, rules, where)
     kv_heads = heads
-    if family in _LLAMA_LIKE:
+    if rules.grouped:
         # null (as written by some tools) means one key-value head per query head, as the
         # config classes read it; a key left out takes the class's default.
         absent = "num_key_value_heads" not in config
-        default = _KV_DEFAULT.get(family, heads) if absent else heads
+        default = (rules.kv_heads_default or heads) if absent else heads
         kv_heads = whole(config, ("num_key_value_heads",), where, default)
-    head_dim = _head_dim(config, family, hiddens, heads, where)
+    head_dim = _head_dim(config, rules, hiddens, heads, where)
     if heads % kv_heads:
         raise MhaError(
             f"{where}: num_attention_heads ({heads}) is not a multiple of num_key_value_heads "
             f"({kv_heads}); fix the config"
         )
-    q_bias, o_bias = _biases(config, family)
-    rope = _ROPE.get(family, "none")
+    q_bias, o_bias = flag(rules.qkv_bias, config), flag(rules.o_bias, config)
+    rope = rules.rope
     theta, rotary_dim, scaling = (None, None, None)
     if rope != "none":
-        theta, rotary_dim, scaling = rope_settings(config, family, head_dim, layer, where)
-    qk_norm = family == "qwen3"
+        theta, rotary_dim, scaling = rope_settings(config, rules, head_dim, layer, where)
+    qk_norm = rules.qk_norm
     eps = (
         float(positive(config.get("rms_norm_eps", 1e-6), "rms_norm_eps", where))
         if qk_norm
         else None
     )
-    causal = family not in ("bert", "roberta", "vit") or bool(config.get("is_decoder", False))
+    causal = not rules.encoder or bool(config.get("is_decoder", False))
     return HFAttention(
         family=family,
         layer=layer,
@@ -154,7 +129,7 @@ def parse_hf_config(
         rope_theta=theta,
         rotary_dim=rotary_dim,
         rope_scaling=scaling,
-        window=sliding_window(config, family, layer, num_layers, where),
+        window=sliding_window(config, rules, layer, num_layers, where),
         qk_norm=qk_norm,
         norm_eps=eps,
         dtype=config.get("dtype") or config.get("torch_dtype"),
@@ -248,46 +223,27 @@ def spec_fields(attention: HFAttention) -> dict[str, Any]:
 # Sizes and flags
 
 
-def _head_dim(config: Mapping[str, Any], family: str, hiddens: int, heads: int, where: str) -> int:
+def _head_dim(
+    config: Mapping[str, Any], family: Family, hiddens: int, heads: int, where: str
+) -> int:
     # Llama, Mistral and Qwen2 take head_dim when the config has one; Qwen3's default is 128.
-    if family in _LLAMA_LIKE:
-        default = 128 if family == "qwen3" and "head_dim" not in config else hiddens // heads
+    if family.own_head_dim:
+        default = hiddens // heads
+        if family.head_dim_default is not None and "head_dim" not in config:
+            default = family.head_dim_default
         return whole(config, ("head_dim",), where, default)
     if hiddens % heads:
         raise MhaError(
             f"{where}: the hidden size ({hiddens}) is not divisible by the heads ({heads}); "
-            f"{family} needs head_dim = hidden size / heads; fix the config"
+            f"{family.name} needs head_dim = hidden size / heads; fix the config"
         )
     return hiddens // heads
 
 
-def _biases(config: Mapping[str, Any], family: str) -> tuple[bool, bool]:
-    """(bias on W_q, W_k and W_v; bias on W_o), as each family builds its projections."""
-    if family in ("bert", "roberta", "gpt2"):
-        return True, True
-    if family == "vit":
-        return bool(config.get("qkv_bias", True)), True
-    if family == "opt":
-        flag = bool(config.get("enable_bias", True))
-        return flag, flag
-    if family == "qwen2":
-        return True, False  # fixed in Qwen2Attention, whatever the config says
-    if family in ("mistral", "gptj"):
-        return False, False
-    flag = bool(config.get("attention_bias", family == "gpt_neox"))  # llama, qwen3, gpt_neox
-    return flag, flag
-
-
-def _refuse_other_scores(config: Mapping[str, Any], family: str, where: str) -> None:
+def _refuse_other_scores(config: Mapping[str, Any], family: Family, where: str) -> None:
     """Scores other than q·kᵀ / sqrt(head_dim) plus a mask: the d2l layer cannot reproduce them."""
     fix = "mha scores q·kᵀ / sqrt(head_dim) as d2l does; inspect a model with the default"
-    if family == "gpt2" and not config.get("scale_attn_weights", True):
-        raise MhaError(f"{where}: scale_attn_weights = false is not supported; {fix}")
-    if family == "gpt2" and config.get("scale_attn_by_inverse_layer_idx", False):
-        raise MhaError(f"{where}: scale_attn_by_inverse_layer_idx = true is not supported; {fix}")
-    kind = config.get("position_embedding_type", "absolute")
-    if family in ("bert", "roberta") and kind != "absolute":
-        raise MhaError(
-            f"{where}: position_embedding_type {kind!r} (relative-position scores) is not "
-            f"supported; {fix} ('absolute')"
-        )
+    for requirement in family.requires:
+        value = config.get(requirement.key, requirement.expected)
+        if not requirement.holds(value):
+            raise MhaError(f"{where}: " + requirement.message.format(value=value, fix=fix))

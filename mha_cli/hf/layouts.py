@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mha_cli.errors import MhaError
-from mha_cli.hf.config import FAMILIES
+from mha_cli.hf.families import FAMILIES, FAMILY, guess
+from mha_cli.messages import listing
 
 if TYPE_CHECKING:
     import torch
@@ -93,10 +94,6 @@ LAYOUTS = {
         "gptj", "h", "attn.q_proj", "attn.k_proj", "attn.v_proj", "attn.out_proj"
     ),
 }  # fmt: skip
-# The layouts each family's checkpoints may have, tried in this order.
-FAMILY_LAYOUTS = {"bert": ("bert",), "roberta": ("bert",), "vit": ("vit", "vit5")}
-FAMILY_LAYOUTS |= {name: (name,) for name in ("gpt2", "opt", "gpt_neox", "gptj")}
-FAMILY_LAYOUTS |= {name: ("llama",) for name in ("llama", "mistral", "qwen2", "qwen3")}
 _SHOWN = 6
 
 
@@ -136,16 +133,12 @@ class Located:
         return f"{self.layout.name}: {head}{query}, {head}{out}, ..."
 
     def guess_family(self, keys: Iterable[str], layer: int) -> str:
-        """The family when there is no config: Qwen3 and Qwen2 show in their keys."""
-        if self.layout.name != "llama":
-            return self.layout.name.split(" ")[0]
+        """The family when there is no config: Qwen3 and Qwen2 show in their keys (Mistral has
+        Llama's; its window lives in config.json only)."""
         present = set(keys)
         wanted = self.layer_keys(layer)
-        if wanted["q_norm.weight"] in present:
-            return "qwen3"
-        if wanted["W_q.bias"] in present and wanted["W_o.bias"] not in present:
-            return "qwen2"
-        return "llama"  # Mistral has the same keys; its window lives in config.json only
+        name = next(key for key, layout in LAYOUTS.items() if layout is self.layout)
+        return guess(name, lambda d2l: wanted.get(d2l) in present)
 
 
 # Families mha does not read, recognised by their key names so that a message can name them.
@@ -194,7 +187,7 @@ def locate(keys: Iterable[str], family: str | None, where: str) -> Located:
     other = None if family else other_family(keys)
     if other is not None:  # BART's and Whisper's decoders have OPT's key names
         raise MhaError(_other_message(where, *other))
-    names = FAMILY_LAYOUTS[family] if family else tuple(LAYOUTS)
+    names = FAMILY[family].layouts if family else tuple(LAYOUTS)
     for name in names:
         found = _scan(LAYOUTS[name], keys)
         if len(found) > 1:
@@ -206,18 +199,16 @@ def locate(keys: Iterable[str], family: str | None, where: str) -> Located:
         if found:
             prefix, layers = next(iter(found.items()))
             return Located(LAYOUTS[name], prefix, frozenset(layers), where)
-    listing = ", ".join(keys[:_SHOWN]) + (
-        f", ... {len(keys) - _SHOWN} more" if len(keys) > _SHOWN else ""
-    )
+    found_keys = listing(keys, _SHOWN)
     if family:
         other = next((n for n in LAYOUTS if _scan(LAYOUTS[n], keys)), None)
-        seen = f"they look like {LAYOUTS[other].name}" if other else f"found {listing or '(none)'}"
+        seen = f"they look like {LAYOUTS[other].name}" if other else f"found {found_keys}"
         raise MhaError(
             f"config.json says {family}, but {where} holds no {family} attention keys "
             f"({_example(LAYOUTS[names[0]])}); {seen}; use the config.json saved with these weights"
         )
     raise MhaError(
-        f"{where}: no attention layer of a known layout; found keys {listing or '(none)'}; give "
+        f"{where}: no attention layer of a known layout; found keys {found_keys}; give "
         f"a Hugging Face model of a supported family ({', '.join(FAMILIES)}) or one "
         "attention layer's state_dict (d2l's MultiHeadAttention, torch.nn.MultiheadAttention)"
     )

@@ -14,11 +14,11 @@ from typing import Any
 
 from mha_cli.errors import MhaError
 from mha_cli.files.json_values import positive, whole
+from mha_cli.hf.families import Family
 
 ROPE_SCALINGS = ("linear", "llama3")  # besides "default", which means no scaling
 _THETA_DEFAULT = 10_000.0  # RotaryEmbeddingConfigMixin.default_theta; GPT-J's fixed base
 # max_position_embeddings when a config leaves it out: llama3 scaling falls back on it.
-_CONTEXT_DEFAULT = {"llama": 2048, "mistral": 4096 * 32, "qwen2": 32768, "qwen3": 32768}
 _SCALING_KEYS = {
     "linear": ("factor",),
     "llama3": ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"),
@@ -28,10 +28,12 @@ Rope = tuple[float, int, dict[str, Any] | None]  # (theta, rotary_dim, scaling)
 
 
 def rope_settings(
-    config: Mapping[str, Any], family: str, head_dim: int, layer: int, where: str
+    config: Mapping[str, Any], family: Family, head_dim: int, layer: int, where: str
 ) -> Rope:
     """(theta, rotary_dim, scaling) of layer `layer` of a rotary family."""
-    if family == "gptj":  # GPTJRotaryEmbedding: base 10000 always, rotary_dim 64 when left out
+    if (
+        family.rope_config == "gptj"
+    ):  # GPTJRotaryEmbedding: base 10000 always, rotary_dim 64 when left out
         if "rotary_dim" in config and config["rotary_dim"] is None:
             rotary_dim = head_dim  # transformers then rotates the whole head (heads must be 1)
         else:
@@ -52,7 +54,8 @@ def rope_settings(
                 "fix the config"
             )
     # GPT-NeoX names the base rotary_emb_base and the fraction of rotating dims rotary_pct.
-    bases = ("rotary_emb_base", "rope_theta") if family == "gpt_neox" else ("rope_theta",)
+    neox = family.rope_config == "neox"
+    bases = ("rotary_emb_base", "rope_theta") if neox else ("rope_theta",)
     theta = params.get("rope_theta")
     if theta is None:
         theta = next((config[b] for b in bases if config.get(b) is not None), _THETA_DEFAULT)
@@ -60,14 +63,15 @@ def rope_settings(
     factor = params.get("partial_rotary_factor")
     if factor is None:
         names: tuple[str, ...] = ("partial_rotary_factor",)
-        names = ("rotary_pct", *names) if family == "gpt_neox" else names
+        names = ("rotary_pct", *names) if neox else names
         factor = next((config[n] for n in names if config.get(n) is not None), None)
-    if family == "gpt_neox":  # GPTNeoXConfig: rotary_pct 0.25 when left out
+    if neox:  # GPTNeoXConfig: rotary_pct 0.25 when left out
         factor = 0.25 if factor is None else factor
         rotary_dim = int(head_dim * positive(factor, "partial_rotary_factor", where))
     elif factor not in (None, 1, 1.0):  # Llama's apply_rotary_pos_emb rotates the whole head
         raise MhaError(
-            f"{where}: partial_rotary_factor = {factor!r} is not supported for {family}, whose "
+            f"{where}: partial_rotary_factor = {factor!r} is not supported for "
+            f"{family.name}, whose "
             "attention rotates the whole head in transformers; remove it"
         )
     else:
@@ -77,12 +81,12 @@ def rope_settings(
 
 
 def sliding_window(
-    config: Mapping[str, Any], family: str, layer: int, num_layers: int, where: str
+    config: Mapping[str, Any], family: Family, layer: int, num_layers: int, where: str
 ) -> int | None:
     """The window W of layer `layer` (key j seen by query i iff i - W < j <= i), or None."""
-    if family == "mistral":  # every layer, when sliding_window is set (4096 when left out)
+    if family.window == "always":  # Mistral: every layer (sliding_window 4096 when left out)
         window = config.get("sliding_window", 4096)
-    elif family in ("qwen2", "qwen3"):
+    elif family.window == "layer_types":
         # Qwen2Config.__post_init__: a window only with use_sliding_window, and then only on the
         # layers that layer_types marks "sliding_attention" (by default: from max_window_layers on).
         use = config.get("use_sliding_window", False)
@@ -114,7 +118,7 @@ def _check_rotary(rotary_dim: int, head_dim: int, where: str) -> int:
 
 
 def _scaling(
-    config: Mapping[str, Any], params: Mapping[str, Any], family: str, where: str
+    config: Mapping[str, Any], params: Mapping[str, Any], family: Family, where: str
 ) -> dict[str, Any] | None:
     kind = params.get("rope_type", params.get("type", "default"))
     if kind == "default":
@@ -127,7 +131,7 @@ def _scaling(
     params = dict(params)
     if kind == "llama3":  # standardize_rope_params: a top-level value wins, then the rope's own
         top = config.get("original_max_position_embeddings")
-        context = config.get("max_position_embeddings", _CONTEXT_DEFAULT.get(family, 2048))
+        context = config.get("max_position_embeddings", family.context_default)
         if top is not None:
             params["original_max_position_embeddings"] = top
         params.setdefault("original_max_position_embeddings", context)
