@@ -26,13 +26,25 @@ class OneLineErrors(TyperGroup):
     come out as one line on stderr with exit code 2, like mha's own errors."""
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:  # type: ignore[override]
+        was_devnull = _stdout_is_devnull()
         try:
             result = super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[misc]
+        except SystemExit as exiting:
+            # A broken pipe in click's or typer's own output (help, version) ends in a silent
+            # exit 1: click wraps stdout in its PacifyFlushWrapper, rich (typer's help) points
+            # stdout at /dev/null. Either is help cut short.
+            broke = _click_saw_broken_pipe() or (_stdout_is_devnull() and not was_devnull)
+            if standalone_mode and exiting.code == 1 and broke:
+                _help_cut_short()
+            raise
         except _USAGE_ERROR as error:
             if not standalone_mode:
                 raise
             if type(error).__name__ == "NoArgsIsHelpError":  # plain `mha`: show the help
-                typer.echo(error.format_message())
+                try:
+                    typer.echo(error.format_message())
+                except BrokenPipeError:
+                    _help_cut_short()
                 sys.exit(0)
             context = getattr(error, "ctx", None)
             where = context.command_path if context is not None else "mha"
@@ -47,6 +59,28 @@ class OneLineErrors(TyperGroup):
         if standalone_mode:
             sys.exit(result if isinstance(result, int) else 0)
         return result
+
+
+def _click_saw_broken_pipe() -> bool:
+    return type(sys.stdout).__name__ == "PacifyFlushWrapper"
+
+
+def _stdout_is_devnull() -> bool:
+    try:
+        return os.path.samestat(os.fstat(1), os.stat(os.devnull))
+    except (OSError, ValueError):
+        return False
+
+
+def _help_cut_short() -> None:
+    """Help or version text whose reader went away (`mha --help | head -1`): exit 0 without a
+    word, as most command-line tools do (see EXIT_BROKEN_PIPE in mha_cli.errors)."""
+    try:  # Python flushes stdout once more at exit: let that write nowhere
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.__stdout__.fileno())  # type: ignore[union-attr]
+    except (OSError, ValueError, AttributeError):
+        pass
+    sys.exit(0)
 
 
 app = typer.Typer(
@@ -157,6 +191,8 @@ def main() -> None:
         sys.stdout = _ClosedStdout()  # type: ignore[assignment]
     try:
         app()
+    except BrokenPipeError:  # help or usage text that typer wrote, its reader gone
+        _help_cut_short()
     except OSError as error:  # output that click or typer wrote outside mha's own guard
         sys.stderr.write(f"mha: cannot write to standard output: {error.strerror or error}\n")
         sys.exit(EXIT_IO)

@@ -15,10 +15,14 @@ from mha_cli.errors import MhaError
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary path beside `target`; on success rename it onto `target`.
 
-    On any failure (or KeyboardInterrupt) the temporary file is removed and `target`
-    is left untouched, so a reader never sees a half-written file.
+    On any failure (or KeyboardInterrupt, or SIGTERM: see `mha_cli.cli`) the temporary file
+    is removed and `target` is left untouched, so a reader never sees a half-written file.
+    A `target` that is a symbolic link is written through: its target is replaced (atomically,
+    in that target's folder) and the link stays a link.
     """
     target = Path(target)
+    if target.is_symlink():
+        target = Path(os.path.realpath(target))  # the file the link names, even a dangling one
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
         raise MhaError(f"cannot write {target}: folder {parent} does not exist; create it first")
