@@ -15,7 +15,7 @@ import typer
 from typer.core import TyperGroup
 
 from mha_cli import __version__
-from mha_cli.errors import EXIT_IO, MhaError
+from mha_cli.errors import EXIT_INTERRUPTED, EXIT_IO, EXIT_TERMINATED, MhaError
 
 # typer bundles its own click; reach its exception base through the public BadParameter.
 _USAGE_ERROR: Any = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
@@ -55,7 +55,7 @@ class OneLineErrors(TyperGroup):
             if not standalone_mode:
                 raise
             sys.stderr.write("mha: interrupted\n")
-            sys.exit(130)
+            sys.exit(EXIT_INTERRUPTED)
         if standalone_mode:
             sys.exit(result if isinstance(result, int) else 0)
         return result
@@ -182,15 +182,39 @@ class _ClosedStdout:
         raise OSError(9, "standard output is closed")
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived. Raised where the program is, like KeyboardInterrupt for Ctrl-C, so every
+    `finally` runs: a write in progress removes its temporary file (`files.atomic`). A
+    BaseException, so that no `except Exception` of the core swallows it."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
+def _catch_sigterm() -> None:
+    import signal
+
+    try:
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # leave a parent's choice alone
+            signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError):  # not the main thread, or no SIGTERM on this system
+        pass
+
+
 def main() -> None:
     """The `mha` entry point: start-up tricks for this process only, then the command."""
     from mha_cli import fast_start
 
     fast_start.enable()
+    _catch_sigterm()
     if sys.stdout is None:
         sys.stdout = _ClosedStdout()  # type: ignore[assignment]
     try:
         app()
+    except Terminated:
+        sys.stderr.write("mha: terminated\n")
+        sys.exit(EXIT_TERMINATED)
     except BrokenPipeError:  # help or usage text that typer wrote, its reader gone
         _help_cut_short()
     except OSError as error:  # output that click or typer wrote outside mha's own guard
