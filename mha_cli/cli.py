@@ -15,7 +15,7 @@ import typer
 from typer.core import TyperGroup
 
 from mha_cli import __version__
-from mha_cli.errors import EXIT_INTERRUPTED, EXIT_IO, EXIT_TERMINATED, MhaError
+from mha_cli.errors import EXIT_INTERRUPTED, EXIT_IO, EXIT_TERMINATED, EXIT_USAGE, MhaError
 
 # typer bundles its own click; reach its exception base through the public BadParameter.
 _USAGE_ERROR: Any = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
@@ -128,8 +128,41 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             message = str(error).replace("\r", "\\r").replace("\n", "\\n")
             sys.stderr.write(f"mha: {message}\n")
             raise typer.Exit(error.exit_code) from None
+        except (MemoryError, RuntimeError) as error:
+            # The memory check estimates; the system decides (an address-space limit, other
+            # programs' memory): an allocation that fails is one line too.
+            if os.environ.get("MHA_DEBUG") or not _allocation_failed(error):
+                raise
+            sys.stderr.write(
+                "mha: out of memory: an allocation failed"
+                f"{_allocation_size(error)}; use smaller sizes (--batch, --heads, --queries, "
+                "--kv, --hiddens) or close other programs\n"
+            )
+            raise typer.Exit(EXIT_USAGE) from None
 
     return wrapper
+
+
+def _allocation_failed(error: BaseException) -> bool:
+    if isinstance(error, MemoryError):
+        return True
+    text = str(error)
+    return any(
+        phrase in text
+        for phrase in ("can't allocate memory", "out of memory", "not enough memory", "bad_alloc")
+    )
+
+
+def _allocation_size(error: BaseException) -> str:
+    """ " (N bytes)" when the message says how much was asked for."""
+    import re
+
+    found = re.search(r"allocate (\d+) bytes", str(error))
+    if not found:
+        return ""
+    from mha_cli.messages import size_text
+
+    return f" (it asked for {size_text(int(found.group(1)))})"
 
 
 def _register() -> None:

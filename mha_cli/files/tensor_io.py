@@ -77,7 +77,7 @@ def read_torch_file(path: Path, fix: str, *, mmap: bool = False) -> Any:
         # torch words it "GLOBAL x.y was not an allowed global" or "unsupported GLOBAL x.y
         # whose module x is blocked" (a code payload such as os.system), by version.
         found = re.search(r"GLOBAL (\S+)", str(exc))
-        if found or "Weights only load failed" in str(exc) or _is_pickle(path):
+        if found or _is_pickle(path):
             what = f" ({found.group(1)})" if found else ""
             raise MhaError(
                 f"{path} refused: it holds Python objects other than tensors{what}, which "
