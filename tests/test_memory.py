@@ -136,3 +136,28 @@ def test_allocation_failure_is_one_line(args: list[str], tmp_path: Path) -> None
     assert lines[0].startswith("mha: out of memory: an allocation failed")
     assert "use smaller sizes" in lines[0]
     assert list(tmp_path.iterdir()) == []
+
+
+def _limit_address_space() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, 3 * 2**30))
+
+
+@pytest.mark.parametrize(
+    "args", [["weights", "--heads", "8", "--hiddens", "30000"], ["heatmap", *LONG]], ids=str
+)
+def test_an_address_space_limit_is_counted_as_free_memory(args: list[str], tmp_path) -> None:
+    out = subprocess.run(
+        [MHA, *args],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        cwd=tmp_path,
+        preexec_fn=_limit_address_space,
+        timeout=300,
+    )
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "needs about" in lines[0], out.stderr
+    assert "GiB free" in lines[0] and "use smaller sizes" in lines[0]

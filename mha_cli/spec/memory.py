@@ -56,9 +56,17 @@ def weights_bytes(spec: AttentionSpec) -> int:
 
 
 def available_bytes() -> int | None:
-    """Memory a run can have on this machine, or None where the OS does not say: Linux's
-    MemAvailable (free memory and the caches the kernel gives back on demand), else the free
-    pages."""
+    """Memory a run can have here, or None where the OS does not say: Linux's MemAvailable
+    (free memory and the caches the kernel gives back on demand), else the free pages; less
+    where an address-space limit (`ulimit -v`) leaves this process less room than that."""
+    free = _system_available()
+    room = _address_space_left()
+    if room is not None:
+        free = room if free is None else min(free, room)
+    return free
+
+
+def _system_available() -> int | None:
     try:
         with open("/proc/meminfo", encoding="ascii") as meminfo:
             for line in meminfo:
@@ -70,6 +78,23 @@ def available_bytes() -> int | None:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def _address_space_left() -> int | None:
+    """RLIMIT_AS less the address space already mapped, where a limit is set (Linux)."""
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if limit == resource.RLIM_INFINITY:
+            return None
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmSize:"):
+                    return max(limit - int(line.split()[1]) * 1024, 0)
+    except (ImportError, OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def check_fits(
