@@ -154,7 +154,7 @@ def _allocation_failed(error: BaseException) -> bool:
 
 
 def _allocation_size(error: BaseException) -> str:
-    """ " (N bytes)" when the message says how much was asked for."""
+    """How much the failed allocation asked for, where the message says it."""
     import re
 
     found = re.search(r"allocate (\d+) bytes", str(error))
