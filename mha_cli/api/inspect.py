@@ -51,10 +51,11 @@ def run(
     `needs_values` names what needs computed values ("heatmaps"), for the message that refuses
     the meta device."""
     spec = specification(config, options)
+    command = "heatmap" if needs_values == "heatmaps" else "inspect"  # whose peak to estimate
     if needs_values is not None:
         from mha_cli.spec.memory import refuse_meta_for_values
 
-        refuse_meta_for_values(spec, needs_values)
+        refuse_meta_for_values(spec, needs_values, command)
     if export is not None:
         from mha_cli.files.tensor_files import check_export_path
 
@@ -62,7 +63,12 @@ def run(
     load_heavy("mha_cli.attention.run")
     from mha_cli.attention.run import run_attention, tensors_for_export
 
-    report = run_attention(spec, value_ranges=value_ranges, needs_values=needs_values is not None)
+    report = run_attention(
+        spec,
+        value_ranges=value_ranges,
+        needs_values=needs_values is not None,
+        memory_for=command,
+    )
     if export is not None:
         from mha_cli.files.tensor_files import save_tensors
 

@@ -45,7 +45,9 @@ def measure_heads(
             "mha heads measures the layer in eval mode (dropout would make every ablation "
             "random); drop --train"
         )
-    report = run_attention(replace(spec, train=False), value_ranges=False, needs_values=True)
+    report = run_attention(
+        replace(spec, train=False), value_ranges=False, needs_values=True, memory_for="heads"
+    )
     spec_dict = report.spec
     heads = spec_dict["heads"]
     concat = report.tensors["output.concat"]  # (b, q, h*w)

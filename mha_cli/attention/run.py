@@ -42,6 +42,7 @@ def run_attention(
     state: Tensors | None = None,
     inputs: Tensors | None = None,
     needs_values: bool = False,
+    memory_for: str | None = "inspect",
 ) -> Report:
     """Build the layer `spec` describes, run one forward pass, and record every stage.
 
@@ -49,13 +50,14 @@ def run_attention(
     inputs, so the same numbers can be run again in another dtype. `value_ranges=False` skips
     each stage's min/max, which only the table and JSON show. `needs_values` (heatmaps,
     comparisons) makes a spec too big for memory suggest smaller sizes instead of the meta
-    device.
+    device. `memory_for` names the command whose peak the memory check estimates (None: the
+    caller checked already, for the whole command).
     """
     sources = resolve_sources(spec)
     spec = validate(sources.spec)
     device = resolve_device(spec.device)
-    if device.type != "meta":
-        check_fits(spec, _free_memory(device), needs_values=needs_values)
+    if device.type != "meta" and memory_for is not None:
+        check_fits(spec, free_memory(device), needs_values=needs_values, command=memory_for)
     dtype = getattr(torch, spec.dtype)
     layer = build_layer(spec, device, dtype, state if state is not None else sources.state)
     given = inputs if inputs is not None else sources.inputs
@@ -85,7 +87,7 @@ def run_attention(
     )
 
 
-def _free_memory(device: torch.device) -> int | None:
+def free_memory(device: torch.device) -> int | None:
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
     return available_bytes() if device.type == "cpu" else None
