@@ -53,6 +53,11 @@ def weights(
     from mha_cli.circuits.head_weights import layer_weights
     from mha_cli.layer.loading import layer_count, layer_parameters
 
+    if spec.weights is None and spec.device != "meta":  # the weights are drawn: will they fit?
+        from mha_cli.layer.run import free_memory, resolve_device
+        from mha_cli.spec.memory import check_weights_fit
+
+        check_weights_fit(spec, free_memory(resolve_device(spec.device)))
     indices = list(range(layer_count(spec))) if every_layer else [spec.layer]
     layers, resolved, source = [], spec, None
     for count, index in enumerate(indices):

@@ -65,6 +65,12 @@ SCALE = Annotated[
         "are under a quarter of the largest, as over hundreds of keys)",
     ),
 ]
+FORCE = Annotated[
+    bool,
+    typer.Option(
+        "--force", help="with --per-head, write more than 256 files (one per example and head)"
+    ),
+]
 EXPORT = Annotated[
     Path | None,
     typer.Option(
@@ -86,6 +92,7 @@ def heatmap(
     scale: SCALE = Scale.auto,
     export: EXPORT = None,
     module: MODULE = None,
+    force: FORCE = False,
 ) -> None:
     """Run the layer and save its attention weights as a grid: rows are examples, columns heads."""
     from mha_cli.heatmaps.api import save_heatmaps
@@ -103,6 +110,7 @@ def heatmap(
             draw=not (terminal and out is None),
             progress=progress,
             module=module,
+            force=force,
             config=options.pop("config"),
             **options,
         )

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
 DEFAULT_STEM = "attention"
 DEFAULT_PER_HEAD_FOLDER = "attention_heads"
+# --per-head writes one file per (example, head); past this many it asks for `force`: 100
+# examples of 100 heads would be 10,000 files and a quarter of an hour.
+MAX_PER_HEAD_FILES = 256
 Progress = Callable[[str], None]
 
 
@@ -104,6 +107,7 @@ def save_heatmaps(
     progress: Progress | None = None,
     config: Any = None,
     module: Any = None,
+    force: bool = False,
     **options: Any,
 ) -> HeatmapFiles:
     """Run the layer and write its heatmaps: one grid image, or one file per (example, head).
@@ -111,6 +115,7 @@ def save_heatmaps(
     `out` is a file (its extension names the format) or a folder (an existing one, or a path
     ending in '/', created when missing). `draw=False` runs without
     writing images (for a terminal-only look). `module` draws a traced module's own weights.
+    `force` lets `per_head` write more than MAX_PER_HEAD_FILES files.
     """
     check_scale(scale)
     target = _target(out, per_head, image_format) if draw else None
@@ -122,6 +127,7 @@ def save_heatmaps(
         return files
     path, fmt = target
     if per_head:
+        check_per_head_count(data, force)
         files.written = image.render_per_head(
             data, path, fmt=fmt, dpi=dpi, annotate=annotate, scale=scale, progress=progress
         )
@@ -165,6 +171,17 @@ def _target(
             "drop one of them or make them agree"
         )
     return path, named
+
+
+def check_per_head_count(data: HeatmapData, force: bool) -> None:
+    """Refuse a number of per-head files nobody wants by accident, before writing any."""
+    examples, heads = data.weights.shape[:2]
+    if examples * heads > MAX_PER_HEAD_FILES and not force:
+        raise MhaError(
+            f"--per-head would write {examples * heads} files ({examples} examples x {heads} "
+            f"heads), more than {MAX_PER_HEAD_FILES}; add --force to write them all, or use "
+            "fewer examples or heads (--batch, --heads), or the one grid image (drop --per-head)"
+        )
 
 
 def check_scale(scale: str) -> str:

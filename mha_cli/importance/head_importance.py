@@ -46,7 +46,10 @@ def measure_heads(
             "random); drop --train"
         )
     report = run_attention(
-        resolve(replace(spec, train=False)), value_ranges=False, needs_values=True
+        resolve(replace(spec, train=False)),
+        value_ranges=False,
+        needs_values=True,
+        memory_for="heads",
     )
     spec = report.spec
     heads = spec.heads

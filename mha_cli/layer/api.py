@@ -51,10 +51,11 @@ def run(
     `needs_values` names what needs computed values ("heatmaps"), for the message that refuses
     the meta device."""
     spec = specification(config, options)
+    command = "heatmap" if needs_values == "heatmaps" else "inspect"  # whose peak to estimate
     if needs_values is not None:
         from mha_cli.spec.memory import refuse_meta_for_values
 
-        refuse_meta_for_values(spec, needs_values)
+        refuse_meta_for_values(spec, needs_values, command)
     if export is not None:
         from mha_cli.files.tensor_files import check_export_path
 
@@ -65,7 +66,10 @@ def run(
 
     resolved = resolve(spec)
     report = run_attention(
-        resolved, value_ranges=value_ranges, needs_values=needs_values is not None
+        resolved,
+        value_ranges=value_ranges,
+        needs_values=needs_values is not None,
+        memory_for=command,
     )
     if export is not None:
         from mha_cli.files.tensor_files import save_tensors

@@ -35,7 +35,11 @@ Tensors = Mapping[str, torch.Tensor]
 
 
 def run_attention(
-    sources: Sources, *, value_ranges: bool = True, needs_values: bool = False
+    sources: Sources,
+    *,
+    value_ranges: bool = True,
+    needs_values: bool = False,
+    memory_for: str | None = "inspect",
 ) -> Report:
     """Build the layer `sources.spec` describes, run one forward pass, record every stage.
 
@@ -44,14 +48,15 @@ def run_attention(
     caller's, so the same numbers can be run again in another dtype. `value_ranges=False` skips
     each stage's min/max, which only the table and JSON show. `needs_values` (heatmaps,
     comparisons) makes a spec too big for memory suggest smaller sizes instead of the meta
-    device.
+    device. `memory_for` names the command whose peak the memory check estimates (None: the
+    caller checked already, for the whole command).
     """
     spec = sources.spec
     if spec != spec.final():
         raise ValueError("run_attention takes a resolved spec: files.sources.resolve(spec)")
     device = resolve_device(spec.device)
-    if device.type != "meta":
-        check_fits(spec, _free_memory(device), needs_values=needs_values)
+    if device.type != "meta" and memory_for is not None:
+        check_fits(spec, free_memory(device), needs_values=needs_values, command=memory_for)
     dtype = getattr(torch, spec.dtype)
     layer = build_layer(spec, device, dtype, sources.state)
     queries, keys, values = make_inputs(spec, device, dtype, sources.inputs)
@@ -80,7 +85,7 @@ def run_attention(
     )
 
 
-def _free_memory(device: torch.device) -> int | None:
+def free_memory(device: torch.device) -> int | None:
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
     return available_bytes() if device.type == "cpu" else None
