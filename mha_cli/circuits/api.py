@@ -59,7 +59,7 @@ def weights(
 
         check_weights_fit(spec, free_memory(resolve_device(spec.device)))
     indices = list(range(layer_count(spec))) if every_layer else [spec.layer]
-    layers, resolved, source = [], spec, None
+    layers, resolved, source = [], spec.final(), None
     for count, index in enumerate(indices):
         if progress is not None and len(indices) > 1:
             progress(f"layer {index + 1} of {len(indices)}")

@@ -21,7 +21,7 @@ from mha_cli.circuits.head_slices import (
 )
 from mha_cli.circuits.records import CIRCUITS, Circuit, HeadWeights, LayerWeights
 from mha_cli.importance.spread import outliers
-from mha_cli.spec.spec import AttentionSpec
+from mha_cli.spec.spec import FinalSpec
 
 # Above this many FLOPs (the four full Gram matrices) the similarity is left out unless asked
 # for: 2e10 is about 0.2 s on one core; bert-base needs 3.6e9, a 4096-hidden layer 5.5e11.
@@ -29,7 +29,7 @@ SIMILARITY_BUDGET = 2 * 10**10
 
 
 def layer_weights(
-    spec: AttentionSpec,
+    spec: FinalSpec,
     state: Mapping[str, torch.Tensor],
     layer: int = 0,
     similarity: bool | None = None,
@@ -198,7 +198,7 @@ def _layer_flags(
     return flags
 
 
-def _notes(spec: AttentionSpec, slices: HeadSlices) -> list[str]:
+def _notes(spec: FinalSpec, slices: HeadSlices) -> list[str]:
     """What applies to this layer's figures."""
     notes = []
     h, g, d = spec.heads, spec.kv_heads, spec.head_dim
@@ -231,7 +231,7 @@ def _notes(spec: AttentionSpec, slices: HeadSlices) -> list[str]:
     return notes
 
 
-def _additive(spec: AttentionSpec, state: Mapping[str, torch.Tensor], layer: int) -> LayerWeights:
+def _additive(spec: FinalSpec, state: Mapping[str, torch.Tensor], layer: int) -> LayerWeights:
     norms = {
         name.removesuffix(".weight").replace(".bias", "_bias"): float(
             torch.linalg.vector_norm(t.to(torch.float64))

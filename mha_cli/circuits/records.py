@@ -15,7 +15,7 @@ from typing import Any
 
 from mha_cli.layer.records import Source
 from mha_cli.render.display import Displayed
-from mha_cli.spec.spec import AttentionSpec
+from mha_cli.spec.spec import FinalSpec
 
 CIRCUITS = ("qk", "ov")
 CIRCUIT_NAMES = {"qk": "W_QK = W_qᵀ W_k", "ov": "W_OV = W_o W_v"}
@@ -147,7 +147,7 @@ class WeightsRecord:
     layers x heads table of `stat`.
     """
 
-    spec: AttentionSpec  # final: every size written out
+    spec: FinalSpec  # every size written out
     source: Source | None
     layers: list[LayerWeights]
     stat: str | None = None  # set for `--layer all`: the figure of the layers x heads table

@@ -10,10 +10,13 @@ import typer
 from mha_cli.commands.options import DPI, out_option, spec_options
 from mha_cli.commands.output import emit, wrote
 
-OUT = out_option(
-    help="image file (.png, .svg with searchable text, .pdf), or an existing folder",
-    show_default="./diagram.png",
-)
+OUT = Annotated[
+    str | None,
+    out_option(
+        help="image file (.png, .svg with searchable text, .pdf), or an existing folder",
+        show_default="./diagram.png",
+    ),
+]
 TERMINAL = Annotated[
     bool,
     typer.Option(

@@ -29,10 +29,13 @@ TARGETS = Annotated[
         show_default=False,
     ),
 ]
-OUT = out_option(
-    help="image (.png, .svg, .pdf) of the pruning curve and the per-head measures",
-    show_default=False,
-)
+OUT = Annotated[
+    str | None,
+    out_option(
+        help="image (.png, .svg, .pdf) of the pruning curve and the per-head measures",
+        show_default=False,
+    ),
+]
 
 
 def heads(

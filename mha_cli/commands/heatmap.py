@@ -14,11 +14,14 @@ import typer
 from mha_cli.commands.options import DPI, default_text, out_option, spec_options
 from mha_cli.commands.output import guarded_stdout, note, stdout_console, wrote
 
-OUT = out_option(
-    help="image file (.png, .svg, .pdf), or a folder (an existing one, or ending in '/': "
-    "created if missing)" + default_text("./attention.png; with --per-head ./attention_heads/"),
-    show_default=False,
-)
+OUT = Annotated[
+    str | None,
+    out_option(
+        help="image file (.png, .svg, .pdf), or a folder (an existing one, or ending in '/': "
+        "created if missing)" + default_text("./attention.png; with --per-head ./attention_heads/"),
+        show_default=False,
+    ),
+]
 PER_HEAD = Annotated[
     bool, typer.Option("--per-head", help="one file per (example, head) in the --out folder")
 ]

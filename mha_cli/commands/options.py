@@ -174,8 +174,9 @@ DPI = Annotated[int, typer.Option("--dpi", help="resolution of PNG images", min=
 
 
 def out_option(help: str, show_default: bool | str = False) -> Any:
-    """`--out/-o PATH` of a command that writes an image; `help` says which image."""
-    return Annotated[str | None, typer.Option("--out", "-o", help=help, show_default=show_default)]
+    """`--out/-o PATH` of a command that writes an image, `help` saying which image: the
+    command's `OUT = Annotated[str | None, out_option(...)]`."""
+    return typer.Option("--out", "-o", help=help, show_default=show_default)
 
 
 def default_text(shown: str | None) -> str:

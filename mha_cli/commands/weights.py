@@ -28,11 +28,14 @@ SIMILARITY = Annotated[
         show_default="when cheap (up to 2e10 FLOPs; always with --out for one layer)",
     ),
 ]
-OUT = out_option(
-    help="image (.png, .svg, .pdf): the heads' similarity; with --layer all, the --stat "
-    "heatmap of layers x heads",
-    show_default=False,
-)
+OUT = Annotated[
+    str | None,
+    out_option(
+        help="image (.png, .svg, .pdf): the heads' similarity; with --layer all, the --stat "
+        "heatmap of layers x heads",
+        show_default=False,
+    ),
+]
 
 
 def weights(

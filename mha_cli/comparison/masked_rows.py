@@ -17,7 +17,7 @@ from mha_cli.comparison.differences import summarize_values
 from mha_cli.comparison.notes import mask_fill
 from mha_cli.comparison.records import FullyMaskedRows, ImplementationResult, MaskedRowValues
 from mha_cli.layer.report import Report
-from mha_cli.spec.spec import AttentionSpec
+from mha_cli.spec.spec import FinalSpec
 
 Stages = Mapping[str, torch.Tensor]
 ROW_STAGES = ("masked_softmax", "weighted_sum", "W_o")  # the stages a query row reaches
@@ -51,7 +51,7 @@ def rows_of(tensor: torch.Tensor, empty: torch.Tensor) -> torch.Tensor:
 
 
 def fully_masked_rows(
-    spec: AttentionSpec,
+    spec: FinalSpec,
     report: Report,
     reference: Stages,
     runs: Sequence[tuple[ImplementationResult, Stages | None]],
@@ -104,7 +104,7 @@ def _why(stages: Stages, empty: torch.Tensor, bias: torch.Tensor | None) -> str:
     return ""
 
 
-def _describe(spec: AttentionSpec, rows: list[tuple[int, int]]) -> str:
+def _describe(spec: FinalSpec, rows: list[tuple[int, int]]) -> str:
     """`example 0, queries 0..3 (valid_len 0)`, one part per example."""
     parts = []
     for example in sorted({b for b, _ in rows}):

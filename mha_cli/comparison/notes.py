@@ -5,16 +5,16 @@ biases, torch's fast path. Text only, from the spec and from what the runs did."
 from __future__ import annotations
 
 from mha_cli.layer.masking import MASK_VALUE
-from mha_cli.spec.spec import AttentionSpec
+from mha_cli.spec.spec import FinalSpec
 
 FLOAT16_LOWEST = -65504.0  # float16 cannot hold d2l's -1e6
 
 
-def mask_fill(spec: AttentionSpec) -> float:
+def mask_fill(spec: FinalSpec) -> float:
     return FLOAT16_LOWEST if spec.dtype == "float16" else MASK_VALUE
 
 
-def not_mapped(spec: AttentionSpec, reasons: list[str]) -> list[str]:
+def not_mapped(spec: FinalSpec, reasons: list[str]) -> list[str]:
     """nn.MultiheadAttention's reasons, and what is compared instead."""
     if spec.score == "additive":
         return [
@@ -36,7 +36,7 @@ def not_mapped(spec: AttentionSpec, reasons: list[str]) -> list[str]:
     ]
 
 
-def masks(spec: AttentionSpec, torch_mask: str | None) -> list[str]:
+def masks(spec: FinalSpec, torch_mask: str | None) -> list[str]:
     """The conventions side by side; `torch_mask` is None when nn.MultiheadAttention did not run."""
     lines = [
         f"d2l: masked scores are filled with {mask_fill(spec):g}, so a row with no valid key "
@@ -56,7 +56,7 @@ def masks(spec: AttentionSpec, torch_mask: str | None) -> list[str]:
 
 
 def other_differences(
-    spec: AttentionSpec, fast_path_blockers: list[str] | None, gqa_native: bool
+    spec: FinalSpec, fast_path_blockers: list[str] | None, gqa_native: bool
 ) -> list[str]:
     """`fast_path_blockers` is None when nn.MultiheadAttention did not run."""
     lines = []
@@ -74,14 +74,14 @@ def other_differences(
     return lines
 
 
-def _bias(spec: AttentionSpec) -> str:
+def _bias(spec: FinalSpec) -> str:
     if not (spec.bias or spec.out_bias):
         return "bias=False"
     both = spec.bias and spec.out_bias
     return "bias=True" + ("" if both else ", the biases d2l's layer lacks as zeros")
 
 
-def _grouped(spec: AttentionSpec, *, mapped: bool, native: bool) -> str:
+def _grouped(spec: FinalSpec, *, mapped: bool, native: bool) -> str:
     g, group = spec.kv_heads, spec.heads // spec.kv_heads
     sdpa = f"SDPA gets the {g} key-value head{'s' if g > 1 else ''} " + (
         "with enable_gqa=True" if native else "repeated (enable_gqa needs torch >= 2.5)"

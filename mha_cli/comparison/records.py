@@ -12,7 +12,7 @@ from typing import Any
 from mha_cli.layer.records import Source
 from mha_cli.render.display import Displayed
 from mha_cli.spec import axes as ax
-from mha_cli.spec.spec import AttentionSpec
+from mha_cli.spec.spec import FinalSpec
 from mha_cli.tolerance import Tolerance
 
 # How one position along an axis is named in a sentence: "example 0, head 2, query 1, key 3".
@@ -182,7 +182,7 @@ class FullyMaskedRows:
 class ComparisonRecord:
     """Everything `mha compare` shows, as plain data."""
 
-    spec: AttentionSpec  # final: every size written out
+    spec: FinalSpec  # every size written out
     source: Source | None
     torch_version: str
     tolerance: Tolerance

@@ -22,12 +22,12 @@ from mha_cli.comparison.differences import compare_stages, reference_stages
 from mha_cli.comparison.masked_rows import fully_masked_rows, row_keeps
 from mha_cli.comparison.records import ComparisonRecord, ImplementationResult
 from mha_cli.errors import MhaError
-from mha_cli.files.sources import Sources, resolve
+from mha_cli.files.sources import Resolved, resolve
 from mha_cli.layer.masking import positional_mask
 from mha_cli.layer.report import Report
 from mha_cli.layer.run import run_attention
 from mha_cli.spec import axes as ax
-from mha_cli.spec.spec import AttentionSpec
+from mha_cli.spec.spec import AttentionSpec, FinalSpec
 from mha_cli.tolerance import tolerance
 
 Stages = dict[str, torch.Tensor]
@@ -54,7 +54,7 @@ def compare_attention(
         memory_for="compare",  # the whole comparison's peak, checked once, here
     )
     golden = run_attention(
-        Sources(
+        Resolved(
             replace(plain, dtype="float64"),
             state=_float64(report.parameters),
             inputs=_float64({name: report.tensors[name] for name in INPUTS}),
@@ -86,7 +86,7 @@ def compare_attention(
     )
 
 
-def check_comparable(spec: AttentionSpec) -> None:
+def check_comparable(spec: FinalSpec) -> None:
     if spec.device == "meta":
         raise MhaError(
             "mha compare compares computed numbers, and --device meta computes none; "
@@ -103,7 +103,7 @@ def _float64(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {name: t.to(torch.float64) for name, t in tensors.items()}
 
 
-def describe(spec: AttentionSpec) -> dict[str, tuple[str, tuple[str, ...]]]:
+def describe(spec: FinalSpec) -> dict[str, tuple[str, tuple[str, ...]]]:
     """Stage -> (what it is, the axes it is compared in)."""
     b, h, q, k = ax.BATCH, ax.HEADS, ax.QUERIES, ax.KV_PAIRS
     feature = ax.HIDDENS if spec.value_mode == "full" else ax.HEAD_DIM
@@ -119,7 +119,7 @@ def describe(spec: AttentionSpec) -> dict[str, tuple[str, tuple[str, ...]]]:
     }
 
 
-def layout(report: Report, spec: AttentionSpec) -> Stages:
+def layout(report: Report, spec: FinalSpec) -> Stages:
     """The compared stages of a d2l run, batch first and heads second."""
     t, b, q, k = report.tensors, spec.batch, spec.queries, spec.kv
     heads = 1 if spec.score == "additive" else spec.heads
@@ -138,7 +138,7 @@ def layout(report: Report, spec: AttentionSpec) -> Stages:
     return stages
 
 
-def _valid_lens(spec: AttentionSpec, device: torch.device) -> torch.Tensor | None:
+def _valid_lens(spec: FinalSpec, device: torch.device) -> torch.Tensor | None:
     if spec.valid_lens is None:
         return None
     return torch.tensor(spec.valid_lens, dtype=torch.long, device=device)  # (b,) or (b, q)
@@ -147,9 +147,7 @@ def _valid_lens(spec: AttentionSpec, device: torch.device) -> torch.Tensor | Non
 Run = tuple[ImplementationResult, Stages | None]
 
 
-def torch_runs(
-    spec: AttentionSpec, report: Report, mapping: torch_mapping.WeightMapping
-) -> list[Run]:
+def torch_runs(spec: FinalSpec, report: Report, mapping: torch_mapping.WeightMapping) -> list[Run]:
     """Every torch implementation, with its stages in the compared layout (None: not run)."""
     if spec.score == "additive":
         why = "computes scaled dot products; this layer scores additively"
@@ -161,7 +159,7 @@ def torch_runs(
 
 
 def torch_mha_runs(
-    spec: AttentionSpec, report: Report, mapping: torch_mapping.WeightMapping
+    spec: FinalSpec, report: Report, mapping: torch_mapping.WeightMapping
 ) -> list[Run]:
     name = "nn.MultiheadAttention"
     reasons = torch_mapping.unmapped_reasons(spec)
@@ -210,7 +208,7 @@ def torch_mha_runs(
 
 
 def sdpa_inputs(
-    spec: AttentionSpec, report: Report
+    spec: FinalSpec, report: Report
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, str]:
     """d2l's own heads as they enter the scores: after qk-norm and rotation, before the
     key-value heads are shared out; and the name of the stages they are."""
@@ -224,7 +222,7 @@ def sdpa_inputs(
     return t[names[0]], t[names[1]], t[names[2]], ", ".join(names)
 
 
-def sdpa_backend_runs(spec: AttentionSpec, report: Report) -> list[Run]:
+def sdpa_backend_runs(spec: FinalSpec, report: Report) -> list[Run]:
     queries, keys, values, names = sdpa_inputs(spec, report)  # (b, h, q, d), (b, g, k, d), ...
     device = queries.device
     mask = positional_mask(
@@ -255,7 +253,7 @@ def sdpa_backend_runs(spec: AttentionSpec, report: Report) -> list[Run]:
     return runs
 
 
-def notes(spec: AttentionSpec, report: Report) -> dict[str, list[str]]:
+def notes(spec: FinalSpec, report: Report) -> dict[str, list[str]]:
     reasons = torch_mapping.unmapped_reasons(spec)
     device = report.tensors["queries"].device
     how, blockers = None, None

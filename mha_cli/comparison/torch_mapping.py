@@ -16,15 +16,15 @@ import torch
 from torch import nn
 
 from mha_cli.layer.masking import positional_mask
-from mha_cli.spec.spec import AttentionSpec
+from mha_cli.spec.spec import FinalSpec
 
 Tensors = Mapping[str, torch.Tensor]
 # d2l's state dict (W_q.weight, ...) and the spec -> nn.MultiheadAttention's state dict. A test
 # swaps in a wrong one to prove that `mha compare` notices.
-WeightMapping = Callable[[Tensors, AttentionSpec], dict[str, torch.Tensor]]
+WeightMapping = Callable[[Tensors, FinalSpec], dict[str, torch.Tensor]]
 
 
-def unmapped_reasons(spec: AttentionSpec) -> list[str]:
+def unmapped_reasons(spec: FinalSpec) -> list[str]:
     """Why d2l's layer, as `spec` builds it, has no nn.MultiheadAttention twin (empty: it has)."""
     reasons = []
     if spec.score == "additive":
@@ -54,17 +54,17 @@ def unmapped_reasons(spec: AttentionSpec) -> list[str]:
     return reasons
 
 
-def packed(spec: AttentionSpec) -> bool:
+def packed(spec: FinalSpec) -> bool:
     """torch packs W_q, W_k, W_v into in_proj_weight exactly when kdim = vdim = embed_dim."""
     return spec.key_size == spec.hiddens and spec.value_size == spec.hiddens
 
 
-def uses_bias(spec: AttentionSpec) -> bool:
+def uses_bias(spec: FinalSpec) -> bool:
     """torch's one `bias` flag covers in_proj_bias and out_proj.bias together."""
     return spec.bias or spec.out_bias
 
 
-def torch_mha_state(state: Tensors, spec: AttentionSpec) -> dict[str, torch.Tensor]:
+def torch_mha_state(state: Tensors, spec: FinalSpec) -> dict[str, torch.Tensor]:
     """nn.MultiheadAttention's state dict holding d2l's weights `state` (d2l names)."""
     group = spec.heads // spec.kv_heads
 
@@ -98,7 +98,7 @@ def _bias_or_zeros(state: Tensors, role: str) -> torch.Tensor:
 
 
 def build_torch_mha(
-    spec: AttentionSpec,
+    spec: FinalSpec,
     mapped: Tensors,
     device: torch.device,
     dtype: torch.dtype,
@@ -123,7 +123,7 @@ def build_torch_mha(
 
 
 def torch_mha_masks(
-    spec: AttentionSpec, valid_lens: torch.Tensor | None, device: torch.device
+    spec: FinalSpec, valid_lens: torch.Tensor | None, device: torch.device
 ) -> tuple[torch.Tensor | None, torch.Tensor | None, str]:
     """(key_padding_mask, attn_mask, how they were made): d2l's masks in torch's convention,
     True = ignore."""
@@ -169,7 +169,7 @@ def projections(
     return result
 
 
-def fast_path_blockers(spec: AttentionSpec) -> list[str]:
+def fast_path_blockers(spec: FinalSpec) -> list[str]:
     """Why torch's fast path (`torch._native_multi_head_attention`) is not the path compared.
 
     It needs, in eval mode without grad: self-attention (query, key and value the same tensor),

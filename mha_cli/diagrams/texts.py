@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from mha_cli.layer.records import RunRecord, Stage
 from mha_cli.messages import listing
 from mha_cli.spec.axes import BATCH_HEADS, HEADS, KV_HEADS
-from mha_cli.spec.spec import AttentionSpec
+from mha_cli.spec.spec import FinalSpec
 
 # step -> (title, colour kind). A step is what follows the dot of a stage name (`split` of
 # `queries.split`), `project` for W_q/W_k/W_v, or the whole name for the main lane's stages.
@@ -47,7 +47,7 @@ def _step(name: str) -> str:
     return step if role in INPUTS and step else name
 
 
-def title_of(stage: Stage, spec: AttentionSpec) -> str:
+def title_of(stage: Stage, spec: FinalSpec) -> str:
     step = _step(stage.name)
     if stage.name in INPUTS or step in ("project", "W_o", "w_v"):
         return stage.name
@@ -60,7 +60,7 @@ def describe(stage: Stage, before: Stage | None, record: RunRecord) -> tuple[str
     """(colour kind, one line of detail) of the box for `stage`; `before` feeds it."""
     spec, step, shape = record.spec, _step(stage.name), stage.shape
     if stage.name in INPUTS:
-        return "input", lens_text(spec.valid_lens) if stage.name == "valid_lens" else ""
+        return "input", lens_text(spec.valid_lens or ()) if stage.name == "valid_lens" else ""
     kind = TITLES.get(step, ("", "compute"))[1]
     if step in ("project", "W_o", "w_v") and before is not None:
         bias = spec.out_bias if step == "W_o" else spec.bias
@@ -97,7 +97,7 @@ def _detail(step: str, stage: Stage, before: Stage | None, record: RunRecord) ->
     return text() if text is not None and (b or step in ("scores", "features")) else stage.code
 
 
-def _rope_text(spec: AttentionSpec, head_dim: int) -> str:
+def _rope_text(spec: FinalSpec, head_dim: int) -> str:
     pairs = "rotate-half" if spec.rope == "half" else "interleaved"
     return f"{spec.rotary_dim} of {head_dim} features, {pairs}, θ {spec.rope_theta:g}"
 
@@ -126,7 +126,7 @@ def lens_text(lens: Sequence[int] | Sequence[Sequence[int]]) -> str:
     return f"[{listing(lens, shown=6)}]"
 
 
-def mask_lines(spec: AttentionSpec) -> list[str]:
+def mask_lines(spec: FinalSpec) -> list[str]:
     """What the mask hides, by position (never by score)."""
     lines = []
     lens = spec.valid_lens

@@ -7,14 +7,14 @@ contradicts is a mistake, reported with both values.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mha_cli.errors import MhaError
 from mha_cli.files.reconcile import apply_sizes
 from mha_cli.layer.records import Source
-from mha_cli.spec.spec import AttentionSpec
+from mha_cli.spec.spec import AttentionSpec, FinalSpec
 from mha_cli.spec.validation import validate
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Sources:
-    """A spec and what its files hold. `resolve` makes the final one the torch core runs."""
+    """A spec with the sizes its files fix, and what they hold (`resolve` makes it final)."""
 
     spec: AttentionSpec
     state: Mapping[str, torch.Tensor] | None = None  # weights in d2l naming
@@ -33,12 +33,23 @@ class Sources:
     source: Source | None = None  # where the weights came from
 
 
-def resolve(spec: AttentionSpec, *, finite: bool = True) -> Sources:
+@dataclass(frozen=True)
+class Resolved:
+    """The final spec and what its files hold (or other tensors of the caller's)."""
+
+    spec: FinalSpec
+    state: Mapping[str, torch.Tensor] | None = None  # weights in d2l naming
+    inputs: Mapping[str, torch.Tensor] | None = None  # queries, keys, values[, valid_lens]
+    source: Source | None = None  # where the weights came from
+
+
+def resolve(spec: AttentionSpec, *, finite: bool = True) -> Resolved:
     """The one resolve step before the layer is built: the files read, the sizes they fix
     reconciled with the options, the result validated, and every size written out
     (`AttentionSpec.final`). `run_attention` takes this and never changes the spec."""
     sources = resolve_sources(spec, finite=finite)
-    return replace(sources, spec=validate(sources.spec).final())
+    final = validate(sources.spec).final()
+    return Resolved(final, sources.state, sources.inputs, sources.source)
 
 
 def resolve_sources(spec: AttentionSpec, *, finite: bool = True) -> Sources:

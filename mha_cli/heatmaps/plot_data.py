@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from mha_cli.errors import MhaError
 from mha_cli.spec import axes as ax
-from mha_cli.spec.spec import AttentionSpec, as_lists
+from mha_cli.spec.spec import AttentionSpec, FinalSpec, as_lists
 
 if TYPE_CHECKING:
     import numpy as np
@@ -56,7 +56,7 @@ def traced_heatmap_data(report: TraceReport) -> HeatmapData:
     return HeatmapData(weights=weights, masked=weights == 0, title=title)
 
 
-def _title(spec: AttentionSpec) -> str:
+def _title(spec: FinalSpec) -> str:
     """What the grid shows, from the run's specification (JSON-ready data)."""
     kind = "additive" if spec.score == "additive" else "scaled dot-product"
     heads = spec.heads

@@ -201,8 +201,8 @@ def locate(keys: Iterable[str], family: str | None, where: str) -> Located:
             return Located(LAYOUTS[name], prefix, frozenset(layers), where)
     found_keys = listing(keys, _SHOWN)
     if family:
-        other = next((n for n in LAYOUTS if _scan(LAYOUTS[n], keys)), None)
-        seen = f"they look like {LAYOUTS[other].name}" if other else f"found {found_keys}"
+        alike = next((n for n in LAYOUTS if _scan(LAYOUTS[n], keys)), None)
+        seen = f"they look like {LAYOUTS[alike].name}" if alike else f"found {found_keys}"
         raise MhaError(
             f"config.json says {family}, but {where} holds no {family} attention keys "
             f"({_example(LAYOUTS[names[0]])}); {seen}; use the config.json saved with these weights"

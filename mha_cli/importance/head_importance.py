@@ -20,7 +20,7 @@ from mha_cli.importance.records import HeadMeasure, HeadsReport, PruningStep, co
 from mha_cli.importance.spread import lowest_standing_out, rho_needed
 from mha_cli.layer.run import run_attention
 from mha_cli.messages import shape_text
-from mha_cli.spec.spec import AttentionSpec
+from mha_cli.spec.spec import AttentionSpec, FinalSpec
 
 
 def measure_heads(
@@ -123,7 +123,7 @@ def _target(targets: Mapping[str, torch.Tensor], output: torch.Tensor) -> torch.
     return tensor.to(output.device)
 
 
-def _notes(spec: AttentionSpec, ablation: str) -> list[str]:
+def _notes(spec: FinalSpec, ablation: str) -> list[str]:
     notes = []
     how = "set to zero" if ablation == "zero" else "replaced by its mean over examples and queries"
     notes.append(

@@ -22,7 +22,7 @@ from typing import Any
 from mha_cli.importance.spread import AGREEMENT_ALPHA, spearman, spearman_p
 from mha_cli.layer.records import Source
 from mha_cli.render.display import Displayed
-from mha_cli.spec.spec import AttentionSpec
+from mha_cli.spec.spec import FinalSpec
 
 Z95 = 1.96  # standard errors either side of an estimate: a 95 % interval
 MEASURES = ("ablation", "entropy", "confidence", "gradient")
@@ -76,7 +76,7 @@ class PruningStep:
 class HeadsRecord:
     """Everything `mha heads` shows, as plain data."""
 
-    spec: AttentionSpec  # final: every size written out
+    spec: FinalSpec  # every size written out
     source: Source | None
     ablation_mode: str  # "zero" or "mean"
     heads: list[HeadMeasure]  # in head order

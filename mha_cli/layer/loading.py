@@ -17,12 +17,12 @@ from mha_cli.errors import MhaError
 from mha_cli.files.sources import holds_one_layer, resolve
 from mha_cli.layer.records import Source
 from mha_cli.layer.run import build_layer, resolve_device
-from mha_cli.spec.spec import AttentionSpec
+from mha_cli.spec.spec import AttentionSpec, FinalSpec
 
 
 @dataclass(frozen=True)
 class LayerParameters:
-    spec: AttentionSpec  # with the sizes the checkpoint fixes
+    spec: FinalSpec  # with the sizes the checkpoint fixes
     state: dict[str, torch.Tensor]  # d2l names, as the layer holds them (in spec.dtype)
     source: Source | None  # None: seeded random weights
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from mha_cli.errors import MhaError
 from mha_cli.messages import suggest
-from mha_cli.spec.spec import AttentionSpec
+from mha_cli.spec.spec import FinalSpec
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ class RunRecord:
     `mha_cli.layer.report.Report` adds the tensors and shows itself as the stage table.
     """
 
-    spec: AttentionSpec  # final: every size written out
+    spec: FinalSpec  # every size written out
     stages: list[Stage]
     summary: Summary
     source: Source | None = None  # None: seeded random weights

@@ -18,7 +18,7 @@ from torch import nn
 
 from mha_cli import fast_start
 from mha_cli.errors import MhaError
-from mha_cli.files.sources import Sources
+from mha_cli.files.sources import Resolved
 from mha_cli.layer.layer import MultiHeadAttention, Rotary
 from mha_cli.layer.norms import HeadRMSNorm
 from mha_cli.layer.recording import Recorder
@@ -26,7 +26,7 @@ from mha_cli.layer.report import Report
 from mha_cli.layer.rope import inverse_frequencies
 from mha_cli.layer.summary import summarize
 from mha_cli.spec.memory import available_bytes, check_fits
-from mha_cli.spec.spec import AttentionSpec
+from mha_cli.spec.spec import FinalSpec
 
 if TYPE_CHECKING:
     from mha_cli.layer.additive import AdditiveAttention
@@ -35,7 +35,7 @@ Tensors = Mapping[str, torch.Tensor]
 
 
 def run_attention(
-    sources: Sources,
+    sources: Resolved,
     *,
     value_ranges: bool = True,
     needs_values: bool = False,
@@ -52,8 +52,8 @@ def run_attention(
     caller checked already, for the whole command).
     """
     spec = sources.spec
-    if spec != spec.final():
-        raise ValueError("run_attention takes a resolved spec: files.sources.resolve(spec)")
+    if not isinstance(spec, FinalSpec):
+        raise TypeError("run_attention takes a resolved spec: files.sources.resolve(spec)")
     device = resolve_device(spec.device)
     if device.type != "meta" and memory_for is not None:
         check_fits(spec, free_memory(device), needs_values=needs_values, command=memory_for)
@@ -108,7 +108,7 @@ def stream_seed(seed: int, stream: str) -> int:
 
 
 def build_layer(
-    spec: AttentionSpec, device: torch.device, dtype: torch.dtype, state: Tensors | None
+    spec: FinalSpec, device: torch.device, dtype: torch.dtype, state: Tensors | None
 ) -> MultiHeadAttention | AdditiveAttention:
     """The layer, with its weights from `state` or drawn as nn.Linear draws them, seeded."""
     with torch.device("meta"):  # shapes first: no memory, no draw from the global generator
@@ -152,7 +152,7 @@ def init_weights(layer: nn.Module, generator: torch.Generator) -> None:
                 module.weight.fill_(1.0)
 
 
-def make_layer(spec: AttentionSpec) -> MultiHeadAttention | AdditiveAttention:
+def make_layer(spec: FinalSpec) -> MultiHeadAttention | AdditiveAttention:
     if spec.score == "additive":
         from mha_cli.layer.additive import AdditiveAttention
 
@@ -163,7 +163,9 @@ def make_layer(spec: AttentionSpec) -> MultiHeadAttention | AdditiveAttention:
     if spec.rope != "none":
         scaling = None if spec.rope_scaling is None else dict(spec.rope_scaling)
         with torch.device("cpu"):  # a constant of the layer, never a meta tensor
-            inv_freq = inverse_frequencies(spec.rotary_dim, spec.rope_theta, scaling)
+            inv_freq = inverse_frequencies(
+                spec.rotary_dim or spec.head_dim, spec.rope_theta, scaling
+            )
         _refuse_non_finite_angles(spec, inv_freq)
         rotary = Rotary(inv_freq, spec.rope)
     return MultiHeadAttention(
@@ -186,7 +188,7 @@ def make_layer(spec: AttentionSpec) -> MultiHeadAttention | AdditiveAttention:
     )
 
 
-def _refuse_non_finite_angles(spec: AttentionSpec, inv_freq: torch.Tensor) -> None:
+def _refuse_non_finite_angles(spec: FinalSpec, inv_freq: torch.Tensor) -> None:
     """Angles `position * inv_freq` that overflow float32 turn every stage from the rotation
     on into NaN: a base or scaling this extreme is refused, not run."""
     last = float(max(spec.kv, spec.queries))
@@ -200,7 +202,7 @@ def _refuse_non_finite_angles(spec: AttentionSpec, inv_freq: torch.Tensor) -> No
 
 
 def make_inputs(
-    spec: AttentionSpec, device: torch.device, dtype: torch.dtype, given: Tensors | None
+    spec: FinalSpec, device: torch.device, dtype: torch.dtype, given: Tensors | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     shapes = (
         (spec.batch, spec.queries, spec.query_size),  # (b, q, query_size)

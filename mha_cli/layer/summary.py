@@ -7,11 +7,11 @@ from torch import nn
 
 from mha_cli.layer.records import MaskedKeys, Stage, Summary
 from mha_cli.spec.counts import parameters_depend_on_heads
-from mha_cli.spec.spec import AttentionSpec
+from mha_cli.spec.spec import FinalSpec
 
 
 def summarize(
-    spec: AttentionSpec,
+    spec: FinalSpec,
     layer: nn.Module,
     stages: list[Stage],
     attention: torch.Tensor | None,  # (b, h, q, k), None when nothing was computed (meta)
@@ -34,7 +34,7 @@ def summarize(
     )
 
 
-def head_slices(spec: AttentionSpec) -> list[tuple[str, tuple[int, int], str]]:
+def head_slices(spec: FinalSpec) -> list[tuple[str, tuple[int, int], str]]:
     """The part of each weight (out_features, in_features) that head i uses."""
     if spec.score == "additive":
         return []
@@ -67,7 +67,7 @@ def _span(first: int, last: int) -> str:
     return f"key {first}" if first == last else f"keys {first}..{last}"
 
 
-def masked_keys(spec: AttentionSpec) -> list[MaskedKeys]:
+def masked_keys(spec: FinalSpec) -> list[MaskedKeys]:
     """Which key positions each example masks. By position (padding), never by score."""
     if spec.valid_lens is None and not spec.causal:
         return []
@@ -92,7 +92,7 @@ def masked_keys(spec: AttentionSpec) -> list[MaskedKeys]:
     return result
 
 
-def _causal_text(spec: AttentionSpec) -> str:
+def _causal_text(spec: FinalSpec) -> str:
     """Which keys a query at position p masks: the future, and beyond a sliding window."""
     text = "causal: the query at position p masks keys p+1.. (the future)"
     if spec.window is not None:
@@ -100,7 +100,7 @@ def _causal_text(spec: AttentionSpec) -> str:
     return text
 
 
-def _positions_note(spec: AttentionSpec) -> str | None:
+def _positions_note(spec: FinalSpec) -> str | None:
     """Say where the queries sit when it matters: fewer queries than keys, with positions."""
     if spec.query_offset == 0 or not (spec.causal or spec.rope != "none"):
         return None
@@ -111,7 +111,7 @@ def _positions_note(spec: AttentionSpec) -> str | None:
     )
 
 
-def _notes(spec: AttentionSpec, attention: torch.Tensor | None, layer: nn.Module) -> list[str]:
+def _notes(spec: FinalSpec, attention: torch.Tensor | None, layer: nn.Module) -> list[str]:
     notes = []
     positions = _positions_note(spec)
     if positions:
@@ -163,7 +163,7 @@ def _notes(spec: AttentionSpec, attention: torch.Tensor | None, layer: nn.Module
     return notes
 
 
-def identical_heads_note(spec: AttentionSpec, attention: torch.Tensor, layer: nn.Module) -> str:
+def identical_heads_note(spec: FinalSpec, attention: torch.Tensor, layer: nn.Module) -> str:
     """Why every head has the same attention weights: the weights, the inputs, or neither.
 
     Equal weights per head (a constant initialisation) make equal heads whatever the inputs;
@@ -199,7 +199,7 @@ def identical_heads_note(spec: AttentionSpec, attention: torch.Tensor, layer: nn
     )
 
 
-def _same_score_slices(spec: AttentionSpec, layer: nn.Module) -> str | None:
+def _same_score_slices(spec: FinalSpec, layer: nn.Module) -> str | None:
     """How the heads' slices of W_q and W_k are equal (None when they are not): one value in
     every weight (a constant initialisation), or equal slices."""
     if spec.score != "dot" or spec.rope != "none":
@@ -224,7 +224,7 @@ def uniform_over_valid_keys(attention: torch.Tensor) -> bool:
     return bool(torch.allclose(attention.float()[seen], top[seen], atol=1e-6))
 
 
-def _has_empty_rows(spec: AttentionSpec) -> bool:
+def _has_empty_rows(spec: FinalSpec) -> bool:
     lens = spec.valid_lens
     if lens is None:
         return False

@@ -16,7 +16,7 @@ from mha_cli.layer.records import RunRecord, Stage
 from mha_cli.messages import shape_text
 from mha_cli.render import numbers
 from mha_cli.render.display import Displayed
-from mha_cli.spec.spec import AttentionSpec
+from mha_cli.spec.spec import FinalSpec
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def _per_token(stage: Stage) -> int:
 class VariantsComparison(Displayed):
     """The variants side by side; `reference` is the column every sentence compares with."""
 
-    spec: AttentionSpec  # the base specification
+    spec: FinalSpec  # the base specification
     columns: list[Column]
     reference: int
     notes: list[str] = field(default_factory=list)

@@ -6,7 +6,7 @@ from mha_cli.layer.records import RunRecord, Source
 from mha_cli.messages import listing, shape_text
 from mha_cli.render import numbers
 from mha_cli.spec.axes import legend
-from mha_cli.spec.spec import AttentionSpec
+from mha_cli.spec.spec import FinalSpec
 
 FLOP_CONVENTION = (
     "matmuls only, a multiply-add = 2 FLOPs (torch.utils.flop_counter's convention); "
@@ -88,7 +88,7 @@ def _notation_line(report: RunRecord) -> str:
     return book + f", p_q = p_k = p_v = p_o / h = {p_o} / {h} = {p} (p_o = num_hiddens)"
 
 
-def _sequences_line(spec: AttentionSpec) -> str | None:
+def _sequences_line(spec: FinalSpec) -> str | None:
     """How many sequences the queries and the key-value pairs come from: one (self-attention)
     or two (cross-attention), as far as their lengths tell."""
     queries, kv = spec.queries, spec.kv

@@ -19,7 +19,7 @@ from mha_cli.layer.records import RunRecord, Stage
 from mha_cli.messages import shape_text
 from mha_cli.render import numbers
 from mha_cli.render.summary_lines import summary_lines
-from mha_cli.spec.spec import AttentionSpec
+from mha_cli.spec.spec import FinalSpec
 
 if TYPE_CHECKING:
     from mha_cli.layer.report import StagesShown
@@ -160,7 +160,7 @@ def layer_title(report: RunRecord) -> str:
     )
 
 
-def _layer_name(spec: AttentionSpec) -> str:
+def _layer_name(spec: FinalSpec) -> str:
     if spec.score == "additive":
         return "AdditiveAttention"
     if spec.kv_heads != spec.heads:

@@ -8,7 +8,7 @@ torch core. Defaults reproduce the chapter's example: batch 2, 4 queries, 6 key-
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 ValidLens = tuple[int, ...] | tuple[tuple[int, ...], ...] | None
@@ -96,27 +96,30 @@ class AttentionSpec:
     def inputs_file(self) -> str | None:
         return None if self.inputs in INPUT_KINDS else self.inputs
 
-    def final(self) -> AttentionSpec:
+    def final(self) -> FinalSpec:
         """The spec with every size it leaves to a default written out: kv_heads (= heads),
         head_dim (num_hiddens / num_heads, as d2l has it), query, key and value sizes
         (num_hiddens), out_bias (= bias), rotary_dim (the whole head dim, with rope). This is
         what `files.sources.resolve` hands the torch core, which reads each size under its one
         name and never rewrites the spec; before it, read a size as `spec.final().head_dim`."""
         head_dim = self.head_dim
-        if head_dim is None and self.heads:  # an invalid 0 heads is left for validation to say
-            head_dim = self.hiddens // self.heads
+        if head_dim is None:  # 0 heads (invalid) is left for validation to say
+            head_dim = self.hiddens // self.heads if self.heads else 0
         rotary_dim = None
         if self.rope != "none":
             rotary_dim = head_dim if self.rotary_dim is None else self.rotary_dim
-        return replace(
-            self,
-            kv_heads=self.heads if self.kv_heads is None else self.kv_heads,
-            head_dim=head_dim,
-            query_size=self.hiddens if self.query_size is None else self.query_size,
-            key_size=self.hiddens if self.key_size is None else self.key_size,
-            value_size=self.hiddens if self.value_size is None else self.value_size,
-            out_bias=self.bias if self.out_bias is None else self.out_bias,
-            rotary_dim=rotary_dim,
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return FinalSpec(
+            **values
+            | {
+                "kv_heads": self.heads if self.kv_heads is None else self.kv_heads,
+                "head_dim": head_dim,
+                "query_size": self.hiddens if self.query_size is None else self.query_size,
+                "key_size": self.hiddens if self.key_size is None else self.key_size,
+                "value_size": self.hiddens if self.value_size is None else self.value_size,
+                "out_bias": self.bias if self.out_bias is None else self.out_bias,
+                "rotary_dim": rotary_dim,
+            }
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -127,6 +130,19 @@ class AttentionSpec:
         if self.valid_lens is not None:
             record["valid_lens"] = as_lists(self.valid_lens)
         return record
+
+
+@dataclass(frozen=True)
+class FinalSpec(AttentionSpec):
+    """An `AttentionSpec` with every size written out, as `AttentionSpec.final` makes it: what
+    the torch core and the records hold. (The defaults are never used: `final` sets them.)"""
+
+    kv_heads: int = 0
+    head_dim: int = 0
+    query_size: int = 0
+    key_size: int = 0
+    value_size: int = 0
+    out_bias: bool = False
 
 
 SPEC_FIELDS = tuple(f.name for f in fields(AttentionSpec) if f.name not in ("explicit", "origins"))

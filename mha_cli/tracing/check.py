@@ -16,12 +16,12 @@ from typing import Any
 import torch
 
 from mha_cli.errors import MhaError
-from mha_cli.files.sources import Sources, sizes_from_weights
+from mha_cli.files.sources import Resolved, sizes_from_weights
 from mha_cli.layer.report import Report
 from mha_cli.layer.run import run_attention
 from mha_cli.learner.module_weights import to_d2l_state
 from mha_cli.learner.user_module import Prepared
-from mha_cli.spec.spec import AttentionSpec
+from mha_cli.spec.spec import AttentionSpec, FinalSpec
 from mha_cli.spec.validation import validate
 from mha_cli.tolerance import Tolerance, tolerance
 from mha_cli.tracing.axes import RESHAPES
@@ -192,9 +192,7 @@ def _descendants(trace: Trace, index: int) -> set[int]:
     return found
 
 
-def _reference_spec(
-    spec: AttentionSpec, state: dict[str, torch.Tensor], owner: str
-) -> AttentionSpec:
+def _reference_spec(spec: AttentionSpec, state: dict[str, torch.Tensor], owner: str) -> FinalSpec:
     try:
         sizes = sizes_from_weights(state, spec.heads, owner)
     except MhaError as error:
@@ -214,9 +212,9 @@ def _reference_spec(
     ).final()
 
 
-def _run(spec: AttentionSpec, state: dict[str, torch.Tensor], inputs: dict[str, Any]) -> Report:
+def _run(spec: FinalSpec, state: dict[str, torch.Tensor], inputs: dict[str, Any]) -> Report:
     try:
-        return run_attention(Sources(spec, state, inputs), value_ranges=False)
+        return run_attention(Resolved(spec, state, inputs), value_ranges=False)
     except RuntimeError as error:  # weights that do not fit the layer the options describe
         first = str(error).strip().splitlines()[0]
         raise MhaError(
@@ -287,7 +285,7 @@ def _errors(mine: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     return diff.nan_to_num(nan=float("inf"))
 
 
-def _describe(spec: AttentionSpec) -> str:
+def _describe(spec: FinalSpec) -> str:
     layer = "d2l's AdditiveAttention" if spec.score == "additive" else "d2l's MultiHeadAttention"
     return (
         f"{layer} as mha builds it, with your module's weights and inputs: "

@@ -17,7 +17,7 @@ import torch
 
 from mha_cli.layer.report import Report
 from mha_cli.spec.axes import HEAD_DIM, HEADS, HIDDENS
-from mha_cli.spec.spec import AttentionSpec
+from mha_cli.spec.spec import FinalSpec
 from mha_cli.tolerance import tolerance
 from mha_cli.tracing.axes import RESHAPES
 from mha_cli.tracing.match import (
@@ -38,7 +38,7 @@ class _Context:
         trace: Trace,
         matches: dict[int, Match | None],
         forms: list[Form],
-        spec: AttentionSpec,
+        spec: FinalSpec,
         golden: Report,
         misshaped: dict[int, tuple[Match, str]],
     ) -> None:
@@ -72,7 +72,7 @@ def explain(
     matches: dict[int, Match | None],
     divergence: int | None,
     forms: list[Form],
-    spec: AttentionSpec,
+    spec: FinalSpec,
     golden: Report,
     user_weights: torch.Tensor | None,
     misshaped: dict[int, tuple[Match, str]] | None = None,

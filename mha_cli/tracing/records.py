@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mha_cli.layer.records import Stage
-from mha_cli.spec.spec import AttentionSpec
+from mha_cli.spec.spec import FinalSpec
 
 INPUT = "input"
 OP = "op"
@@ -146,7 +146,7 @@ class TraceRecord:
     """Everything a renderer shows of one traced forward pass, as plain data."""
 
     target: str
-    spec: AttentionSpec  # final: every size written out
+    spec: FinalSpec  # every size written out
     rows: list[Row]
     summary: TraceSummary
     check: CheckResult | None = None
