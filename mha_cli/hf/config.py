@@ -21,9 +21,9 @@ from mha_cli.hf.families import FAMILIES, FAMILY, UNSUPPORTED, Family, flag
 from mha_cli.hf.positions import rope_settings, sliding_window
 
 # Keys that one value has under different names (GPT-2 and GPT-J keep the old ones).
-_HIDDEN = ("hidden_size", "n_embd")
-_HEADS = ("num_attention_heads", "n_head")
-_LAYERS = ("num_hidden_layers", "n_layer")
+_HIDDEN = ("hidden_size", "n_embd", "dim")  # DistilBERT: dim, n_heads, n_layers
+_HEADS = ("num_attention_heads", "n_head", "n_heads")
+_LAYERS = ("num_hidden_layers", "n_layer", "n_layers")
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ class Requirement:
 class Family:
     name: str  # config.json's model_type
     layouts: tuple[str, ...]  # the key layouts of its checkpoints, tried in this order
+    reads: str = ""  # for people (`mha families`): what mha reads of its config beyond sizes
     encoder: bool = False  # bidirectional (not causal) unless the config says is_decoder
     qkv_bias: Flag = False  # bias on W_q, W_k and W_v
     o_bias: Flag = False  # bias on W_o
@@ -49,10 +50,16 @@ class Family:
     # out), "gptj" (base 10000 always, rotary_dim 64 when left out).
     rope_config: str = "parameters"
     context_default: int = 2048  # max_position_embeddings left out (llama3 rope scaling)
-    # The sliding window: "none", "always" (Mistral: sliding_window on every layer, 4096 when
-    # left out) or "layer_types" (Qwen2: with use_sliding_window, on the layers that
-    # layer_types marks, by default from max_window_layers on).
+    theta_default: float = 10_000.0  # the rope base when the config gives none (default_theta)
+    # The sliding window: "none", "always" (Mistral: sliding_window on every layer,
+    # `window_default` when left out), "switched" (Qwen3-MoE: with use_sliding_window, on every
+    # layer) or "layer_types" (Qwen2: with use_sliding_window, on the layers that layer_types
+    # marks; without layer_types, `window_layers` says which).
     window: str = "none"
+    window_default: int | None = 4096  # sliding_window left out
+    # Without layer_types: "from_max" (Qwen2: layers from max_window_layers on) or "odd_below_max"
+    # (Qwen2-MoE: layers 0, 2, 4, ... below max_window_layers).
+    window_layers: str = "from_max"
     qk_norm: bool = False  # per-head RMSNorm of queries and keys (rms_norm_eps), before rope
     requires: tuple[Requirement, ...] = ()  # what the d2l layer cannot reproduce otherwise
     # Without a config.json, how its checkpoints differ from the others of the same layout:
@@ -78,27 +85,80 @@ _ABSOLUTE = (
     ),
 )
 _BIAS = ("attention_bias", False)
+_CAUSAL = (
+    Requirement(
+        "use_bidirectional_attention",
+        False,
+        "use_bidirectional_attention = true is not supported; mha reads Gemma's causal "
+        "attention; inspect a model without it",
+    ),
+)
 
 # fmt: off
 TABLE: tuple[Family, ...] = (
-    Family("bert", ("bert",), encoder=True, qkv_bias=True, o_bias=True, requires=_ABSOLUTE),
-    Family("roberta", ("bert",), encoder=True, qkv_bias=True, o_bias=True, requires=_ABSOLUTE),
-    Family("vit", ("vit", "vit5"), encoder=True, qkv_bias=("qkv_bias", True), o_bias=True),
-    Family("gpt2", ("gpt2",), qkv_bias=True, o_bias=True, requires=_GPT2_SCORES),
-    Family("opt", ("opt",), qkv_bias=("enable_bias", True), o_bias=("enable_bias", True)),
+    Family("bert", ("bert",), encoder=True, qkv_bias=True, o_bias=True, requires=_ABSOLUTE,
+           reads="bidirectional (causal with is_decoder), biases; absolute positions only"),
+    Family("roberta", ("bert",), encoder=True, qkv_bias=True, o_bias=True, requires=_ABSOLUTE,
+           reads="as BERT"),
+    Family("vit", ("vit", "vit5"), encoder=True, qkv_bias=("qkv_bias", True), o_bias=True,
+           reads="bidirectional, qkv_bias; no padding"),
+    Family("gpt2", ("gpt2",), qkv_bias=True, o_bias=True, requires=_GPT2_SCORES,
+           reads="packed Conv1D c_attn split q | k | v, biases"),
+    Family("opt", ("opt",), qkv_bias=("enable_bias", True), o_bias=("enable_bias", True),
+           reads="enable_bias"),
     Family("llama", ("llama",), qkv_bias=_BIAS, o_bias=_BIAS, grouped=True, own_head_dim=True,
-           rope="half"),
+           rope="half",
+           reads="grouped heads, head_dim, attention_bias, rope base and linear/llama3 scaling"),
     Family("mistral", ("llama",), grouped=True, kv_heads_default=8, own_head_dim=True,
-           rope="half", context_default=4096 * 32, window="always"),  # Llama's keys: never guessed
+           rope="half", context_default=4096 * 32, window="always",
+           reads="as Llama, sliding_window on every layer"),  # Llama's keys: never guessed
     Family("qwen2", ("llama",), qkv_bias=True, o_bias=False, grouped=True, kv_heads_default=32,
            own_head_dim=True, rope="half", context_default=32768, window="layer_types",
-           keys_have=("W_q.bias",), keys_lack=("W_o.bias",)),
+           keys_have=("W_q.bias",), keys_lack=("W_o.bias",),
+           reads="biases on q, k, v (not o), window on the layers layer_types marks"),
     Family("qwen3", ("llama",), qkv_bias=_BIAS, o_bias=_BIAS, grouped=True, kv_heads_default=32,
            own_head_dim=True, head_dim_default=128, rope="half", context_default=32768,
-           window="layer_types", qk_norm=True, keys_have=("q_norm.weight",)),
+           window="layer_types", qk_norm=True, keys_have=("q_norm.weight",),
+           reads="per-head q/k RMSNorm before rope, head_dim 128 by default"),
     Family("gpt_neox", ("gpt_neox",), qkv_bias=("attention_bias", True),
-           o_bias=("attention_bias", True), rope="half", rope_config="neox"),
-    Family("gptj", ("gptj",), rope="interleaved", rope_config="gptj"),
+           o_bias=("attention_bias", True), rope="half", rope_config="neox",
+           reads="query_key_value packed per head, partial rotary (rotary_pct)"),
+    Family("gptj", ("gptj",), rope="interleaved", rope_config="gptj",
+           reads="interleaved rope on the first rotary_dim features"),
+    # Attention as Mistral's, Qwen2's and Qwen3's: the experts are in the MLP, never read.
+    Family("mixtral", ("llama",), grouped=True, kv_heads_default=8, own_head_dim=True,
+           rope="half", context_default=4096 * 32, theta_default=1e6, window="always",
+           window_default=None,
+           reads="as Mistral: rope base 1e6 by default, sliding_window (none by default)"),
+    Family("qwen2_moe", ("llama",), qkv_bias=("qkv_bias", True), o_bias=False, grouped=True,
+           kv_heads_default=16, own_head_dim=True, rope="half", context_default=32768,
+           window="layer_types", window_layers="odd_below_max",
+           reads="as Qwen2: qkv_bias, window on even layers below max_window_layers"),
+    Family("qwen3_moe", ("llama",), qkv_bias=_BIAS, o_bias=_BIAS, grouped=True,
+           kv_heads_default=4, own_head_dim=True, rope="half", context_default=32768,
+           window="switched", qk_norm=True,
+           reads="as Qwen3: q/k RMSNorm, window on every layer with use_sliding_window"),
+    Family("gemma", ("llama",), qkv_bias=_BIAS, o_bias=_BIAS, grouped=True, kv_heads_default=16,
+           own_head_dim=True, head_dim_default=256, rope="half", context_default=8192,
+           requires=_CAUSAL,
+           reads="head_dim (256 by default), 16 key-value heads by default"),
+    Family("starcoder2", ("llama",), qkv_bias=("use_bias", True), o_bias=("use_bias", True),
+           grouped=True, kv_heads_default=2, own_head_dim=True, rope="half",
+           context_default=4096, window="always", window_default=None,
+           reads="use_bias on all four projections, sliding_window"),
+    # BERT's and ViT's attention under their own model types.
+    Family("electra", ("bert",), encoder=True, qkv_bias=True, o_bias=True, requires=_ABSOLUTE,
+           reads="BERT's layout under its own model type"),
+    Family("xlm-roberta", ("bert",), encoder=True, qkv_bias=True, o_bias=True,
+           requires=_ABSOLUTE,
+           reads="BERT's layout under its own model type"),
+    Family("camembert", ("bert",), encoder=True, qkv_bias=True, o_bias=True,
+           requires=_ABSOLUTE,
+           reads="BERT's layout under its own model type"),
+    Family("dinov2", ("vit", "vit5"), encoder=True, qkv_bias=("qkv_bias", True), o_bias=True,
+           reads="ViT's layout under its own model type"),
+    Family("distilbert", ("distilbert",), encoder=True, qkv_bias=True, o_bias=True,
+           reads="q_lin, k_lin, v_lin, out_lin; dim, n_heads, n_layers"),
 )
 # fmt: on
 
@@ -108,9 +168,32 @@ FAMILIES = tuple(FAMILY)
 # Families mha does not read, and why, where a word helps.
 _STATE_SPACE = "a state-space model: it has no attention layer"
 UNSUPPORTED = {"mamba": _STATE_SPACE, "mamba2": _STATE_SPACE, "rwkv": "it has no attention layer"}
+_SCALE = "a score scale other than 1/sqrt(head_dim)"
+_CAP = "attention logit soft-capping and query_pre_attn_scalar"
 UNSUPPORTED |= {
     "gpt_bigcode": "multi-query attention with nn.Linear c_attn, not GPT-2's Conv1D",
     "olmo2": "its q/k norm spans the whole projection, not one head",
+    "olmo": "clip_qkv (queries, keys and values clamped) is not rebuilt",
+    "gemma2": f"{_CAP} are not rebuilt",
+    "gemma3": f"{_CAP}, and q/k RMSNorm with (1 + w) weights, are not rebuilt",
+    "gemma3_text": f"{_CAP}, and q/k RMSNorm with (1 + w) weights, are not rebuilt",
+    "granite": f"attention_multiplier ({_SCALE}) is not rebuilt",
+    "cohere": "its q/k layer norm and interleaved rope with Cohere's layout are not rebuilt",
+    "stablelm": "partial rotary with q/k layer norm is not rebuilt",
+    "phi3": "its packed qkv_proj and partial or longrope rotary are not rebuilt",
+    "phi": "its packed dense layout and partial rotary are not rebuilt",
+    "falcon": "its fused query_key_value (multi-query or grouped) and ALiBi are not rebuilt",
+    "bloom": "ALiBi position biases are not rebuilt",
+    "mpt": "ALiBi position biases and the packed Wqkv are not rebuilt",
+    "t5": "relative position buckets and unscaled scores are not rebuilt",
+    "mt5": "relative position buckets and unscaled scores are not rebuilt",
+    "whisper": "encoder-decoder (cross-attention) models are not rebuilt",
+    "bart": "encoder-decoder (cross-attention) models are not rebuilt",
+    "clip": "its text and vision towers (two configs in one) are not rebuilt",
+    "clip_text_model": "CLIP's self_attn.out_proj layout is not rebuilt",
+    "clip_vision_model": "CLIP's self_attn.out_proj layout is not rebuilt",
+    "siglip": "its text and vision towers (two configs in one) are not rebuilt",
+    "gpt_neo": "unscaled scores and local layers are not rebuilt",
 }
 
 

@@ -93,6 +93,10 @@ LAYOUTS = {
     "gptj": _linear(
         "gptj", "h", "attn.q_proj", "attn.k_proj", "attn.v_proj", "attn.out_proj"
     ),
+    "distilbert": _linear(
+        "distilbert", "transformer.layer", "attention.q_lin", "attention.k_lin",
+        "attention.v_lin", "attention.out_lin",
+    ),
 }  # fmt: skip
 _SHOWN = 6
 

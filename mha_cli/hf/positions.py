@@ -58,7 +58,7 @@ def rope_settings(
     bases = ("rotary_emb_base", "rope_theta") if neox else ("rope_theta",)
     theta = params.get("rope_theta")
     if theta is None:
-        theta = next((config[b] for b in bases if config.get(b) is not None), _THETA_DEFAULT)
+        theta = next((config[b] for b in bases if config.get(b) is not None), family.theta_default)
     theta = float(positive(theta, "rope_theta", where))
     factor = params.get("partial_rotary_factor")
     if factor is None:
@@ -84,13 +84,17 @@ def sliding_window(
     config: Mapping[str, Any], family: Family, layer: int, num_layers: int, where: str
 ) -> int | None:
     """The window W of layer `layer` (key j seen by query i iff i - W < j <= i), or None."""
-    if family.window == "always":  # Mistral: every layer (sliding_window 4096 when left out)
-        window = config.get("sliding_window", 4096)
+    if family.window == "always":  # Mistral: every layer (Mixtral, Starcoder2: None by default)
+        window = config.get("sliding_window", family.window_default)
+    elif family.window == "switched":  # Qwen3-MoE: every layer, with use_sliding_window
+        use = config.get("use_sliding_window", False)
+        window = config.get("sliding_window", family.window_default) if use else None
     elif family.window == "layer_types":
         # Qwen2Config.__post_init__: a window only with use_sliding_window, and then only on the
-        # layers that layer_types marks "sliding_attention" (by default: from max_window_layers on).
+        # layers that layer_types marks "sliding_attention" (by default: from max_window_layers on;
+        # Qwen2-MoE's: the even layers below max_window_layers).
         use = config.get("use_sliding_window", False)
-        window = config.get("sliding_window", 4096) if use else None
+        window = config.get("sliding_window", family.window_default) if use else None
         layer_types = _layer_types(config, where)
         first = config.get("max_window_layers", 28)
         if isinstance(first, bool) or not isinstance(first, int) or first < 0:
@@ -99,7 +103,10 @@ def sliding_window(
                 "least 0 (the first layer with a sliding window); fix the config"
             )
         if not layer_types:
-            sliding = window and layer >= first
+            if family.window_layers == "odd_below_max":
+                sliding = window and layer < first and (layer + 1) % 2 == 1
+            else:
+                sliding = window and layer >= first
             layer_types = ("sliding_attention" if sliding else "full_attention",) * num_layers
         if _layer_type(layer_types, layer, where) != "sliding_attention":
             window = None

@@ -1,0 +1,119 @@
+"""Tiny Hugging Face models of the families added after the first eleven (issue 19), saved with
+save_pretrained, the way tests/hf_models.py builds those: 2-3 layers, grouped-query attention,
+biases and windows where the family has them, every parameter redrawn from a seeded generator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from hf_models import _redraw
+from torch import nn
+
+VISION = ("dinov2",)  # run on pixels, no padding
+
+
+@dataclass(frozen=True)
+class FamilyModel:
+    family: str
+    folder: Path
+    model: nn.Module
+    config: Any
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.config.num_hidden_layers)
+
+    def attention(self, layer: int) -> nn.Module:
+        return _ATTENTION[self.family](self.model, layer)
+
+
+_ATTENTION = {
+    "mixtral": lambda m, i: m.model.layers[i].self_attn,
+    "qwen2_moe": lambda m, i: m.model.layers[i].self_attn,
+    "qwen3_moe": lambda m, i: m.model.layers[i].self_attn,
+    "gemma": lambda m, i: m.model.layers[i].self_attn,
+    "starcoder2": lambda m, i: m.model.layers[i].self_attn,
+    "electra": lambda m, i: m.encoder.layer[i].attention,
+    "xlm-roberta": lambda m, i: m.encoder.layer[i].attention,
+    "camembert": lambda m, i: m.encoder.layer[i].attention,
+    "dinov2": lambda m, i: m.encoder.layer[i].attention,
+    "distilbert": lambda m, i: m.transformer.layer[i].attention,
+}
+
+
+def _configs() -> dict[str, tuple[Any, Any]]:
+    import transformers as t
+
+    small = {"vocab_size": 64, "intermediate_size": 64, "max_position_embeddings": 64}
+    gqa = {"num_attention_heads": 4, "num_key_value_heads": 2, "hidden_size": 32, **small}
+    encoder = {"hidden_size": 32, "num_attention_heads": 4, **small}
+    experts = {"num_experts": 2, "num_experts_per_tok": 1, "moe_intermediate_size": 16}
+    return {
+        "mixtral": (
+            t.MixtralConfig(
+                num_hidden_layers=2, sliding_window=3, num_local_experts=2,
+                num_experts_per_tok=1, **gqa,
+            ),
+            t.MixtralForCausalLM,
+        ),
+        "qwen2_moe": (
+            # layer_types by default: layer 0 slides (even, below max_window_layers), 1 and 2 not
+            t.Qwen2MoeConfig(
+                num_hidden_layers=3, use_sliding_window=True, sliding_window=3,
+                max_window_layers=2, shared_expert_intermediate_size=16, **experts, **gqa,
+            ),
+            t.Qwen2MoeForCausalLM,
+        ),
+        "qwen3_moe": (
+            t.Qwen3MoeConfig(
+                num_hidden_layers=2, head_dim=12, use_sliding_window=True, sliding_window=3,
+                **experts, **gqa,
+            ),
+            t.Qwen3MoeForCausalLM,
+        ),
+        "gemma": (t.GemmaConfig(num_hidden_layers=2, head_dim=12, **gqa), t.GemmaForCausalLM),
+        "starcoder2": (
+            t.Starcoder2Config(num_hidden_layers=2, sliding_window=3, **gqa),
+            t.Starcoder2ForCausalLM,
+        ),
+        "electra": (
+            t.ElectraConfig(num_hidden_layers=2, embedding_size=16, **encoder), t.ElectraModel
+        ),
+        "xlm-roberta": (t.XLMRobertaConfig(num_hidden_layers=2, **encoder), t.XLMRobertaModel),
+        "camembert": (t.CamembertConfig(num_hidden_layers=2, **encoder), t.CamembertModel),
+        "dinov2": (
+            t.Dinov2Config(
+                num_hidden_layers=2, image_size=8, patch_size=4, hidden_size=32,
+                num_attention_heads=4, mlp_ratio=2,
+            ),
+            t.Dinov2Model,
+        ),
+        "distilbert": (
+            t.DistilBertConfig(
+                dim=32, n_heads=4, n_layers=2, hidden_dim=64, vocab_size=64,
+                max_position_embeddings=64,
+            ),
+            t.DistilBertModel,
+        ),
+    }  # fmt: skip
+
+
+FAMILIES = tuple(_ATTENTION)
+
+
+def build_families(root: Path, seed: int = 100) -> dict[str, FamilyModel]:
+    """Every new family's tiny model, saved under root/<family>."""
+    models = {}
+    for offset, (family, (config, cls)) in enumerate(_configs().items()):
+        config._attn_implementation = "eager"
+        torch.manual_seed(seed + offset)
+        model = cls(config).eval()
+        _redraw(model, seed + offset)
+        folder = root / family
+        model.save_pretrained(folder)
+        models[family] = FamilyModel(family, folder, model, config)
+    return models

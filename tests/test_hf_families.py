@@ -1,0 +1,201 @@
+"""The families of issue 19, each exactly: mha against transformers' own eager attention.
+
+Each tiny model (tests/hf_families.py: weights from a seeded generator, save_pretrained) runs in
+transformers with a padded batch; hooks catch what layer i's attention got and gave, and
+`output_attentions` its weights. mha reads the same layer from the saved folder: the weights
+agree within 1e-5 and the output within 1e-4, on layers 0, 1 and the last. Without config.json,
+the weights alone are refused (the behaviour is unknown) or, given the options, exact.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import mha_cli
+
+pytest.importorskip("transformers")
+
+from hf_families import FAMILIES, VISION, build_families
+
+MASK = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]])  # right padding: valid_lens [6, 4]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory):
+    return build_families(tmp_path_factory.mktemp("families"))
+
+
+def transformers_run(model: Any, layer: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(hidden states into layer `layer`'s attention, its weights (b, h, q, k), its output)."""
+    attention = model.attention(layer)
+    caught: dict[str, torch.Tensor] = {}
+
+    def grab_input(_module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        caught["input"] = args[0] if args else kwargs["hidden_states"]
+
+    def grab_output(_module: Any, _args: Any, output: Any) -> None:
+        caught["output"] = output[0] if isinstance(output, tuple) else output
+
+    # BERT-like attention modules add the residual and a LayerNorm: take the projection's output.
+    projection = attention.output.dense if hasattr(attention, "output") else attention
+    hooks = [
+        attention.register_forward_pre_hook(grab_input, with_kwargs=True),
+        projection.register_forward_hook(grab_output),
+    ]
+    generator = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        if model.family in VISION:
+            pixels = torch.randn(2, 3, 8, 8, generator=generator)
+            result = model.model(pixel_values=pixels, output_attentions=True)
+        else:
+            ids = torch.randint(2, 64, MASK.shape, generator=generator)
+            extra = {"use_cache": False} if "use_cache" in model.config.to_dict() else {}
+            result = model.model(
+                input_ids=ids, attention_mask=MASK, output_attentions=True, **extra
+            )
+    for hook in hooks:
+        hook.remove()
+    return caught["input"], result.attentions[layer], caught["output"]
+
+
+def run_mha(weights: Path, layer: int, hidden: torch.Tensor, tmp_path: Path, vision: bool) -> Any:
+    inputs: dict[str, torch.Tensor] = {"hidden_states": hidden}
+    if not vision:
+        inputs["valid_lens"] = MASK.sum(-1)
+    torch.save(inputs, tmp_path / "inputs.pt")
+    return mha_cli.inspect(weights=weights, layer=layer, inputs=str(tmp_path / "inputs.pt"))
+
+
+def _layers(model: Any) -> tuple[int, ...]:
+    return tuple(sorted({0, 1, model.num_layers - 1}))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_each_family_reproduces_transformers(models, tmp_path, family):
+    model = models[family]
+    for layer in _layers(model):
+        hidden, expected_weights, expected_output = transformers_run(model, layer)
+        report = run_mha(model.folder, layer, hidden, tmp_path, family in VISION)
+        weights = report.attention_weights
+        torch.testing.assert_close(weights, expected_weights, atol=1e-5, rtol=0)
+        if report.mask is not None:  # masked keys get exactly nothing, as in transformers
+            assert float(weights[report.mask].abs().max()) == 0.0
+        torch.testing.assert_close(report.output_tensor, expected_output, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("family", "layer", "window", "theta"),
+    [
+        ("mixtral", 0, 3, 1e6),  # MixtralConfig.default_theta
+        ("qwen2_moe", 0, 3, 1e4),  # even layers below max_window_layers slide
+        ("qwen2_moe", 1, None, 1e4),
+        ("qwen3_moe", 1, 3, 1e4),  # use_sliding_window: every layer
+        ("starcoder2", 1, 3, 1e4),
+        ("gemma", 1, None, 1e4),
+    ],
+)
+def test_the_config_gives_window_and_rope_base(models, cli, family, layer, window, theta):
+    folder = str(models[family].folder)
+    result = cli("inspect", "--config", folder, "--layer", str(layer), "--format", "json")
+    assert result.exit_code == 0, result.output
+    spec = json.loads(result.stdout)["spec"]
+    assert spec["window"] == window
+    assert spec["rope_theta"] == pytest.approx(theta)
+
+
+def test_a_config_without_rope_theta_takes_the_familys_base(models, tmp_path, cli):
+    """Mixtral's default base is 1e6, not Llama's 1e4: a config.json without it gets 1e6."""
+    config = json.loads((models["mixtral"].folder / "config.json").read_text())
+    config.pop("rope_theta", None)
+    config.pop("rope_parameters", None)
+    config.pop("rope_scaling", None)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    result = cli("inspect", "--config", str(tmp_path / "config.json"), "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["spec"]["rope_theta"] == pytest.approx(1e6)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_config_alone_gives_the_shapes_on_the_meta_device(models, cli, family):
+    config = str(models[family].folder / "config.json")
+    result = cli("inspect", "--config", config, "--device", "meta", "--format", "json")
+    assert result.exit_code == 0, result.output
+    spec = json.loads(result.stdout)["spec"]
+    cfg = models[family].config
+    assert spec["heads"] == cfg.num_attention_heads
+    assert spec["hiddens"] == cfg.hidden_size
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_weights_without_config_are_refused_with_what_is_unknown(models, tmp_path, cli, family):
+    """Key names tell sizes, not behaviour: the weights alone exit 2, never run on guesses."""
+    alone = tmp_path / "model.safetensors"
+    shutil.copy(models[family].folder / "model.safetensors", alone)
+    result = cli("inspect", "--weights", str(alone), "--layer", "1")
+    assert result.exit_code == 2, result.output
+    assert "has no config.json beside it" in result.stderr
+    assert "--config config.json" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("family", "options"),
+    [
+        ("mixtral", ["--heads", "4", "--causal", "--rope", "half", "--rope-theta", "1e6",
+                     "--rotary-dim", "none", "--window", "3"]),
+        ("electra", ["--heads", "4", "--no-causal"]),
+        ("distilbert", ["--heads", "4", "--no-causal"]),
+    ],
+)  # fmt: skip
+def test_weights_without_config_are_exact_given_the_options(models, tmp_path, cli, family, options):
+    model = models[family]
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(model.folder / "model.safetensors", alone / "model.safetensors")
+    hidden, expected_weights, _ = transformers_run(model, 1)
+    torch.save({"hidden_states": hidden, "valid_lens": MASK.sum(-1)}, tmp_path / "inputs.pt")
+    report = mha_cli.inspect(
+        weights=alone / "model.safetensors",
+        layer=1,
+        inputs=str(tmp_path / "inputs.pt"),
+        **_api_options(options),
+    )
+    torch.testing.assert_close(report.attention_weights, expected_weights, atol=1e-5, rtol=0)
+
+
+def _api_options(options: list[str]) -> dict[str, Any]:
+    """The CLI options above as mha_cli.inspect's keywords."""
+    out: dict[str, Any] = {}
+    i = 0
+    while i < len(options):
+        name = options[i].lstrip("-").replace("-", "_")
+        if name in ("causal", "no_causal"):
+            out["causal"] = name == "causal"
+            i += 1
+            continue
+        value = options[i + 1]
+        out[name] = value
+        i += 2
+    return out
+
+
+def test_families_lists_every_family_with_what_it_needs(cli):
+    result = cli("families")
+    assert result.exit_code == 0, result.output
+    for family in FAMILIES:
+        assert family in result.stdout
+
+
+def test_every_supported_family_has_a_tiny_model():
+    """A family in the table is tested exactly here or in test_hf_exact.py, never in neither."""
+    from hf_models import _ATTENTION as FIRST
+
+    from mha_cli.hf.families import FAMILIES as SUPPORTED
+
+    untested = [f for f in SUPPORTED if f not in FIRST and f not in FAMILIES]
+    assert untested == []
