@@ -37,6 +37,8 @@ _ATTENTION = {
     "qwen3_moe": lambda m, i: m.model.layers[i].self_attn,
     "gemma": lambda m, i: m.model.layers[i].self_attn,
     "starcoder2": lambda m, i: m.model.layers[i].self_attn,
+    "stablelm": lambda m, i: m.model.layers[i].self_attn,
+    "phi3": lambda m, i: m.model.layers[i].self_attn,
     "electra": lambda m, i: m.encoder.layer[i].attention,
     "xlm-roberta": lambda m, i: m.encoder.layer[i].attention,
     "camembert": lambda m, i: m.encoder.layer[i].attention,
@@ -51,6 +53,7 @@ def _configs() -> dict[str, tuple[Any, Any]]:
     small = {"vocab_size": 64, "intermediate_size": 64, "max_position_embeddings": 64}
     gqa = {"num_attention_heads": 4, "num_key_value_heads": 2, "hidden_size": 32, **small}
     encoder = {"hidden_size": 32, "num_attention_heads": 4, **small}
+    half_rotary = {"rope_type": "default", "rope_theta": 5000.0, "partial_rotary_factor": 0.5}
     experts = {"num_experts": 2, "num_experts_per_tok": 1, "moe_intermediate_size": 16}
     return {
         "mixtral": (
@@ -79,6 +82,17 @@ def _configs() -> dict[str, tuple[Any, Any]]:
         "starcoder2": (
             t.Starcoder2Config(num_hidden_layers=2, sliding_window=3, **gqa),
             t.Starcoder2ForCausalLM,
+        ),
+        "stablelm": (  # rotary on the first quarter of each head, biases on q, k, v
+            t.StableLmConfig(num_hidden_layers=2, use_qkv_bias=True, **gqa),
+            t.StableLmForCausalLM,
+        ),
+        "phi3": (  # qkv_proj packs 4 query heads and 2 key-value heads; half of each head turns
+            t.Phi3Config(
+                num_hidden_layers=2, sliding_window=3, pad_token_id=0, bos_token_id=1,
+                eos_token_id=2, rope_parameters=half_rotary, **gqa,
+            ),
+            t.Phi3ForCausalLM,
         ),
         "electra": (
             t.ElectraConfig(num_hidden_layers=2, embedding_size=16, **encoder), t.ElectraModel

@@ -90,23 +90,46 @@ def test_each_family_reproduces_transformers(models, tmp_path, family):
 
 
 @pytest.mark.parametrize(
-    ("family", "layer", "window", "theta"),
+    ("family", "layer", "window", "theta", "rotary_dim"),
     [
-        ("mixtral", 0, 3, 1e6),  # MixtralConfig.default_theta
-        ("qwen2_moe", 0, 3, 1e4),  # even layers below max_window_layers slide
-        ("qwen2_moe", 1, None, 1e4),
-        ("qwen3_moe", 1, 3, 1e4),  # use_sliding_window: every layer
-        ("starcoder2", 1, 3, 1e4),
-        ("gemma", 1, None, 1e4),
+        ("mixtral", 0, 3, 1e6, 8),  # MixtralConfig.default_theta
+        ("qwen2_moe", 0, 3, 1e4, 8),  # even layers below max_window_layers slide
+        ("qwen2_moe", 1, None, 1e4, 8),
+        ("qwen3_moe", 1, 3, 1e4, 12),  # use_sliding_window: every layer
+        ("starcoder2", 1, 3, 1e4, 8),
+        ("gemma", 1, None, 1e4, 12),
+        ("stablelm", 1, None, 1e4, 2),  # partial_rotary_factor 0.25 of 8
+        ("phi3", 1, 3, 5000, 4),  # partial_rotary_factor 0.5 of 8
     ],
 )
-def test_the_config_gives_window_and_rope_base(models, cli, family, layer, window, theta):
-    folder = str(models[family].folder)
+def test_the_config_gives_window_rope_base_and_rotary_dims(
+    models, cli, family, layer, window, theta, rotary_dim
+):
+    folder = str(models[family].folder)  # --config takes the model folder as its config.json
     result = cli("inspect", "--config", folder, "--layer", str(layer), "--format", "json")
     assert result.exit_code == 0, result.output
     spec = json.loads(result.stdout)["spec"]
     assert spec["window"] == window
     assert spec["rope_theta"] == pytest.approx(theta)
+    assert spec["rotary_dim"] == rotary_dim
+
+
+@pytest.mark.parametrize(
+    ("family", "change", "words"),
+    [
+        ("stablelm", {"qk_layernorm": True}, "qk_layernorm = true"),
+        ("gemma", {"use_bidirectional_attention": True}, "use_bidirectional_attention = true"),
+        ("phi3", {"rope_parameters": {"rope_type": "longrope", "rope_theta": 1e4}}, "'longrope'"),
+    ],
+)
+def test_what_a_family_cannot_rebuild_is_refused_by_name(
+    models, tmp_path, cli, family, change, words
+):
+    config = json.loads((models[family].folder / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps(config | change))
+    result = cli("inspect", "--config", str(tmp_path / "config.json"))
+    assert result.exit_code == 2, result.output
+    assert words in result.stderr and "not supported" in result.stderr
 
 
 def test_a_config_without_rope_theta_takes_the_familys_base(models, tmp_path, cli):

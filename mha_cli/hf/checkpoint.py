@@ -93,7 +93,7 @@ def load_hf_layer(
         described = attention_from_weights(family, shapes, heads, layer, located.num_layers)
         assumed = _assumptions(family, reason, described, given)
     else:
-        state, origin = to_d2l(located.layout, stored, keys, described.heads)
+        state, origin = to_d2l(located.layout, stored, keys, described.heads, described.head_dim)
     check_against(described, state, origin, str(config or path))
     return HFLayer(described, state, origin, read.files, located.describe(), config, assumed)
 
@@ -108,11 +108,12 @@ _LOOKALIKES = {
     "gpt2": "GPT-2 and its variants",
     "gpt_neox": "GPT-NeoX, Pythia, ...",
     "gptj": "GPT-J, ...",
+    "phi3": "Phi-3, Phi-4, ...",
     "opt": "OPT, ...",
     "bert": "BERT, RoBERTa, ELECTRA, ...",
     "vit": "ViT, DeiT, ...",
 }
-_ROTARY_LAYOUTS = ("llama", "gpt_neox", "gptj")
+_ROTARY_LAYOUTS = ("llama", "gpt_neox", "gptj", "phi3")
 # spec field -> (the option that sets it, what it is)
 _OPTIONS = {
     "heads": ("--heads", "the number of heads"),
@@ -164,7 +165,7 @@ def _required(located: Located, stored: Mapping[str, Any], given: Mapping[str, A
         fields.append("rope")
         if given.get("rope", "half") != "none":
             fields += ["rope_theta", "rotary_dim"]
-    if base == "llama":
+    if base in ("llama", "phi3"):
         fields.append("window")
     if "q_norm.weight" in stored:
         fields.append("norm_eps")

@@ -50,6 +50,9 @@ class Family:
     # out), "gptj" (base 10000 always, rotary_dim 64 when left out).
     rope_config: str = "parameters"
     context_default: int = 2048  # max_position_embeddings left out (llama3 rope scaling)
+    # partial_rotary_factor left out: None when the family's attention always turns the whole
+    # head (another factor is refused), else the factor (StableLM: 0.25, Phi-3: 1.0).
+    partial_rotary: float | None = None
     theta_default: float = 10_000.0  # the rope base when the config gives none (default_theta)
     # The sliding window: "none", "always" (Mistral: sliding_window on every layer,
     # `window_default` when left out), "switched" (Qwen3-MoE: with use_sliding_window, on every
@@ -85,6 +88,14 @@ _ABSOLUTE = (
     ),
 )
 _BIAS = ("attention_bias", False)
+_QK_LAYERNORM = (
+    Requirement(
+        "qk_layernorm",
+        False,
+        "qk_layernorm = true (a LayerNorm per head of queries and keys) is not supported; "
+        "inspect a StableLM model without it",
+    ),
+)
 _CAUSAL = (
     Requirement(
         "use_bidirectional_attention",
@@ -146,6 +157,14 @@ TABLE: tuple[Family, ...] = (
            grouped=True, kv_heads_default=2, own_head_dim=True, rope="half",
            context_default=4096, window="always", window_default=None,
            reads="use_bias on all four projections, sliding_window"),
+    Family("stablelm", ("llama",), qkv_bias=("use_qkv_bias", False), o_bias=False, grouped=True,
+           kv_heads_default=32, rope="half", partial_rotary=0.25, requires=_QK_LAYERNORM,
+           reads="partial rotary (partial_rotary_factor, 0.25 by default), use_qkv_bias; "
+                 "qk_layernorm refused"),
+    Family("phi3", ("phi3",), grouped=True, own_head_dim=True, rope="half", partial_rotary=1.0,
+           context_default=4096, window="always", window_default=None,
+           reads="packed qkv_proj split q | k | v with grouped sizes, partial rotary, "
+                 "sliding_window; longrope refused"),
     # BERT's and ViT's attention under their own model types.
     Family("electra", ("bert",), encoder=True, qkv_bias=True, o_bias=True, requires=_ABSOLUTE,
            reads="BERT's layout under its own model type"),
@@ -180,7 +199,6 @@ UNSUPPORTED |= {
     "granite": f"attention_multiplier ({_SCALE}) is not rebuilt",
     "cohere": "its q/k layer norm and interleaved rope with Cohere's layout are not rebuilt",
     "stablelm": "partial rotary with q/k layer norm is not rebuilt",
-    "phi3": "its packed qkv_proj and partial or longrope rotary are not rebuilt",
     "phi": "its packed dense layout and partial rotary are not rebuilt",
     "falcon": "its fused query_key_value (multi-query or grouped) and ALiBi are not rebuilt",
     "bloom": "ALiBi position biases are not rebuilt",

@@ -36,7 +36,9 @@ class Layout:
     name: str
     stack: str  # the layers' container: key = prefix + stack + ".{i}." + member
     members: Mapping[str, str]  # d2l name (or "qkv.weight") -> member under the layer
-    packing: str = "linear"  # "linear" (nn.Linear), "gpt2" (Conv1D, q|k|v), "neox" (per head)
+    # "linear" (nn.Linear), "gpt2" (Conv1D, q|k|v), "neox" (per head), "phi3" (nn.Linear,
+    # rows q (heads x d) | k (kv_heads x d) | v (kv_heads x d))
+    packing: str = "linear"
 
     @property
     def markers(self) -> tuple[str, str]:
@@ -93,6 +95,7 @@ LAYOUTS = {
     "gptj": _linear(
         "gptj", "h", "attn.q_proj", "attn.k_proj", "attn.v_proj", "attn.out_proj"
     ),
+    "phi3": _packed("phi3", "layers", "self_attn.qkv_proj", "self_attn.o_proj", "phi3"),
     "distilbert": _linear(
         "distilbert", "transformer.layer", "attention.q_lin", "attention.k_lin",
         "attention.v_lin", "attention.out_lin",
@@ -258,14 +261,18 @@ def to_d2l(
     tensors: Mapping[str, torch.Tensor],  # d2l (or "qkv.*") name -> tensor as stored
     keys: Mapping[str, str],  # the same names -> the file's key, for `origin`
     heads: int | None,
+    head_dim: int | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """(d2l-named tensors, and for each the file key and part it came from)."""
+    """(d2l-named tensors, and for each the file key and part it came from). `head_dim` (the
+    config's; else hidden size / heads) places Phi-3's query rows."""
     state = {name: t for name, t in tensors.items() if not name.startswith(QKV)}
     origin = {name: keys[name] for name in state}
     if layout.packing == "gpt2":
         _split_gpt2(tensors, keys, state, origin)
     elif layout.packing == "neox":
         _split_neox(tensors, keys, heads, state, origin)
+    elif layout.packing == "phi3":
+        _split_phi3(tensors, keys, heads, head_dim, state, origin)
     order = {name: i for i, name in enumerate(D2L_ORDER)}
     names = sorted(state, key=lambda name: order.get(name, len(order)))
     return {n: state[n] for n in names}, {n: origin[n] for n in names}
@@ -321,6 +328,40 @@ def _split_neox(
         if packed_bias is not None:
             state[f"W_{p}.bias"] = packed_bias[:, i].reshape(heads * head_dim)  # (h d,)
             origin[f"W_{p}.bias"] = f"{keys[f'{QKV}.bias']} viewed (h, 3, d)[:, {i}]"
+
+
+def _split_phi3(
+    tensors: Tensors,
+    keys: Mapping[str, str],
+    heads: int | None,
+    head_dim: int | None,
+    state: dict,
+    origin: dict,
+) -> None:
+    # Phi3Attention.forward: qkv_proj's outputs are q (heads x d) | k (kv x d) | v (kv x d).
+    if heads is None:
+        raise MhaError(
+            "Phi-3 packs queries, keys and values in one qkv_proj: give --heads (or the "
+            "config.json)"
+        )
+    weight, key = tensors[f"{QKV}.weight"], keys[f"{QKV}.weight"]  # (rows, H)
+    rows, hiddens = weight.shape
+    d = head_dim if head_dim is not None else hiddens // heads
+    q_rows = heads * d
+    kv_rows = (rows - q_rows) // 2
+    if d < 1 or kv_rows < 1 or rows != q_rows + 2 * kv_rows or kv_rows % d:
+        raise MhaError(
+            f"{key} has {rows} rows: not {heads} heads x {d} query rows and two equal blocks of "
+            "whole key-value heads; give the number of heads the model was trained with"
+        )
+    bounds = {"q": (0, q_rows), "k": (q_rows, q_rows + kv_rows), "v": (q_rows + kv_rows, rows)}
+    bias = _packed_bias(tensors, keys, rows)
+    for p, (start, stop) in bounds.items():
+        state[f"W_{p}.weight"] = weight[start:stop].contiguous()
+        origin[f"W_{p}.weight"] = f"{key}[{start}:{stop}]"
+        if bias is not None:
+            state[f"W_{p}.bias"] = bias[start:stop].contiguous()
+            origin[f"W_{p}.bias"] = f"{keys[f'{QKV}.bias']}[{start}:{stop}]"
 
 
 def _packed_bias(tensors: Tensors, keys: Mapping[str, str], length: int) -> torch.Tensor | None:

@@ -68,6 +68,9 @@ def rope_settings(
     if neox:  # GPTNeoXConfig: rotary_pct 0.25 when left out
         factor = 0.25 if factor is None else factor
         rotary_dim = int(head_dim * positive(factor, "partial_rotary_factor", where))
+    elif family.partial_rotary is not None:  # StableLM: the first int(d * factor) dims turn
+        factor = family.partial_rotary if factor is None else factor
+        rotary_dim = int(head_dim * positive(factor, "partial_rotary_factor", where))
     elif factor not in (None, 1, 1.0):  # Llama's apply_rotary_pos_emb rotates the whole head
         raise MhaError(
             f"{where}: partial_rotary_factor = {factor!r} is not supported for "
