@@ -39,6 +39,8 @@ _ATTENTION = {
     "starcoder2": lambda m, i: m.model.layers[i].self_attn,
     "stablelm": lambda m, i: m.model.layers[i].self_attn,
     "phi3": lambda m, i: m.model.layers[i].self_attn,
+    "cohere": lambda m, i: m.model.layers[i].self_attn,
+    "olmo": lambda m, i: m.model.layers[i].self_attn,
     "electra": lambda m, i: m.encoder.layer[i].attention,
     "xlm-roberta": lambda m, i: m.encoder.layer[i].attention,
     "camembert": lambda m, i: m.encoder.layer[i].attention,
@@ -93,6 +95,19 @@ def _configs() -> dict[str, tuple[Any, Any]]:
                 eos_token_id=2, rope_parameters=half_rotary, **gqa,
             ),
             t.Phi3ForCausalLM,
+        ),
+        "cohere": (
+            t.CohereConfig(
+                num_hidden_layers=2, attention_bias=True, pad_token_id=0, bos_token_id=1,
+                eos_token_id=2, **gqa,
+            ),
+            t.CohereForCausalLM,
+        ),
+        "olmo": (
+            t.OlmoConfig(
+                num_hidden_layers=2, pad_token_id=0, bos_token_id=1, eos_token_id=2, **gqa
+            ),
+            t.OlmoForCausalLM,
         ),
         "electra": (
             t.ElectraConfig(num_hidden_layers=2, embedding_size=16, **encoder), t.ElectraModel

@@ -100,6 +100,7 @@ def test_each_family_reproduces_transformers(models, tmp_path, family):
         ("gemma", 1, None, 1e4, 12),
         ("stablelm", 1, None, 1e4, 2),  # partial_rotary_factor 0.25 of 8
         ("phi3", 1, 3, 5000, 4),  # partial_rotary_factor 0.5 of 8
+        ("cohere", 1, None, 5e5, 8),  # CohereConfig.default_theta
     ],
 )
 def test_the_config_gives_window_rope_base_and_rotary_dims(
@@ -119,6 +120,8 @@ def test_the_config_gives_window_rope_base_and_rotary_dims(
     [
         ("stablelm", {"qk_layernorm": True}, "qk_layernorm = true"),
         ("gemma", {"use_bidirectional_attention": True}, "use_bidirectional_attention = true"),
+        ("cohere", {"use_qk_norm": True}, "use_qk_norm = true"),
+        ("olmo", {"clip_qkv": 8.0}, "clip_qkv = 8.0"),
         ("phi3", {"rope_parameters": {"rope_type": "longrope", "rope_theta": 1e4}}, "'longrope'"),
     ],
 )

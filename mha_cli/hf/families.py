@@ -96,6 +96,22 @@ _QK_LAYERNORM = (
         "inspect a StableLM model without it",
     ),
 )
+_COHERE_NORM = (
+    Requirement(
+        "use_qk_norm",
+        False,
+        "use_qk_norm = true (a LayerNorm per head of queries and keys) is not supported; "
+        "inspect a Cohere model without it",
+    ),
+)
+_CLIP = (
+    Requirement(
+        "clip_qkv",
+        None,
+        "clip_qkv = {value} (queries, keys and values clamped) is not supported; "
+        "inspect an OLMo model without it",
+    ),
+)
 _CAUSAL = (
     Requirement(
         "use_bidirectional_attention",
@@ -165,6 +181,14 @@ TABLE: tuple[Family, ...] = (
            context_default=4096, window="always", window_default=None,
            reads="packed qkv_proj split q | k | v with grouped sizes, partial rotary, "
                  "sliding_window; longrope refused"),
+    Family("cohere", ("llama",), qkv_bias=_BIAS, o_bias=_BIAS, grouped=True, own_head_dim=True,
+           rope="interleaved", theta_default=500_000.0, context_default=8192,
+           requires=_COHERE_NORM,
+           reads="interleaved rope (pairs 2j, 2j + 1), rope base 5e5 by default; "
+                 "use_qk_norm refused"),
+    Family("olmo", ("llama",), qkv_bias=_BIAS, o_bias=_BIAS, grouped=True, own_head_dim=True,
+           rope="half", requires=_CLIP,
+           reads="as Llama; clip_qkv refused"),
     # BERT's and ViT's attention under their own model types.
     Family("electra", ("bert",), encoder=True, qkv_bias=True, o_bias=True, requires=_ABSOLUTE,
            reads="BERT's layout under its own model type"),
@@ -192,12 +216,10 @@ _CAP = "attention logit soft-capping and query_pre_attn_scalar"
 UNSUPPORTED |= {
     "gpt_bigcode": "multi-query attention with nn.Linear c_attn, not GPT-2's Conv1D",
     "olmo2": "its q/k norm spans the whole projection, not one head",
-    "olmo": "clip_qkv (queries, keys and values clamped) is not rebuilt",
     "gemma2": f"{_CAP} are not rebuilt",
     "gemma3": f"{_CAP}, and q/k RMSNorm with (1 + w) weights, are not rebuilt",
     "gemma3_text": f"{_CAP}, and q/k RMSNorm with (1 + w) weights, are not rebuilt",
     "granite": f"attention_multiplier ({_SCALE}) is not rebuilt",
-    "cohere": "its q/k layer norm and interleaved rope with Cohere's layout are not rebuilt",
     "stablelm": "partial rotary with q/k layer norm is not rebuilt",
     "phi": "its packed dense layout and partial rotary are not rebuilt",
     "falcon": "its fused query_key_value (multi-query or grouped) and ALiBi are not rebuilt",
