@@ -41,6 +41,7 @@ _ATTENTION = {
     "phi3": lambda m, i: m.model.layers[i].self_attn,
     "cohere": lambda m, i: m.model.layers[i].self_attn,
     "olmo": lambda m, i: m.model.layers[i].self_attn,
+    "granite": lambda m, i: m.model.layers[i].self_attn,
     "electra": lambda m, i: m.encoder.layer[i].attention,
     "xlm-roberta": lambda m, i: m.encoder.layer[i].attention,
     "camembert": lambda m, i: m.encoder.layer[i].attention,
@@ -108,6 +109,13 @@ def _configs() -> dict[str, tuple[Any, Any]]:
                 num_hidden_layers=2, pad_token_id=0, bos_token_id=1, eos_token_id=2, **gqa
             ),
             t.OlmoForCausalLM,
+        ),
+        "granite": (  # scores times 0.3, not 1/sqrt(8)
+            t.GraniteConfig(
+                num_hidden_layers=2, attention_multiplier=0.3, attention_bias=True,
+                pad_token_id=0, bos_token_id=1, eos_token_id=2, **gqa,
+            ),
+            t.GraniteForCausalLM,
         ),
         "electra": (
             t.ElectraConfig(num_hidden_layers=2, embedding_size=16, **encoder), t.ElectraModel

@@ -159,6 +159,7 @@ def test_spec_fields() -> None:
         "window": None,
         "qk_norm": False,
         "norm_eps": None,
+        "score_scale": None,
     }
 
 

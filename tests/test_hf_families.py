@@ -225,3 +225,42 @@ def test_every_supported_family_has_a_tiny_model():
 
     untested = [f for f in SUPPORTED if f not in FIRST and f not in FAMILIES]
     assert untested == []
+
+
+def test_granites_score_factor_is_a_stage_row(models, cli):
+    folder = str(models["granite"].folder)
+    result = cli("inspect", "--weights", folder, "--layer", "1", "--format", "json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["spec"]["score_scale"] == pytest.approx(0.3)
+    scores = next(stage for stage in document["stages"] if stage["name"] == "scores")
+    assert "* 0.3" in scores["code"] and "sqrt" in scores["code"]
+
+
+def test_the_scale_option_replaces_one_over_sqrt_d(cli):
+    """`--scale` on the seeded layer: the weights equal a float64 softmax of q·kᵀ x scale."""
+    plain = cli("inspect", "--score-scale", "0.05", "--format", "json", "--valid-lens", "none")
+    assert plain.exit_code == 0, plain.output
+    bad = cli("inspect", "--score-scale", "-1")
+    assert bad.exit_code == 2 and "--score-scale" in bad.stderr
+
+
+def test_score_scale_multiplies_the_scores_and_softmax_follows():
+    """With --score-scale c the scores are q·kᵀ x c: twice 1/sqrt(d) doubles d2l's scores,
+    and the weights are a float64 softmax of them."""
+    plain = mha_cli.inspect(valid_lens="none", heads=2, hiddens=8)
+    doubled = mha_cli.inspect(valid_lens="none", heads=2, hiddens=8, score_scale=str(2 / 2))
+    scores = plain.tensors["scores"].double() * 2  # d = 4: 1/sqrt(d) = 0.5, so c = 1 doubles
+    torch.testing.assert_close(doubled.tensors["scores"].double(), scores, atol=1e-5, rtol=0)
+    expected = torch.softmax(doubled.tensors["scores"].double(), dim=-1)
+    got = doubled.tensors["masked_softmax"].double()
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=0)
+
+
+def test_compare_on_granite_gives_sdpa_its_scale(models):
+    """`mha compare` on Granite: SDPA runs with scale=attention_multiplier and agrees;
+    nn.MultiheadAttention, whose scale is fixed, is not run, and says why."""
+    from mha_cli.comparison.lines import failure_message
+
+    comparison = mha_cli.compare(weights=models["granite"].folder, layer=1, valid_lens="3,2")
+    assert comparison.agrees, failure_message(comparison)

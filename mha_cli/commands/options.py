@@ -107,6 +107,14 @@ _SPEC_OPTIONS: list[tuple[str, type, tuple[str, ...], str, str | None, str]] = [
         MODERN,
     ),
     ("norm_eps", float, ("--norm-eps",), "epsilon of --qk-norm", "1e-6", MODERN),
+    (
+        "score_scale",
+        float,
+        ("--score-scale",),
+        "the scores' factor instead of 1/sqrt(head dim) (Granite's attention_multiplier)",
+        "none: 1/sqrt(head dim)",
+        MODERN,
+    ),
     ("seed", int, ("--seed",), "seed for random weights and inputs", "0", DATA),
     (
         "inputs",

@@ -44,6 +44,7 @@ BEHAVIOUR_FIELDS = (
     "rope_scaling",
     "window",
     "norm_eps",
+    "score_scale",
 )
 
 

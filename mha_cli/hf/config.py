@@ -49,6 +49,7 @@ class HFAttention:
     window: int | None  # sliding window W of this layer: key j seen iff i - W < j <= i
     qk_norm: bool  # per-head RMSNorm of queries and keys, after the head split, before rope
     norm_eps: float | None  # that norm's eps (rms_norm_eps)
+    scale: float | None  # the scores' factor (Granite's attention_multiplier); None: 1/sqrt(d)
     dtype: str | None  # the dtype the config says the weights were saved in, for people
 
 
@@ -112,6 +113,10 @@ def parse_hf_config(
         else None
     )
     causal = not rules.encoder or bool(config.get("is_decoder", False))
+    scale = None
+    if rules.scale_key is not None:
+        key, default = rules.scale_key
+        scale = float(positive(config.get(key, default), key, where))
     return HFAttention(
         family=family,
         layer=layer,
@@ -132,6 +137,7 @@ def parse_hf_config(
         window=sliding_window(config, rules, layer, num_layers, where),
         qk_norm=qk_norm,
         norm_eps=eps,
+        scale=scale,
         dtype=config.get("dtype") or config.get("torch_dtype"),
     )
 
@@ -216,6 +222,7 @@ def spec_fields(attention: HFAttention) -> dict[str, Any]:
         "window": attention.window,
         "qk_norm": attention.qk_norm,
         "norm_eps": attention.norm_eps,
+        "score_scale": attention.scale,
     }
 
 

@@ -64,6 +64,9 @@ class Family:
     # (Qwen2-MoE: layers 0, 2, 4, ... below max_window_layers).
     window_layers: str = "from_max"
     qk_norm: bool = False  # per-head RMSNorm of queries and keys (rms_norm_eps), before rope
+    # The config key of the scores' factor, and its value when left out (Granite:
+    # attention_multiplier, 1.0); None: 1/sqrt(head_dim).
+    scale_key: tuple[str, float] | None = None
     requires: tuple[Requirement, ...] = ()  # what the d2l layer cannot reproduce otherwise
     # Without a config.json, how its checkpoints differ from the others of the same layout:
     # d2l names its layers have, and names they lack (no entry: the layout's first family).
@@ -189,6 +192,9 @@ TABLE: tuple[Family, ...] = (
     Family("olmo", ("llama",), qkv_bias=_BIAS, o_bias=_BIAS, grouped=True, own_head_dim=True,
            rope="half", requires=_CLIP,
            reads="as Llama; clip_qkv refused"),
+    Family("granite", ("llama",), qkv_bias=_BIAS, o_bias=_BIAS, grouped=True,
+           own_head_dim=True, rope="half", scale_key=("attention_multiplier", 1.0),
+           reads="attention_multiplier as the scores' factor (a stage row), as Llama otherwise"),
     # BERT's and ViT's attention under their own model types.
     Family("electra", ("bert",), encoder=True, qkv_bias=True, o_bias=True, requires=_ABSOLUTE,
            reads="BERT's layout under its own model type"),
@@ -211,7 +217,6 @@ FAMILIES = tuple(FAMILY)
 # Families mha does not read, and why, where a word helps.
 _STATE_SPACE = "a state-space model: it has no attention layer"
 UNSUPPORTED = {"mamba": _STATE_SPACE, "mamba2": _STATE_SPACE, "rwkv": "it has no attention layer"}
-_SCALE = "a score scale other than 1/sqrt(head_dim)"
 _CAP = "attention logit soft-capping and query_pre_attn_scalar"
 UNSUPPORTED |= {
     "gpt_bigcode": "multi-query attention with nn.Linear c_attn, not GPT-2's Conv1D",
@@ -219,7 +224,6 @@ UNSUPPORTED |= {
     "gemma2": f"{_CAP} are not rebuilt",
     "gemma3": f"{_CAP}, and q/k RMSNorm with (1 + w) weights, are not rebuilt",
     "gemma3_text": f"{_CAP}, and q/k RMSNorm with (1 + w) weights, are not rebuilt",
-    "granite": f"attention_multiplier ({_SCALE}) is not rebuilt",
     "stablelm": "partial rotary with q/k layer norm is not rebuilt",
     "phi": "its packed dense layout and partial rotary are not rebuilt",
     "falcon": "its fused query_key_value (multi-query or grouped) and ALiBi are not rebuilt",

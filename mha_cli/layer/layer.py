@@ -54,17 +54,28 @@ def project(name: str, layer: nn.Linear, x: torch.Tensor, out: str, record: Reco
     return y
 
 
+def scores_size(queries: torch.Tensor, keys: torch.Tensor) -> int:
+    """How many scores ((b h) x q x k) the queries and keys make."""
+    return queries.shape[0] * queries.shape[1] * keys.shape[1]
+
+
 class DotProductAttention(nn.Module):
     """d2l's `DotProductAttention`: scores, the mask, softmax, dropout and the weighted sum,
     each recorded. `feature` names the values' last axis (head dim, or hiddens when the values
     are kept whole)."""
 
     def __init__(
-        self, dropout: float, causal: bool, window: int | None, feature: str = ax.HEAD_DIM
+        self,
+        dropout: float,
+        causal: bool,
+        window: int | None,
+        feature: str = ax.HEAD_DIM,
+        scale: float | None = None,
     ) -> None:
         super().__init__()
         self.dropout = nn.Dropout(dropout)
         self.causal, self.window, self.feature = causal, window, feature
+        self.scale = scale  # None: 1/sqrt(d), d2l's
 
     def forward(
         self,
@@ -75,8 +86,14 @@ class DotProductAttention(nn.Module):
         record: Record,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         d = queries.shape[-1]
-        scores = torch.bmm(queries, keys.transpose(1, 2)) / math.sqrt(d)  # ((b h), q, k)
-        record("scores", scores, rows=ax.BATCH_HEADS, flops=2 * scores.numel() * d)
+        flops = 2 * scores_size(queries, keys) * d
+        if self.scale is None:
+            scores = torch.bmm(queries, keys.transpose(1, 2)) / math.sqrt(d)  # ((b h), q, k)
+            record("scores", scores, rows=ax.BATCH_HEADS, flops=flops)
+        else:  # Granite: attention_multiplier replaces 1/sqrt(d)
+            scores = torch.bmm(queries, keys.transpose(1, 2)) * self.scale  # ((b h), q, k)
+            code = f"torch.bmm(queries, keys.transpose(1, 2)) * {self.scale:g}  # not / sqrt(d)"
+            record("scores", scores, rows=ax.BATCH_HEADS, flops=flops, code=code)
         mask = positional_mask(
             valid_lens, queries.shape[1], keys.shape[1], self.causal, scores.device, self.window
         )  # ((b h), q, k), or (1, q, k) when only causal
@@ -113,6 +130,7 @@ class MultiHeadAttention(nn.Module):
         qk_norm: bool = False,
         norm_eps: float = 1e-6,
         rotary: Rotary | None = None,
+        scale: float | None = None,
     ) -> None:
         super().__init__()
         self.num_heads = num_heads
@@ -122,7 +140,7 @@ class MultiHeadAttention(nn.Module):
         self.rotary = rotary
         d, h, g = self.head_dim, num_heads, self.num_kv_heads
         self.feature = ax.HIDDENS if self.full_values else ax.HEAD_DIM  # each head's output
-        self.attention = DotProductAttention(dropout, causal, window, self.feature)
+        self.attention = DotProductAttention(dropout, causal, window, self.feature, scale)
         self.W_q = nn.Linear(query_size, h * d, bias=bias)
         self.W_k = nn.Linear(key_size, g * d, bias=bias)  # only g heads get their own keys
         self.W_v = nn.Linear(value_size, num_hiddens if self.full_values else g * d, bias=bias)

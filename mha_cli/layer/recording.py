@@ -144,6 +144,7 @@ class Recorder:
         **slots: str,
     ) -> None:
         code, template = stage_entry(name, self.catalogue)
+        code = slots.pop("code", code)  # a stage whose code depends on the layer (the scale)
         axes = tuple(_fill(axis, slots) for axis in template)
         axes = tuple(axis for axis in axes if axis)  # an empty slot: that axis is absent
         if len(axes) != tensor.dim():  # a bug in the layer, never a user's mistake

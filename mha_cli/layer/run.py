@@ -185,6 +185,7 @@ def make_layer(spec: FinalSpec) -> MultiHeadAttention | AdditiveAttention:
         qk_norm=spec.qk_norm,
         norm_eps=spec.norm_eps,
         rotary=rotary,
+        scale=spec.score_scale,
     )
 
 

@@ -46,6 +46,8 @@ class AttentionSpec:
     valid_lens: ValidLens = (3, 2)
     causal: bool = False
     window: int | None = None  # sliding window: query at position i sees keys i-W+1 .. i
+    score_scale: float | None = None  # the scores' factor; None: 1/sqrt(head_dim), d2l's (Granite's
+    # attention_multiplier replaces it)
     bias: bool = False  # on W_q, W_k, W_v (and W_o unless out_bias says otherwise)
     out_bias: bool | None = None  # None: as `bias`; Qwen2 has q/k/v biases and none on W_o
     dropout: float = 0.0

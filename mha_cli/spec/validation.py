@@ -155,6 +155,11 @@ def _check_positions(spec: AttentionSpec) -> None:
             "window lets query i see keys i-W+1..i, the most recent ones; make it causal "
             "or drop the window (--window none)"
         )
+    if spec.score_scale is not None and not 0 < spec.score_scale < math.inf:
+        raise MhaError(
+            f"{spec.given('score_scale')} must be a positive finite number (the scores' factor, "
+            "e.g. 0.125), or none for 1/sqrt(head_dim)"
+        )
     if not 0 < spec.norm_eps < math.inf:
         raise MhaError(f"{spec.given('norm_eps')} must be a positive finite number, e.g. 1e-6")
     if spec.rope == "none":
