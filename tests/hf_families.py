@@ -42,6 +42,7 @@ _ATTENTION = {
     "cohere": lambda m, i: m.model.layers[i].self_attn,
     "olmo": lambda m, i: m.model.layers[i].self_attn,
     "granite": lambda m, i: m.model.layers[i].self_attn,
+    "gemma2": lambda m, i: m.model.layers[i].self_attn,
     "electra": lambda m, i: m.encoder.layer[i].attention,
     "xlm-roberta": lambda m, i: m.encoder.layer[i].attention,
     "camembert": lambda m, i: m.encoder.layer[i].attention,
@@ -116,6 +117,13 @@ def _configs() -> dict[str, tuple[Any, Any]]:
                 pad_token_id=0, bos_token_id=1, eos_token_id=2, **gqa,
             ),
             t.GraniteForCausalLM,
+        ),
+        "gemma2": (  # capped at 5 (scores reach ~30), scale 1/sqrt(10), window on layers 0, 2
+            t.Gemma2Config(
+                num_hidden_layers=3, head_dim=12, query_pre_attn_scalar=10,
+                attn_logit_softcapping=5.0, sliding_window=3, **gqa,
+            ),
+            t.Gemma2ForCausalLM,
         ),
         "electra": (
             t.ElectraConfig(num_hidden_layers=2, embedding_size=16, **encoder), t.ElectraModel

@@ -160,6 +160,7 @@ def test_spec_fields() -> None:
         "qk_norm": False,
         "norm_eps": None,
         "score_scale": None,
+        "softcap": None,
     }
 
 

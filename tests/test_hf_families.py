@@ -101,6 +101,9 @@ def test_each_family_reproduces_transformers(models, tmp_path, family):
         ("stablelm", 1, None, 1e4, 2),  # partial_rotary_factor 0.25 of 8
         ("phi3", 1, 3, 5000, 4),  # partial_rotary_factor 0.5 of 8
         ("cohere", 1, None, 5e5, 8),  # CohereConfig.default_theta
+        ("gemma2", 0, 3, 1e4, 12),  # layer_types: sliding, full, sliding
+        ("gemma2", 1, None, 1e4, 12),
+        ("gemma2", 2, 3, 1e4, 12),
     ],
 )
 def test_the_config_gives_window_rope_base_and_rotary_dims(
@@ -264,3 +267,24 @@ def test_compare_on_granite_gives_sdpa_its_scale(models):
 
     comparison = mha_cli.compare(weights=models["granite"].folder, layer=1, valid_lens="3,2")
     assert comparison.agrees, failure_message(comparison)
+
+
+def test_gemma2_soft_capping_and_scale_are_stage_rows(models, cli):
+    folder = str(models["gemma2"].folder)
+    result = cli("inspect", "--weights", folder, "--layer", "1", "--format", "json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["spec"]["softcap"] == pytest.approx(5.0)
+    assert document["spec"]["score_scale"] == pytest.approx(10**-0.5)
+    names = [stage["name"] for stage in document["stages"]]
+    assert names.index("scores") < names.index("softcap") < names.index("masked_softmax")
+    softcap = document["stages"][names.index("softcap")]
+    assert softcap["code"] == "torch.tanh(scores / softcap) * softcap"
+
+
+def test_softcap_option_bounds_the_scores():
+    report = mha_cli.inspect(softcap="0.5", valid_lens="none", heads=2, hiddens=8)
+    capped = report.tensors["softcap"].double()
+    expected = torch.tanh(report.tensors["scores"].double() / 0.5) * 0.5
+    torch.testing.assert_close(capped, expected, atol=1e-6, rtol=0)
+    assert float(capped.abs().max()) <= 0.5

@@ -115,6 +115,14 @@ _SPEC_OPTIONS: list[tuple[str, type, tuple[str, ...], str, str | None, str]] = [
         "none: 1/sqrt(head dim)",
         MODERN,
     ),
+    (
+        "softcap",
+        float,
+        ("--softcap",),
+        "attention logit soft-capping c: scores become tanh(scores / c) * c (Gemma 2)",
+        "none",
+        MODERN,
+    ),
     ("seed", int, ("--seed",), "seed for random weights and inputs", "0", DATA),
     (
         "inputs",

@@ -155,6 +155,12 @@ def torch_runs(spec: FinalSpec, report: Report, mapping: torch_mapping.WeightMap
             (ImplementationResult("torch_mha", "nn.MultiheadAttention", "", False, why), None),
             (ImplementationResult("sdpa", "scaled_dot_product_attention", "", False, why), None),
         ]
+    if spec.softcap is not None:
+        why = "has no soft-capping step between the scores and the softmax"
+        return [
+            (ImplementationResult("torch_mha", "nn.MultiheadAttention", "", False, why), None),
+            (ImplementationResult("sdpa", "scaled_dot_product_attention", "", False, why), None),
+        ]
     return [*torch_mha_runs(spec, report, mapping), *sdpa_backend_runs(spec, report)]
 
 

@@ -45,6 +45,7 @@ BEHAVIOUR_FIELDS = (
     "window",
     "norm_eps",
     "score_scale",
+    "softcap",
 )
 
 

@@ -234,7 +234,8 @@ def _assumptions(
     """What the run takes on trust, without a config.json, beyond the options given."""
     assumed = [f"the family: {family} ({reason})"]
     scaled = "" if given.get("score_scale") is not None else "scores scaled by 1/sqrt(head_dim), "
-    assumed.append(f"{scaled}no soft-capping, no clipping of q, k, v")
+    capped = "" if given.get("softcap") is not None else "no soft-capping, "
+    assumed.append(f"{scaled}{capped}no clipping of q, k, v")
     if given.get("rope", attention.rope) != "none" and "rope_scaling" not in given:
         assumed.append("no rope scaling")
     if attention.qk_norm:

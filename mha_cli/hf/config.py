@@ -50,6 +50,7 @@ class HFAttention:
     qk_norm: bool  # per-head RMSNorm of queries and keys, after the head split, before rope
     norm_eps: float | None  # that norm's eps (rms_norm_eps)
     scale: float | None  # the scores' factor (Granite's attention_multiplier); None: 1/sqrt(d)
+    softcap: float | None  # logit soft-capping (Gemma 2's attn_logit_softcapping), or None
     dtype: str | None  # the dtype the config says the weights were saved in, for people
 
 
@@ -117,6 +118,12 @@ def parse_hf_config(
     if rules.scale_key is not None:
         key, default = rules.scale_key
         scale = float(positive(config.get(key, default), key, where))
+        scale = scale**-0.5 if rules.scale_inverse_sqrt else scale
+    softcap = None
+    if rules.softcap_key is not None:
+        key, default = rules.softcap_key
+        value = config.get(key, default)
+        softcap = None if value is None else float(positive(value, key, where))
     return HFAttention(
         family=family,
         layer=layer,
@@ -138,6 +145,7 @@ def parse_hf_config(
         qk_norm=qk_norm,
         norm_eps=eps,
         scale=scale,
+        softcap=softcap,
         dtype=config.get("dtype") or config.get("torch_dtype"),
     )
 
@@ -223,6 +231,7 @@ def spec_fields(attention: HFAttention) -> dict[str, Any]:
         "qk_norm": attention.qk_norm,
         "norm_eps": attention.norm_eps,
         "score_scale": attention.scale,
+        "softcap": attention.softcap,
     }
 
 

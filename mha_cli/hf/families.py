@@ -60,13 +60,17 @@ class Family:
     # marks; without layer_types, `window_layers` says which).
     window: str = "none"
     window_default: int | None = 4096  # sliding_window left out
-    # Without layer_types: "from_max" (Qwen2: layers from max_window_layers on) or "odd_below_max"
-    # (Qwen2-MoE: layers 0, 2, 4, ... below max_window_layers).
+    # Without layer_types: "from_max" (Qwen2: layers from max_window_layers on), "odd_below_max"
+    # (Qwen2-MoE: layers 0, 2, 4, ... below max_window_layers) or "even" (Gemma 2: 0, 2, 4...).
     window_layers: str = "from_max"
     qk_norm: bool = False  # per-head RMSNorm of queries and keys (rms_norm_eps), before rope
     # The config key of the scores' factor, and its value when left out (Granite:
-    # attention_multiplier, 1.0); None: 1/sqrt(head_dim).
+    # attention_multiplier, 1.0); None: 1/sqrt(head_dim). `scale_inverse_sqrt`: the key holds
+    # s and the factor is 1/sqrt(s) (Gemma 2's query_pre_attn_scalar).
     scale_key: tuple[str, float] | None = None
+    scale_inverse_sqrt: bool = False
+    softcap_key: tuple[str, float] | None = None  # Gemma 2: attn_logit_softcapping, 50
+    window_switch: bool = True  # use_sliding_window turns the window on (Gemma 2: always on)
     requires: tuple[Requirement, ...] = ()  # what the d2l layer cannot reproduce otherwise
     # Without a config.json, how its checkpoints differ from the others of the same layout:
     # d2l names its layers have, and names they lack (no entry: the layout's first family).
@@ -195,6 +199,13 @@ TABLE: tuple[Family, ...] = (
     Family("granite", ("llama",), qkv_bias=_BIAS, o_bias=_BIAS, grouped=True,
            own_head_dim=True, rope="half", scale_key=("attention_multiplier", 1.0),
            reads="attention_multiplier as the scores' factor (a stage row), as Llama otherwise"),
+    Family("gemma2", ("llama",), qkv_bias=_BIAS, o_bias=_BIAS, grouped=True, kv_heads_default=4,
+           own_head_dim=True, head_dim_default=256, rope="half", context_default=8192,
+           scale_key=("query_pre_attn_scalar", 256.0), scale_inverse_sqrt=True,
+           softcap_key=("attn_logit_softcapping", 50.0), window="layer_types",
+           window_switch=False, window_layers="even", requires=_CAUSAL,
+           reads="scores x query_pre_attn_scalar^-0.5, soft-capping tanh(s / c) * c (a stage "
+                 "row), sliding window on the layers layer_types marks (even ones by default)"),
     # BERT's and ViT's attention under their own model types.
     Family("electra", ("bert",), encoder=True, qkv_bias=True, o_bias=True, requires=_ABSOLUTE,
            reads="BERT's layout under its own model type"),
@@ -221,7 +232,6 @@ _CAP = "attention logit soft-capping and query_pre_attn_scalar"
 UNSUPPORTED |= {
     "gpt_bigcode": "multi-query attention with nn.Linear c_attn, not GPT-2's Conv1D",
     "olmo2": "its q/k norm spans the whole projection, not one head",
-    "gemma2": f"{_CAP} are not rebuilt",
     "gemma3": f"{_CAP}, and q/k RMSNorm with (1 + w) weights, are not rebuilt",
     "gemma3_text": f"{_CAP}, and q/k RMSNorm with (1 + w) weights, are not rebuilt",
     "stablelm": "partial rotary with q/k layer norm is not rebuilt",

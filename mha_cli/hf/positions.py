@@ -96,7 +96,7 @@ def sliding_window(
         # Qwen2Config.__post_init__: a window only with use_sliding_window, and then only on the
         # layers that layer_types marks "sliding_attention" (by default: from max_window_layers on;
         # Qwen2-MoE's: the even layers below max_window_layers).
-        use = config.get("use_sliding_window", False)
+        use = config.get("use_sliding_window", False) or not family.window_switch
         window = config.get("sliding_window", family.window_default) if use else None
         layer_types = _layer_types(config, where)
         first = config.get("max_window_layers", 28)
@@ -106,7 +106,9 @@ def sliding_window(
                 "least 0 (the first layer with a sliding window); fix the config"
             )
         if not layer_types:
-            if family.window_layers == "odd_below_max":
+            if family.window_layers == "even":  # Gemma 2: layers 0, 2, 4, ...
+                sliding = window and layer % 2 == 0
+            elif family.window_layers == "odd_below_max":
                 sliding = window and layer < first and (layer + 1) % 2 == 1
             else:
                 sliding = window and layer >= first

@@ -71,11 +71,13 @@ class DotProductAttention(nn.Module):
         window: int | None,
         feature: str = ax.HEAD_DIM,
         scale: float | None = None,
+        softcap: float | None = None,
     ) -> None:
         super().__init__()
         self.dropout = nn.Dropout(dropout)
         self.causal, self.window, self.feature = causal, window, feature
         self.scale = scale  # None: 1/sqrt(d), d2l's
+        self.softcap = softcap  # None: none (Gemma 2: 50)
 
     def forward(
         self,
@@ -94,6 +96,9 @@ class DotProductAttention(nn.Module):
             scores = torch.bmm(queries, keys.transpose(1, 2)) * self.scale  # ((b h), q, k)
             code = f"torch.bmm(queries, keys.transpose(1, 2)) * {self.scale:g}  # not / sqrt(d)"
             record("scores", scores, rows=ax.BATCH_HEADS, flops=flops, code=code)
+        if self.softcap is not None:  # Gemma 2: before the mask, as its eager_attention_forward
+            scores = torch.tanh(scores / self.softcap) * self.softcap  # ((b h), q, k)
+            record("softcap", scores, rows=ax.BATCH_HEADS, flops=3 * scores.numel())
         mask = positional_mask(
             valid_lens, queries.shape[1], keys.shape[1], self.causal, scores.device, self.window
         )  # ((b h), q, k), or (1, q, k) when only causal
@@ -131,6 +136,7 @@ class MultiHeadAttention(nn.Module):
         norm_eps: float = 1e-6,
         rotary: Rotary | None = None,
         scale: float | None = None,
+        softcap: float | None = None,
     ) -> None:
         super().__init__()
         self.num_heads = num_heads
@@ -140,7 +146,7 @@ class MultiHeadAttention(nn.Module):
         self.rotary = rotary
         d, h, g = self.head_dim, num_heads, self.num_kv_heads
         self.feature = ax.HIDDENS if self.full_values else ax.HEAD_DIM  # each head's output
-        self.attention = DotProductAttention(dropout, causal, window, self.feature, scale)
+        self.attention = DotProductAttention(dropout, causal, window, self.feature, scale, softcap)
         self.W_q = nn.Linear(query_size, h * d, bias=bias)
         self.W_k = nn.Linear(key_size, g * d, bias=bias)  # only g heads get their own keys
         self.W_v = nn.Linear(value_size, num_hiddens if self.full_values else g * d, bias=bias)

@@ -59,6 +59,7 @@ STAGES: dict[str, tuple[str, tuple[str, ...]]] = {
         "torch.bmm(queries, keys.transpose(1, 2)) / math.sqrt(d)",
         ("{rows}", QUERIES, KV_PAIRS),
     ),
+    "softcap": ("torch.tanh(scores / softcap) * softcap", ("{rows}", QUERIES, KV_PAIRS)),
     "masked_softmax": (
         "self.attention_weights = masked_softmax(scores, valid_lens)",
         ("{rows}", QUERIES, KV_PAIRS),

@@ -186,6 +186,7 @@ def make_layer(spec: FinalSpec) -> MultiHeadAttention | AdditiveAttention:
         norm_eps=spec.norm_eps,
         rotary=rotary,
         scale=spec.score_scale,
+        softcap=spec.softcap,
     )
 
 

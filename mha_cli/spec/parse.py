@@ -27,10 +27,16 @@ OPTIONAL_INT_FIELDS = (
 BOOL_FIELDS = ("causal", "bias", "train", "qk_norm")
 OPTIONAL_BOOL_FIELDS = ("out_bias",)
 FLOAT_FIELDS = ("dropout", "rope_theta", "norm_eps")
-OPTIONAL_FLOAT_FIELDS = ("score_scale",)
+OPTIONAL_FLOAT_FIELDS = ("score_scale", "softcap")
 STR_FIELDS = ("score", "value_mode", "rope", "inputs", "dtype", "device")
 OPTIONAL_STR_FIELDS = ("weights",)
-_EXAMPLES = {"dropout": "0.1", "rope_theta": "500000", "norm_eps": "1e-6", "score_scale": "0.125"}
+_EXAMPLES = {
+    "dropout": "0.1",
+    "rope_theta": "500000",
+    "norm_eps": "1e-6",
+    "score_scale": "0.125",
+    "softcap": "50",
+}
 
 
 def option_name(field: str) -> str:

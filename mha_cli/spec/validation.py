@@ -160,6 +160,11 @@ def _check_positions(spec: AttentionSpec) -> None:
             f"{spec.given('score_scale')} must be a positive finite number (the scores' factor, "
             "e.g. 0.125), or none for 1/sqrt(head_dim)"
         )
+    if spec.softcap is not None and not 0 < spec.softcap < math.inf:
+        raise MhaError(
+            f"{spec.given('softcap')} must be a positive finite number (scores become "
+            "tanh(scores / c) * c, e.g. 50), or none for no soft-capping"
+        )
     if not 0 < spec.norm_eps < math.inf:
         raise MhaError(f"{spec.given('norm_eps')} must be a positive finite number, e.g. 1e-6")
     if spec.rope == "none":
