@@ -43,6 +43,7 @@ _ATTENTION = {
     "olmo": lambda m, i: m.model.layers[i].self_attn,
     "granite": lambda m, i: m.model.layers[i].self_attn,
     "gemma2": lambda m, i: m.model.layers[i].self_attn,
+    "gemma3_text": lambda m, i: m.model.layers[i].self_attn,
     "electra": lambda m, i: m.encoder.layer[i].attention,
     "xlm-roberta": lambda m, i: m.encoder.layer[i].attention,
     "camembert": lambda m, i: m.encoder.layer[i].attention,
@@ -124,6 +125,13 @@ def _configs() -> dict[str, tuple[Any, Any]]:
                 attn_logit_softcapping=5.0, sliding_window=3, **gqa,
             ),
             t.Gemma2ForCausalLM,
+        ),
+        "gemma3_text": (  # layers 0, 1 local (window 3, base 1e4), layer 2 global (base 1e6)
+            t.Gemma3TextConfig(
+                num_hidden_layers=3, head_dim=12, query_pre_attn_scalar=10, sliding_window=3,
+                sliding_window_pattern=3, **gqa,
+            ),
+            t.Gemma3ForCausalLM,
         ),
         "electra": (
             t.ElectraConfig(num_hidden_layers=2, embedding_size=16, **encoder), t.ElectraModel

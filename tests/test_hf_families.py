@@ -104,6 +104,8 @@ def test_each_family_reproduces_transformers(models, tmp_path, family):
         ("gemma2", 0, 3, 1e4, 12),  # layer_types: sliding, full, sliding
         ("gemma2", 1, None, 1e4, 12),
         ("gemma2", 2, 3, 1e4, 12),
+        ("gemma3_text", 1, 3, 1e4, 12),  # local layer
+        ("gemma3_text", 2, None, 1e6, 12),  # global layer
     ],
 )
 def test_the_config_gives_window_rope_base_and_rotary_dims(

@@ -24,6 +24,7 @@ from mha_cli.hf.config import (
     attention_from_weights,
     read_hf_config,
 )
+from mha_cli.hf.families import FAMILY
 from mha_cli.hf.layouts import Located, locate, to_d2l
 
 if TYPE_CHECKING:
@@ -94,6 +95,11 @@ def load_hf_layer(
         assumed = _assumptions(family, reason, described, given)
     else:
         state, origin = to_d2l(located.layout, stored, keys, described.heads, described.head_dim)
+        if FAMILY[described.family].norm_plus_one:  # Gemma 3's norm multiplies by 1 + w
+            for name in ("q_norm.weight", "k_norm.weight"):
+                if name in state:
+                    state[name] = 1.0 + state[name].float()
+                    origin[name] = f"1 + {origin[name]}"
     check_against(described, state, origin, str(config or path))
     return HFLayer(described, state, origin, read.files, located.describe(), config, assumed)
 

@@ -61,15 +61,18 @@ class Family:
     window: str = "none"
     window_default: int | None = 4096  # sliding_window left out
     # Without layer_types: "from_max" (Qwen2: layers from max_window_layers on), "odd_below_max"
-    # (Qwen2-MoE: layers 0, 2, 4, ... below max_window_layers) or "even" (Gemma 2: 0, 2, 4...).
+    # (Qwen2-MoE: layers 0, 2, 4, ... below max_window_layers), "even" (Gemma 2: 0, 2, 4...) or
+    # "pattern" (Gemma 3: all but every sliding_window_pattern-th layer, 6 when left out).
     window_layers: str = "from_max"
     qk_norm: bool = False  # per-head RMSNorm of queries and keys (rms_norm_eps), before rope
+    norm_plus_one: bool = False  # that norm multiplies by (1 + w), w as stored (Gemma 3)
+    theta_local: float | None = None  # the rope base of sliding layers left out (Gemma 3: 1e4)
     # The config key of the scores' factor, and its value when left out (Granite:
     # attention_multiplier, 1.0); None: 1/sqrt(head_dim). `scale_inverse_sqrt`: the key holds
     # s and the factor is 1/sqrt(s) (Gemma 2's query_pre_attn_scalar).
     scale_key: tuple[str, float] | None = None
     scale_inverse_sqrt: bool = False
-    softcap_key: tuple[str, float] | None = None  # Gemma 2: attn_logit_softcapping, 50
+    softcap_key: tuple[str, float | None] | None = None  # Gemma 2: attn_logit_softcapping, 50
     window_switch: bool = True  # use_sliding_window turns the window on (Gemma 2: always on)
     requires: tuple[Requirement, ...] = ()  # what the d2l layer cannot reproduce otherwise
     # Without a config.json, how its checkpoints differ from the others of the same layout:
@@ -206,6 +209,15 @@ TABLE: tuple[Family, ...] = (
            window_switch=False, window_layers="even", requires=_CAUSAL,
            reads="scores x query_pre_attn_scalar^-0.5, soft-capping tanh(s / c) * c (a stage "
                  "row), sliding window on the layers layer_types marks (even ones by default)"),
+    Family("gemma3_text", ("llama",), qkv_bias=_BIAS, o_bias=_BIAS, grouped=True,
+           kv_heads_default=4, own_head_dim=True, head_dim_default=256, rope="half",
+           context_default=131072, theta_default=1e6, theta_local=1e4,
+           scale_key=("query_pre_attn_scalar", 256.0), scale_inverse_sqrt=True,
+           softcap_key=("attn_logit_softcapping", None), window="layer_types",
+           window_switch=False, window_layers="pattern", qk_norm=True, norm_plus_one=True,
+           requires=_CAUSAL,
+           reads="Gemma 2's, plus q/k RMSNorm times (1 + w) (read as 1 + w), the rope base per "
+                 "layer type (local 1e4, global 1e6)"),
     # BERT's and ViT's attention under their own model types.
     Family("electra", ("bert",), encoder=True, qkv_bias=True, o_bias=True, requires=_ABSOLUTE,
            reads="BERT's layout under its own model type"),
@@ -228,12 +240,11 @@ FAMILIES = tuple(FAMILY)
 # Families mha does not read, and why, where a word helps.
 _STATE_SPACE = "a state-space model: it has no attention layer"
 UNSUPPORTED = {"mamba": _STATE_SPACE, "mamba2": _STATE_SPACE, "rwkv": "it has no attention layer"}
-_CAP = "attention logit soft-capping and query_pre_attn_scalar"
 UNSUPPORTED |= {
     "gpt_bigcode": "multi-query attention with nn.Linear c_attn, not GPT-2's Conv1D",
     "olmo2": "its q/k norm spans the whole projection, not one head",
-    "gemma3": f"{_CAP}, and q/k RMSNorm with (1 + w) weights, are not rebuilt",
-    "gemma3_text": f"{_CAP}, and q/k RMSNorm with (1 + w) weights, are not rebuilt",
+    "gemma3": "a multimodal config (text_config inside); give the text model's config "
+    "(model_type gemma3_text)",
     "stablelm": "partial rotary with q/k layer norm is not rebuilt",
     "phi": "its packed dense layout and partial rotary are not rebuilt",
     "falcon": "its fused query_key_value (multi-query or grouped) and ALiBi are not rebuilt",

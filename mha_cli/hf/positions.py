@@ -45,9 +45,12 @@ def rope_settings(
         raise MhaError(f"{where}: rope_parameters = {params!r} should be an object; fix the config")
     layer_types = _layer_types(config, where)
     per_type = set(layer_types) | {"full_attention", "sliding_attention"}
+    theta_default = family.theta_default
     if any(key in per_type for key in params):  # one entry per layer type
         kind = _layer_type(layer_types, layer, where) if layer_types else "full_attention"
         params = params.get(kind) or {}
+        if kind == "sliding_attention" and family.theta_local is not None:
+            theta_default = family.theta_local  # Gemma 3's local layers
         if not isinstance(params, dict):
             raise MhaError(
                 f"{where}: rope_parameters[{kind!r}] = {params!r} should be an object; "
@@ -58,7 +61,7 @@ def rope_settings(
     bases = ("rotary_emb_base", "rope_theta") if neox else ("rope_theta",)
     theta = params.get("rope_theta")
     if theta is None:
-        theta = next((config[b] for b in bases if config.get(b) is not None), family.theta_default)
+        theta = next((config[b] for b in bases if config.get(b) is not None), theta_default)
     theta = float(positive(theta, "rope_theta", where))
     factor = params.get("partial_rotary_factor")
     if factor is None:
@@ -108,6 +111,9 @@ def sliding_window(
         if not layer_types:
             if family.window_layers == "even":  # Gemma 2: layers 0, 2, 4, ...
                 sliding = window and layer % 2 == 0
+            elif family.window_layers == "pattern":  # Gemma 3: every pattern-th layer is global
+                pattern = whole(config, ("sliding_window_pattern",), where, 6)
+                sliding = window and (layer + 1) % pattern != 0
             elif family.window_layers == "odd_below_max":
                 sliding = window and layer < first and (layer + 1) % 2 == 1
             else:
