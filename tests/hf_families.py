@@ -108,7 +108,8 @@ def _configs() -> dict[str, tuple[Any, Any]]:
         ),
         "olmo": (
             t.OlmoConfig(
-                num_hidden_layers=2, pad_token_id=0, bos_token_id=1, eos_token_id=2, **gqa
+                num_hidden_layers=2, clip_qkv=1.0, pad_token_id=0, bos_token_id=1,
+                eos_token_id=2, **gqa,
             ),
             t.OlmoForCausalLM,
         ),

@@ -161,6 +161,7 @@ def test_spec_fields() -> None:
         "norm_eps": None,
         "score_scale": None,
         "softcap": None,
+        "clip_qkv": None,
     }
 
 

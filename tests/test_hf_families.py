@@ -126,7 +126,6 @@ def test_the_config_gives_window_rope_base_and_rotary_dims(
         ("stablelm", {"qk_layernorm": True}, "qk_layernorm = true"),
         ("gemma", {"use_bidirectional_attention": True}, "use_bidirectional_attention = true"),
         ("cohere", {"use_qk_norm": True}, "use_qk_norm = true"),
-        ("olmo", {"clip_qkv": 8.0}, "clip_qkv = 8.0"),
         ("phi3", {"rope_parameters": {"rope_type": "longrope", "rope_theta": 1e4}}, "'longrope'"),
     ],
 )
@@ -290,3 +289,19 @@ def test_softcap_option_bounds_the_scores():
     expected = torch.tanh(report.tensors["scores"].double() / 0.5) * 0.5
     torch.testing.assert_close(capped, expected, atol=1e-6, rtol=0)
     assert float(capped.abs().max()) <= 0.5
+
+
+def test_olmos_clamp_is_a_stage_row_and_bites(models, cli):
+    """clip_qkv 1.0 on projections that reach beyond it: the clamp rows show it."""
+    folder = str(models["olmo"].folder)
+    result = cli("inspect", "--weights", folder, "--layer", "1", "--format", "json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["spec"]["clip_qkv"] == pytest.approx(1.0)
+    names = [stage["name"] for stage in document["stages"]]
+    assert names.index("W_v") < names.index("queries.clip") < names.index("queries.split")
+    clip = document["stages"][names.index("queries.clip")]
+    assert clip["code"] == "X.clamp(-clip_qkv, clip_qkv)"
+    report = mha_cli.inspect(weights=folder, layer=1)
+    assert float(report.tensors["W_q"].abs().max()) > 1.0  # the clamp changes something
+    assert float(report.tensors["queries.clip"].abs().max()) <= 1.0

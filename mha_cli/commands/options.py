@@ -123,6 +123,14 @@ _SPEC_OPTIONS: list[tuple[str, type, tuple[str, ...], str, str | None, str]] = [
         "none",
         MODERN,
     ),
+    (
+        "clip_qkv",
+        float,
+        ("--clip-qkv",),
+        "clamp the outputs of W_q, W_k and W_v to [-c, c] (OLMo)",
+        "none",
+        MODERN,
+    ),
     ("seed", int, ("--seed",), "seed for random weights and inputs", "0", DATA),
     (
         "inputs",

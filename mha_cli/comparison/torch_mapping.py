@@ -51,6 +51,8 @@ def unmapped_reasons(spec: FinalSpec) -> list[str]:
         )
     if spec.qk_norm:
         reasons.append("qk-norm: nn.MultiheadAttention has no per-head norm of queries and keys")
+    if spec.clip_qkv is not None:
+        reasons.append("clip_qkv: nn.MultiheadAttention cannot clamp its projections")
     if spec.softcap is not None:
         reasons.append("soft-capping: nn.MultiheadAttention has no step between scores and softmax")
     if spec.score_scale is not None:

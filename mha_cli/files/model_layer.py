@@ -46,6 +46,7 @@ BEHAVIOUR_FIELDS = (
     "norm_eps",
     "score_scale",
     "softcap",
+    "clip_qkv",
 )
 
 

@@ -241,7 +241,10 @@ def _assumptions(
     assumed = [f"the family: {family} ({reason})"]
     scaled = "" if given.get("score_scale") is not None else "scores scaled by 1/sqrt(head_dim), "
     capped = "" if given.get("softcap") is not None else "no soft-capping, "
-    assumed.append(f"{scaled}{capped}no clipping of q, k, v")
+    clipped = "" if given.get("clip_qkv") is not None else "no clipping of q, k, v"
+    scores = f"{scaled}{capped}{clipped}".rstrip(", ")
+    if scores:
+        assumed.append(scores)
     if given.get("rope", attention.rope) != "none" and "rope_scaling" not in given:
         assumed.append("no rope scaling")
     if attention.qk_norm:

@@ -51,6 +51,7 @@ class HFAttention:
     norm_eps: float | None  # that norm's eps (rms_norm_eps)
     scale: float | None  # the scores' factor (Granite's attention_multiplier); None: 1/sqrt(d)
     softcap: float | None  # logit soft-capping (Gemma 2's attn_logit_softcapping), or None
+    clip_qkv: float | None  # OLMo's clamp of the projections, or None
     dtype: str | None  # the dtype the config says the weights were saved in, for people
 
 
@@ -114,6 +115,8 @@ def parse_hf_config(
         else None
     )
     causal = not rules.encoder or bool(config.get("is_decoder", False))
+    clip = config.get(rules.clip_key) if rules.clip_key else None
+    clip = None if clip is None else float(positive(clip, str(rules.clip_key), where))
     scale = None
     if rules.scale_key is not None:
         key, default = rules.scale_key
@@ -146,6 +149,7 @@ def parse_hf_config(
         norm_eps=eps,
         scale=scale,
         softcap=softcap,
+        clip_qkv=clip,
         dtype=config.get("dtype") or config.get("torch_dtype"),
     )
 
@@ -232,6 +236,7 @@ def spec_fields(attention: HFAttention) -> dict[str, Any]:
         "norm_eps": attention.norm_eps,
         "score_scale": attention.scale,
         "softcap": attention.softcap,
+        "clip_qkv": attention.clip_qkv,
     }
 
 

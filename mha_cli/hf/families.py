@@ -73,6 +73,7 @@ class Family:
     scale_key: tuple[str, float] | None = None
     scale_inverse_sqrt: bool = False
     softcap_key: tuple[str, float | None] | None = None  # Gemma 2: attn_logit_softcapping, 50
+    clip_key: str | None = None  # OLMo: clip_qkv (None when left out: no clamping)
     window_switch: bool = True  # use_sliding_window turns the window on (Gemma 2: always on)
     requires: tuple[Requirement, ...] = ()  # what the d2l layer cannot reproduce otherwise
     # Without a config.json, how its checkpoints differ from the others of the same layout:
@@ -112,14 +113,6 @@ _COHERE_NORM = (
         False,
         "use_qk_norm = true (a LayerNorm per head of queries and keys) is not supported; "
         "inspect a Cohere model without it",
-    ),
-)
-_CLIP = (
-    Requirement(
-        "clip_qkv",
-        None,
-        "clip_qkv = {value} (queries, keys and values clamped) is not supported; "
-        "inspect an OLMo model without it",
     ),
 )
 _CAUSAL = (
@@ -197,8 +190,8 @@ TABLE: tuple[Family, ...] = (
            reads="interleaved rope (pairs 2j, 2j + 1), rope base 5e5 by default; "
                  "use_qk_norm refused"),
     Family("olmo", ("llama",), qkv_bias=_BIAS, o_bias=_BIAS, grouped=True, own_head_dim=True,
-           rope="half", requires=_CLIP,
-           reads="as Llama; clip_qkv refused"),
+           rope="half", clip_key="clip_qkv",
+           reads="clip_qkv: W_q, W_k, W_v outputs clamped (a stage row), as Llama otherwise"),
     Family("granite", ("llama",), qkv_bias=_BIAS, o_bias=_BIAS, grouped=True,
            own_head_dim=True, rope="half", scale_key=("attention_multiplier", 1.0),
            reads="attention_multiplier as the scores' factor (a stage row), as Llama otherwise"),

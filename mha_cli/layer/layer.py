@@ -137,8 +137,10 @@ class MultiHeadAttention(nn.Module):
         rotary: Rotary | None = None,
         scale: float | None = None,
         softcap: float | None = None,
+        clip_qkv: float | None = None,
     ) -> None:
         super().__init__()
+        self.clip_qkv = clip_qkv  # OLMo: projections clamped to [-c, c]
         self.num_heads = num_heads
         self.num_kv_heads = num_kv_heads or num_heads
         self.head_dim = head_dim or num_hiddens // num_heads
@@ -174,6 +176,12 @@ class MultiHeadAttention(nn.Module):
         q = project("W_q", self.W_q, queries, self.q_axis, record)  # (b, q, h*d)
         k = project("W_k", self.W_k, keys, self.kv_axis, record)  # (b, k, g*d)
         v = project("W_v", self.W_v, values, value_axis, record)  # (b, k, g*d) or (b, k, H)
+        if self.clip_qkv is not None:  # OLMo: before the split into heads
+            c = self.clip_qkv
+            q, k, v = q.clamp(-c, c), k.clamp(-c, c), v.clamp(-c, c)
+            record("queries.clip", q, seq=ax.QUERIES, out=self.q_axis)
+            record("keys.clip", k, seq=ax.KV_PAIRS, out=self.kv_axis)
+            record("values.clip", v, seq=ax.KV_PAIRS, out=value_axis)
 
         # Positions for the rotation: keys at 0..k-1, queries the last q of them.
         key_pos = torch.arange(keys.shape[1], device=keys.device)  # (k,)

@@ -35,6 +35,7 @@ STAGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "W_q": ("self.W_q(queries)", (BATCH, QUERIES, "{out}")),
     "W_k": ("self.W_k(keys)", (BATCH, KV_PAIRS, "{out}")),
     "W_v": ("self.W_v(values)", (BATCH, KV_PAIRS, "{out}")),
+    "{role}.clip": ("X.clamp(-clip_qkv, clip_qkv)", (BATCH, "{seq}", "{out}")),
     "{role}.split": (
         "X.reshape(X.shape[0], X.shape[1], num_heads, -1)",
         (BATCH, "{seq}", "{heads}", "{feature}"),

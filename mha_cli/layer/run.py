@@ -187,6 +187,7 @@ def make_layer(spec: FinalSpec) -> MultiHeadAttention | AdditiveAttention:
         rotary=rotary,
         scale=spec.score_scale,
         softcap=spec.softcap,
+        clip_qkv=spec.clip_qkv,
     )
 
 

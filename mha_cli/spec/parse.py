@@ -27,7 +27,7 @@ OPTIONAL_INT_FIELDS = (
 BOOL_FIELDS = ("causal", "bias", "train", "qk_norm")
 OPTIONAL_BOOL_FIELDS = ("out_bias",)
 FLOAT_FIELDS = ("dropout", "rope_theta", "norm_eps")
-OPTIONAL_FLOAT_FIELDS = ("score_scale", "softcap")
+OPTIONAL_FLOAT_FIELDS = ("score_scale", "softcap", "clip_qkv")
 STR_FIELDS = ("score", "value_mode", "rope", "inputs", "dtype", "device")
 OPTIONAL_STR_FIELDS = ("weights",)
 _EXAMPLES = {
@@ -36,6 +36,7 @@ _EXAMPLES = {
     "norm_eps": "1e-6",
     "score_scale": "0.125",
     "softcap": "50",
+    "clip_qkv": "8",
 }
 
 

@@ -49,6 +49,7 @@ class AttentionSpec:
     score_scale: float | None = None  # the scores' factor; None: 1/sqrt(head_dim), d2l's (Granite's
     # attention_multiplier replaces it)
     softcap: float | None = None  # logit soft-capping c: scores -> tanh(scores / c) * c (Gemma 2)
+    clip_qkv: float | None = None  # c: W_q, W_k, W_v outputs clamped to [-c, c] (OLMo)
     bias: bool = False  # on W_q, W_k, W_v (and W_o unless out_bias says otherwise)
     out_bias: bool | None = None  # None: as `bias`; Qwen2 has q/k/v biases and none on W_o
     dropout: float = 0.0

@@ -165,6 +165,11 @@ def _check_positions(spec: AttentionSpec) -> None:
             f"{spec.given('softcap')} must be a positive finite number (scores become "
             "tanh(scores / c) * c, e.g. 50), or none for no soft-capping"
         )
+    if spec.clip_qkv is not None and not 0 < spec.clip_qkv < math.inf:
+        raise MhaError(
+            f"{spec.given('clip_qkv')} must be a positive finite number (W_q, W_k and W_v's "
+            "outputs are clamped to [-c, c], e.g. 8), or none for no clamping"
+        )
     if not 0 < spec.norm_eps < math.inf:
         raise MhaError(f"{spec.given('norm_eps')} must be a positive finite number, e.g. 1e-6")
     if spec.rope == "none":
