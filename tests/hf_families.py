@@ -44,6 +44,7 @@ _ATTENTION = {
     "granite": lambda m, i: m.model.layers[i].self_attn,
     "gemma2": lambda m, i: m.model.layers[i].self_attn,
     "gemma3_text": lambda m, i: m.model.layers[i].self_attn,
+    "olmo2": lambda m, i: m.model.layers[i].self_attn,
     "electra": lambda m, i: m.encoder.layer[i].attention,
     "xlm-roberta": lambda m, i: m.encoder.layer[i].attention,
     "camembert": lambda m, i: m.encoder.layer[i].attention,
@@ -133,6 +134,12 @@ def _configs() -> dict[str, tuple[Any, Any]]:
                 sliding_window_pattern=3, **gqa,
             ),
             t.Gemma3ForCausalLM,
+        ),
+        "olmo2": (  # the norms span 4 x 8 query and 2 x 8 key features
+            t.Olmo2Config(
+                num_hidden_layers=2, pad_token_id=0, bos_token_id=1, eos_token_id=2, **gqa
+            ),
+            t.Olmo2ForCausalLM,
         ),
         "electra": (
             t.ElectraConfig(num_hidden_layers=2, embedding_size=16, **encoder), t.ElectraModel

@@ -159,6 +159,7 @@ def test_spec_fields() -> None:
         "window": None,
         "qk_norm": False,
         "norm_eps": None,
+        "qk_norm_whole": False,
         "score_scale": None,
         "softcap": None,
         "clip_qkv": None,

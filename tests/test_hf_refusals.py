@@ -98,9 +98,10 @@ def test_without_config_a_whole_projection_norm_is_refused(cli, others, tmp_path
         line = refused(
             cli("inspect", "--weights", str(path), *extra),
             r"q_norm.weight has 32 values, as many as W_q's outputs: a q/k norm over the whole "
-            r"projection \(as OLMo2 has\), which is not supported",
+            r"projection \(as OLMo 2 has\); .*give --config config.json",
         )
         assert "fix the config" not in line
+        assert "not supported" not in line  # it is, with its config.json
 
 
 def test_gemma3_without_config_is_not_run_as_qwen3(cli, others, tmp_path) -> None:

@@ -108,6 +108,14 @@ _SPEC_OPTIONS: list[tuple[str, type, tuple[str, ...], str, str | None, str]] = [
     ),
     ("norm_eps", float, ("--norm-eps",), "epsilon of --qk-norm", "1e-6", MODERN),
     (
+        "qk_norm_whole",
+        bool,
+        ("--qk-norm-whole/--qk-norm-per-head",),
+        "with --qk-norm: one RMSNorm over all heads' features, before the split (OLMo 2)",
+        "qk-norm-per-head",
+        MODERN,
+    ),
+    (
         "score_scale",
         float,
         ("--score-scale",),

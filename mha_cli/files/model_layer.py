@@ -47,6 +47,7 @@ BEHAVIOUR_FIELDS = (
     "score_scale",
     "softcap",
     "clip_qkv",
+    "qk_norm_whole",
 )
 
 

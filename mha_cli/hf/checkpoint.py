@@ -209,8 +209,9 @@ def _refuse_unknown(
 def _whole_norm(path: Path, key: str, size: int, q_out: int) -> str:
     return (
         f"{path}: {key} has {size} values, as many as W_q's outputs: a q/k norm over the "
-        "whole projection (as OLMo2 has), which is not supported; mha normalises each head "
-        "(Qwen3); mha reads these families: " + ", ".join(FAMILIES)
+        "whole projection (as OLMo 2 has); without config.json the key names do not tell the "
+        "number of heads, the rope base or the window: give --config config.json (the "
+        "model's own, model_type olmo2)"
     )
 
 
@@ -230,7 +231,8 @@ def _check_norms(
             raise MhaError(
                 f"{path}: {origin[name]} has {size} values but a head has {head_dim} features "
                 f"({q_out} outputs of W_q / --heads {heads}): a q/k norm over the whole "
-                "projection (as OLMo2 has) is not supported; mha normalises each head (Qwen3)"
+                "projection (as OLMo 2 has); give --config config.json (the model's own, "
+                "model_type olmo2), which says so"
             )
 
 
@@ -309,7 +311,10 @@ def check_against(
         if flag:
             out = expected[f"W_{p}.weight"][0][0]
             expected[f"W_{p}.bias"] = ((out,), f"the outputs of W_{p}")
-    if a.qk_norm:
+    if a.qk_norm and a.qk_norm_whole:  # OLMo 2: one weight per output of W_q, W_k
+        expected["q_norm.weight"] = ((q_out,), because["q"])
+        expected["k_norm.weight"] = ((kv_out,), because["kv"])
+    elif a.qk_norm:
         for name in ("q_norm.weight", "k_norm.weight"):
             expected[name] = ((a.head_dim,), f"head_dim {a.head_dim}")
     for name, (shape, reason) in expected.items():

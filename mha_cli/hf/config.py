@@ -48,6 +48,7 @@ class HFAttention:
     rope_scaling: dict[str, Any] | None  # {"rope_type": "linear" | "llama3", ...} or None
     window: int | None  # sliding window W of this layer: key j seen iff i - W < j <= i
     qk_norm: bool  # per-head RMSNorm of queries and keys, after the head split, before rope
+    qk_norm_whole: bool  # that norm over the whole projection, before the split (OLMo 2)
     norm_eps: float | None  # that norm's eps (rms_norm_eps)
     scale: float | None  # the scores' factor (Granite's attention_multiplier); None: 1/sqrt(d)
     softcap: float | None  # logit soft-capping (Gemma 2's attn_logit_softcapping), or None
@@ -146,6 +147,7 @@ def parse_hf_config(
         rope_scaling=scaling,
         window=sliding_window(config, rules, layer, num_layers, where),
         qk_norm=qk_norm,
+        qk_norm_whole=rules.qk_norm_whole,
         norm_eps=eps,
         scale=scale,
         softcap=softcap,
@@ -234,6 +236,7 @@ def spec_fields(attention: HFAttention) -> dict[str, Any]:
         "window": attention.window,
         "qk_norm": attention.qk_norm,
         "norm_eps": attention.norm_eps,
+        "qk_norm_whole": attention.qk_norm_whole,
         "score_scale": attention.scale,
         "softcap": attention.softcap,
         "clip_qkv": attention.clip_qkv,

@@ -65,6 +65,7 @@ class Family:
     # "pattern" (Gemma 3: all but every sliding_window_pattern-th layer, 6 when left out).
     window_layers: str = "from_max"
     qk_norm: bool = False  # per-head RMSNorm of queries and keys (rms_norm_eps), before rope
+    qk_norm_whole: bool = False  # that norm spans the whole projection, before the split (OLMo 2)
     norm_plus_one: bool = False  # that norm multiplies by (1 + w), w as stored (Gemma 3)
     theta_local: float | None = None  # the rope base of sliding layers left out (Gemma 3: 1e4)
     # The config key of the scores' factor, and its value when left out (Granite:
@@ -211,6 +212,10 @@ TABLE: tuple[Family, ...] = (
            requires=_CAUSAL,
            reads="Gemma 2's, plus q/k RMSNorm times (1 + w) (read as 1 + w), the rope base per "
                  "layer type (local 1e4, global 1e6)"),
+    Family("olmo2", ("llama",), qkv_bias=_BIAS, o_bias=_BIAS, grouped=True, own_head_dim=True,
+           rope="half", qk_norm=True, qk_norm_whole=True,
+           reads="q/k RMSNorm over the whole projection (h x d, g x d features) before the "
+                 "split into heads (a stage row)"),
     # BERT's and ViT's attention under their own model types.
     Family("electra", ("bert",), encoder=True, qkv_bias=True, o_bias=True, requires=_ABSOLUTE,
            reads="BERT's layout under its own model type"),
@@ -235,7 +240,6 @@ _STATE_SPACE = "a state-space model: it has no attention layer"
 UNSUPPORTED = {"mamba": _STATE_SPACE, "mamba2": _STATE_SPACE, "rwkv": "it has no attention layer"}
 UNSUPPORTED |= {
     "gpt_bigcode": "multi-query attention with nn.Linear c_attn, not GPT-2's Conv1D",
-    "olmo2": "its q/k norm spans the whole projection, not one head",
     "gemma3": "a multimodal config (text_config inside); give the text model's config "
     "(model_type gemma3_text)",
     "stablelm": "partial rotary with q/k layer norm is not rebuilt",

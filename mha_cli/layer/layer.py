@@ -138,6 +138,7 @@ class MultiHeadAttention(nn.Module):
         scale: float | None = None,
         softcap: float | None = None,
         clip_qkv: float | None = None,
+        qk_norm_whole: bool = False,
     ) -> None:
         super().__init__()
         self.clip_qkv = clip_qkv  # OLMo: projections clamped to [-c, c]
@@ -155,9 +156,10 @@ class MultiHeadAttention(nn.Module):
         # Full values: every head returns H features, so the concatenation is h * H wide.
         concat = h * num_hiddens if self.full_values else h * d
         self.W_o = nn.Linear(concat, num_hiddens, bias=bias if out_bias is None else out_bias)
+        self.qk_norm_whole = qk_norm and qk_norm_whole  # OLMo 2: over h*d (g*d) features
         if qk_norm:
-            self.q_norm = HeadRMSNorm(d, norm_eps)
-            self.k_norm = HeadRMSNorm(d, norm_eps)
+            self.q_norm = HeadRMSNorm(h * d if self.qk_norm_whole else d, norm_eps)
+            self.k_norm = HeadRMSNorm(g * d if self.qk_norm_whole else d, norm_eps)
         self.qk_norm = qk_norm
         # Axis names of the projections' outputs: "hiddens" exactly when h * d is num_hiddens.
         self.q_axis = ax.HIDDENS if h * d == num_hiddens else ax.folded(ax.HEADS, ax.HEAD_DIM)
@@ -182,6 +184,11 @@ class MultiHeadAttention(nn.Module):
             record("queries.clip", q, seq=ax.QUERIES, out=self.q_axis)
             record("keys.clip", k, seq=ax.KV_PAIRS, out=self.kv_axis)
             record("values.clip", v, seq=ax.KV_PAIRS, out=value_axis)
+        if self.qk_norm_whole:  # OLMo 2: one norm over all heads' features, before the split
+            q = self.q_norm(q)  # (b, q, h*d)
+            record("queries.norm_whole", q, module=self.q_norm, seq=ax.QUERIES, out=self.q_axis)
+            k = self.k_norm(k)  # (b, k, g*d)
+            record("keys.norm_whole", k, module=self.k_norm, seq=ax.KV_PAIRS, out=self.kv_axis)
 
         # Positions for the rotation: keys at 0..k-1, queries the last q of them.
         key_pos = torch.arange(keys.shape[1], device=keys.device)  # (k,)
@@ -236,7 +243,7 @@ class MultiHeadAttention(nn.Module):
         step("split", X)
         X = X.permute(0, 2, 1, 3)  # (b, h, n, d)
         step("permute", X)
-        if self.qk_norm and role != "values":
+        if self.qk_norm and not self.qk_norm_whole and role != "values":
             norm = self.q_norm if role == "queries" else self.k_norm
             X = norm(X)  # (b, h, n, d)
             step("norm", X, norm)

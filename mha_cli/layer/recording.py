@@ -35,6 +35,10 @@ STAGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "W_q": ("self.W_q(queries)", (BATCH, QUERIES, "{out}")),
     "W_k": ("self.W_k(keys)", (BATCH, KV_PAIRS, "{out}")),
     "W_v": ("self.W_v(values)", (BATCH, KV_PAIRS, "{out}")),
+    "{role}.norm_whole": (
+        "self.{r}_norm(X)  # over every head's features",
+        (BATCH, "{seq}", "{out}"),
+    ),
     "{role}.clip": ("X.clamp(-clip_qkv, clip_qkv)", (BATCH, "{seq}", "{out}")),
     "{role}.split": (
         "X.reshape(X.shape[0], X.shape[1], num_heads, -1)",

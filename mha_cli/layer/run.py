@@ -188,6 +188,7 @@ def make_layer(spec: FinalSpec) -> MultiHeadAttention | AdditiveAttention:
         scale=spec.score_scale,
         softcap=spec.softcap,
         clip_qkv=spec.clip_qkv,
+        qk_norm_whole=spec.qk_norm_whole,
     )
 
 

@@ -62,6 +62,9 @@ class AttentionSpec:
     rope_scaling: RopeScaling = None  # e.g. (("factor", 8.0), ("rope_type", "llama3"), ...)
     qk_norm: bool = False  # per-head RMSNorm of queries and keys (Qwen3), before the rotation
     norm_eps: float = 1e-6
+    # With qk_norm: one norm over the whole projection (all heads' features, OLMo 2), applied
+    # before the split into heads, instead of one per head.
+    qk_norm_whole: bool = False
     seed: int = 0
     inputs: str = "randn"  # randn, ones, or a file path
     weights: str | None = None  # a checkpoint path, or None for seeded random weights

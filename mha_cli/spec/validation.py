@@ -170,6 +170,11 @@ def _check_positions(spec: AttentionSpec) -> None:
             f"{spec.given('clip_qkv')} must be a positive finite number (W_q, W_k and W_v's "
             "outputs are clamped to [-c, c], e.g. 8), or none for no clamping"
         )
+    if spec.qk_norm_whole and not spec.qk_norm:
+        raise MhaError(
+            f"{spec.given('qk_norm_whole')} says where the q/k norm applies, but there is none "
+            "(--no-qk-norm); add --qk-norm or drop --qk-norm-whole"
+        )
     if not 0 < spec.norm_eps < math.inf:
         raise MhaError(f"{spec.given('norm_eps')} must be a positive finite number, e.g. 1e-6")
     if spec.rope == "none":
