@@ -13,7 +13,7 @@ import torch
 from hf_models import _redraw
 from torch import nn
 
-VISION = ("dinov2",)  # run on pixels, no padding
+VISION = ("dinov2", "clip_vision_model", "siglip_vision_model")  # run on pixels, no padding
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,10 @@ _ATTENTION = {
     "camembert": lambda m, i: m.encoder.layer[i].attention,
     "dinov2": lambda m, i: m.encoder.layer[i].attention,
     "distilbert": lambda m, i: m.transformer.layer[i].attention,
+    "clip_text_model": lambda m, i: getattr(m, "text_model", m).encoder.layers[i].self_attn,
+    "clip_vision_model": lambda m, i: getattr(m, "vision_model", m).encoder.layers[i].self_attn,
+    "siglip_text_model": lambda m, i: getattr(m, "text_model", m).encoder.layers[i].self_attn,
+    "siglip_vision_model": lambda m, i: getattr(m, "vision_model", m).encoder.layers[i].self_attn,
 }
 
 
@@ -60,6 +64,9 @@ def _configs() -> dict[str, tuple[Any, Any]]:
     gqa = {"num_attention_heads": 4, "num_key_value_heads": 2, "hidden_size": 32, **small}
     encoder = {"hidden_size": 32, "num_attention_heads": 4, **small}
     half_rotary = {"rope_type": "default", "rope_theta": 5000.0, "partial_rotary_factor": 0.5}
+    tower = {"hidden_size": 32, "num_attention_heads": 4, "intermediate_size": 64}
+    text = {"vocab_size": 64, "max_position_embeddings": 64, "pad_token_id": 0}
+    text |= {"bos_token_id": 1, "eos_token_id": 2}
     experts = {"num_experts": 2, "num_experts_per_tok": 1, "moe_intermediate_size": 16}
     return {
         "mixtral": (
@@ -159,6 +166,20 @@ def _configs() -> dict[str, tuple[Any, Any]]:
                 max_position_embeddings=64,
             ),
             t.DistilBertModel,
+        ),
+        "clip_text_model": (
+            t.CLIPTextConfig(num_hidden_layers=2, **tower, **text), t.CLIPTextModel
+        ),
+        "clip_vision_model": (
+            t.CLIPVisionConfig(num_hidden_layers=2, image_size=8, patch_size=4, **tower),
+            t.CLIPVisionModel,
+        ),
+        "siglip_text_model": (
+            t.SiglipTextConfig(num_hidden_layers=2, **tower, **text), t.SiglipTextModel
+        ),
+        "siglip_vision_model": (
+            t.SiglipVisionConfig(num_hidden_layers=2, image_size=8, patch_size=4, **tower),
+            t.SiglipVisionModel,
         ),
     }  # fmt: skip
 

@@ -118,7 +118,6 @@ def test_gemma3_without_config_is_not_run_as_qwen3(cli, others, tmp_path) -> Non
     [
         ("gpt_neo", "GPT-Neo", "not supported"),
         ("mpt", "MPT", "not supported"),
-        ("clip", "CLIP", "not supported"),
         ("bart", "BART", "encoder-decoder models are not supported"),
         ("whisper", "Whisper", "not supported"),
         ("mamba", "Mamba", "no attention layer"),
@@ -319,3 +318,10 @@ def test_weights_flags_nan_in_a_model_layer(cli, hf_models, tmp_path) -> None:
     assert result.exit_code == 0, result.output
     assert "flag: non-finite values in the slices of heads 1\n" in result.stdout
     refused(cli("inspect", "--weights", str(folder)), r"q_proj.weight")  # a run still refuses
+
+
+def test_clip_without_config_is_named_and_asks_for_it(cli, others, tmp_path) -> None:
+    """A CLIP tower is read with its config.json (causal or not); the bare weights name CLIP."""
+    assert cli("inspect", "--weights", str(others["clip"])).exit_code == 0
+    line = refused(cli("inspect", "--weights", str(bare(others["clip"], tmp_path))), "CLIP")
+    assert "--config config.json" in line and "not supported" not in line

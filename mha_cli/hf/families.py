@@ -227,6 +227,14 @@ TABLE: tuple[Family, ...] = (
            reads="BERT's layout under its own model type"),
     Family("dinov2", ("vit", "vit5"), encoder=True, qkv_bias=("qkv_bias", True), o_bias=True,
            reads="ViT's layout under its own model type"),
+    Family("clip_text_model", ("clip",), qkv_bias=True, o_bias=True,
+           reads="causal (CLIP's text tower), biases, self_attn.out_proj"),
+    Family("clip_vision_model", ("clip",), encoder=True, qkv_bias=True, o_bias=True,
+           reads="bidirectional, biases, self_attn.out_proj; no padding"),
+    Family("siglip_text_model", ("clip",), encoder=True, qkv_bias=True, o_bias=True,
+           reads="bidirectional (SigLIP's text tower is not causal), biases"),
+    Family("siglip_vision_model", ("clip",), encoder=True, qkv_bias=True, o_bias=True,
+           reads="bidirectional, biases; no padding"),
     Family("distilbert", ("distilbert",), encoder=True, qkv_bias=True, o_bias=True,
            reads="q_lin, k_lin, v_lin, out_lin; dim, n_heads, n_layers"),
 )
@@ -251,10 +259,10 @@ UNSUPPORTED |= {
     "mt5": "relative position buckets and unscaled scores are not rebuilt",
     "whisper": "encoder-decoder (cross-attention) models are not rebuilt",
     "bart": "encoder-decoder (cross-attention) models are not rebuilt",
-    "clip": "its text and vision towers (two configs in one) are not rebuilt",
-    "clip_text_model": "CLIP's self_attn.out_proj layout is not rebuilt",
-    "clip_vision_model": "CLIP's self_attn.out_proj layout is not rebuilt",
-    "siglip": "its text and vision towers (two configs in one) are not rebuilt",
+    "clip": "two towers in one config; give a tower's config (model_type clip_text_model or "
+    "clip_vision_model)",
+    "siglip": "two towers in one config; give a tower's config (model_type siglip_text_model "
+    "or siglip_vision_model)",
     "gpt_neo": "unscaled scores and local layers are not rebuilt",
 }
 

@@ -96,6 +96,10 @@ LAYOUTS = {
         "gptj", "h", "attn.q_proj", "attn.k_proj", "attn.v_proj", "attn.out_proj"
     ),
     "phi3": _packed("phi3", "layers", "self_attn.qkv_proj", "self_attn.o_proj", "phi3"),
+    "clip": _linear(
+        "clip", "encoder.layers", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+        "self_attn.out_proj",
+    ),
     "distilbert": _linear(
         "distilbert", "transformer.layer", "attention.q_lin", "attention.k_lin",
         "attention.v_lin", "attention.out_lin",
@@ -160,7 +164,9 @@ _OTHERS = (
     (r"(^|\.)encoder\.conv1\.weight$", "Whisper",
      "encoder-decoder speech models are not supported"),
     (r"(^|\.)encoder\.layers\.\d+\.layer_norm1\.", "CLIP (or SigLIP)",
-     "its text and vision towers are not supported"),
+     "mha reads its towers with their config.json, which says whether the tower is causal: "
+     "give --config config.json (model_type clip_text_model, clip_vision_model, "
+     "siglip_text_model or siglip_vision_model)"),
     (r"(^|\.)layers\.\d+\.encoder_attn\.", "encoder-decoder (BART, mBART, Marian, ...)",
      "encoder-decoder models are not supported"),
     (r"(^|\.)block\.\d+\.layer\.0\.SelfAttention\.", "T5",
