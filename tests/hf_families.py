@@ -50,6 +50,7 @@ _ATTENTION = {
     "camembert": lambda m, i: m.encoder.layer[i].attention,
     "dinov2": lambda m, i: m.encoder.layer[i].attention,
     "distilbert": lambda m, i: m.transformer.layer[i].attention,
+    "gpt_bigcode": lambda m, i: m.transformer.h[i].attn,
     "clip_text_model": lambda m, i: getattr(m, "text_model", m).encoder.layers[i].self_attn,
     "clip_vision_model": lambda m, i: getattr(m, "vision_model", m).encoder.layers[i].self_attn,
     "siglip_text_model": lambda m, i: getattr(m, "text_model", m).encoder.layers[i].self_attn,
@@ -166,6 +167,13 @@ def _configs() -> dict[str, tuple[Any, Any]]:
                 max_position_embeddings=64,
             ),
             t.DistilBertModel,
+        ),
+        "gpt_bigcode": (  # c_attn: 32 query rows | 8 key rows | 8 value rows
+            t.GPTBigCodeConfig(
+                n_embd=32, n_head=4, n_layer=2, multi_query=True, vocab_size=64,
+                n_positions=64, bos_token_id=0, eos_token_id=0,
+            ),
+            t.GPTBigCodeForCausalLM,
         ),
         "clip_text_model": (
             t.CLIPTextConfig(num_hidden_layers=2, **tower, **text), t.CLIPTextModel

@@ -121,7 +121,6 @@ def test_gemma3_without_config_is_not_run_as_qwen3(cli, others, tmp_path) -> Non
         ("bart", "BART", "encoder-decoder models are not supported"),
         ("whisper", "Whisper", "not supported"),
         ("mamba", "Mamba", "no attention layer"),
-        ("gpt_bigcode", "GPTBigCode", "GPTBigCode is not supported"),
     ],
 )
 def test_unsupported_families_are_named(cli, others, tmp_path, family, seen, why) -> None:
@@ -132,8 +131,6 @@ def test_unsupported_families_are_named(cli, others, tmp_path, family, seen, why
     line = refused(cli("inspect", "--weights", str(bare(folder, tmp_path))), seen)
     assert why in line
     assert "not supported yet" not in line
-    if family == "gpt_bigcode":
-        assert "expected (" not in line  # never taken for GPT-2's Conv1D
     if family == "mamba":
         assert "has no attention layer" in line
 
@@ -325,3 +322,12 @@ def test_clip_without_config_is_named_and_asks_for_it(cli, others, tmp_path) -> 
     assert cli("inspect", "--weights", str(others["clip"])).exit_code == 0
     line = refused(cli("inspect", "--weights", str(bare(others["clip"], tmp_path))), "CLIP")
     assert "--config config.json" in line and "not supported" not in line
+
+
+def test_gpt_bigcode_without_config_is_named_and_asks_for_it(cli, others, tmp_path) -> None:
+    """Read with its config.json; the bare weights are never taken for GPT-2's Conv1D."""
+    assert cli("inspect", "--weights", str(others["gpt_bigcode"])).exit_code == 0
+    bare_path = bare(others["gpt_bigcode"], tmp_path)
+    line = refused(cli("inspect", "--weights", str(bare_path)), "GPTBigCode")
+    assert "--config config.json" in line and "expected (" not in line
+    assert "not supported" not in line

@@ -19,7 +19,6 @@ from mha_cli.errors import MhaError
 from mha_cli.files.lazy_tensors import open_weights, read_tensors
 from mha_cli.files.tensor_files import check_values, shape_text
 from mha_cli.hf.config import (
-    FAMILIES,
     HFAttention,
     attention_from_weights,
     read_hf_config,
@@ -149,8 +148,9 @@ def identify(
             raise MhaError(
                 f"{path}: {keys['qkv.weight']} has shape ({rows}, {cols}): stored (out, in) as an "
                 "nn.Linear, so this is GPTBigCode (StarCoder, SantaCoder), not GPT-2, whose "
-                f"Conv1D stores (H, 3H); GPTBigCode is not supported; mha reads these families: "
-                f"{', '.join(FAMILIES)}"
+                "Conv1D stores (H, 3H); without config.json its heads and its multi_query "
+                "packing are unknown: give --config config.json (the model's own, model_type "
+                "gpt_bigcode)"
             )
     family = located.guess_family(keys.values(), layer)
     if family == "qwen3":

@@ -98,6 +98,8 @@ def parse_hf_config(
         absent = "num_key_value_heads" not in config
         default = (rules.kv_heads_default or heads) if absent else heads
         kv_heads = whole(config, ("num_key_value_heads",), where, default)
+    if rules.multi_query:
+        kv_heads = 1
     head_dim = _head_dim(config, rules, hiddens, heads, where)
     if heads % kv_heads:
         raise MhaError(

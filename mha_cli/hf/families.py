@@ -41,6 +41,7 @@ class Family:
     qkv_bias: Flag = False  # bias on W_q, W_k and W_v
     o_bias: Flag = False  # bias on W_o
     grouped: bool = False  # reads num_key_value_heads (grouped-query attention)
+    multi_query: bool = False  # one key-value head (GPTBigCode with multi_query)
     kv_heads_default: int | None = None  # num_key_value_heads left out (None: one per head)
     own_head_dim: bool = False  # reads head_dim (else hidden size / heads, which must divide)
     head_dim_default: int | None = None  # head_dim left out (None: hidden size / heads)
@@ -115,6 +116,14 @@ _COHERE_NORM = (
         "use_qk_norm = true (a LayerNorm per head of queries and keys) is not supported; "
         "inspect a Cohere model without it",
     ),
+)
+_BIGCODE = (
+    Requirement(
+        "multi_query",
+        True,
+        "multi_query = false (c_attn packed per head) is not supported; {fix}",
+    ),
+    Requirement("scale_attn_weights", True, "scale_attn_weights = false is not supported; {fix}"),
 )
 _CAUSAL = (
     Requirement(
@@ -235,6 +244,10 @@ TABLE: tuple[Family, ...] = (
            reads="bidirectional (SigLIP's text tower is not causal), biases"),
     Family("siglip_vision_model", ("clip",), encoder=True, qkv_bias=True, o_bias=True,
            reads="bidirectional, biases; no padding"),
+    Family("gpt_bigcode", ("gpt_bigcode",), qkv_bias=True, o_bias=True, multi_query=True,
+           requires=_BIGCODE,
+           reads="multi-query c_attn (nn.Linear) split h x d | d | d, biases; multi_query = "
+                 "false and scale_attn_weights = false refused"),
     Family("distilbert", ("distilbert",), encoder=True, qkv_bias=True, o_bias=True,
            reads="q_lin, k_lin, v_lin, out_lin; dim, n_heads, n_layers"),
 )
@@ -247,7 +260,6 @@ FAMILIES = tuple(FAMILY)
 _STATE_SPACE = "a state-space model: it has no attention layer"
 UNSUPPORTED = {"mamba": _STATE_SPACE, "mamba2": _STATE_SPACE, "rwkv": "it has no attention layer"}
 UNSUPPORTED |= {
-    "gpt_bigcode": "multi-query attention with nn.Linear c_attn, not GPT-2's Conv1D",
     "gemma3": "a multimodal config (text_config inside); give the text model's config "
     "(model_type gemma3_text)",
     "stablelm": "partial rotary with q/k layer norm is not rebuilt",

@@ -96,6 +96,9 @@ LAYOUTS = {
         "gptj", "h", "attn.q_proj", "attn.k_proj", "attn.v_proj", "attn.out_proj"
     ),
     "phi3": _packed("phi3", "layers", "self_attn.qkv_proj", "self_attn.o_proj", "phi3"),
+    # GPTBigCode's c_attn has GPT-2's key names but is an nn.Linear packing q | k | v as Phi-3's
+    # qkv_proj does (multi-query: h x d | d | d): only its config.json picks this layout.
+    "gpt_bigcode": _packed("gpt_bigcode", "h", "attn.c_attn", "attn.c_proj", "phi3"),
     "clip": _linear(
         "clip", "encoder.layers", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
         "self_attn.out_proj",
