@@ -50,6 +50,8 @@ _ATTENTION = {
     "camembert": lambda m, i: m.encoder.layer[i].attention,
     "dinov2": lambda m, i: m.encoder.layer[i].attention,
     "distilbert": lambda m, i: m.transformer.layer[i].attention,
+    "llama_yarn": lambda m, i: m.model.layers[i].self_attn,
+    "llama_dynamic": lambda m, i: m.model.layers[i].self_attn,
     "gpt_bigcode": lambda m, i: m.transformer.h[i].attn,
     "clip_text_model": lambda m, i: getattr(m, "text_model", m).encoder.layers[i].self_attn,
     "clip_vision_model": lambda m, i: getattr(m, "vision_model", m).encoder.layers[i].self_attn,
@@ -68,6 +70,9 @@ def _configs() -> dict[str, tuple[Any, Any]]:
     tower = {"hidden_size": 32, "num_attention_heads": 4, "intermediate_size": 64}
     text = {"vocab_size": 64, "max_position_embeddings": 64, "pad_token_id": 0}
     text |= {"bos_token_id": 1, "eos_token_id": 2}
+    yarn = {"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0}
+    yarn |= {"original_max_position_embeddings": 16, "beta_fast": 8.0, "beta_slow": 1.0}
+    dynamic = {"rope_type": "dynamic", "rope_theta": 10000.0, "factor": 2.0}
     experts = {"num_experts": 2, "num_experts_per_tok": 1, "moe_intermediate_size": 16}
     return {
         "mixtral": (
@@ -174,6 +179,13 @@ def _configs() -> dict[str, tuple[Any, Any]]:
                 n_positions=64, bos_token_id=0, eos_token_id=0,
             ),
             t.GPTBigCodeForCausalLM,
+        ),
+        "llama_yarn": (  # blended frequencies and attention factor 0.1 ln 4 + 1
+            t.LlamaConfig(num_hidden_layers=2, rope_parameters=yarn, **gqa), t.LlamaForCausalLM
+        ),
+        "llama_dynamic": (  # the default rotation up to max_position_embeddings (64)
+            t.LlamaConfig(num_hidden_layers=2, rope_parameters=dynamic, **gqa),
+            t.LlamaForCausalLM,
         ),
         "clip_text_model": (
             t.CLIPTextConfig(num_hidden_layers=2, **tower, **text), t.CLIPTextModel

@@ -218,7 +218,8 @@ def test_families_lists_every_family_with_what_it_needs(cli):
     result = cli("families")
     assert result.exit_code == 0, result.output
     for family in FAMILIES:
-        assert family in result.stdout
+        if not family.startswith("llama_"):  # Llama's rope scalings: one model_type
+            assert family in result.stdout
 
 
 def test_every_supported_family_has_a_tiny_model():
@@ -318,3 +319,22 @@ def test_olmo2s_norm_spans_the_projection_before_the_split(models, cli):
     assert "queries.norm" not in names  # no second, per-head norm
     stage = document["stages"][names.index("keys.norm_whole")]
     assert stage["shape"][-1] == 16 and stage["params"] == 16  # 2 key-value heads x 8
+
+
+def test_dynamic_rope_scaling_beyond_its_context_is_refused(models, cli):
+    folder = str(models["llama_dynamic"].folder)  # max_position_embeddings 64
+    fine = cli("inspect", "--weights", folder, "--queries", "64", "--kv", "64", "--valid-lens",
+               "none", "--format", "json")  # fmt: skip
+    assert fine.exit_code == 0, fine.output
+    beyond = cli("inspect", "--weights", folder, "--queries", "65", "--kv", "65")
+    assert beyond.exit_code == 2
+    assert "dynamic rope scaling is the default rotation up to 64 positions" in beyond.stderr
+
+
+def test_yarn_scaling_is_read_with_its_numbers(models, cli):
+    config = str(models["llama_yarn"].folder / "config.json")
+    result = cli("inspect", "--config", config, "--device", "meta", "--format", "json")
+    assert result.exit_code == 0, result.output
+    scaling = json.loads(result.stdout)["spec"]["rope_scaling"]
+    assert scaling["rope_type"] == "yarn" and scaling["factor"] == 4.0
+    assert scaling["original_max_position_embeddings"] == 16 and scaling["beta_fast"] == 8.0

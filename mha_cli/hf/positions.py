@@ -16,12 +16,15 @@ from mha_cli.errors import MhaError
 from mha_cli.files.json_values import positive, whole
 from mha_cli.hf.families import Family
 
-ROPE_SCALINGS = ("linear", "llama3")  # besides "default", which means no scaling
+ROPE_SCALINGS = ("linear", "llama3", "yarn", "dynamic")  # besides "default": no scaling
+_YARN_OPTIONAL = ("attention_factor", "mscale", "mscale_all_dim", "beta_fast", "beta_slow")
 _THETA_DEFAULT = 10_000.0  # RotaryEmbeddingConfigMixin.default_theta; GPT-J's fixed base
 # max_position_embeddings when a config leaves it out: llama3 scaling falls back on it.
 _SCALING_KEYS = {
     "linear": ("factor",),
     "llama3": ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"),
+    "yarn": ("factor", "original_max_position_embeddings"),
+    "dynamic": ("factor", "original_max_position_embeddings"),
 }
 
 Rope = tuple[float, int, dict[str, Any] | None]  # (theta, rotary_dim, scaling)
@@ -147,7 +150,10 @@ def _scaling(
             f"{', '.join(ROPE_SCALINGS)} (or default, none); inspect a model that uses one of those"
         )
     params = dict(params)
-    if kind == "llama3":  # standardize_rope_params: a top-level value wins, then the rope's own
+    if kind == "dynamic":  # _compute_dynamic_ntk_parameters: the context is max_position_embeddings
+        context = config.get("max_position_embeddings", family.context_default)
+        params["original_max_position_embeddings"] = context
+    if kind in ("llama3", "yarn"):  # standardize_rope_params: a top-level value wins, then its own
         top = config.get("original_max_position_embeddings")
         context = config.get("max_position_embeddings", family.context_default)
         if top is not None:
@@ -160,6 +166,11 @@ def _scaling(
         )
     scaling = {"rope_type": kind}
     scaling |= {key: positive(params[key], key, where) for key in _SCALING_KEYS[kind]}
+    if kind == "yarn":  # the optional numbers, and rope_parameters' truncate (True by default)
+        scaling |= {key: params[key] for key in _YARN_OPTIONAL if params.get(key) is not None}
+        top = config.get("rope_parameters")
+        truncate = top.get("truncate", True) if isinstance(top, dict) else True
+        scaling["truncate"] = bool(truncate)
     if kind == "llama3" and scaling["high_freq_factor"] == scaling["low_freq_factor"]:
         raise MhaError(
             f"{where}: llama3 rope scaling has high_freq_factor = low_freq_factor, which divides "

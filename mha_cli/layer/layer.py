@@ -30,6 +30,7 @@ class Rotary:
 
     inv_freq: torch.Tensor  # (rd/2,) float32
     pairing: str  # "half" or "interleaved"
+    factor: float = 1.0  # YaRN's attention factor on cos and sin
 
 
 def record_inputs(
@@ -249,7 +250,10 @@ class MultiHeadAttention(nn.Module):
             step("norm", X, norm)
         if self.rotary is not None and positions is not None:
             rotary_dim = 2 * self.rotary.inv_freq.shape[0]
-            X = apply_rope(X, positions, self.rotary.inv_freq, rotary_dim, self.rotary.pairing)
+            X = apply_rope(
+                X, positions, self.rotary.inv_freq, rotary_dim, self.rotary.pairing,
+                self.rotary.factor,
+            )  # fmt: skip
             step("rope", X)
         if heads != self.num_heads:
             # Grouped-query attention: key-value head j serves query heads j*r .. j*r + r-1.

@@ -200,7 +200,14 @@ def _check_positions(spec: AttentionSpec) -> None:
         check_rope_scaling(dict(spec.rope_scaling), where)
 
 
-ROPE_SCALINGS = {"linear": ("factor",), "llama3": LLAMA3_KEYS}
+ROPE_SCALINGS = {
+    "linear": ("factor",),
+    "llama3": LLAMA3_KEYS,
+    "yarn": ("factor", "original_max_position_embeddings"),
+    # dynamic NTK: the default rotation up to original_max_position_embeddings positions
+    "dynamic": ("factor", "original_max_position_embeddings"),
+}
+YARN_OPTIONAL = ("attention_factor", "mscale", "mscale_all_dim", "beta_fast", "beta_slow")
 
 
 def check_rope_scaling(scaling: Mapping[str, Any], where: str) -> None:
@@ -223,6 +230,11 @@ def check_rope_scaling(scaling: Mapping[str, Any], where: str) -> None:
         number = isinstance(value, int | float) and not isinstance(value, bool)
         if not number or not 0 < value < math.inf:
             raise MhaError(f"{where}: {key} = {value!r} should be a positive finite number; fix it")
+    for key in YARN_OPTIONAL if kind == "yarn" else ():
+        value = scaling.get(key)
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if value is not None and (not number or not 0 <= value < math.inf):
+            raise MhaError(f"{where}: {key} = {value!r} should be a finite number; fix it")
     if kind == "llama3" and scaling["high_freq_factor"] == scaling["low_freq_factor"]:
         raise MhaError(
             f"{where}: llama3 rope scaling has high_freq_factor = low_freq_factor, which divides "
