@@ -148,7 +148,8 @@ TABLE: tuple[Family, ...] = (
            reads="enable_bias"),
     Family("llama", ("llama",), qkv_bias=_BIAS, o_bias=_BIAS, grouped=True, own_head_dim=True,
            rope="half",
-           reads="grouped heads, head_dim, attention_bias, rope base; linear, llama3, yarn, dynamic rope scaling (longrope refused)"),
+           reads="grouped heads, head_dim, attention_bias, rope base; linear, llama3, yarn, "
+                 "dynamic rope scaling (longrope refused)"),
     Family("mistral", ("llama",), grouped=True, kv_heads_default=8, own_head_dim=True,
            rope="half", context_default=4096 * 32, window="always",
            reads="as Llama, sliding_window on every layer"),  # Llama's keys: never guessed
