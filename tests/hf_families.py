@@ -53,6 +53,7 @@ _ATTENTION = {
     "llama_yarn": lambda m, i: m.model.layers[i].self_attn,
     "llama_dynamic": lambda m, i: m.model.layers[i].self_attn,
     "gpt_bigcode": lambda m, i: m.transformer.h[i].attn,
+    "bloom": lambda m, i: m.transformer.h[i].self_attention,
     "clip_text_model": lambda m, i: getattr(m, "text_model", m).encoder.layers[i].self_attn,
     "clip_vision_model": lambda m, i: getattr(m, "vision_model", m).encoder.layers[i].self_attn,
     "siglip_text_model": lambda m, i: getattr(m, "text_model", m).encoder.layers[i].self_attn,
@@ -186,6 +187,10 @@ def _configs() -> dict[str, tuple[Any, Any]]:
         "llama_dynamic": (  # the default rotation up to max_position_embeddings (64)
             t.LlamaConfig(num_hidden_layers=2, rope_parameters=dynamic, **gqa),
             t.LlamaForCausalLM,
+        ),
+        "bloom": (  # 4 heads: slopes 1/4, 1/16, 1/64, 1/256
+            t.BloomConfig(hidden_size=32, n_head=4, n_layer=2, vocab_size=64),
+            t.BloomForCausalLM,
         ),
         "clip_text_model": (
             t.CLIPTextConfig(num_hidden_layers=2, **tower, **text), t.CLIPTextModel

@@ -163,6 +163,7 @@ def test_spec_fields() -> None:
         "score_scale": None,
         "softcap": None,
         "clip_qkv": None,
+        "alibi": False,
     }
 
 

@@ -43,7 +43,9 @@ def transformers_run(model: Any, layer: int) -> tuple[torch.Tensor, torch.Tensor
         caught["output"] = output[0] if isinstance(output, tuple) else output
 
     # BERT-like attention modules add the residual and a LayerNorm: take the projection's output.
+    # Bloom's adds the residual after its dense projection: take that projection's output too.
     projection = attention.output.dense if hasattr(attention, "output") else attention
+    projection = attention.dense if model.family == "bloom" else projection
     hooks = [
         attention.register_forward_pre_hook(grab_input, with_kwargs=True),
         projection.register_forward_hook(grab_output),
@@ -338,3 +340,13 @@ def test_yarn_scaling_is_read_with_its_numbers(models, cli):
     scaling = json.loads(result.stdout)["spec"]["rope_scaling"]
     assert scaling["rope_type"] == "yarn" and scaling["factor"] == 4.0
     assert scaling["original_max_position_embeddings"] == 16 and scaling["beta_fast"] == 8.0
+
+
+def test_blooms_alibi_is_a_stage_row_with_blooms_slopes(models):
+    report = mha_cli.inspect(weights=models["bloom"].folder, layer=1, valid_lens="none")
+    assert report.spec.alibi is True
+    scores, biased = report.tensors["scores"].double(), report.tensors["alibi"].double()
+    slopes = torch.tensor([2.0**-2, 2.0**-4, 2.0**-6, 2.0**-8], dtype=torch.float64)  # 4 heads
+    keys = torch.arange(scores.shape[-1], dtype=torch.float64)
+    expected = scores + (slopes[:, None] * keys).repeat(2, 1)[:, None, :]  # batch 2, b-major
+    torch.testing.assert_close(biased, expected, atol=1e-5, rtol=0)

@@ -132,6 +132,14 @@ _SPEC_OPTIONS: list[tuple[str, type, tuple[str, ...], str, str | None, str]] = [
         MODERN,
     ),
     (
+        "alibi",
+        bool,
+        ("--alibi/--no-alibi",),
+        "ALiBi: head h adds slope_h x j to the score of key j (Bloom, MPT, Falcon)",
+        "no-alibi",
+        MODERN,
+    ),
+    (
         "clip_qkv",
         float,
         ("--clip-qkv",),

@@ -155,8 +155,9 @@ def torch_runs(spec: FinalSpec, report: Report, mapping: torch_mapping.WeightMap
             (ImplementationResult("torch_mha", "nn.MultiheadAttention", "", False, why), None),
             (ImplementationResult("sdpa", "scaled_dot_product_attention", "", False, why), None),
         ]
-    if spec.softcap is not None:
-        why = "has no soft-capping step between the scores and the softmax"
+    if spec.softcap is not None or spec.alibi:
+        step = "soft-capping" if spec.softcap is not None else "ALiBi"
+        why = f"has no {step} step between the scores and the softmax"
         return [
             (ImplementationResult("torch_mha", "nn.MultiheadAttention", "", False, why), None),
             (ImplementationResult("sdpa", "scaled_dot_product_attention", "", False, why), None),

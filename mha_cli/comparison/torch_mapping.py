@@ -53,6 +53,8 @@ def unmapped_reasons(spec: FinalSpec) -> list[str]:
         reasons.append("qk-norm: nn.MultiheadAttention has no per-head norm of queries and keys")
     if spec.clip_qkv is not None:
         reasons.append("clip_qkv: nn.MultiheadAttention cannot clamp its projections")
+    if spec.alibi:
+        reasons.append("ALiBi: nn.MultiheadAttention adds no per-head position bias")
     if spec.softcap is not None:
         reasons.append("soft-capping: nn.MultiheadAttention has no step between scores and softmax")
     if spec.score_scale is not None:

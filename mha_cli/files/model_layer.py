@@ -48,6 +48,7 @@ BEHAVIOUR_FIELDS = (
     "softcap",
     "clip_qkv",
     "qk_norm_whole",
+    "alibi",
 )
 
 

@@ -53,6 +53,7 @@ class HFAttention:
     scale: float | None  # the scores' factor (Granite's attention_multiplier); None: 1/sqrt(d)
     softcap: float | None  # logit soft-capping (Gemma 2's attn_logit_softcapping), or None
     clip_qkv: float | None  # OLMo's clamp of the projections, or None
+    alibi: bool  # ALiBi position biases (Bloom)
     dtype: str | None  # the dtype the config says the weights were saved in, for people
 
 
@@ -154,6 +155,7 @@ def parse_hf_config(
         scale=scale,
         softcap=softcap,
         clip_qkv=clip,
+        alibi=rules.alibi,
         dtype=config.get("dtype") or config.get("torch_dtype"),
     )
 
@@ -242,6 +244,7 @@ def spec_fields(attention: HFAttention) -> dict[str, Any]:
         "score_scale": attention.scale,
         "softcap": attention.softcap,
         "clip_qkv": attention.clip_qkv,
+        "alibi": attention.alibi,
     }
 
 

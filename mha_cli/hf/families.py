@@ -42,6 +42,7 @@ class Family:
     o_bias: Flag = False  # bias on W_o
     grouped: bool = False  # reads num_key_value_heads (grouped-query attention)
     multi_query: bool = False  # one key-value head (GPTBigCode with multi_query)
+    alibi: bool = False  # ALiBi position biases instead of a rotation (Bloom)
     kv_heads_default: int | None = None  # num_key_value_heads left out (None: one per head)
     own_head_dim: bool = False  # reads head_dim (else hidden size / heads, which must divide)
     head_dim_default: int | None = None  # head_dim left out (None: hidden size / heads)
@@ -249,6 +250,8 @@ TABLE: tuple[Family, ...] = (
            requires=_BIGCODE,
            reads="multi-query c_attn (nn.Linear) split h x d | d | d, biases; multi_query = "
                  "false and scale_attn_weights = false refused"),
+    Family("bloom", ("bloom",), qkv_bias=True, o_bias=True, alibi=True,
+           reads="query_key_value packed per head, ALiBi slopes per head (a stage row), biases"),
     Family("distilbert", ("distilbert",), encoder=True, qkv_bias=True, o_bias=True,
            reads="q_lin, k_lin, v_lin, out_lin; dim, n_heads, n_layers"),
 )
@@ -266,7 +269,6 @@ UNSUPPORTED |= {
     "stablelm": "partial rotary with q/k layer norm is not rebuilt",
     "phi": "its packed dense layout and partial rotary are not rebuilt",
     "falcon": "its fused query_key_value (multi-query or grouped) and ALiBi are not rebuilt",
-    "bloom": "ALiBi position biases are not rebuilt",
     "mpt": "ALiBi position biases and the packed Wqkv are not rebuilt",
     "t5": "relative position buckets and unscaled scores are not rebuilt",
     "mt5": "relative position buckets and unscaled scores are not rebuilt",

@@ -99,6 +99,9 @@ LAYOUTS = {
     # GPTBigCode's c_attn has GPT-2's key names but is an nn.Linear packing q | k | v as Phi-3's
     # qkv_proj does (multi-query: h x d | d | d): only its config.json picks this layout.
     "gpt_bigcode": _packed("gpt_bigcode", "h", "attn.c_attn", "attn.c_proj", "phi3"),
+    "bloom": _packed(
+        "bloom", "h", "self_attention.query_key_value", "self_attention.dense", "neox"
+    ),
     "clip": _linear(
         "clip", "encoder.layers", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
         "self_attn.out_proj",
@@ -175,7 +178,8 @@ _OTHERS = (
     (r"(^|\.)block\.\d+\.layer\.0\.SelfAttention\.", "T5",
      "its attention (relative position buckets, no score scaling) is not supported"),
     (r"(^|\.)h\.\d+\.self_attention\.query_key_value\.", "Falcon or BLOOM",
-     "its attention is not supported"),
+     "its packing and position biases are in its config.json: give --config config.json "
+     "(BLOOM is read with it; Falcon is not supported)"),
     (r"(^|\.)layers\.\d+\.self_attn\.dense\.", "Phi", "its attention is not supported"),
 )  # fmt: skip
 

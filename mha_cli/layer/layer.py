@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from mha_cli.layer.alibi import alibi_bias
 from mha_cli.layer.masking import masked_softmax, positional_mask, query_positions
 from mha_cli.layer.norms import HeadRMSNorm
 from mha_cli.layer.recording import STAGES, Record, linear_flops
@@ -73,8 +74,10 @@ class DotProductAttention(nn.Module):
         feature: str = ax.HEAD_DIM,
         scale: float | None = None,
         softcap: float | None = None,
+        alibi_heads: int | None = None,
     ) -> None:
         super().__init__()
+        self.alibi_heads = alibi_heads  # ALiBi with this many heads (Bloom), or None
         self.dropout = nn.Dropout(dropout)
         self.causal, self.window, self.feature = causal, window, feature
         self.scale = scale  # None: 1/sqrt(d), d2l's
@@ -97,6 +100,11 @@ class DotProductAttention(nn.Module):
             scores = torch.bmm(queries, keys.transpose(1, 2)) * self.scale  # ((b h), q, k)
             code = f"torch.bmm(queries, keys.transpose(1, 2)) * {self.scale:g}  # not / sqrt(d)"
             record("scores", scores, rows=ax.BATCH_HEADS, flops=flops, code=code)
+        if self.alibi_heads is not None:  # Bloom: a bias per head growing with the key position
+            batch = scores.shape[0] // self.alibi_heads
+            bias = alibi_bias(self.alibi_heads, batch, keys.shape[1], scores.device)
+            scores = scores + bias.to(scores.dtype)  # ((b h), q, k)
+            record("alibi", scores, rows=ax.BATCH_HEADS, flops=scores.numel())
         if self.softcap is not None:  # Gemma 2: before the mask, as its eager_attention_forward
             scores = torch.tanh(scores / self.softcap) * self.softcap  # ((b h), q, k)
             record("softcap", scores, rows=ax.BATCH_HEADS, flops=3 * scores.numel())
@@ -140,6 +148,7 @@ class MultiHeadAttention(nn.Module):
         softcap: float | None = None,
         clip_qkv: float | None = None,
         qk_norm_whole: bool = False,
+        alibi: bool = False,
     ) -> None:
         super().__init__()
         self.clip_qkv = clip_qkv  # OLMo: projections clamped to [-c, c]
@@ -150,7 +159,9 @@ class MultiHeadAttention(nn.Module):
         self.rotary = rotary
         d, h, g = self.head_dim, num_heads, self.num_kv_heads
         self.feature = ax.HIDDENS if self.full_values else ax.HEAD_DIM  # each head's output
-        self.attention = DotProductAttention(dropout, causal, window, self.feature, scale, softcap)
+        self.attention = DotProductAttention(
+            dropout, causal, window, self.feature, scale, softcap, num_heads if alibi else None
+        )
         self.W_q = nn.Linear(query_size, h * d, bias=bias)
         self.W_k = nn.Linear(key_size, g * d, bias=bias)  # only g heads get their own keys
         self.W_v = nn.Linear(value_size, num_hiddens if self.full_values else g * d, bias=bias)

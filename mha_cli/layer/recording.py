@@ -64,6 +64,10 @@ STAGES: dict[str, tuple[str, tuple[str, ...]]] = {
         "torch.bmm(queries, keys.transpose(1, 2)) / math.sqrt(d)",
         ("{rows}", QUERIES, KV_PAIRS),
     ),
+    "alibi": (
+        "scores + slopes[h] * j  # ALiBi, Bloom's build_alibi_tensor",
+        ("{rows}", QUERIES, KV_PAIRS),
+    ),
     "softcap": ("torch.tanh(scores / softcap) * softcap", ("{rows}", QUERIES, KV_PAIRS)),
     "masked_softmax": (
         "self.attention_weights = masked_softmax(scores, valid_lens)",

@@ -190,6 +190,7 @@ def make_layer(spec: FinalSpec) -> MultiHeadAttention | AdditiveAttention:
         softcap=spec.softcap,
         clip_qkv=spec.clip_qkv,
         qk_norm_whole=spec.qk_norm_whole,
+        alibi=spec.alibi,
     )
 
 
