@@ -54,6 +54,7 @@ _ATTENTION = {
     "llama_dynamic": lambda m, i: m.model.layers[i].self_attn,
     "gpt_bigcode": lambda m, i: m.transformer.h[i].attn,
     "bloom": lambda m, i: m.transformer.h[i].self_attention,
+    "mpt": lambda m, i: m.transformer.blocks[i].attn,
     "clip_text_model": lambda m, i: getattr(m, "text_model", m).encoder.layers[i].self_attn,
     "clip_vision_model": lambda m, i: getattr(m, "vision_model", m).encoder.layers[i].self_attn,
     "siglip_text_model": lambda m, i: getattr(m, "text_model", m).encoder.layers[i].self_attn,
@@ -191,6 +192,13 @@ def _configs() -> dict[str, tuple[Any, Any]]:
         "bloom": (  # 4 heads: slopes 1/4, 1/16, 1/64, 1/256
             t.BloomConfig(hidden_size=32, n_head=4, n_layer=2, vocab_size=64),
             t.BloomForCausalLM,
+        ),
+        "mpt": (  # ALiBi and a clamp that bites
+            t.MptConfig(
+                d_model=32, n_heads=4, n_layers=2, vocab_size=64, max_seq_len=64,
+                attn_config={"alibi": True, "clip_qkv": 1.0},
+            ),
+            t.MptForCausalLM,
         ),
         "clip_text_model": (
             t.CLIPTextConfig(num_hidden_layers=2, **tower, **text), t.CLIPTextModel

@@ -117,7 +117,6 @@ def test_gemma3_without_config_is_not_run_as_qwen3(cli, others, tmp_path) -> Non
     ("family", "seen", "why"),
     [
         ("gpt_neo", "GPT-Neo", "not supported"),
-        ("mpt", "MPT", "not supported"),
         ("bart", "BART", "encoder-decoder models are not supported"),
         ("whisper", "Whisper", "not supported"),
         ("mamba", "Mamba", "no attention layer"),
@@ -331,3 +330,9 @@ def test_gpt_bigcode_without_config_is_named_and_asks_for_it(cli, others, tmp_pa
     line = refused(cli("inspect", "--weights", str(bare_path)), "GPTBigCode")
     assert "--config config.json" in line and "expected (" not in line
     assert "not supported" not in line
+
+
+def test_mpt_without_config_is_named_and_asks_for_it(cli, others, tmp_path) -> None:
+    assert cli("inspect", "--weights", str(others["mpt"])).exit_code == 0
+    line = refused(cli("inspect", "--weights", str(bare(others["mpt"], tmp_path))), "MPT")
+    assert "--config config.json" in line and "not supported" not in line

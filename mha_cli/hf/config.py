@@ -21,7 +21,7 @@ from mha_cli.hf.families import FAMILIES, FAMILY, UNSUPPORTED, Family, flag
 from mha_cli.hf.positions import rope_settings, sliding_window
 
 # Keys that one value has under different names (GPT-2 and GPT-J keep the old ones).
-_HIDDEN = ("hidden_size", "n_embd", "dim")  # DistilBERT: dim, n_heads, n_layers
+_HIDDEN = ("hidden_size", "n_embd", "dim", "d_model")  # DistilBERT: dim; MPT: d_model
 _HEADS = ("num_attention_heads", "n_head", "n_heads")
 _LAYERS = ("num_hidden_layers", "n_layer", "n_layers")
 
@@ -91,6 +91,11 @@ def parse_hf_config(
             f"pick a layer from 0 to {num_layers - 1}"
         )
     rules = FAMILY[family]
+    if rules.nested:  # MPT keeps its attention's settings in attn_config
+        inner = config.get(rules.nested) or {}
+        if not isinstance(inner, dict):
+            raise MhaError(f"{where}: {rules.nested} should be an object; fix the config")
+        config = {**config, **inner}
     _refuse_other_scores(config, rules, where)
     kv_heads = heads
     if rules.grouped:
@@ -119,13 +124,20 @@ def parse_hf_config(
         else None
     )
     causal = not rules.encoder or bool(config.get("is_decoder", False))
+    if flag(rules.alibi, config) and rules.alibi_power_of_two and heads & (heads - 1):
+        raise MhaError(
+            f"{where}: {family} ALiBi with {heads} heads (not a power of 2) is not supported: its "
+            "slopes are ordered differently from Bloom's, which mha builds; inspect a model with "
+            "2, 4, 8, ... heads"
+        )
     clip = config.get(rules.clip_key) if rules.clip_key else None
     clip = None if clip is None else float(positive(clip, str(rules.clip_key), where))
     scale = None
     if rules.scale_key is not None:
         key, default = rules.scale_key
-        scale = float(positive(config.get(key, default), key, where))
-        scale = scale**-0.5 if rules.scale_inverse_sqrt else scale
+        value = config.get(key, default)
+        scale = None if value is None else float(positive(value, key, where))
+        scale = scale**-0.5 if scale is not None and rules.scale_inverse_sqrt else scale
     softcap = None
     if rules.softcap_key is not None:
         key, default = rules.softcap_key
@@ -155,7 +167,7 @@ def parse_hf_config(
         scale=scale,
         softcap=softcap,
         clip_qkv=clip,
-        alibi=rules.alibi,
+        alibi=flag(rules.alibi, config),
         dtype=config.get("dtype") or config.get("torch_dtype"),
     )
 

@@ -42,7 +42,9 @@ class Family:
     o_bias: Flag = False  # bias on W_o
     grouped: bool = False  # reads num_key_value_heads (grouped-query attention)
     multi_query: bool = False  # one key-value head (GPTBigCode with multi_query)
-    alibi: bool = False  # ALiBi position biases instead of a rotation (Bloom)
+    alibi: Flag = False  # ALiBi position biases instead of a rotation (Bloom; MPT's attn_config)
+    alibi_power_of_two: bool = False  # MPT: its slopes are Bloom's for 2, 4, 8, ... heads only
+    nested: str = ""  # a config object whose keys count as top-level ones (MPT: attn_config)
     kv_heads_default: int | None = None  # num_key_value_heads left out (None: one per head)
     own_head_dim: bool = False  # reads head_dim (else hidden size / heads, which must divide)
     head_dim_default: int | None = None  # head_dim left out (None: hidden size / heads)
@@ -73,7 +75,7 @@ class Family:
     # The config key of the scores' factor, and its value when left out (Granite:
     # attention_multiplier, 1.0); None: 1/sqrt(head_dim). `scale_inverse_sqrt`: the key holds
     # s and the factor is 1/sqrt(s) (Gemma 2's query_pre_attn_scalar).
-    scale_key: tuple[str, float] | None = None
+    scale_key: tuple[str, float | None] | None = None
     scale_inverse_sqrt: bool = False
     softcap_key: tuple[str, float | None] | None = None  # Gemma 2: attn_logit_softcapping, 50
     clip_key: str | None = None  # OLMo: clip_qkv (None when left out: no clamping)
@@ -125,6 +127,12 @@ _BIGCODE = (
         "multi_query = false (c_attn packed per head) is not supported; {fix}",
     ),
     Requirement("scale_attn_weights", True, "scale_attn_weights = false is not supported; {fix}"),
+)
+_MPT = (
+    Requirement(
+        "qk_ln", False, "qk_ln = true (a LayerNorm of queries and keys) is not supported; {fix}"
+    ),
+    Requirement("alibi_bias_max", 8, "alibi_bias_max = {value} is not supported (8 only); {fix}"),
 )
 _CAUSAL = (
     Requirement(
@@ -252,6 +260,11 @@ TABLE: tuple[Family, ...] = (
                  "false and scale_attn_weights = false refused"),
     Family("bloom", ("bloom",), qkv_bias=True, o_bias=True, alibi=True,
            reads="query_key_value packed per head, ALiBi slopes per head (a stage row), biases"),
+    Family("mpt", ("mpt",),  # MptAttention: Wqkv and out_proj never have biases
+           alibi=("alibi", True), alibi_power_of_two=True, nested="attn_config",
+           scale_key=("softmax_scale", None), clip_key="clip_qkv", requires=_MPT,
+           reads="attn_config: ALiBi (slopes as Bloom's, 2^k heads), softmax_scale, clip_qkv; "
+                 "Wqkv split q | k | v; qk_ln refused"),
     Family("distilbert", ("distilbert",), encoder=True, qkv_bias=True, o_bias=True,
            reads="q_lin, k_lin, v_lin, out_lin; dim, n_heads, n_layers"),
 )
@@ -269,7 +282,6 @@ UNSUPPORTED |= {
     "stablelm": "partial rotary with q/k layer norm is not rebuilt",
     "phi": "its packed dense layout and partial rotary are not rebuilt",
     "falcon": "its fused query_key_value (multi-query or grouped) and ALiBi are not rebuilt",
-    "mpt": "ALiBi position biases and the packed Wqkv are not rebuilt",
     "t5": "relative position buckets and unscaled scores are not rebuilt",
     "mt5": "relative position buckets and unscaled scores are not rebuilt",
     "whisper": "encoder-decoder (cross-attention) models are not rebuilt",

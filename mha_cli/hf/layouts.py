@@ -102,6 +102,7 @@ LAYOUTS = {
     "bloom": _packed(
         "bloom", "h", "self_attention.query_key_value", "self_attention.dense", "neox"
     ),
+    "mpt": _packed("mpt", "blocks", "attn.Wqkv", "attn.out_proj", "phi3"),  # q | k | v blocks
     "clip": _linear(
         "clip", "encoder.layers", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
         "self_attn.out_proj",
@@ -166,7 +167,7 @@ _OTHERS = (
     (r"(^|\.)h\.\d+\.attn\.attention\.(q_proj|out_proj)\.", "GPT-Neo",
      "its attention (unscaled scores, local layers) is not supported"),
     (r"(^|\.)blocks\.\d+\.attn\.Wqkv\.", "MPT",
-     "its attention (ALiBi, packed Wqkv) is not supported"),
+     "its ALiBi, scale and clamp are in its config.json: give --config config.json"),
     (r"(^|\.)encoder\.conv1\.weight$", "Whisper",
      "encoder-decoder speech models are not supported"),
     (r"(^|\.)encoder\.layers\.\d+\.layer_norm1\.", "CLIP (or SigLIP)",
