@@ -55,6 +55,7 @@ _ATTENTION = {
     "gpt_bigcode": lambda m, i: m.transformer.h[i].attn,
     "bloom": lambda m, i: m.transformer.h[i].self_attention,
     "mpt": lambda m, i: m.transformer.blocks[i].attn,
+    "falcon": lambda m, i: m.transformer.h[i].self_attention,
     "clip_text_model": lambda m, i: getattr(m, "text_model", m).encoder.layers[i].self_attn,
     "clip_vision_model": lambda m, i: getattr(m, "vision_model", m).encoder.layers[i].self_attn,
     "siglip_text_model": lambda m, i: getattr(m, "text_model", m).encoder.layers[i].self_attn,
@@ -199,6 +200,14 @@ def _configs() -> dict[str, tuple[Any, Any]]:
                 attn_config={"alibi": True, "clip_qkv": 1.0},
             ),
             t.MptForCausalLM,
+        ),
+        "falcon": (  # multi-query, rotary, biases
+            t.FalconConfig(
+                hidden_size=32, num_attention_heads=4, num_hidden_layers=2, vocab_size=64,
+                multi_query=True, new_decoder_architecture=False, alibi=False, bias=True,
+                pad_token_id=0, bos_token_id=1, eos_token_id=2,
+            ),
+            t.FalconForCausalLM,
         ),
         "clip_text_model": (
             t.CLIPTextConfig(num_hidden_layers=2, **tower, **text), t.CLIPTextModel

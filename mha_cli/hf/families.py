@@ -134,6 +134,26 @@ _MPT = (
     ),
     Requirement("alibi_bias_max", 8, "alibi_bias_max = {value} is not supported (8 only); {fix}"),
 )
+_FALCON = (
+    Requirement(
+        "new_decoder_architecture",
+        False,
+        "new_decoder_architecture = true (query_key_value packed per key-value group) is not "
+        "supported; inspect a multi-query Falcon (Falcon-7B's layout)",
+    ),
+    Requirement(
+        "multi_query",
+        True,
+        "multi_query = false (query_key_value packed per head) is not supported; inspect a "
+        "multi-query Falcon (Falcon-7B's layout)",
+    ),
+    Requirement(
+        "alibi",
+        False,
+        "alibi = true (Falcon adds ALiBi before scaling the scores) is not supported; inspect "
+        "a rotary Falcon",
+    ),
+)
 _CAUSAL = (
     Requirement(
         "use_bidirectional_attention",
@@ -265,6 +285,10 @@ TABLE: tuple[Family, ...] = (
            scale_key=("softmax_scale", None), clip_key="clip_qkv", requires=_MPT,
            reads="attn_config: ALiBi (slopes as Bloom's, 2^k heads), softmax_scale, clip_qkv; "
                  "Wqkv split q | k | v; qk_ln refused"),
+    Family("falcon", ("falcon",), qkv_bias=("bias", False), o_bias=("bias", False),
+           multi_query=True, rope="half", requires=_FALCON,
+           reads="multi-query query_key_value split h x d | d | d, rope, bias; "
+                 "new_decoder_architecture, multi_query = false and alibi refused"),
     Family("distilbert", ("distilbert",), encoder=True, qkv_bias=True, o_bias=True,
            reads="q_lin, k_lin, v_lin, out_lin; dim, n_heads, n_layers"),
 )
@@ -281,7 +305,6 @@ UNSUPPORTED |= {
     "(model_type gemma3_text)",
     "stablelm": "partial rotary with q/k layer norm is not rebuilt",
     "phi": "its packed dense layout and partial rotary are not rebuilt",
-    "falcon": "its fused query_key_value (multi-query or grouped) and ALiBi are not rebuilt",
     "t5": "relative position buckets and unscaled scores are not rebuilt",
     "mt5": "relative position buckets and unscaled scores are not rebuilt",
     "whisper": "encoder-decoder (cross-attention) models are not rebuilt",

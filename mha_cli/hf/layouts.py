@@ -103,6 +103,9 @@ LAYOUTS = {
         "bloom", "h", "self_attention.query_key_value", "self_attention.dense", "neox"
     ),
     "mpt": _packed("mpt", "blocks", "attn.Wqkv", "attn.out_proj", "phi3"),  # q | k | v blocks
+    "falcon": _packed(  # multi-query: q (h x d) | k (d) | v (d), as Phi-3's qkv_proj
+        "falcon", "h", "self_attention.query_key_value", "self_attention.dense", "phi3"
+    ),
     "clip": _linear(
         "clip", "encoder.layers", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
         "self_attn.out_proj",
@@ -180,7 +183,7 @@ _OTHERS = (
      "its attention (relative position buckets, no score scaling) is not supported"),
     (r"(^|\.)h\.\d+\.self_attention\.query_key_value\.", "Falcon or BLOOM",
      "its packing and position biases are in its config.json: give --config config.json "
-     "(BLOOM is read with it; Falcon is not supported)"),
+     "(BLOOM and multi-query Falcon are read with it)"),
     (r"(^|\.)layers\.\d+\.self_attn\.dense\.", "Phi", "its attention is not supported"),
 )  # fmt: skip
 
