@@ -221,6 +221,9 @@ def _api_options(options: list[str]) -> dict[str, Any]:
 
 
 def test_families_lists_every_family_with_what_it_needs(cli):
+    from mha_cli.hf.families import FAMILY, UNSUPPORTED
+
+    assert not set(FAMILY) & set(UNSUPPORTED)  # never listed as read and as not read
     result = cli("families")
     assert result.exit_code == 0, result.output
     for family in FAMILIES:

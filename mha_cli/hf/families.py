@@ -303,7 +303,6 @@ UNSUPPORTED = {"mamba": _STATE_SPACE, "mamba2": _STATE_SPACE, "rwkv": "it has no
 UNSUPPORTED |= {
     "gemma3": "a multimodal config (text_config inside); give the text model's config "
     "(model_type gemma3_text)",
-    "stablelm": "partial rotary with q/k layer norm is not rebuilt",
     "phi": "its packed dense layout and partial rotary are not rebuilt",
     "t5": "relative position buckets and unscaled scores are not rebuilt",
     "mt5": "relative position buckets and unscaled scores are not rebuilt",
