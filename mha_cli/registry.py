@@ -75,6 +75,7 @@ COMMANDS: tuple[Command, ...] = (
         ("HeadsReport", View("mha_cli.importance.text:heads_renderable",
                              "mha_cli.importance.text:heads_markdown", "mha.heads")),)),
     Command("presets", "mha_cli.commands.presets"),
+    Command("families", "mha_cli.commands.families"),
 )
 # fmt: on
 

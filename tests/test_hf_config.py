@@ -159,6 +159,11 @@ def test_spec_fields() -> None:
         "window": None,
         "qk_norm": False,
         "norm_eps": None,
+        "qk_norm_whole": False,
+        "score_scale": None,
+        "softcap": None,
+        "clip_qkv": None,
+        "alibi": False,
     }
 
 
@@ -198,11 +203,12 @@ def test_unsupported_family_names_the_supported_ones() -> None:
     fails({"hidden_size": 8}, r"^config.json: no model_type is not supported; supported families")
 
 
-@pytest.mark.parametrize("kind", ["yarn", "dynamic", "longrope"])
+@pytest.mark.parametrize("kind", ["longrope", "ntk"])
 def test_unknown_rope_scaling(kind: str) -> None:
     message = fails(
         llama(rope_parameters={"rope_type": kind, "factor": 4.0}),
-        rf"^config.json: rope scaling '{kind}' is not supported; supported: linear, llama3",
+        rf"^config.json: rope scaling '{kind}' is not supported; supported: linear, llama3, "
+        "yarn, dynamic",
     )
     assert "inspect a model" in message
 

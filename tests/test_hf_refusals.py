@@ -98,9 +98,10 @@ def test_without_config_a_whole_projection_norm_is_refused(cli, others, tmp_path
         line = refused(
             cli("inspect", "--weights", str(path), *extra),
             r"q_norm.weight has 32 values, as many as W_q's outputs: a q/k norm over the whole "
-            r"projection \(as OLMo2 has\), which is not supported",
+            r"projection \(as OLMo 2 has\); .*give --config config.json",
         )
         assert "fix the config" not in line
+        assert "not supported" not in line  # it is, with its config.json
 
 
 def test_gemma3_without_config_is_not_run_as_qwen3(cli, others, tmp_path) -> None:
@@ -116,12 +117,9 @@ def test_gemma3_without_config_is_not_run_as_qwen3(cli, others, tmp_path) -> Non
     ("family", "seen", "why"),
     [
         ("gpt_neo", "GPT-Neo", "not supported"),
-        ("mpt", "MPT", "not supported"),
-        ("clip", "CLIP", "not supported"),
         ("bart", "BART", "encoder-decoder models are not supported"),
         ("whisper", "Whisper", "not supported"),
         ("mamba", "Mamba", "no attention layer"),
-        ("gpt_bigcode", "GPTBigCode", "GPTBigCode is not supported"),
     ],
 )
 def test_unsupported_families_are_named(cli, others, tmp_path, family, seen, why) -> None:
@@ -132,8 +130,6 @@ def test_unsupported_families_are_named(cli, others, tmp_path, family, seen, why
     line = refused(cli("inspect", "--weights", str(bare(folder, tmp_path))), seen)
     assert why in line
     assert "not supported yet" not in line
-    if family == "gpt_bigcode":
-        assert "expected (" not in line  # never taken for GPT-2's Conv1D
     if family == "mamba":
         assert "has no attention layer" in line
 
@@ -318,3 +314,25 @@ def test_weights_flags_nan_in_a_model_layer(cli, hf_models, tmp_path) -> None:
     assert result.exit_code == 0, result.output
     assert "flag: non-finite values in the slices of heads 1\n" in result.stdout
     refused(cli("inspect", "--weights", str(folder)), r"q_proj.weight")  # a run still refuses
+
+
+def test_clip_without_config_is_named_and_asks_for_it(cli, others, tmp_path) -> None:
+    """A CLIP tower is read with its config.json (causal or not); the bare weights name CLIP."""
+    assert cli("inspect", "--weights", str(others["clip"])).exit_code == 0
+    line = refused(cli("inspect", "--weights", str(bare(others["clip"], tmp_path))), "CLIP")
+    assert "--config config.json" in line and "not supported" not in line
+
+
+def test_gpt_bigcode_without_config_is_named_and_asks_for_it(cli, others, tmp_path) -> None:
+    """Read with its config.json; the bare weights are never taken for GPT-2's Conv1D."""
+    assert cli("inspect", "--weights", str(others["gpt_bigcode"])).exit_code == 0
+    bare_path = bare(others["gpt_bigcode"], tmp_path)
+    line = refused(cli("inspect", "--weights", str(bare_path)), "GPTBigCode")
+    assert "--config config.json" in line and "expected (" not in line
+    assert "not supported" not in line
+
+
+def test_mpt_without_config_is_named_and_asks_for_it(cli, others, tmp_path) -> None:
+    assert cli("inspect", "--weights", str(others["mpt"])).exit_code == 0
+    line = refused(cli("inspect", "--weights", str(bare(others["mpt"], tmp_path))), "MPT")
+    assert "--config config.json" in line and "not supported" not in line

@@ -155,6 +155,13 @@ def torch_runs(spec: FinalSpec, report: Report, mapping: torch_mapping.WeightMap
             (ImplementationResult("torch_mha", "nn.MultiheadAttention", "", False, why), None),
             (ImplementationResult("sdpa", "scaled_dot_product_attention", "", False, why), None),
         ]
+    if spec.softcap is not None or spec.alibi:
+        step = "soft-capping" if spec.softcap is not None else "ALiBi"
+        why = f"has no {step} step between the scores and the softmax"
+        return [
+            (ImplementationResult("torch_mha", "nn.MultiheadAttention", "", False, why), None),
+            (ImplementationResult("sdpa", "scaled_dot_product_attention", "", False, why), None),
+        ]
     return [*torch_mha_runs(spec, report, mapping), *sdpa_backend_runs(spec, report)]
 
 
@@ -235,11 +242,12 @@ def sdpa_backend_runs(spec: FinalSpec, report: Report) -> list[Run]:
         + ("no mask" if attend is None else "attn_mask = not masked (True = attend)")
         + (", enable_gqa=True" if gqa and sdpa_runs.has_enable_gqa() else "")
         + (", key-value heads repeated" if gqa and not sdpa_runs.has_enable_gqa() else "")
+        + ("" if spec.score_scale is None else f", scale={spec.score_scale:g}")
         + "; then d2l's transpose_output and W_o"
     )
     w_o = report.parameters["W_o.weight"], report.parameters.get("W_o.bias")
     runs: list[Run] = []
-    for run in sdpa_runs.run_backends(queries, keys, values, attend):
+    for run in sdpa_runs.run_backends(queries, keys, values, attend, spec.score_scale):
         result = ImplementationResult(
             f"sdpa_{run.backend}", f"SDPA {run.backend}", how, run.output is not None, run.reason
         )

@@ -50,9 +50,10 @@ def run_backends(
     keys: torch.Tensor,  # (b, g, k, d)
     values: torch.Tensor,  # (b, g, k, dv)
     attend: torch.Tensor | None,  # (b|1, 1, q, k) bool, True = attend
+    scale: float | None = None,  # None: SDPA's default 1/sqrt(d)
 ) -> list[SdpaRun]:
     """One run per backend, math first."""
-    return [_run(name, queries, keys, values, attend) for name in BACKENDS]
+    return [_run(name, queries, keys, values, attend, scale) for name in BACKENDS]
 
 
 def _run(
@@ -61,12 +62,13 @@ def _run(
     keys: torch.Tensor,
     values: torch.Tensor,
     attend: torch.Tensor | None,
+    scale: float | None = None,
 ) -> SdpaRun:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             with _only(backend), torch.no_grad():
-                output = sdpa(queries, keys, values, attend)
+                output = sdpa(queries, keys, values, attend, scale)
         except (RuntimeError, _Unavailable) as error:
             messages = [str(w.message) for w in caught]
             return SdpaRun(backend, None, _reason(backend, queries.device, messages, error))
@@ -78,18 +80,19 @@ def sdpa(
     keys: torch.Tensor,  # (b, g, k, d)
     values: torch.Tensor,  # (b, g, k, dv)
     attend: torch.Tensor | None,  # (b|1, 1, q, k), True = attend
+    scale: float | None = None,  # None: SDPA's default 1/sqrt(d), which is d2l's
 ) -> torch.Tensor:  # (b, h, q, dv)
-    """SDPA with its default scale 1/sqrt(d), which is d2l's."""
+    """SDPA with d2l's scale (or the layer's --score-scale)."""
     group = queries.shape[1] // keys.shape[1]
     if group == 1:
-        return F.scaled_dot_product_attention(queries, keys, values, attn_mask=attend)
+        return F.scaled_dot_product_attention(queries, keys, values, attn_mask=attend, scale=scale)
     if has_enable_gqa():
         return F.scaled_dot_product_attention(
-            queries, keys, values, attn_mask=attend, enable_gqa=True
+            queries, keys, values, attn_mask=attend, enable_gqa=True, scale=scale
         )
     keys = keys.repeat_interleave(group, dim=1)  # (b, h, k, d): what enable_gqa does inside
     values = values.repeat_interleave(group, dim=1)  # (b, h, k, dv)
-    return F.scaled_dot_product_attention(queries, keys, values, attn_mask=attend)
+    return F.scaled_dot_product_attention(queries, keys, values, attn_mask=attend, scale=scale)
 
 
 class _Unavailable(Exception):

@@ -51,6 +51,17 @@ def unmapped_reasons(spec: FinalSpec) -> list[str]:
         )
     if spec.qk_norm:
         reasons.append("qk-norm: nn.MultiheadAttention has no per-head norm of queries and keys")
+    if spec.clip_qkv is not None:
+        reasons.append("clip_qkv: nn.MultiheadAttention cannot clamp its projections")
+    if spec.alibi:
+        reasons.append("ALiBi: nn.MultiheadAttention adds no per-head position bias")
+    if spec.softcap is not None:
+        reasons.append("soft-capping: nn.MultiheadAttention has no step between scores and softmax")
+    if spec.score_scale is not None:
+        reasons.append(
+            f"score scale {spec.score_scale:g}: nn.MultiheadAttention always scales by "
+            "1/sqrt(head dim)"
+        )
     return reasons
 
 

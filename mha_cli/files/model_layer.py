@@ -44,6 +44,11 @@ BEHAVIOUR_FIELDS = (
     "rope_scaling",
     "window",
     "norm_eps",
+    "score_scale",
+    "softcap",
+    "clip_qkv",
+    "qk_norm_whole",
+    "alibi",
 )
 
 

@@ -19,11 +19,11 @@ from mha_cli.errors import MhaError
 from mha_cli.files.lazy_tensors import open_weights, read_tensors
 from mha_cli.files.tensor_files import check_values, shape_text
 from mha_cli.hf.config import (
-    FAMILIES,
     HFAttention,
     attention_from_weights,
     read_hf_config,
 )
+from mha_cli.hf.families import FAMILY
 from mha_cli.hf.layouts import Located, locate, to_d2l
 
 if TYPE_CHECKING:
@@ -93,7 +93,12 @@ def load_hf_layer(
         described = attention_from_weights(family, shapes, heads, layer, located.num_layers)
         assumed = _assumptions(family, reason, described, given)
     else:
-        state, origin = to_d2l(located.layout, stored, keys, described.heads)
+        state, origin = to_d2l(located.layout, stored, keys, described.heads, described.head_dim)
+        if FAMILY[described.family].norm_plus_one:  # Gemma 3's norm multiplies by 1 + w
+            for name in ("q_norm.weight", "k_norm.weight"):
+                if name in state:
+                    state[name] = 1.0 + state[name].float()
+                    origin[name] = f"1 + {origin[name]}"
     check_against(described, state, origin, str(config or path))
     return HFLayer(described, state, origin, read.files, located.describe(), config, assumed)
 
@@ -108,11 +113,12 @@ _LOOKALIKES = {
     "gpt2": "GPT-2 and its variants",
     "gpt_neox": "GPT-NeoX, Pythia, ...",
     "gptj": "GPT-J, ...",
+    "phi3": "Phi-3, Phi-4, ...",
     "opt": "OPT, ...",
     "bert": "BERT, RoBERTa, ELECTRA, ...",
     "vit": "ViT, DeiT, ...",
 }
-_ROTARY_LAYOUTS = ("llama", "gpt_neox", "gptj")
+_ROTARY_LAYOUTS = ("llama", "gpt_neox", "gptj", "phi3")
 # spec field -> (the option that sets it, what it is)
 _OPTIONS = {
     "heads": ("--heads", "the number of heads"),
@@ -142,8 +148,9 @@ def identify(
             raise MhaError(
                 f"{path}: {keys['qkv.weight']} has shape ({rows}, {cols}): stored (out, in) as an "
                 "nn.Linear, so this is GPTBigCode (StarCoder, SantaCoder), not GPT-2, whose "
-                f"Conv1D stores (H, 3H); GPTBigCode is not supported; mha reads these families: "
-                f"{', '.join(FAMILIES)}"
+                "Conv1D stores (H, 3H); without config.json its heads and its multi_query "
+                "packing are unknown: give --config config.json (the model's own, model_type "
+                "gpt_bigcode)"
             )
     family = located.guess_family(keys.values(), layer)
     if family == "qwen3":
@@ -164,7 +171,7 @@ def _required(located: Located, stored: Mapping[str, Any], given: Mapping[str, A
         fields.append("rope")
         if given.get("rope", "half") != "none":
             fields += ["rope_theta", "rotary_dim"]
-    if base == "llama":
+    if base in ("llama", "phi3"):
         fields.append("window")
     if "q_norm.weight" in stored:
         fields.append("norm_eps")
@@ -202,8 +209,9 @@ def _refuse_unknown(
 def _whole_norm(path: Path, key: str, size: int, q_out: int) -> str:
     return (
         f"{path}: {key} has {size} values, as many as W_q's outputs: a q/k norm over the "
-        "whole projection (as OLMo2 has), which is not supported; mha normalises each head "
-        "(Qwen3); mha reads these families: " + ", ".join(FAMILIES)
+        "whole projection (as OLMo 2 has); without config.json the key names do not tell the "
+        "number of heads, the rope base or the window: give --config config.json (the "
+        "model's own, model_type olmo2)"
     )
 
 
@@ -223,7 +231,8 @@ def _check_norms(
             raise MhaError(
                 f"{path}: {origin[name]} has {size} values but a head has {head_dim} features "
                 f"({q_out} outputs of W_q / --heads {heads}): a q/k norm over the whole "
-                "projection (as OLMo2 has) is not supported; mha normalises each head (Qwen3)"
+                "projection (as OLMo 2 has); give --config config.json (the model's own, "
+                "model_type olmo2), which says so"
             )
 
 
@@ -232,7 +241,12 @@ def _assumptions(
 ) -> tuple[str, ...]:
     """What the run takes on trust, without a config.json, beyond the options given."""
     assumed = [f"the family: {family} ({reason})"]
-    assumed.append("scores scaled by 1/sqrt(head_dim), no soft-capping, no clipping of q, k, v")
+    scaled = "" if given.get("score_scale") is not None else "scores scaled by 1/sqrt(head_dim), "
+    capped = "" if given.get("softcap") is not None else "no soft-capping, "
+    clipped = "" if given.get("clip_qkv") is not None else "no clipping of q, k, v"
+    scores = f"{scaled}{capped}{clipped}".rstrip(", ")
+    if scores:
+        assumed.append(scores)
     if given.get("rope", attention.rope) != "none" and "rope_scaling" not in given:
         assumed.append("no rope scaling")
     if attention.qk_norm:
@@ -297,7 +311,10 @@ def check_against(
         if flag:
             out = expected[f"W_{p}.weight"][0][0]
             expected[f"W_{p}.bias"] = ((out,), f"the outputs of W_{p}")
-    if a.qk_norm:
+    if a.qk_norm and a.qk_norm_whole:  # OLMo 2: one weight per output of W_q, W_k
+        expected["q_norm.weight"] = ((q_out,), because["q"])
+        expected["k_norm.weight"] = ((kv_out,), because["kv"])
+    elif a.qk_norm:
         for name in ("q_norm.weight", "k_norm.weight"):
             expected[name] = ((a.head_dim,), f"head_dim {a.head_dim}")
     for name, (shape, reason) in expected.items():

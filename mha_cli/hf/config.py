@@ -21,9 +21,9 @@ from mha_cli.hf.families import FAMILIES, FAMILY, UNSUPPORTED, Family, flag
 from mha_cli.hf.positions import rope_settings, sliding_window
 
 # Keys that one value has under different names (GPT-2 and GPT-J keep the old ones).
-_HIDDEN = ("hidden_size", "n_embd")
-_HEADS = ("num_attention_heads", "n_head")
-_LAYERS = ("num_hidden_layers", "n_layer")
+_HIDDEN = ("hidden_size", "n_embd", "dim", "d_model")  # DistilBERT: dim; MPT: d_model
+_HEADS = ("num_attention_heads", "n_head", "n_heads")
+_LAYERS = ("num_hidden_layers", "n_layer", "n_layers")
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,12 @@ class HFAttention:
     rope_scaling: dict[str, Any] | None  # {"rope_type": "linear" | "llama3", ...} or None
     window: int | None  # sliding window W of this layer: key j seen iff i - W < j <= i
     qk_norm: bool  # per-head RMSNorm of queries and keys, after the head split, before rope
+    qk_norm_whole: bool  # that norm over the whole projection, before the split (OLMo 2)
     norm_eps: float | None  # that norm's eps (rms_norm_eps)
+    scale: float | None  # the scores' factor (Granite's attention_multiplier); None: 1/sqrt(d)
+    softcap: float | None  # logit soft-capping (Gemma 2's attn_logit_softcapping), or None
+    clip_qkv: float | None  # OLMo's clamp of the projections, or None
+    alibi: bool  # ALiBi position biases (Bloom)
     dtype: str | None  # the dtype the config says the weights were saved in, for people
 
 
@@ -86,6 +91,11 @@ def parse_hf_config(
             f"pick a layer from 0 to {num_layers - 1}"
         )
     rules = FAMILY[family]
+    if rules.nested:  # MPT keeps its attention's settings in attn_config
+        inner = config.get(rules.nested) or {}
+        if not isinstance(inner, dict):
+            raise MhaError(f"{where}: {rules.nested} should be an object; fix the config")
+        config = {**config, **inner}
     _refuse_other_scores(config, rules, where)
     kv_heads = heads
     if rules.grouped:
@@ -94,6 +104,8 @@ def parse_hf_config(
         absent = "num_key_value_heads" not in config
         default = (rules.kv_heads_default or heads) if absent else heads
         kv_heads = whole(config, ("num_key_value_heads",), where, default)
+    if rules.multi_query:
+        kv_heads = 1
     head_dim = _head_dim(config, rules, hiddens, heads, where)
     if heads % kv_heads:
         raise MhaError(
@@ -112,6 +124,25 @@ def parse_hf_config(
         else None
     )
     causal = not rules.encoder or bool(config.get("is_decoder", False))
+    if flag(rules.alibi, config) and rules.alibi_power_of_two and heads & (heads - 1):
+        raise MhaError(
+            f"{where}: {family} ALiBi with {heads} heads (not a power of 2) is not supported: its "
+            "slopes are ordered differently from Bloom's, which mha builds; inspect a model with "
+            "2, 4, 8, ... heads"
+        )
+    clip = config.get(rules.clip_key) if rules.clip_key else None
+    clip = None if clip is None else float(positive(clip, str(rules.clip_key), where))
+    scale = None
+    if rules.scale_key is not None:
+        key, default = rules.scale_key
+        value = config.get(key, default)
+        scale = None if value is None else float(positive(value, key, where))
+        scale = scale**-0.5 if scale is not None and rules.scale_inverse_sqrt else scale
+    softcap = None
+    if rules.softcap_key is not None:
+        key, default = rules.softcap_key
+        value = config.get(key, default)
+        softcap = None if value is None else float(positive(value, key, where))
     return HFAttention(
         family=family,
         layer=layer,
@@ -131,7 +162,12 @@ def parse_hf_config(
         rope_scaling=scaling,
         window=sliding_window(config, rules, layer, num_layers, where),
         qk_norm=qk_norm,
+        qk_norm_whole=rules.qk_norm_whole,
         norm_eps=eps,
+        scale=scale,
+        softcap=softcap,
+        clip_qkv=clip,
+        alibi=flag(rules.alibi, config),
         dtype=config.get("dtype") or config.get("torch_dtype"),
     )
 
@@ -216,6 +252,11 @@ def spec_fields(attention: HFAttention) -> dict[str, Any]:
         "window": attention.window,
         "qk_norm": attention.qk_norm,
         "norm_eps": attention.norm_eps,
+        "qk_norm_whole": attention.qk_norm_whole,
+        "score_scale": attention.scale,
+        "softcap": attention.softcap,
+        "clip_qkv": attention.clip_qkv,
+        "alibi": attention.alibi,
     }
 
 

@@ -36,7 +36,9 @@ class Layout:
     name: str
     stack: str  # the layers' container: key = prefix + stack + ".{i}." + member
     members: Mapping[str, str]  # d2l name (or "qkv.weight") -> member under the layer
-    packing: str = "linear"  # "linear" (nn.Linear), "gpt2" (Conv1D, q|k|v), "neox" (per head)
+    # "linear" (nn.Linear), "gpt2" (Conv1D, q|k|v), "neox" (per head), "phi3" (nn.Linear,
+    # rows q (heads x d) | k (kv_heads x d) | v (kv_heads x d))
+    packing: str = "linear"
 
     @property
     def markers(self) -> tuple[str, str]:
@@ -92,6 +94,25 @@ LAYOUTS = {
     ),
     "gptj": _linear(
         "gptj", "h", "attn.q_proj", "attn.k_proj", "attn.v_proj", "attn.out_proj"
+    ),
+    "phi3": _packed("phi3", "layers", "self_attn.qkv_proj", "self_attn.o_proj", "phi3"),
+    # GPTBigCode's c_attn has GPT-2's key names but is an nn.Linear packing q | k | v as Phi-3's
+    # qkv_proj does (multi-query: h x d | d | d): only its config.json picks this layout.
+    "gpt_bigcode": _packed("gpt_bigcode", "h", "attn.c_attn", "attn.c_proj", "phi3"),
+    "bloom": _packed(
+        "bloom", "h", "self_attention.query_key_value", "self_attention.dense", "neox"
+    ),
+    "mpt": _packed("mpt", "blocks", "attn.Wqkv", "attn.out_proj", "phi3"),  # q | k | v blocks
+    "falcon": _packed(  # multi-query: q (h x d) | k (d) | v (d), as Phi-3's qkv_proj
+        "falcon", "h", "self_attention.query_key_value", "self_attention.dense", "phi3"
+    ),
+    "clip": _linear(
+        "clip", "encoder.layers", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+        "self_attn.out_proj",
+    ),
+    "distilbert": _linear(
+        "distilbert", "transformer.layer", "attention.q_lin", "attention.k_lin",
+        "attention.v_lin", "attention.out_lin",
     ),
 }  # fmt: skip
 _SHOWN = 6
@@ -149,17 +170,20 @@ _OTHERS = (
     (r"(^|\.)h\.\d+\.attn\.attention\.(q_proj|out_proj)\.", "GPT-Neo",
      "its attention (unscaled scores, local layers) is not supported"),
     (r"(^|\.)blocks\.\d+\.attn\.Wqkv\.", "MPT",
-     "its attention (ALiBi, packed Wqkv) is not supported"),
+     "its ALiBi, scale and clamp are in its config.json: give --config config.json"),
     (r"(^|\.)encoder\.conv1\.weight$", "Whisper",
      "encoder-decoder speech models are not supported"),
     (r"(^|\.)encoder\.layers\.\d+\.layer_norm1\.", "CLIP (or SigLIP)",
-     "its text and vision towers are not supported"),
+     "mha reads its towers with their config.json, which says whether the tower is causal: "
+     "give --config config.json (model_type clip_text_model, clip_vision_model, "
+     "siglip_text_model or siglip_vision_model)"),
     (r"(^|\.)layers\.\d+\.encoder_attn\.", "encoder-decoder (BART, mBART, Marian, ...)",
      "encoder-decoder models are not supported"),
     (r"(^|\.)block\.\d+\.layer\.0\.SelfAttention\.", "T5",
      "its attention (relative position buckets, no score scaling) is not supported"),
     (r"(^|\.)h\.\d+\.self_attention\.query_key_value\.", "Falcon or BLOOM",
-     "its attention is not supported"),
+     "its packing and position biases are in its config.json: give --config config.json "
+     "(BLOOM and multi-query Falcon are read with it)"),
     (r"(^|\.)layers\.\d+\.self_attn\.dense\.", "Phi", "its attention is not supported"),
 )  # fmt: skip
 
@@ -254,14 +278,18 @@ def to_d2l(
     tensors: Mapping[str, torch.Tensor],  # d2l (or "qkv.*") name -> tensor as stored
     keys: Mapping[str, str],  # the same names -> the file's key, for `origin`
     heads: int | None,
+    head_dim: int | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """(d2l-named tensors, and for each the file key and part it came from)."""
+    """(d2l-named tensors, and for each the file key and part it came from). `head_dim` (the
+    config's; else hidden size / heads) places Phi-3's query rows."""
     state = {name: t for name, t in tensors.items() if not name.startswith(QKV)}
     origin = {name: keys[name] for name in state}
     if layout.packing == "gpt2":
         _split_gpt2(tensors, keys, state, origin)
     elif layout.packing == "neox":
         _split_neox(tensors, keys, heads, state, origin)
+    elif layout.packing == "phi3":
+        _split_phi3(tensors, keys, heads, head_dim, state, origin)
     order = {name: i for i, name in enumerate(D2L_ORDER)}
     names = sorted(state, key=lambda name: order.get(name, len(order)))
     return {n: state[n] for n in names}, {n: origin[n] for n in names}
@@ -317,6 +345,40 @@ def _split_neox(
         if packed_bias is not None:
             state[f"W_{p}.bias"] = packed_bias[:, i].reshape(heads * head_dim)  # (h d,)
             origin[f"W_{p}.bias"] = f"{keys[f'{QKV}.bias']} viewed (h, 3, d)[:, {i}]"
+
+
+def _split_phi3(
+    tensors: Tensors,
+    keys: Mapping[str, str],
+    heads: int | None,
+    head_dim: int | None,
+    state: dict,
+    origin: dict,
+) -> None:
+    # Phi3Attention.forward: qkv_proj's outputs are q (heads x d) | k (kv x d) | v (kv x d).
+    if heads is None:
+        raise MhaError(
+            "Phi-3 packs queries, keys and values in one qkv_proj: give --heads (or the "
+            "config.json)"
+        )
+    weight, key = tensors[f"{QKV}.weight"], keys[f"{QKV}.weight"]  # (rows, H)
+    rows, hiddens = weight.shape
+    d = head_dim if head_dim is not None else hiddens // heads
+    q_rows = heads * d
+    kv_rows = (rows - q_rows) // 2
+    if d < 1 or kv_rows < 1 or rows != q_rows + 2 * kv_rows or kv_rows % d:
+        raise MhaError(
+            f"{key} has {rows} rows: not {heads} heads x {d} query rows and two equal blocks of "
+            "whole key-value heads; give the number of heads the model was trained with"
+        )
+    bounds = {"q": (0, q_rows), "k": (q_rows, q_rows + kv_rows), "v": (q_rows + kv_rows, rows)}
+    bias = _packed_bias(tensors, keys, rows)
+    for p, (start, stop) in bounds.items():
+        state[f"W_{p}.weight"] = weight[start:stop].contiguous()
+        origin[f"W_{p}.weight"] = f"{key}[{start}:{stop}]"
+        if bias is not None:
+            state[f"W_{p}.bias"] = bias[start:stop].contiguous()
+            origin[f"W_{p}.bias"] = f"{keys[f'{QKV}.bias']}[{start}:{stop}]"
 
 
 def _packed_bias(tensors: Tensors, keys: Mapping[str, str], length: int) -> torch.Tensor | None:

@@ -16,12 +16,15 @@ from mha_cli.errors import MhaError
 from mha_cli.files.json_values import positive, whole
 from mha_cli.hf.families import Family
 
-ROPE_SCALINGS = ("linear", "llama3")  # besides "default", which means no scaling
+ROPE_SCALINGS = ("linear", "llama3", "yarn", "dynamic")  # besides "default": no scaling
+_YARN_OPTIONAL = ("attention_factor", "mscale", "mscale_all_dim", "beta_fast", "beta_slow")
 _THETA_DEFAULT = 10_000.0  # RotaryEmbeddingConfigMixin.default_theta; GPT-J's fixed base
 # max_position_embeddings when a config leaves it out: llama3 scaling falls back on it.
 _SCALING_KEYS = {
     "linear": ("factor",),
     "llama3": ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"),
+    "yarn": ("factor", "original_max_position_embeddings"),
+    "dynamic": ("factor", "original_max_position_embeddings"),
 }
 
 Rope = tuple[float, int, dict[str, Any] | None]  # (theta, rotary_dim, scaling)
@@ -45,9 +48,12 @@ def rope_settings(
         raise MhaError(f"{where}: rope_parameters = {params!r} should be an object; fix the config")
     layer_types = _layer_types(config, where)
     per_type = set(layer_types) | {"full_attention", "sliding_attention"}
+    theta_default = family.theta_default
     if any(key in per_type for key in params):  # one entry per layer type
         kind = _layer_type(layer_types, layer, where) if layer_types else "full_attention"
         params = params.get(kind) or {}
+        if kind == "sliding_attention" and family.theta_local is not None:
+            theta_default = family.theta_local  # Gemma 3's local layers
         if not isinstance(params, dict):
             raise MhaError(
                 f"{where}: rope_parameters[{kind!r}] = {params!r} should be an object; "
@@ -58,7 +64,7 @@ def rope_settings(
     bases = ("rotary_emb_base", "rope_theta") if neox else ("rope_theta",)
     theta = params.get("rope_theta")
     if theta is None:
-        theta = next((config[b] for b in bases if config.get(b) is not None), _THETA_DEFAULT)
+        theta = next((config[b] for b in bases if config.get(b) is not None), theta_default)
     theta = float(positive(theta, "rope_theta", where))
     factor = params.get("partial_rotary_factor")
     if factor is None:
@@ -67,6 +73,9 @@ def rope_settings(
         factor = next((config[n] for n in names if config.get(n) is not None), None)
     if neox:  # GPTNeoXConfig: rotary_pct 0.25 when left out
         factor = 0.25 if factor is None else factor
+        rotary_dim = int(head_dim * positive(factor, "partial_rotary_factor", where))
+    elif family.partial_rotary is not None:  # StableLM: the first int(d * factor) dims turn
+        factor = family.partial_rotary if factor is None else factor
         rotary_dim = int(head_dim * positive(factor, "partial_rotary_factor", where))
     elif factor not in (None, 1, 1.0):  # Llama's apply_rotary_pos_emb rotates the whole head
         raise MhaError(
@@ -84,13 +93,17 @@ def sliding_window(
     config: Mapping[str, Any], family: Family, layer: int, num_layers: int, where: str
 ) -> int | None:
     """The window W of layer `layer` (key j seen by query i iff i - W < j <= i), or None."""
-    if family.window == "always":  # Mistral: every layer (sliding_window 4096 when left out)
-        window = config.get("sliding_window", 4096)
+    if family.window == "always":  # Mistral: every layer (Mixtral, Starcoder2: None by default)
+        window = config.get("sliding_window", family.window_default)
+    elif family.window == "switched":  # Qwen3-MoE: every layer, with use_sliding_window
+        use = config.get("use_sliding_window", False)
+        window = config.get("sliding_window", family.window_default) if use else None
     elif family.window == "layer_types":
         # Qwen2Config.__post_init__: a window only with use_sliding_window, and then only on the
-        # layers that layer_types marks "sliding_attention" (by default: from max_window_layers on).
-        use = config.get("use_sliding_window", False)
-        window = config.get("sliding_window", 4096) if use else None
+        # layers that layer_types marks "sliding_attention" (by default: from max_window_layers on;
+        # Qwen2-MoE's: the even layers below max_window_layers).
+        use = config.get("use_sliding_window", False) or not family.window_switch
+        window = config.get("sliding_window", family.window_default) if use else None
         layer_types = _layer_types(config, where)
         first = config.get("max_window_layers", 28)
         if isinstance(first, bool) or not isinstance(first, int) or first < 0:
@@ -99,7 +112,15 @@ def sliding_window(
                 "least 0 (the first layer with a sliding window); fix the config"
             )
         if not layer_types:
-            sliding = window and layer >= first
+            if family.window_layers == "even":  # Gemma 2: layers 0, 2, 4, ...
+                sliding = window and layer % 2 == 0
+            elif family.window_layers == "pattern":  # Gemma 3: every pattern-th layer is global
+                pattern = whole(config, ("sliding_window_pattern",), where, 6)
+                sliding = window and (layer + 1) % pattern != 0
+            elif family.window_layers == "odd_below_max":
+                sliding = window and layer < first and (layer + 1) % 2 == 1
+            else:
+                sliding = window and layer >= first
             layer_types = ("sliding_attention" if sliding else "full_attention",) * num_layers
         if _layer_type(layer_types, layer, where) != "sliding_attention":
             window = None
@@ -129,7 +150,10 @@ def _scaling(
             f"{', '.join(ROPE_SCALINGS)} (or default, none); inspect a model that uses one of those"
         )
     params = dict(params)
-    if kind == "llama3":  # standardize_rope_params: a top-level value wins, then the rope's own
+    if kind == "dynamic":  # _compute_dynamic_ntk_parameters: the context is max_position_embeddings
+        context = config.get("max_position_embeddings", family.context_default)
+        params["original_max_position_embeddings"] = context
+    if kind in ("llama3", "yarn"):  # standardize_rope_params: a top-level value wins, then its own
         top = config.get("original_max_position_embeddings")
         context = config.get("max_position_embeddings", family.context_default)
         if top is not None:
@@ -142,6 +166,11 @@ def _scaling(
         )
     scaling = {"rope_type": kind}
     scaling |= {key: positive(params[key], key, where) for key in _SCALING_KEYS[kind]}
+    if kind == "yarn":  # the optional numbers, and rope_parameters' truncate (True by default)
+        scaling |= {key: params[key] for key in _YARN_OPTIONAL if params.get(key) is not None}
+        top = config.get("rope_parameters")
+        truncate = top.get("truncate", True) if isinstance(top, dict) else True
+        scaling["truncate"] = bool(truncate)
     if kind == "llama3" and scaling["high_freq_factor"] == scaling["low_freq_factor"]:
         raise MhaError(
             f"{where}: llama3 rope scaling has high_freq_factor = low_freq_factor, which divides "

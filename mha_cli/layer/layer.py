@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from mha_cli.layer.alibi import alibi_bias
 from mha_cli.layer.masking import masked_softmax, positional_mask, query_positions
 from mha_cli.layer.norms import HeadRMSNorm
 from mha_cli.layer.recording import STAGES, Record, linear_flops
@@ -30,6 +31,7 @@ class Rotary:
 
     inv_freq: torch.Tensor  # (rd/2,) float32
     pairing: str  # "half" or "interleaved"
+    factor: float = 1.0  # YaRN's attention factor on cos and sin
 
 
 def record_inputs(
@@ -54,17 +56,32 @@ def project(name: str, layer: nn.Linear, x: torch.Tensor, out: str, record: Reco
     return y
 
 
+def scores_size(queries: torch.Tensor, keys: torch.Tensor) -> int:
+    """How many scores ((b h) x q x k) the queries and keys make."""
+    return queries.shape[0] * queries.shape[1] * keys.shape[1]
+
+
 class DotProductAttention(nn.Module):
     """d2l's `DotProductAttention`: scores, the mask, softmax, dropout and the weighted sum,
     each recorded. `feature` names the values' last axis (head dim, or hiddens when the values
     are kept whole)."""
 
     def __init__(
-        self, dropout: float, causal: bool, window: int | None, feature: str = ax.HEAD_DIM
+        self,
+        dropout: float,
+        causal: bool,
+        window: int | None,
+        feature: str = ax.HEAD_DIM,
+        scale: float | None = None,
+        softcap: float | None = None,
+        alibi_heads: int | None = None,
     ) -> None:
         super().__init__()
+        self.alibi_heads = alibi_heads  # ALiBi with this many heads (Bloom), or None
         self.dropout = nn.Dropout(dropout)
         self.causal, self.window, self.feature = causal, window, feature
+        self.scale = scale  # None: 1/sqrt(d), d2l's
+        self.softcap = softcap  # None: none (Gemma 2: 50)
 
     def forward(
         self,
@@ -75,8 +92,22 @@ class DotProductAttention(nn.Module):
         record: Record,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         d = queries.shape[-1]
-        scores = torch.bmm(queries, keys.transpose(1, 2)) / math.sqrt(d)  # ((b h), q, k)
-        record("scores", scores, rows=ax.BATCH_HEADS, flops=2 * scores.numel() * d)
+        flops = 2 * scores_size(queries, keys) * d
+        if self.scale is None:
+            scores = torch.bmm(queries, keys.transpose(1, 2)) / math.sqrt(d)  # ((b h), q, k)
+            record("scores", scores, rows=ax.BATCH_HEADS, flops=flops)
+        else:  # Granite: attention_multiplier replaces 1/sqrt(d)
+            scores = torch.bmm(queries, keys.transpose(1, 2)) * self.scale  # ((b h), q, k)
+            code = f"torch.bmm(queries, keys.transpose(1, 2)) * {self.scale:g}  # not / sqrt(d)"
+            record("scores", scores, rows=ax.BATCH_HEADS, flops=flops, code=code)
+        if self.alibi_heads is not None:  # Bloom: a bias per head growing with the key position
+            batch = scores.shape[0] // self.alibi_heads
+            bias = alibi_bias(self.alibi_heads, batch, keys.shape[1], scores.device)
+            scores = scores + bias.to(scores.dtype)  # ((b h), q, k)
+            record("alibi", scores, rows=ax.BATCH_HEADS, flops=scores.numel())
+        if self.softcap is not None:  # Gemma 2: before the mask, as its eager_attention_forward
+            scores = torch.tanh(scores / self.softcap) * self.softcap  # ((b h), q, k)
+            record("softcap", scores, rows=ax.BATCH_HEADS, flops=3 * scores.numel())
         mask = positional_mask(
             valid_lens, queries.shape[1], keys.shape[1], self.causal, scores.device, self.window
         )  # ((b h), q, k), or (1, q, k) when only causal
@@ -113,8 +144,14 @@ class MultiHeadAttention(nn.Module):
         qk_norm: bool = False,
         norm_eps: float = 1e-6,
         rotary: Rotary | None = None,
+        scale: float | None = None,
+        softcap: float | None = None,
+        clip_qkv: float | None = None,
+        qk_norm_whole: bool = False,
+        alibi: bool = False,
     ) -> None:
         super().__init__()
+        self.clip_qkv = clip_qkv  # OLMo: projections clamped to [-c, c]
         self.num_heads = num_heads
         self.num_kv_heads = num_kv_heads or num_heads
         self.head_dim = head_dim or num_hiddens // num_heads
@@ -122,16 +159,19 @@ class MultiHeadAttention(nn.Module):
         self.rotary = rotary
         d, h, g = self.head_dim, num_heads, self.num_kv_heads
         self.feature = ax.HIDDENS if self.full_values else ax.HEAD_DIM  # each head's output
-        self.attention = DotProductAttention(dropout, causal, window, self.feature)
+        self.attention = DotProductAttention(
+            dropout, causal, window, self.feature, scale, softcap, num_heads if alibi else None
+        )
         self.W_q = nn.Linear(query_size, h * d, bias=bias)
         self.W_k = nn.Linear(key_size, g * d, bias=bias)  # only g heads get their own keys
         self.W_v = nn.Linear(value_size, num_hiddens if self.full_values else g * d, bias=bias)
         # Full values: every head returns H features, so the concatenation is h * H wide.
         concat = h * num_hiddens if self.full_values else h * d
         self.W_o = nn.Linear(concat, num_hiddens, bias=bias if out_bias is None else out_bias)
+        self.qk_norm_whole = qk_norm and qk_norm_whole  # OLMo 2: over h*d (g*d) features
         if qk_norm:
-            self.q_norm = HeadRMSNorm(d, norm_eps)
-            self.k_norm = HeadRMSNorm(d, norm_eps)
+            self.q_norm = HeadRMSNorm(h * d if self.qk_norm_whole else d, norm_eps)
+            self.k_norm = HeadRMSNorm(g * d if self.qk_norm_whole else d, norm_eps)
         self.qk_norm = qk_norm
         # Axis names of the projections' outputs: "hiddens" exactly when h * d is num_hiddens.
         self.q_axis = ax.HIDDENS if h * d == num_hiddens else ax.folded(ax.HEADS, ax.HEAD_DIM)
@@ -150,6 +190,17 @@ class MultiHeadAttention(nn.Module):
         q = project("W_q", self.W_q, queries, self.q_axis, record)  # (b, q, h*d)
         k = project("W_k", self.W_k, keys, self.kv_axis, record)  # (b, k, g*d)
         v = project("W_v", self.W_v, values, value_axis, record)  # (b, k, g*d) or (b, k, H)
+        if self.clip_qkv is not None:  # OLMo: before the split into heads
+            c = self.clip_qkv
+            q, k, v = q.clamp(-c, c), k.clamp(-c, c), v.clamp(-c, c)
+            record("queries.clip", q, seq=ax.QUERIES, out=self.q_axis)
+            record("keys.clip", k, seq=ax.KV_PAIRS, out=self.kv_axis)
+            record("values.clip", v, seq=ax.KV_PAIRS, out=value_axis)
+        if self.qk_norm_whole:  # OLMo 2: one norm over all heads' features, before the split
+            q = self.q_norm(q)  # (b, q, h*d)
+            record("queries.norm_whole", q, module=self.q_norm, seq=ax.QUERIES, out=self.q_axis)
+            k = self.k_norm(k)  # (b, k, g*d)
+            record("keys.norm_whole", k, module=self.k_norm, seq=ax.KV_PAIRS, out=self.kv_axis)
 
         # Positions for the rotation: keys at 0..k-1, queries the last q of them.
         key_pos = torch.arange(keys.shape[1], device=keys.device)  # (k,)
@@ -204,13 +255,16 @@ class MultiHeadAttention(nn.Module):
         step("split", X)
         X = X.permute(0, 2, 1, 3)  # (b, h, n, d)
         step("permute", X)
-        if self.qk_norm and role != "values":
+        if self.qk_norm and not self.qk_norm_whole and role != "values":
             norm = self.q_norm if role == "queries" else self.k_norm
             X = norm(X)  # (b, h, n, d)
             step("norm", X, norm)
         if self.rotary is not None and positions is not None:
             rotary_dim = 2 * self.rotary.inv_freq.shape[0]
-            X = apply_rope(X, positions, self.rotary.inv_freq, rotary_dim, self.rotary.pairing)
+            X = apply_rope(
+                X, positions, self.rotary.inv_freq, rotary_dim, self.rotary.pairing,
+                self.rotary.factor,
+            )  # fmt: skip
             step("rope", X)
         if heads != self.num_heads:
             # Grouped-query attention: key-value head j serves query heads j*r .. j*r + r-1.

@@ -35,6 +35,11 @@ STAGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "W_q": ("self.W_q(queries)", (BATCH, QUERIES, "{out}")),
     "W_k": ("self.W_k(keys)", (BATCH, KV_PAIRS, "{out}")),
     "W_v": ("self.W_v(values)", (BATCH, KV_PAIRS, "{out}")),
+    "{role}.norm_whole": (
+        "self.{r}_norm(X)  # over every head's features",
+        (BATCH, "{seq}", "{out}"),
+    ),
+    "{role}.clip": ("X.clamp(-clip_qkv, clip_qkv)", (BATCH, "{seq}", "{out}")),
     "{role}.split": (
         "X.reshape(X.shape[0], X.shape[1], num_heads, -1)",
         (BATCH, "{seq}", "{heads}", "{feature}"),
@@ -59,6 +64,11 @@ STAGES: dict[str, tuple[str, tuple[str, ...]]] = {
         "torch.bmm(queries, keys.transpose(1, 2)) / math.sqrt(d)",
         ("{rows}", QUERIES, KV_PAIRS),
     ),
+    "alibi": (
+        "scores + slopes[h] * j  # ALiBi, Bloom's build_alibi_tensor",
+        ("{rows}", QUERIES, KV_PAIRS),
+    ),
+    "softcap": ("torch.tanh(scores / softcap) * softcap", ("{rows}", QUERIES, KV_PAIRS)),
     "masked_softmax": (
         "self.attention_weights = masked_softmax(scores, valid_lens)",
         ("{rows}", QUERIES, KV_PAIRS),
@@ -144,6 +154,7 @@ class Recorder:
         **slots: str,
     ) -> None:
         code, template = stage_entry(name, self.catalogue)
+        code = slots.pop("code", code)  # a stage whose code depends on the layer (the scale)
         axes = tuple(_fill(axis, slots) for axis in template)
         axes = tuple(axis for axis in axes if axis)  # an empty slot: that axis is absent
         if len(axes) != tensor.dim():  # a bug in the layer, never a user's mistake

@@ -40,6 +40,10 @@ def inverse_frequencies(
         return inv_freq / scaling["factor"]
     if kind == "llama3":
         return _llama3(inv_freq, scaling)
+    if kind == "dynamic":  # the default frequencies up to its context (run.py refuses beyond)
+        return inv_freq
+    if kind == "yarn":
+        return _yarn(rotary_dim, theta, scaling)
     raise ValueError(f"rope scaling {kind!r} is not implemented")  # hf_config refuses it first
 
 
@@ -62,6 +66,53 @@ def _llama3(inv_freq: torch.Tensor, scaling: Mapping[str, Any]) -> torch.Tensor:
     return torch.where(is_medium, smoothed, scaled)
 
 
+def _yarn_mscale(scale: float, mscale: float = 1.0) -> float:
+    """yarn_get_mscale: `0.1 * mscale * log(scale) + 1` (1 for scale <= 1)."""
+    return 1.0 if scale <= 1 else 0.1 * mscale * math.log(scale) + 1.0
+
+
+def attention_factor(scaling: Mapping[str, Any] | None) -> float:
+    """The factor YaRN multiplies cos and sin by (1 for every other scaling), as
+    _compute_yarn_parameters infers it."""
+    if scaling is None or scaling.get("rope_type") != "yarn":
+        return 1.0
+    if scaling.get("attention_factor") is not None:
+        return float(scaling["attention_factor"])
+    factor, mscale, all_dim = (
+        scaling["factor"],
+        scaling.get("mscale"),
+        scaling.get("mscale_all_dim"),
+    )
+    if mscale and all_dim:
+        return float(_yarn_mscale(factor, mscale) / _yarn_mscale(factor, all_dim))
+    return _yarn_mscale(factor)
+
+
+def _yarn(dim: int, base: float, scaling: Mapping[str, Any]) -> torch.Tensor:
+    """_compute_yarn_parameters' frequencies, step for step: interpolated (divided by factor)
+    below the correction range, extrapolated (kept) above it, blended linearly between."""
+    factor = scaling["factor"]
+    context = scaling["original_max_position_embeddings"]
+    beta_fast = scaling.get("beta_fast") or 32
+    beta_slow = scaling.get("beta_slow") or 1
+
+    def correction_dim(rotations: float) -> float:
+        return (dim * math.log(context / (rotations * 2 * math.pi))) / (2 * math.log(base))
+
+    low, high = correction_dim(beta_fast), correction_dim(beta_slow)
+    if scaling.get("truncate", True):
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, dim - 1)
+    if low == high:
+        high += 0.001  # as transformers: no division by zero
+    ramp = torch.clamp((torch.arange(dim // 2, dtype=torch.float32) - low) / (high - low), 0, 1)
+    pos_freqs = base ** (torch.arange(0, dim, 2).to(dtype=torch.float) / dim)
+    extrapolation = 1.0 / pos_freqs
+    interpolation = 1.0 / (factor * pos_freqs)
+    extrapolation_factor = 1 - ramp
+    return interpolation * (1 - extrapolation_factor) + extrapolation * extrapolation_factor
+
+
 def rope_angles(positions: torch.Tensor, inv_freq: torch.Tensor) -> torch.Tensor:
     """`position * inv_freq` in float32: (n, rd/2) for positions (n,), (b, n, rd/2) for (b, n)."""
     return positions[..., None].float() * inv_freq.to(device=positions.device, dtype=torch.float32)
@@ -73,6 +124,7 @@ def apply_rope(
     inv_freq: torch.Tensor,  # (rotary_dim // 2,)
     rotary_dim: int,
     pairing: str,
+    factor: float = 1.0,  # YaRN's attention factor on cos and sin
 ) -> torch.Tensor:
     """`x` with the first `rotary_dim` features of every head rotated by its position's angles."""
     if pairing not in PAIRINGS:
@@ -84,7 +136,10 @@ def apply_rope(
         angles = torch.cat((angles, angles), dim=-1)  # (..., n, rd): j and j + rd/2 share one
     else:
         angles = torch.repeat_interleave(angles, 2, dim=-1)  # (..., n, rd): 2j, 2j+1 share one
-    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    cos, sin = angles.cos(), angles.sin()
+    if factor != 1.0:  # YaRN: cos and sin scaled in float32, as the rotary embedding does
+        cos, sin = cos * factor, sin * factor
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
     x_rot, x_pass = x[..., :rotary_dim], x[..., rotary_dim:]  # (b, h, n, rd), (b, h, n, d - rd)
     turned = _rotate_half(x_rot) if pairing == "half" else _rotate_every_two(x_rot)
     rotated = x_rot * cos + turned * sin  # (b, h, n, rd)

@@ -23,7 +23,7 @@ from mha_cli.layer.layer import MultiHeadAttention, Rotary
 from mha_cli.layer.norms import HeadRMSNorm
 from mha_cli.layer.recording import Recorder
 from mha_cli.layer.report import Report
-from mha_cli.layer.rope import inverse_frequencies
+from mha_cli.layer.rope import attention_factor, inverse_frequencies
 from mha_cli.layer.summary import summarize
 from mha_cli.spec.memory import available_bytes, check_fits
 from mha_cli.spec.spec import FinalSpec
@@ -167,7 +167,8 @@ def make_layer(spec: FinalSpec) -> MultiHeadAttention | AdditiveAttention:
                 spec.rotary_dim or spec.head_dim, spec.rope_theta, scaling
             )
         _refuse_non_finite_angles(spec, inv_freq)
-        rotary = Rotary(inv_freq, spec.rope)
+        _refuse_beyond_dynamic(spec, scaling)
+        rotary = Rotary(inv_freq, spec.rope, attention_factor(scaling))
     return MultiHeadAttention(
         spec.key_size,
         spec.query_size,
@@ -185,7 +186,26 @@ def make_layer(spec: FinalSpec) -> MultiHeadAttention | AdditiveAttention:
         qk_norm=spec.qk_norm,
         norm_eps=spec.norm_eps,
         rotary=rotary,
+        scale=spec.score_scale,
+        softcap=spec.softcap,
+        clip_qkv=spec.clip_qkv,
+        qk_norm_whole=spec.qk_norm_whole,
+        alibi=spec.alibi,
     )
+
+
+def _refuse_beyond_dynamic(spec: FinalSpec, scaling: dict[str, Any] | None) -> None:
+    """Dynamic NTK scaling is the default rotation up to its original context, and changes the
+    frequencies with the sequence length beyond it: mha reproduces the first part only."""
+    if scaling is None or scaling.get("rope_type") != "dynamic":
+        return
+    context = int(scaling["original_max_position_embeddings"])
+    if max(spec.kv, spec.queries) > context:
+        raise MhaError(
+            f"dynamic rope scaling is the default rotation up to {context} positions and "
+            f"rescales beyond; {max(spec.kv, spec.queries)} positions are beyond: use at most "
+            f"{context} queries and kv pairs"
+        )
 
 
 def _refuse_non_finite_angles(spec: FinalSpec, inv_freq: torch.Tensor) -> None:

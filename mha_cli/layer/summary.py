@@ -123,7 +123,12 @@ def _notes(spec: FinalSpec, attention: torch.Tensor | None, layer: nn.Module) ->
             f"features of queries and keys turn in pairs ({pairs}) by position x "
             f"theta^(-2j/rd), theta {spec.rope_theta:g}; values are not rotated"
         )
-    if spec.qk_norm:
+    if spec.qk_norm and spec.qk_norm_whole:
+        notes.append(
+            "qk-norm: queries and keys are RMS-normalised over all heads' features at once, "
+            "after W_q and W_k and before the split into heads (OLMo 2)"
+        )
+    elif spec.qk_norm:
         notes.append(
             "qk-norm: each head's queries and keys are RMS-normalised over their "
             f"{spec.head_dim} features (one weight shared by all heads) before the rotation"

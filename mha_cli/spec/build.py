@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 from mha_cli.errors import MhaError
-from mha_cli.spec.configs import load_config
+from mha_cli.spec.configs import load_config, model_config_file
 from mha_cli.spec.parse import coerce, merge, parse_option
 from mha_cli.spec.spec import DEPENDENTS, AttentionSpec
 
@@ -29,7 +29,7 @@ def build_spec(
         for k, v in (options or {}).items()
         if v is not None
     }
-    config = None if config is None else os.fspath(config)
+    config = None if config is None else model_config_file(os.fspath(config))
     spec = AttentionSpec()
     if config is None and given.get("score") == "additive":
         # `--score additive` alone reproduces its chapter's example, as plain `mha inspect`

@@ -44,10 +44,18 @@ def read_preset(name: str) -> dict[str, Any]:
     return _read_toml(text, f"preset {name}")
 
 
+def model_config_file(name_or_path: str) -> str:
+    """`--config MODEL_FOLDER` means the folder's config.json; any other value is kept."""
+    path = Path(name_or_path)
+    if path.is_dir() and (path / "config.json").is_file():
+        return str(path / "config.json")
+    return name_or_path
+
+
 def load_config(name_or_path: str, layer: int = 0) -> dict[str, Any]:
     """A preset's name, a TOML file's path, or a Hugging Face config.json (the attention of its
     layer `layer`). Returns the specification's keys only."""
-    path = Path(name_or_path)
+    path = Path(model_config_file(name_or_path))
     if path.suffix.lower() == ".json":
         from mha_cli.hf.config import read_hf_config, spec_fields
 

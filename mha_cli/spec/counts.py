@@ -32,6 +32,8 @@ def parameter_count(spec: AttentionSpec) -> int:
     )
     biases = (q_out + kv_out + v_out if spec.bias else 0) + (hiddens if final.out_bias else 0)
     norms = 2 * d if spec.qk_norm else 0
+    if spec.qk_norm and spec.qk_norm_whole:  # OLMo 2: one weight per feature of W_q and W_k
+        norms = q_out + kv_out
     return weights + biases + norms
 
 

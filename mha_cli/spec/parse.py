@@ -24,12 +24,20 @@ OPTIONAL_INT_FIELDS = (
     "window",
     "rotary_dim",
 )
-BOOL_FIELDS = ("causal", "bias", "train", "qk_norm")
+BOOL_FIELDS = ("causal", "bias", "train", "qk_norm", "qk_norm_whole", "alibi")
 OPTIONAL_BOOL_FIELDS = ("out_bias",)
 FLOAT_FIELDS = ("dropout", "rope_theta", "norm_eps")
+OPTIONAL_FLOAT_FIELDS = ("score_scale", "softcap", "clip_qkv")
 STR_FIELDS = ("score", "value_mode", "rope", "inputs", "dtype", "device")
 OPTIONAL_STR_FIELDS = ("weights",)
-_EXAMPLES = {"dropout": "0.1", "rope_theta": "500000", "norm_eps": "1e-6"}
+_EXAMPLES = {
+    "dropout": "0.1",
+    "rope_theta": "500000",
+    "norm_eps": "1e-6",
+    "score_scale": "0.125",
+    "softcap": "50",
+    "clip_qkv": "8",
+}
 
 
 def option_name(field: str) -> str:
@@ -57,6 +65,7 @@ def parse_option(field: str, text: str) -> Any:
     """A command-line value (always text) as the field's type, or one line naming the fault."""
     option = option_name(field)
     optional = field in OPTIONAL_INT_FIELDS + OPTIONAL_STR_FIELDS + OPTIONAL_BOOL_FIELDS
+    optional = optional or field in OPTIONAL_FLOAT_FIELDS
     if optional and text.strip().lower() == "none":
         return None
     if field == "valid_lens":
@@ -70,7 +79,7 @@ def parse_option(field: str, text: str) -> Any:
             raise MhaError(
                 f"{option} {text!r} is not a whole number; e.g. {option} {example}{only}"
             ) from None
-    if field in FLOAT_FIELDS:
+    if field in FLOAT_FIELDS + OPTIONAL_FLOAT_FIELDS:
         try:
             return float(text)
         except ValueError:
@@ -102,13 +111,14 @@ def coerce(key: str, value: Any, source: str) -> Any:
     def wrong(expected: str) -> MhaError:
         return MhaError(f"{source}: {key} = {value!r} should be {expected}")
 
-    if value is None and key in OPTIONAL_INT_FIELDS + OPTIONAL_BOOL_FIELDS + OPTIONAL_STR_FIELDS:
+    optional = OPTIONAL_INT_FIELDS + OPTIONAL_BOOL_FIELDS + OPTIONAL_STR_FIELDS
+    if value is None and key in optional + OPTIONAL_FLOAT_FIELDS:
         return None
     if key in INT_FIELDS + OPTIONAL_INT_FIELDS:
         return _checked(value, _is_int, wrong("a whole number"))
     if key in BOOL_FIELDS + OPTIONAL_BOOL_FIELDS:
         return _checked(value, lambda v: isinstance(v, bool), wrong("true or false"))
-    if key in FLOAT_FIELDS:
+    if key in FLOAT_FIELDS + OPTIONAL_FLOAT_FIELDS:
         number = _checked(value, _is_number, wrong("a number"))
         return float(number)
     if key in STR_FIELDS + OPTIONAL_STR_FIELDS:

@@ -46,6 +46,11 @@ class AttentionSpec:
     valid_lens: ValidLens = (3, 2)
     causal: bool = False
     window: int | None = None  # sliding window: query at position i sees keys i-W+1 .. i
+    score_scale: float | None = None  # the scores' factor; None: 1/sqrt(head_dim), d2l's (Granite's
+    # attention_multiplier replaces it)
+    softcap: float | None = None  # logit soft-capping c: scores -> tanh(scores / c) * c (Gemma 2)
+    clip_qkv: float | None = None  # c: W_q, W_k, W_v outputs clamped to [-c, c] (OLMo)
+    alibi: bool = False  # ALiBi: head h adds slope_h * j to key j's score (Bloom, MPT, Falcon)
     bias: bool = False  # on W_q, W_k, W_v (and W_o unless out_bias says otherwise)
     out_bias: bool | None = None  # None: as `bias`; Qwen2 has q/k/v biases and none on W_o
     dropout: float = 0.0
@@ -58,6 +63,9 @@ class AttentionSpec:
     rope_scaling: RopeScaling = None  # e.g. (("factor", 8.0), ("rope_type", "llama3"), ...)
     qk_norm: bool = False  # per-head RMSNorm of queries and keys (Qwen3), before the rotation
     norm_eps: float = 1e-6
+    # With qk_norm: one norm over the whole projection (all heads' features, OLMo 2), applied
+    # before the split into heads, instead of one per head.
+    qk_norm_whole: bool = False
     seed: int = 0
     inputs: str = "randn"  # randn, ones, or a file path
     weights: str | None = None  # a checkpoint path, or None for seeded random weights

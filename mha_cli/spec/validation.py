@@ -155,6 +155,26 @@ def _check_positions(spec: AttentionSpec) -> None:
             "window lets query i see keys i-W+1..i, the most recent ones; make it causal "
             "or drop the window (--window none)"
         )
+    if spec.score_scale is not None and not 0 < spec.score_scale < math.inf:
+        raise MhaError(
+            f"{spec.given('score_scale')} must be a positive finite number (the scores' factor, "
+            "e.g. 0.125), or none for 1/sqrt(head_dim)"
+        )
+    if spec.softcap is not None and not 0 < spec.softcap < math.inf:
+        raise MhaError(
+            f"{spec.given('softcap')} must be a positive finite number (scores become "
+            "tanh(scores / c) * c, e.g. 50), or none for no soft-capping"
+        )
+    if spec.clip_qkv is not None and not 0 < spec.clip_qkv < math.inf:
+        raise MhaError(
+            f"{spec.given('clip_qkv')} must be a positive finite number (W_q, W_k and W_v's "
+            "outputs are clamped to [-c, c], e.g. 8), or none for no clamping"
+        )
+    if spec.qk_norm_whole and not spec.qk_norm:
+        raise MhaError(
+            f"{spec.given('qk_norm_whole')} says where the q/k norm applies, but there is none "
+            "(--no-qk-norm); add --qk-norm or drop --qk-norm-whole"
+        )
     if not 0 < spec.norm_eps < math.inf:
         raise MhaError(f"{spec.given('norm_eps')} must be a positive finite number, e.g. 1e-6")
     if spec.rope == "none":
@@ -180,7 +200,14 @@ def _check_positions(spec: AttentionSpec) -> None:
         check_rope_scaling(dict(spec.rope_scaling), where)
 
 
-ROPE_SCALINGS = {"linear": ("factor",), "llama3": LLAMA3_KEYS}
+ROPE_SCALINGS = {
+    "linear": ("factor",),
+    "llama3": LLAMA3_KEYS,
+    "yarn": ("factor", "original_max_position_embeddings"),
+    # dynamic NTK: the default rotation up to original_max_position_embeddings positions
+    "dynamic": ("factor", "original_max_position_embeddings"),
+}
+YARN_OPTIONAL = ("attention_factor", "mscale", "mscale_all_dim", "beta_fast", "beta_slow")
 
 
 def check_rope_scaling(scaling: Mapping[str, Any], where: str) -> None:
@@ -203,6 +230,11 @@ def check_rope_scaling(scaling: Mapping[str, Any], where: str) -> None:
         number = isinstance(value, int | float) and not isinstance(value, bool)
         if not number or not 0 < value < math.inf:
             raise MhaError(f"{where}: {key} = {value!r} should be a positive finite number; fix it")
+    for key in YARN_OPTIONAL if kind == "yarn" else ():
+        value = scaling.get(key)
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if value is not None and (not number or not 0 <= value < math.inf):
+            raise MhaError(f"{where}: {key} = {value!r} should be a finite number; fix it")
     if kind == "llama3" and scaling["high_freq_factor"] == scaling["low_freq_factor"]:
         raise MhaError(
             f"{where}: llama3 rope scaling has high_freq_factor = low_freq_factor, which divides "

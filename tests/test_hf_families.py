@@ -1,0 +1,359 @@
+"""The families of issue 19, each exactly: mha against transformers' own eager attention.
+
+Each tiny model (tests/hf_families.py: weights from a seeded generator, save_pretrained) runs in
+transformers with a padded batch; hooks catch what layer i's attention got and gave, and
+`output_attentions` its weights. mha reads the same layer from the saved folder: the weights
+agree within 1e-5 and the output within 1e-4, on layers 0, 1 and the last. Without config.json,
+the weights alone are refused (the behaviour is unknown) or, given the options, exact.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import mha_cli
+
+pytest.importorskip("transformers")
+
+from hf_families import FAMILIES, VISION, build_families
+
+MASK = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]])  # right padding: valid_lens [6, 4]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory):
+    return build_families(tmp_path_factory.mktemp("families"))
+
+
+def transformers_run(model: Any, layer: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(hidden states into layer `layer`'s attention, its weights (b, h, q, k), its output)."""
+    attention = model.attention(layer)
+    caught: dict[str, torch.Tensor] = {}
+
+    def grab_input(_module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        caught["input"] = args[0] if args else kwargs["hidden_states"]
+
+    def grab_output(_module: Any, _args: Any, output: Any) -> None:
+        caught["output"] = output[0] if isinstance(output, tuple) else output
+
+    # BERT-like attention modules add the residual and a LayerNorm: take the projection's output.
+    # Bloom's adds the residual after its dense projection: take that projection's output too.
+    projection = attention.output.dense if hasattr(attention, "output") else attention
+    projection = attention.dense if model.family == "bloom" else projection
+    hooks = [
+        attention.register_forward_pre_hook(grab_input, with_kwargs=True),
+        projection.register_forward_hook(grab_output),
+    ]
+    generator = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        if model.family in VISION:
+            pixels = torch.randn(2, 3, 8, 8, generator=generator)
+            result = model.model(pixel_values=pixels, output_attentions=True)
+        else:
+            ids = torch.randint(2, 64, MASK.shape, generator=generator)
+            extra = {"use_cache": False} if "use_cache" in model.config.to_dict() else {}
+            result = model.model(
+                input_ids=ids, attention_mask=MASK, output_attentions=True, **extra
+            )
+    for hook in hooks:
+        hook.remove()
+    return caught["input"], result.attentions[layer], caught["output"]
+
+
+def run_mha(weights: Path, layer: int, hidden: torch.Tensor, tmp_path: Path, vision: bool) -> Any:
+    inputs: dict[str, torch.Tensor] = {"hidden_states": hidden}
+    if not vision:
+        inputs["valid_lens"] = MASK.sum(-1)
+    torch.save(inputs, tmp_path / "inputs.pt")
+    return mha_cli.inspect(weights=weights, layer=layer, inputs=str(tmp_path / "inputs.pt"))
+
+
+def _layers(model: Any) -> tuple[int, ...]:
+    return tuple(sorted({0, 1, model.num_layers - 1}))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_each_family_reproduces_transformers(models, tmp_path, family):
+    model = models[family]
+    for layer in _layers(model):
+        hidden, expected_weights, expected_output = transformers_run(model, layer)
+        report = run_mha(model.folder, layer, hidden, tmp_path, family in VISION)
+        weights = report.attention_weights
+        torch.testing.assert_close(weights, expected_weights, atol=1e-5, rtol=0)
+        if report.mask is not None:  # masked keys get exactly nothing, as in transformers
+            assert float(weights[report.mask].abs().max()) == 0.0
+        torch.testing.assert_close(report.output_tensor, expected_output, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("family", "layer", "window", "theta", "rotary_dim"),
+    [
+        ("mixtral", 0, 3, 1e6, 8),  # MixtralConfig.default_theta
+        ("qwen2_moe", 0, 3, 1e4, 8),  # even layers below max_window_layers slide
+        ("qwen2_moe", 1, None, 1e4, 8),
+        ("qwen3_moe", 1, 3, 1e4, 12),  # use_sliding_window: every layer
+        ("starcoder2", 1, 3, 1e4, 8),
+        ("gemma", 1, None, 1e4, 12),
+        ("stablelm", 1, None, 1e4, 2),  # partial_rotary_factor 0.25 of 8
+        ("phi3", 1, 3, 5000, 4),  # partial_rotary_factor 0.5 of 8
+        ("cohere", 1, None, 5e5, 8),  # CohereConfig.default_theta
+        ("gemma2", 0, 3, 1e4, 12),  # layer_types: sliding, full, sliding
+        ("gemma2", 1, None, 1e4, 12),
+        ("gemma2", 2, 3, 1e4, 12),
+        ("gemma3_text", 1, 3, 1e4, 12),  # local layer
+        ("gemma3_text", 2, None, 1e6, 12),  # global layer
+    ],
+)
+def test_the_config_gives_window_rope_base_and_rotary_dims(
+    models, cli, family, layer, window, theta, rotary_dim
+):
+    folder = str(models[family].folder)  # --config takes the model folder as its config.json
+    result = cli("inspect", "--config", folder, "--layer", str(layer), "--format", "json")
+    assert result.exit_code == 0, result.output
+    spec = json.loads(result.stdout)["spec"]
+    assert spec["window"] == window
+    assert spec["rope_theta"] == pytest.approx(theta)
+    assert spec["rotary_dim"] == rotary_dim
+
+
+@pytest.mark.parametrize(
+    ("family", "change", "words"),
+    [
+        ("stablelm", {"qk_layernorm": True}, "qk_layernorm = true"),
+        ("gemma", {"use_bidirectional_attention": True}, "use_bidirectional_attention = true"),
+        ("cohere", {"use_qk_norm": True}, "use_qk_norm = true"),
+        ("mpt", {"attn_config": {"qk_ln": True}}, "qk_ln = true"),
+        ("falcon", {"new_decoder_architecture": True}, "new_decoder_architecture = true"),
+        ("falcon", {"alibi": True}, "alibi = true"),
+        ("mpt", {"n_heads": 3, "d_model": 24}, "3 heads (not a power of 2)"),
+        ("phi3", {"rope_parameters": {"rope_type": "longrope", "rope_theta": 1e4}}, "'longrope'"),
+    ],
+)
+def test_what_a_family_cannot_rebuild_is_refused_by_name(
+    models, tmp_path, cli, family, change, words
+):
+    config = json.loads((models[family].folder / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps(config | change))
+    result = cli("inspect", "--config", str(tmp_path / "config.json"))
+    assert result.exit_code == 2, result.output
+    assert words in result.stderr and "not supported" in result.stderr
+
+
+def test_a_config_without_rope_theta_takes_the_familys_base(models, tmp_path, cli):
+    """Mixtral's default base is 1e6, not Llama's 1e4: a config.json without it gets 1e6."""
+    config = json.loads((models["mixtral"].folder / "config.json").read_text())
+    config.pop("rope_theta", None)
+    config.pop("rope_parameters", None)
+    config.pop("rope_scaling", None)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    result = cli("inspect", "--config", str(tmp_path / "config.json"), "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["spec"]["rope_theta"] == pytest.approx(1e6)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_config_alone_gives_the_shapes_on_the_meta_device(models, cli, family):
+    config = str(models[family].folder / "config.json")
+    result = cli("inspect", "--config", config, "--device", "meta", "--format", "json")
+    assert result.exit_code == 0, result.output
+    spec = json.loads(result.stdout)["spec"]
+    cfg = models[family].config
+    assert spec["heads"] == cfg.num_attention_heads
+    assert spec["hiddens"] == cfg.hidden_size
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_weights_without_config_are_refused_with_what_is_unknown(models, tmp_path, cli, family):
+    """Key names tell sizes, not behaviour: the weights alone exit 2, never run on guesses."""
+    alone = tmp_path / "model.safetensors"
+    shutil.copy(models[family].folder / "model.safetensors", alone)
+    result = cli("inspect", "--weights", str(alone), "--layer", "1")
+    assert result.exit_code == 2, result.output
+    assert "config.json" in result.stderr.split("--config")[0]  # says it is missing
+    assert "--config config.json" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("family", "options"),
+    [
+        ("mixtral", ["--heads", "4", "--causal", "--rope", "half", "--rope-theta", "1e6",
+                     "--rotary-dim", "none", "--window", "3"]),
+        ("electra", ["--heads", "4", "--no-causal"]),
+        ("distilbert", ["--heads", "4", "--no-causal"]),
+    ],
+)  # fmt: skip
+def test_weights_without_config_are_exact_given_the_options(models, tmp_path, cli, family, options):
+    model = models[family]
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(model.folder / "model.safetensors", alone / "model.safetensors")
+    hidden, expected_weights, _ = transformers_run(model, 1)
+    torch.save({"hidden_states": hidden, "valid_lens": MASK.sum(-1)}, tmp_path / "inputs.pt")
+    report = mha_cli.inspect(
+        weights=alone / "model.safetensors",
+        layer=1,
+        inputs=str(tmp_path / "inputs.pt"),
+        **_api_options(options),
+    )
+    torch.testing.assert_close(report.attention_weights, expected_weights, atol=1e-5, rtol=0)
+
+
+def _api_options(options: list[str]) -> dict[str, Any]:
+    """The CLI options above as mha_cli.inspect's keywords."""
+    out: dict[str, Any] = {}
+    i = 0
+    while i < len(options):
+        name = options[i].lstrip("-").replace("-", "_")
+        if name in ("causal", "no_causal"):
+            out["causal"] = name == "causal"
+            i += 1
+            continue
+        value = options[i + 1]
+        out[name] = value
+        i += 2
+    return out
+
+
+def test_families_lists_every_family_with_what_it_needs(cli):
+    from mha_cli.hf.families import FAMILY, UNSUPPORTED
+
+    assert not set(FAMILY) & set(UNSUPPORTED)  # never listed as read and as not read
+    result = cli("families")
+    assert result.exit_code == 0, result.output
+    for family in FAMILIES:
+        if not family.startswith("llama_"):  # Llama's rope scalings: one model_type
+            assert family in result.stdout
+
+
+def test_every_supported_family_has_a_tiny_model():
+    """A family in the table is tested exactly here or in test_hf_exact.py, never in neither."""
+    from hf_models import _ATTENTION as FIRST
+
+    from mha_cli.hf.families import FAMILIES as SUPPORTED
+
+    untested = [f for f in SUPPORTED if f not in FIRST and f not in FAMILIES]
+    assert untested == []
+
+
+def test_granites_score_factor_is_a_stage_row(models, cli):
+    folder = str(models["granite"].folder)
+    result = cli("inspect", "--weights", folder, "--layer", "1", "--format", "json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["spec"]["score_scale"] == pytest.approx(0.3)
+    scores = next(stage for stage in document["stages"] if stage["name"] == "scores")
+    assert "* 0.3" in scores["code"] and "sqrt" in scores["code"]
+
+
+def test_the_scale_option_replaces_one_over_sqrt_d(cli):
+    """`--scale` on the seeded layer: the weights equal a float64 softmax of q·kᵀ x scale."""
+    plain = cli("inspect", "--score-scale", "0.05", "--format", "json", "--valid-lens", "none")
+    assert plain.exit_code == 0, plain.output
+    bad = cli("inspect", "--score-scale", "-1")
+    assert bad.exit_code == 2 and "--score-scale" in bad.stderr
+
+
+def test_score_scale_multiplies_the_scores_and_softmax_follows():
+    """With --score-scale c the scores are q·kᵀ x c: twice 1/sqrt(d) doubles d2l's scores,
+    and the weights are a float64 softmax of them."""
+    plain = mha_cli.inspect(valid_lens="none", heads=2, hiddens=8)
+    doubled = mha_cli.inspect(valid_lens="none", heads=2, hiddens=8, score_scale=str(2 / 2))
+    scores = plain.tensors["scores"].double() * 2  # d = 4: 1/sqrt(d) = 0.5, so c = 1 doubles
+    torch.testing.assert_close(doubled.tensors["scores"].double(), scores, atol=1e-5, rtol=0)
+    expected = torch.softmax(doubled.tensors["scores"].double(), dim=-1)
+    got = doubled.tensors["masked_softmax"].double()
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=0)
+
+
+def test_compare_on_granite_gives_sdpa_its_scale(models):
+    """`mha compare` on Granite: SDPA runs with scale=attention_multiplier and agrees;
+    nn.MultiheadAttention, whose scale is fixed, is not run, and says why."""
+    from mha_cli.comparison.lines import failure_message
+
+    comparison = mha_cli.compare(weights=models["granite"].folder, layer=1, valid_lens="3,2")
+    assert comparison.agrees, failure_message(comparison)
+
+
+def test_gemma2_soft_capping_and_scale_are_stage_rows(models, cli):
+    folder = str(models["gemma2"].folder)
+    result = cli("inspect", "--weights", folder, "--layer", "1", "--format", "json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["spec"]["softcap"] == pytest.approx(5.0)
+    assert document["spec"]["score_scale"] == pytest.approx(10**-0.5)
+    names = [stage["name"] for stage in document["stages"]]
+    assert names.index("scores") < names.index("softcap") < names.index("masked_softmax")
+    softcap = document["stages"][names.index("softcap")]
+    assert softcap["code"] == "torch.tanh(scores / softcap) * softcap"
+
+
+def test_softcap_option_bounds_the_scores():
+    report = mha_cli.inspect(softcap="0.5", valid_lens="none", heads=2, hiddens=8)
+    capped = report.tensors["softcap"].double()
+    expected = torch.tanh(report.tensors["scores"].double() / 0.5) * 0.5
+    torch.testing.assert_close(capped, expected, atol=1e-6, rtol=0)
+    assert float(capped.abs().max()) <= 0.5
+
+
+def test_olmos_clamp_is_a_stage_row_and_bites(models, cli):
+    """clip_qkv 1.0 on projections that reach beyond it: the clamp rows show it."""
+    folder = str(models["olmo"].folder)
+    result = cli("inspect", "--weights", folder, "--layer", "1", "--format", "json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["spec"]["clip_qkv"] == pytest.approx(1.0)
+    names = [stage["name"] for stage in document["stages"]]
+    assert names.index("W_v") < names.index("queries.clip") < names.index("queries.split")
+    clip = document["stages"][names.index("queries.clip")]
+    assert clip["code"] == "X.clamp(-clip_qkv, clip_qkv)"
+    report = mha_cli.inspect(weights=folder, layer=1)
+    assert float(report.tensors["W_q"].abs().max()) > 1.0  # the clamp changes something
+    assert float(report.tensors["queries.clip"].abs().max()) <= 1.0
+
+
+def test_olmo2s_norm_spans_the_projection_before_the_split(models, cli):
+    folder = str(models["olmo2"].folder)
+    result = cli("inspect", "--weights", folder, "--layer", "1", "--format", "json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["spec"]["qk_norm_whole"] is True
+    names = [stage["name"] for stage in document["stages"]]
+    assert names.index("W_k") < names.index("queries.norm_whole") < names.index("queries.split")
+    assert "queries.norm" not in names  # no second, per-head norm
+    stage = document["stages"][names.index("keys.norm_whole")]
+    assert stage["shape"][-1] == 16 and stage["params"] == 16  # 2 key-value heads x 8
+
+
+def test_dynamic_rope_scaling_beyond_its_context_is_refused(models, cli):
+    folder = str(models["llama_dynamic"].folder)  # max_position_embeddings 64
+    fine = cli("inspect", "--weights", folder, "--queries", "64", "--kv", "64", "--valid-lens",
+               "none", "--format", "json")  # fmt: skip
+    assert fine.exit_code == 0, fine.output
+    beyond = cli("inspect", "--weights", folder, "--queries", "65", "--kv", "65")
+    assert beyond.exit_code == 2
+    assert "dynamic rope scaling is the default rotation up to 64 positions" in beyond.stderr
+
+
+def test_yarn_scaling_is_read_with_its_numbers(models, cli):
+    config = str(models["llama_yarn"].folder / "config.json")
+    result = cli("inspect", "--config", config, "--device", "meta", "--format", "json")
+    assert result.exit_code == 0, result.output
+    scaling = json.loads(result.stdout)["spec"]["rope_scaling"]
+    assert scaling["rope_type"] == "yarn" and scaling["factor"] == 4.0
+    assert scaling["original_max_position_embeddings"] == 16 and scaling["beta_fast"] == 8.0
+
+
+def test_blooms_alibi_is_a_stage_row_with_blooms_slopes(models):
+    report = mha_cli.inspect(weights=models["bloom"].folder, layer=1, valid_lens="none")
+    assert report.spec.alibi is True
+    scores, biased = report.tensors["scores"].double(), report.tensors["alibi"].double()
+    slopes = torch.tensor([2.0**-2, 2.0**-4, 2.0**-6, 2.0**-8], dtype=torch.float64)  # 4 heads
+    keys = torch.arange(scores.shape[-1], dtype=torch.float64)
+    expected = scores + (slopes[:, None] * keys).repeat(2, 1)[:, None, :]  # batch 2, b-major
+    torch.testing.assert_close(biased, expected, atol=1e-5, rtol=0)
