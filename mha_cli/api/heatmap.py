@@ -17,6 +17,7 @@ from mha_cli.render.images import check_format_name, format_of_path
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from mha_cli.attention.streamed import StreamedRun
     from mha_cli.render.heatmap.data import HeatmapData
     from mha_cli.results.report import Report
     from mha_cli.results.trace_report import TraceReport
@@ -33,6 +34,9 @@ def heatmap(
     annotate: bool = False,
     scale: str = "auto",
     module: Any = None,
+    queries_range: str | None = None,
+    keys_range: str | None = None,
+    reduce: str = "max",
     **options: Any,
 ) -> Figure:
     """The attention weights of the layer the options describe, as a matplotlib Figure: rows
@@ -54,8 +58,22 @@ def weights_to_draw(
     *,
     module: Any = None,
     export: str | os.PathLike[str] | None = None,
-) -> tuple[Report | TraceReport, HeatmapData]:
-    """The run (mha's layer, or the user's module traced) and the numbers to draw."""
+    window: dict[str, Any] | None = None,
+    steps: Callable[[int, int], None] | None = None,
+) -> tuple[Report | TraceReport | StreamedRun, HeatmapData]:
+    """The run (mha's layer, or the user's module traced) and the numbers to draw. `window`
+    holds queries_range, keys_range and reduction (`mha_cli.api.long_context`)."""
+    window = window or {}
+    if module is not None and (window.get("queries_range") or window.get("keys_range")):
+        raise MhaError(
+            "--queries-range and --keys-range draw mha's own layer; drop them with --module"
+        )
+    if module is None:
+        from mha_cli.api.long_context import streamed_weights
+
+        streamed = streamed_weights(config, options, export=export, steps=steps, **window)
+        if streamed is not None:
+            return streamed
     if module is None:
         report: Report | TraceReport = run(
             config, options, export=export, value_ranges=False, needs_values="heatmaps"
@@ -86,7 +104,7 @@ def weights_to_draw(
 class HeatmapFiles:
     """What `save_heatmaps` did: the run, the numbers drawn, and the files written."""
 
-    report: Report | TraceReport  # mha's layer, or the user's module (--module)
+    report: Report | TraceReport | StreamedRun  # mha's layer, or the user's module (--module)
     data: HeatmapData
     written: list[Path] = field(default_factory=list)
 
@@ -104,6 +122,10 @@ def save_heatmaps(
     progress: Progress | None = None,
     config: Any = None,
     module: Any = None,
+    queries_range: str | None = None,
+    keys_range: str | None = None,
+    reduce: str = "max",
+    steps: Callable[[int, int], None] | None = None,
     **options: Any,
 ) -> HeatmapFiles:
     """Run the layer and write its heatmaps: one grid image, or one file per (example, head).
@@ -111,10 +133,15 @@ def save_heatmaps(
     `out` is a file (its extension names the format) or a folder (an existing one, or a path
     ending in '/', created when missing). `draw=False` runs without
     writing images (for a terminal-only look). `module` draws a traced module's own weights.
+    `queries_range`, `keys_range` and `reduce` as for `heatmap`; `steps(done, total)` hears
+    of each block of a streamed run.
     """
     check_scale(scale)
     target = _target(out, per_head, image_format) if draw else None
-    report, data = weights_to_draw(config, options, module=module, export=export)
+    window = {"queries_range": queries_range, "keys_range": keys_range, "reduction": reduce}
+    report, data = weights_to_draw(
+        config, options, module=module, export=export, window=window, steps=steps
+    )
     from mha_cli.render.heatmap import image
 
     files = HeatmapFiles(report, data)

@@ -1,0 +1,317 @@
+"""Attention weights at long context, one (example, head) and one block of queries at a time,
+each block reduced to the picture's pixels as soon as it is computed.
+
+The full pass (`run.run_attention`) holds the ((b h), q, k) scores, masked scores and weights
+at once: 8192 tokens x 32 heads is 24 GiB. Here one head's queries and keys are projected from
+the layer's own weights (its slice of W_q and W_k, then the same qk-norm and rotation), and
+each block of queries gets its scores against EVERY key, the layer's mask and its softmax, so
+each row is normalised exactly as the layer normalises it. Only then is the block cut to the
+window asked for and reduced: each pixel holds the max (or the mean) of the weights it covers
+that are not masked, and is masked only when every one of them is.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from mha_cli.attention.layer import MultiHeadAttention
+from mha_cli.attention.masking import masked_softmax, query_positions
+from mha_cli.attention.rope import apply_rope
+from mha_cli.attention.run import build_layer, resolve_device, stream_seed
+from mha_cli.errors import MhaError
+from mha_cli.files.sources import resolve_sources
+from mha_cli.spec import memory
+from mha_cli.spec.spec import AttentionSpec
+from mha_cli.spec.streaming import StreamPlan, check_stream_fits, parse_range, plan_stream
+from mha_cli.spec.validation import validate
+
+if TYPE_CHECKING:
+    from mha_cli.render.heatmap.data import HeatmapData
+
+Steps = Callable[[int, int], None]  # (blocks done, blocks in all)
+
+
+@dataclass
+class StreamedSummary:
+    """What the command prints under a streamed heatmap: the run's notes."""
+
+    notes: list[str]
+
+
+@dataclass
+class StreamedRun:
+    """A streamed run: its spec (JSON-ready), notes, and how each pixel was made."""
+
+    spec: dict[str, Any]
+    summary: StreamedSummary
+    plan: StreamPlan
+
+
+@dataclass
+class Picture:
+    """The reduced weights (b, h, rows, cols) float32 and where every cell covered is masked."""
+
+    values: torch.Tensor
+    masked: torch.Tensor
+
+
+def stream_heatmap(
+    spec: AttentionSpec,
+    queries_range: str | None,
+    keys_range: str | None,
+    reduction: str = "max",
+    steps: Steps | None = None,
+) -> tuple[StreamedRun, Picture]:
+    """The layer `spec` describes, its attention weights computed per (example, head) and
+    block of queries and reduced to the picture's pixels."""
+    sources = resolve_sources(spec)
+    spec = validate(sources.spec)
+    plan = plan_stream(
+        spec,
+        parse_range(queries_range, spec.queries, "--queries-range", "queries"),
+        parse_range(keys_range, spec.kv, "--keys-range", "keys"),
+        reduction,
+    )
+    device = resolve_device(spec.device)
+    free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
+    check_stream_fits(spec, plan, memory.available_bytes() if device.type == "cpu" else free)
+    dtype = getattr(torch, spec.dtype)
+    layer = build_layer(spec, device, dtype, sources.state)
+    if not isinstance(layer, MultiHeadAttention):
+        raise MhaError("streamed heatmaps need the dot-product layer; drop --score additive")
+    layer.eval()
+    queries, keys = _queries_and_keys(spec, device, dtype, sources.inputs)
+    lens = None
+    if spec.valid_lens is not None:
+        lens = torch.tensor(spec.valid_lens, dtype=torch.long, device=device)  # (b,) or (b, q)
+    with torch.no_grad():
+        picture = _stream(spec, plan, layer, queries, keys, lens, steps)
+    return StreamedRun(spec.to_dict(), StreamedSummary(_notes(spec, plan, layer)), plan), picture
+
+
+def _queries_and_keys(
+    spec: AttentionSpec, device: torch.device, dtype: torch.dtype, given: Any
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`run.make_inputs`'s queries and keys (the values are not needed for the weights):
+    drawn from the same generator in the same order, so the numbers are the full run's."""
+    q_shape = (spec.batch, spec.queries, spec.q_size)
+    k_shape = (spec.batch, spec.kv, spec.k_size)
+    if given is not None:
+        return (
+            given["queries"].to(device=device, dtype=dtype),
+            given["keys"].to(device=device, dtype=dtype),
+        )
+    if spec.inputs == "ones":
+        return (
+            torch.ones(q_shape, dtype=dtype, device=device),
+            torch.ones(k_shape, dtype=dtype, device=device),
+        )
+    generator = torch.Generator().manual_seed(stream_seed(spec.seed, "inputs"))
+    made = [torch.randn(s, generator=generator) for s in (q_shape, k_shape)]
+    return made[0].to(device=device, dtype=dtype), made[1].to(device=device, dtype=dtype)
+
+
+def head_rows(
+    layer: MultiHeadAttention,
+    x: torch.Tensor,  # (n, size): one example's queries or keys
+    head: int,  # a query head, or a key-value head for keys
+    role: str,  # "queries" or "keys"
+    positions: torch.Tensor,  # (n,) positions, for the rotation
+) -> torch.Tensor:
+    """One head's projected queries (or keys), (n, d): its rows of W_q (W_k), then the same
+    qk-norm and rotation the layer applies after its head split."""
+    d = layer.head_dim
+    linear: nn.Linear = layer.W_q if role == "queries" else layer.W_k
+    rows = slice(head * d, (head + 1) * d)
+    bias = None if linear.bias is None else linear.bias[rows]
+    y = nn.functional.linear(x, linear.weight[rows], bias)[None, None]  # (1, 1, n, d)
+    if layer.qk_norm:
+        y = (layer.q_norm if role == "queries" else layer.k_norm)(y)
+    if layer.rotary is not None:
+        rotary_dim = 2 * layer.rotary.inv_freq.shape[0]
+        y = apply_rope(y, positions, layer.rotary.inv_freq, rotary_dim, layer.rotary.pairing)
+    return y[0, 0]
+
+
+def block_mask(
+    lens: torch.Tensor | None,  # () or (rows,): the example's valid length(s) for these rows
+    query_pos: torch.Tensor,  # (rows,) positions of the block's queries
+    key_pos: torch.Tensor,  # (k,)
+    causal: bool,
+    window: int | None,
+) -> torch.Tensor | None:
+    """`masking.positional_mask` for one example and one block of queries: (rows, k)."""
+    mask = None
+    if lens is not None:
+        mask = key_pos[None, :] >= (lens[:, None] if lens.dim() == 1 else lens)
+    if causal:
+        hidden = key_pos[None, :] > query_pos[:, None]
+        if window is not None:
+            hidden = hidden | (key_pos[None, :] <= query_pos[:, None] - window)
+        mask = hidden if mask is None else mask | hidden
+    return mask
+
+
+def _bins(t: torch.Tensor, dim: int, factor: int, op: Callable[..., torch.Tensor]) -> torch.Tensor:
+    """`op` (amax, sum) over consecutive groups of `factor` along `dim`; the last may be short."""
+    if factor == 1:
+        return t
+    n = t.shape[dim]
+    whole = n // factor * factor
+    parts = []
+    if whole:
+        grouped = t.narrow(dim, 0, whole).unflatten(dim, (whole // factor, factor))
+        parts.append(op(grouped, dim + 1))
+    if whole < n:
+        parts.append(op(t.narrow(dim, whole, n - whole), dim, keepdim=True))
+    return torch.cat(parts, dim) if len(parts) > 1 else parts[0]
+
+
+def reduce_block(
+    weights: torch.Tensor,  # (rows, cols) float
+    masked: torch.Tensor | None,  # (rows, cols) bool, or broadcastable; None: nothing masked
+    query_factor: int,
+    key_factor: int,
+    reduction: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each (query_factor x key_factor) group of cells as one pixel: the max or mean of its
+    unmasked weights, float32; and True where every cell of the group is masked."""
+    weights = weights.float()
+    if masked is not None:
+        masked = masked.expand(weights.shape)
+    if reduction == "max":
+        low = torch.tensor(-math.inf, dtype=weights.dtype, device=weights.device)
+        values = weights if masked is None else torch.where(masked, low, weights)
+        values = _bins(_bins(values, 1, key_factor, torch.amax), 0, query_factor, torch.amax)
+        hidden = values == -math.inf
+        return values.masked_fill(hidden, 0.0), hidden
+    seen = (
+        torch.ones_like(weights) if masked is None else (~masked).to(weights.dtype)
+    )  # (rows, cols)
+    kept = weights if masked is None else weights * seen
+    sums = _bins(_bins(kept, 1, key_factor, torch.sum), 0, query_factor, torch.sum)
+    counts = _bins(_bins(seen, 1, key_factor, torch.sum), 0, query_factor, torch.sum)
+    hidden = counts == 0
+    return sums / counts.clamp(min=1), hidden
+
+
+def _stream(
+    spec: AttentionSpec,
+    plan: StreamPlan,
+    layer: MultiHeadAttention,
+    queries: torch.Tensor,  # (b, q, query_size)
+    keys: torch.Tensor,  # (b, k, key_size)
+    lens: torch.Tensor | None,  # (b,) or (b, q)
+    steps: Steps | None,
+) -> Picture:
+    b, h, k = spec.batch, spec.heads, spec.kv
+    group = h // layer.num_kv_heads
+    device = queries.device
+    values = torch.zeros((b, h, plan.pixel_rows, plan.pixel_cols), dtype=torch.float32)
+    hidden = torch.ones((b, h, plan.pixel_rows, plan.pixel_cols), dtype=torch.bool)
+    key_pos = torch.arange(k, device=device)  # (k,)
+    window_q = slice(plan.queries.start, plan.queries.stop)
+    window_k = slice(plan.keys.start, plan.keys.stop)
+    query_pos = query_positions(spec.queries, k, device)[window_q]  # (n,)
+    n = plan.queries.size
+    starts = range(0, n, plan.block_rows)
+    total, done = b * h * len(starts), 0
+    scale = math.sqrt(layer.head_dim)
+    for example in range(b):
+        example_keys, kv_head = None, -1
+        for head in range(h):
+            if head // group != kv_head:  # grouped-query heads share one key head
+                kv_head = head // group
+                example_keys = head_rows(layer, keys[example], kv_head, "keys", key_pos)
+            assert example_keys is not None
+            rows_of = head_rows(layer, queries[example, window_q], head, "queries", query_pos)
+            for start in starts:
+                stop = min(n, start + plan.block_rows)
+                scores = (rows_of[start:stop] @ example_keys.T) / scale  # (rows, k)
+                example_lens = None
+                if lens is not None:
+                    example_lens = lens[example] if lens.dim() == 1 else lens[example, window_q]
+                    if example_lens.dim() == 1:
+                        example_lens = example_lens[start:stop]
+                mask = block_mask(
+                    example_lens, query_pos[start:stop], key_pos, spec.causal, spec.window
+                )
+                weights = masked_softmax(scores, mask)  # (rows, k): every row over every key
+                del scores
+                kept_mask = None if mask is None else mask[:, window_k]
+                pixels, empty = reduce_block(
+                    weights[:, window_k], kept_mask, plan.query_factor, plan.key_factor,
+                    plan.reduction,
+                )  # fmt: skip
+                top = start // plan.query_factor
+                values[example, head, top : top + pixels.shape[0]] = pixels.cpu()
+                hidden[example, head, top : top + pixels.shape[0]] = empty.cpu()
+                done += 1
+                if steps is not None:
+                    steps(done, total)
+    return Picture(values, hidden)
+
+
+def reduce_full(
+    attention: torch.Tensor,  # (b, h, q, k)
+    mask: torch.Tensor | None,  # (b, h, q, k) bool
+    plan: StreamPlan,
+) -> Picture:
+    """The same reduction of weights a full pass already holds (`--export` needs them all)."""
+    b, h = attention.shape[:2]
+    values = torch.zeros((b, h, plan.pixel_rows, plan.pixel_cols), dtype=torch.float32)
+    hidden = torch.ones((b, h, plan.pixel_rows, plan.pixel_cols), dtype=torch.bool)
+    window_q = slice(plan.queries.start, plan.queries.stop)
+    window_k = slice(plan.keys.start, plan.keys.stop)
+    for example in range(b):
+        for head in range(h):
+            masked = None if mask is None else mask[example, head, window_q, window_k]
+            pixels, empty = reduce_block(
+                attention[example, head, window_q, window_k], masked, plan.query_factor,
+                plan.key_factor, plan.reduction,
+            )  # fmt: skip
+            values[example, head], hidden[example, head] = pixels.cpu(), empty.cpu()
+    return Picture(values, hidden)
+
+
+def _notes(spec: AttentionSpec, plan: StreamPlan, layer: nn.Module) -> list[str]:
+    """The full run's notes that do not need its (b, h, q, k) weights, and how it streamed."""
+    from mha_cli.attention.summary import _notes as run_notes
+
+    notes = [line for line in run_notes(spec, None, layer) if not line.startswith("meta device")]
+    notes.append(
+        f"streamed: computed one (example, head) and {plan.block_rows} queries at a time, each "
+        f"softmax over all {spec.kv} keys; {plan.describe()}"
+    )
+    return notes
+
+
+def picture_data(run: StreamedRun, picture: Picture) -> HeatmapData:
+    """The reduced weights as the renderers' `HeatmapData`: ticks at the positions each pixel
+    starts at, and a title that says what a pixel is."""
+    from mha_cli.attention.plot_data import _title
+    from mha_cli.render.heatmap.data import HeatmapData
+
+    plan, spec = run.plan, run.spec
+    title = f"{_title(spec)}; {plan.describe()}"
+    if plan.queries.size < spec["queries"] or plan.keys.size < spec["kv"]:
+        title += (
+            f"; queries {plan.queries.start}..{plan.queries.stop - 1} of {spec['queries']}, "
+            f"keys {plan.keys.start}..{plan.keys.stop - 1} of {spec['kv']}"
+        )
+    return HeatmapData(
+        weights=picture.values.numpy(),
+        masked=picture.masked.numpy(),
+        title=title,
+        query_start=plan.queries.start,
+        query_step=plan.query_factor,
+        key_start=plan.keys.start,
+        key_step=plan.key_factor,
+        key_count=spec["kv"],
+    )
