@@ -1,0 +1,215 @@
+"""Long-context heatmaps: streamed per (example, head) and block of queries, reduced to pixels.
+
+The streamed numbers are checked against the full pass (`run_attention`) and against a float64
+einsum computed here; the reduction against numpy; the refusal's suggestion by running it."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mha_cli.attention import streamed
+from mha_cli.attention.run import run_attention
+from mha_cli.spec import memory, streaming
+from mha_cli.spec.spec import AttentionSpec
+
+TOL = 2e-6  # float32 weights in 0..1: a few ulps of BLAS order
+
+
+def _streamed(spec: AttentionSpec, queries: str | None = None, keys: str | None = None, **kw):
+    run, picture = streamed.stream_heatmap(spec, queries, keys, **kw)
+    return run, picture.values.numpy(), picture.masked.numpy()
+
+
+SPECS = [
+    AttentionSpec(batch=2, heads=4, hiddens=32, queries=37, kv=37, valid_lens=None, causal=True),
+    AttentionSpec(batch=2, heads=4, hiddens=32, queries=20, kv=33, valid_lens=(7, 33), bias=True),
+    AttentionSpec(
+        batch=2, heads=4, kv_heads=2, hiddens=32, queries=29, kv=29, valid_lens=None, causal=True,
+        window=6, rope="half", qk_norm=True,
+    ),
+    AttentionSpec(
+        batch=2, heads=2, hiddens=16, queries=5, kv=9,
+        valid_lens=((1, 2, 3, 0, 9), (9, 8, 7, 6, 5)), causal=True, rope="interleaved",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_streamed_weights_are_the_full_pass_weights(spec, monkeypatch):
+    """Blocks of 4 query rows (several blocks, a short last one), no reduction: every weight
+    and every masked cell is the full pass's."""
+    monkeypatch.setattr(streaming, "BLOCK_CELLS", 4 * spec.kv)
+    full = run_attention(spec)
+    expected = full.attention_weights.numpy()  # (b, h, q, k)
+    masked = np.broadcast_to(full.mask.numpy(), expected.shape)
+    run, values, hidden = _streamed(spec, f"0:{spec.queries}")
+    assert run.plan.block_rows == 4 and not run.plan.reduced
+    np.testing.assert_array_equal(hidden, masked)
+    np.testing.assert_allclose(values[~hidden], expected[~masked], rtol=0, atol=TOL)
+
+
+def test_streamed_weights_match_a_float64_einsum():
+    """Independent of the layer's code: projections, scores, causal mask and softmax in
+    float64 from the run's own inputs and weights."""
+    spec = AttentionSpec(
+        batch=1, heads=3, hiddens=24, queries=40, kv=40, valid_lens=None, causal=True, bias=True
+    )
+    full = run_attention(spec)
+    p = {name: t.double() for name, t in full.parameters.items()}
+    x_q, x_k = full.tensors["queries"].double()[0], full.tensors["keys"].double()[0]
+    q = (x_q @ p["W_q.weight"].T + p["W_q.bias"]).reshape(40, 3, 8).permute(1, 0, 2)
+    k = (x_k @ p["W_k.weight"].T + p["W_k.bias"]).reshape(40, 3, 8).permute(1, 0, 2)
+    scores = torch.einsum("hqd,hkd->hqk", q, k) / math.sqrt(8)
+    future = torch.triu(torch.ones(40, 40, dtype=torch.bool), diagonal=1)
+    oracle = torch.softmax(scores.masked_fill(future, -math.inf), dim=-1).numpy()
+    _, values, hidden = _streamed(spec, "0:40")
+    np.testing.assert_array_equal(hidden[0], np.broadcast_to(future.numpy(), (3, 40, 40)))
+    np.testing.assert_allclose(values[0][~hidden[0]], oracle[~hidden[0]], atol=1e-6)
+
+
+def test_a_window_is_the_full_pass_cut_to_it():
+    spec = AttentionSpec(batch=1, heads=2, hiddens=16, queries=50, kv=50, valid_lens=None)
+    full = run_attention(spec).attention_weights.numpy()
+    _, values, hidden = _streamed(spec, "10:20", "30:")
+    assert values.shape == (1, 2, 10, 20) and not hidden.any()
+    np.testing.assert_allclose(values, full[:, :, 10:20, 30:50], atol=TOL)
+    # Each row was normalised over all 50 keys, not over the 20 drawn.
+    assert (values.sum(-1) < 0.9).all()
+
+
+def _sink_and_diagonal(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Causal softmax rows with a planted sink (key 0 scores high for every query) and a
+    diagonal (each query also likes itself), over n keys."""
+    generator = torch.Generator().manual_seed(0)
+    scores = torch.randn(n, n, generator=generator)
+    scores[:, 0] += 6.0  # the sink
+    scores += 4.0 * torch.eye(n)  # the diagonal
+    future = torch.triu(torch.ones(n, n, dtype=torch.bool), diagonal=1)
+    return torch.softmax(scores.masked_fill(future, -math.inf), dim=-1), future
+
+
+def _numpy_reduce(weights: np.ndarray, masked: np.ndarray, fq: int, fk: int, how: str):
+    """An independent per-pixel loop."""
+    rows, cols = math.ceil(weights.shape[0] / fq), math.ceil(weights.shape[1] / fk)
+    out, empty = np.zeros((rows, cols)), np.zeros((rows, cols), dtype=bool)
+    for i in range(rows):
+        for j in range(cols):
+            cell = weights[i * fq : (i + 1) * fq, j * fk : (j + 1) * fk]
+            seen = ~masked[i * fq : (i + 1) * fq, j * fk : (j + 1) * fk]
+            empty[i, j] = not seen.any()
+            if seen.any():
+                out[i, j] = cell[seen].max() if how == "max" else cell[seen].mean()
+    return out, empty
+
+
+@pytest.mark.parametrize("how", ["max", "mean"])
+def test_reduction_matches_a_pixel_loop(how):
+    weights, future = _sink_and_diagonal(203)  # not a multiple of either factor
+    values, hidden = streamed.reduce_block(weights, future, 16, 12, how)
+    expected, empty = _numpy_reduce(weights.numpy(), future.numpy(), 16, 12, how)
+    np.testing.assert_array_equal(hidden.numpy(), empty)
+    np.testing.assert_allclose(values.numpy(), expected, atol=1e-7)
+
+
+def test_a_one_key_sink_and_the_diagonal_survive_the_max_reduction():
+    weights, future = _sink_and_diagonal(512)
+    values, hidden = streamed.reduce_block(weights, future, 16, 16, "max")
+    values = values.numpy()
+    # The sink: pixel column 0 holds the largest weight of every pixel row.
+    assert (values[:, 0] >= values[:, 1:].max(axis=1)).all()
+    assert (values[:, 0] >= weights[:, 0].min().item()).all()
+    # The diagonal: every diagonal pixel outshines the off-diagonal pixels of its row
+    # (sink column aside).
+    for i in range(2, values.shape[0]):
+        assert values[i, i] > values[i, 1:i].max()
+    # Masked only where every cell is masked: the strict upper triangle of pixels.
+    np.testing.assert_array_equal(hidden.numpy(), np.triu(np.ones((32, 32), bool), 1))
+    # A mean keeps the sink as well, but thins the one-key column's contrast.
+    means, _ = streamed.reduce_block(weights, future, 16, 16, "mean")
+    assert (means.numpy()[:, 0] < values[:, 0]).all()
+
+
+def test_cli_long_context_picture_says_what_a_pixel_is(cli, tmp_path, monkeypatch):
+    monkeypatch.setattr(streaming, "STREAM_CELLS", 1000)
+    monkeypatch.setattr(streaming, "GRID_PIXELS", 64)
+    monkeypatch.setattr(streaming, "MIN_PANEL_PIXELS", 16)
+    out = tmp_path / "long.png"
+    args = ["--hiddens", "16", "--heads", "4", "--queries", "300", "--kv", "300", "--batch", "1"]
+    result = cli("heatmap", *args, "--valid-lens", "none", "--causal", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    assert "each pixel the max of 10 queries x 10 keys" in result.stderr
+    assert out.stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    ("option", "text", "message"),
+    [
+        ("--queries-range", "8:2", "--queries-range 8:2: the 10 queries are 0..9"),
+        ("--queries-range", "0:11", "START:STOP needs 0 <= START < STOP <= 10"),
+        ("--keys-range", "x", "--keys-range 'x' is not a range: give START:STOP"),
+        ("--keys-range", "3", "is not a range"),
+        ("--reduce", "median", "'median' is not one of"),
+    ],
+)
+def test_bad_ranges_are_one_line_exit_2(cli, tmp_path, option, text, message):
+    result = cli("heatmap", "--queries", "10", "--kv", "12", option, text, "--out", str(tmp_path))
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert not list(tmp_path.iterdir())
+
+
+def test_ranges_with_module_are_refused(cli, tmp_path):
+    result = cli("heatmap", "--module", "x.py:M", "--queries-range", "0:2")
+    assert result.exit_code == 2
+    assert "drop them with --module" in result.output
+
+
+def test_refusal_under_streaming_suggests_a_size_that_runs(cli, tmp_path, monkeypatch):
+    """What truly cannot fit streamed is refused with its size; the suggestion runs."""
+    spec = AttentionSpec(batch=1, heads=2, hiddens=64, queries=8192, kv=8192, valid_lens=None)
+    plan = streaming.plan_stream(spec, streaming.Window(0, 8192), streaming.Window(0, 8192))
+    small = int(streaming.streamed_bytes(spec, plan) * 0.5)
+    monkeypatch.setattr(memory, "available_bytes", lambda: small)
+    from mha_cli.attention import run as run_module
+
+    monkeypatch.setattr(run_module, "available_bytes", lambda: small)
+    args = ["--batch", "1", "--heads", "2", "--hiddens", "64", "--valid-lens", "none"]
+    result = cli("heatmap", *args, "--queries", "8192", "--kv", "8192", "--out", str(tmp_path))
+    assert result.exit_code == 2, result.output
+    assert "even computed one head and" in result.output
+    suggestion = result.output.split("e.g. ")[1].split()
+    assert suggestion[0] == "--queries" and suggestion[2] == "--kv"
+    assert int(suggestion[1]) < 8192
+    again = cli("heatmap", *args, *suggestion[:4], "--out", str(tmp_path / "fits.png"))
+    assert again.exit_code == 0, again.output
+
+
+def test_full_export_that_cannot_fit_is_refused_with_its_size(cli, tmp_path, monkeypatch):
+    monkeypatch.setattr(memory, "available_bytes", lambda: 2 << 30)
+    args = ["--batch", "1", "--heads", "32", "--hiddens", "256", "--valid-lens", "none"]
+    result = cli(
+        "heatmap", *args, "--queries", "8192", "--kv", "8192",
+        "--export", str(tmp_path / "w.pt"), "--out", str(tmp_path / "a.png"),
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "attention_weights (1, 32, 8192, 8192), 8.0 GiB alone" in result.output
+    assert "drop --export to draw the picture streamed" in result.output
+    assert not list(tmp_path.iterdir())
+
+
+def test_export_beside_a_streamed_picture_writes_the_full_weights(cli, tmp_path, monkeypatch):
+    monkeypatch.setattr(streaming, "STREAM_CELLS", 1000)
+    args = ["--batch", "1", "--heads", "2", "--hiddens", "16", "--queries", "40", "--kv", "40"]
+    result = cli(
+        "heatmap", *args, "--valid-lens", "none", "--keys-range", "0:10",
+        "--export", str(tmp_path / "w.pt"), "--out", str(tmp_path / "a.png"),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    saved = torch.load(tmp_path / "w.pt")
+    assert tuple(saved["attention_weights"].shape) == (1, 2, 40, 40)
