@@ -217,12 +217,12 @@ def _stream(
     hidden = torch.ones((b, h, plan.pixel_rows, plan.pixel_cols), dtype=torch.bool)
     key_pos = torch.arange(k, device=device)  # (k,)
     window_q = slice(plan.queries.start, plan.queries.stop)
-    window_k = slice(plan.keys.start, plan.keys.stop)
     query_pos = query_positions(spec.queries, k, device)[window_q]  # (n,)
     n = plan.queries.size
     starts = range(0, n, plan.block_rows)
     total, done = b * h * len(starts), 0
     scale = math.sqrt(layer.head_dim)
+    offset = max(0, k - spec.queries)  # queries are the last positions when fewer than keys
     for example in range(b):
         example_keys, kv_head = None, -1
         for head in range(h):
@@ -233,29 +233,77 @@ def _stream(
             rows_of = head_rows(layer, queries[example, window_q], head, "queries", query_pos)
             for start in starts:
                 stop = min(n, start + plan.block_rows)
-                scores = (rows_of[start:stop] @ example_keys.T) / scale  # (rows, k)
-                example_lens = None
-                if lens is not None:
-                    example_lens = lens[example] if lens.dim() == 1 else lens[example, window_q]
-                    if example_lens.dim() == 1:
-                        example_lens = example_lens[start:stop]
-                mask = block_mask(
-                    example_lens, query_pos[start:stop], key_pos, spec.causal, spec.window
-                )
-                weights = masked_softmax(scores, mask)  # (rows, k): every row over every key
-                del scores
-                kept_mask = None if mask is None else mask[:, window_k]
-                pixels, empty = reduce_block(
-                    weights[:, window_k], kept_mask, plan.query_factor, plan.key_factor,
-                    plan.reduction,
-                )  # fmt: skip
-                top = start // plan.query_factor
-                values[example, head, top : top + pixels.shape[0]] = pixels.cpu()
-                hidden[example, head, top : top + pixels.shape[0]] = empty.cpu()
+                first = plan.queries.start + start + offset  # positions of the block's queries
+                last = plan.queries.start + stop - 1 + offset
+                span = key_span(first, last, k, spec.causal, spec.window, plan)
+                if span is not None:
+                    example_lens = None
+                    if lens is not None:
+                        example_lens = lens[example] if lens.dim() == 1 else lens[example, window_q]
+                        if example_lens.dim() == 1:
+                            example_lens = example_lens[start:stop]
+                    pixels, empty, left = _block(
+                        rows_of[start:stop], example_keys, span, example_lens,
+                        query_pos[start:stop], key_pos, spec, plan, scale,
+                    )  # fmt: skip
+                    top = start // plan.query_factor
+                    rows_at = slice(top, top + pixels.shape[0])
+                    cols_at = slice(left, left + pixels.shape[1])
+                    values[example, head, rows_at, cols_at] = pixels.cpu()
+                    hidden[example, head, rows_at, cols_at] = empty.cpu()
                 done += 1
                 if steps is not None:
                     steps(done, total)
     return Picture(values, hidden)
+
+
+def key_span(
+    first: int, last: int, num_keys: int, causal: bool, window: int | None, plan: StreamPlan
+) -> tuple[int, int] | None:
+    """The keys whose scores a block of queries at positions first..last needs: every key any
+    of them sees (a causal block sees none beyond `last`, a window none before first-W+1),
+    widened to whole pixel columns of the window drawn. Keys outside it are masked for every
+    query of the block, so their weights are exactly 0 and leaving them out changes no
+    softmax. None when the window drawn holds none of the keys seen."""
+    low, high = 0, num_keys
+    if causal:
+        high = min(num_keys, last + 1)
+        if window is not None:
+            low = max(0, first - window + 1)
+    start, stop, factor = plan.keys.start, plan.keys.stop, plan.key_factor
+    if high <= start or low >= stop:
+        return None
+    aligned_low = start + max(0, low - start) // factor * factor
+    aligned_high = min(stop, start + math.ceil(max(0, high - start) / factor) * factor)
+    return min(low, aligned_low), max(high, aligned_high)
+
+
+def _block(
+    rows: torch.Tensor,  # (r, d): the block's queries, one head
+    keys: torch.Tensor,  # (k, d): that head's keys
+    span: tuple[int, int],
+    lens: torch.Tensor | None,
+    query_pos: torch.Tensor,  # (r,)
+    key_pos: torch.Tensor,  # (k,)
+    spec: AttentionSpec,
+    plan: StreamPlan,
+    scale: float,
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """One block's pixels, which pixels are masked, and the first pixel column they start at."""
+    low, high = span
+    scores = (rows @ keys[low:high].T) / scale  # (r, high - low)
+    mask = block_mask(lens, query_pos, key_pos[low:high], spec.causal, spec.window)
+    weights = masked_softmax(scores, mask)  # each row normalised over every key it sees
+    del scores
+    cut = slice(max(low, plan.keys.start) - low, min(high, plan.keys.stop) - low)
+    pixels, empty = reduce_block(
+        weights[:, cut],
+        None if mask is None else mask[:, cut],
+        plan.query_factor,
+        plan.key_factor,
+        plan.reduction,
+    )
+    return pixels, empty, (max(low, plan.keys.start) - plan.keys.start) // plan.key_factor
 
 
 def reduce_full(
