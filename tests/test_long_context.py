@@ -107,10 +107,16 @@ def _numpy_reduce(weights: np.ndarray, masked: np.ndarray, fq: int, fk: int, how
 
 
 @pytest.mark.parametrize("how", ["max", "mean"])
-def test_reduction_matches_a_pixel_loop(how):
-    weights, future = _sink_and_diagonal(203)  # not a multiple of either factor
-    values, hidden = streamed.reduce_block(weights, future, 16, 12, how)
-    expected, empty = _numpy_reduce(weights.numpy(), future.numpy(), 16, 12, how)
+@pytest.mark.parametrize(("rows", "fq", "fk"), [(203, 16, 12), (7, 16, 5), (40, 1, 3)])
+def test_reduction_matches_a_pixel_loop(how, rows, fq, fk):
+    """Sides that do not divide, a block shorter than a pixel, and a uniform row (every key
+    masked, as d2l leaves it) whose weights must not leak into the pixels."""
+    weights, future = _sink_and_diagonal(203)
+    weights, future = weights[:rows].clone(), future[:rows].clone()
+    future[rows // 2] = True
+    weights[rows // 2] = 1 / 203
+    values, hidden = streamed.reduce_block(weights, future, fq, fk, how)
+    expected, empty = _numpy_reduce(weights.numpy(), future.numpy(), fq, fk, how)
     np.testing.assert_array_equal(hidden.numpy(), empty)
     np.testing.assert_allclose(values.numpy(), expected, atol=1e-7)
 

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from mha_cli.attention.layer import MultiHeadAttention
-from mha_cli.attention.masking import masked_softmax, query_positions
+from mha_cli.attention.masking import MASK_VALUE, query_positions
 from mha_cli.attention.rope import apply_rope
 from mha_cli.attention.run import build_layer, resolve_device, stream_seed
 from mha_cli.errors import MhaError
@@ -117,26 +117,52 @@ def _queries_and_keys(
     return made[0].to(device=device, dtype=dtype), made[1].to(device=device, dtype=dtype)
 
 
+PROJECTION_BYTES = 64 << 20  # heads are projected together up to this many bytes per role
+
+
 def head_rows(
     layer: MultiHeadAttention,
     x: torch.Tensor,  # (n, size): one example's queries or keys
-    head: int,  # a query head, or a key-value head for keys
+    first: int,  # a query head, or a key-value head for keys
     role: str,  # "queries" or "keys"
     positions: torch.Tensor,  # (n,) positions, for the rotation
+    count: int = 1,
 ) -> torch.Tensor:
-    """One head's projected queries (or keys), (n, d): its rows of W_q (W_k), then the same
-    qk-norm and rotation the layer applies after its head split."""
+    """Heads first..first+count-1's projected queries (or keys), (count, n, d): their rows of
+    W_q (W_k), then the same qk-norm and rotation the layer applies after its head split."""
     d = layer.head_dim
     linear: nn.Linear = layer.W_q if role == "queries" else layer.W_k
-    rows = slice(head * d, (head + 1) * d)
+    rows = slice(first * d, (first + count) * d)
     bias = None if linear.bias is None else linear.bias[rows]
-    y = nn.functional.linear(x, linear.weight[rows], bias)[None, None]  # (1, 1, n, d)
+    y = nn.functional.linear(x, linear.weight[rows], bias)  # (n, count * d)
+    y = y.reshape(1, x.shape[0], count, d).permute(0, 2, 1, 3)  # (1, count, n, d)
     if layer.qk_norm:
         y = (layer.q_norm if role == "queries" else layer.k_norm)(y)
     if layer.rotary is not None:
         rotary_dim = 2 * layer.rotary.inv_freq.shape[0]
         y = apply_rope(y, positions, layer.rotary.inv_freq, rotary_dim, layer.rotary.pairing)
-    return y[0, 0]
+    return y[0]
+
+
+class HeadProjections:
+    """One example's per-head queries (or keys), projected a group of heads at a time (one
+    wide matrix product is faster than many thin ones), the group at most PROJECTION_BYTES."""
+
+    def __init__(
+        self, layer: MultiHeadAttention, x: torch.Tensor, role: str, positions: torch.Tensor
+    ) -> None:
+        self.layer, self.x, self.role, self.positions = layer, x, role, positions
+        heads = layer.num_heads if role == "queries" else layer.num_kv_heads
+        per_head = x.shape[0] * layer.head_dim * x.element_size()
+        self.heads, self.size = heads, max(1, min(heads, PROJECTION_BYTES // max(1, per_head)))
+        self.first, self.group = -1, torch.empty(0)
+
+    def __call__(self, head: int) -> torch.Tensor:  # (n, d)
+        if not self.first <= head < self.first + self.group.shape[0]:
+            self.first = head // self.size * self.size
+            count = min(self.size, self.heads - self.first)
+            self.group = head_rows(self.layer, self.x, self.first, self.role, self.positions, count)
+        return self.group[head - self.first]
 
 
 def block_mask(
@@ -158,19 +184,16 @@ def block_mask(
     return mask
 
 
-def _bins(t: torch.Tensor, dim: int, factor: int, op: Callable[..., torch.Tensor]) -> torch.Tensor:
-    """`op` (amax, sum) over consecutive groups of `factor` along `dim`; the last may be short."""
-    if factor == 1:
+def _pool(t: torch.Tensor, query_factor: int, key_factor: int, how: str) -> torch.Tensor:
+    """Max or sum over (query_factor x key_factor) tiles, the last ones short where the sides
+    do not divide: torch's pooling, with missing cells left out (ceil mode, no padding)."""
+    if query_factor == 1 and key_factor == 1:
         return t
-    n = t.shape[dim]
-    whole = n // factor * factor
-    parts = []
-    if whole:
-        grouped = t.narrow(dim, 0, whole).unflatten(dim, (whole // factor, factor))
-        parts.append(op(grouped, dim + 1))
-    if whole < n:
-        parts.append(op(t.narrow(dim, whole, n - whole), dim, keepdim=True))
-    return torch.cat(parts, dim) if len(parts) > 1 else parts[0]
+    x = t[None, None]  # (1, 1, rows, cols)
+    kernel = (query_factor, key_factor)
+    if how == "max":
+        return nn.functional.max_pool2d(x, kernel, kernel, ceil_mode=True)[0, 0]
+    return nn.functional.avg_pool2d(x, kernel, kernel, ceil_mode=True, divisor_override=1)[0, 0]
 
 
 def reduce_block(
@@ -183,22 +206,25 @@ def reduce_block(
     """Each (query_factor x key_factor) group of cells as one pixel: the max or mean of its
     unmasked weights, float32; and True where every cell of the group is masked."""
     weights = weights.float()
-    if masked is not None:
-        masked = masked.expand(weights.shape)
-    if reduction == "max":
-        low = torch.tensor(-math.inf, dtype=weights.dtype, device=weights.device)
-        values = weights if masked is None else torch.where(masked, low, weights)
-        values = _bins(_bins(values, 1, key_factor, torch.amax), 0, query_factor, torch.amax)
-        hidden = values == -math.inf
-        return values.masked_fill(hidden, 0.0), hidden
-    seen = (
-        torch.ones_like(weights) if masked is None else (~masked).to(weights.dtype)
-    )  # (rows, cols)
-    kept = weights if masked is None else weights * seen
-    sums = _bins(_bins(kept, 1, key_factor, torch.sum), 0, query_factor, torch.sum)
-    counts = _bins(_bins(seen, 1, key_factor, torch.sum), 0, query_factor, torch.sum)
+    if masked is None:
+        values = _pool(weights, query_factor, key_factor, reduction)
+        if reduction == "mean":
+            cells = _pool(torch.ones_like(weights), query_factor, key_factor, "sum")
+            values = values / cells
+        return values, torch.zeros(values.shape, dtype=torch.bool, device=values.device)
+    masked = masked.expand(weights.shape)
+    seen = (~masked).float()  # (rows, cols)
+    counts = _pool(seen, query_factor, key_factor, "sum")
     hidden = counts == 0
-    return sums / counts.clamp(min=1), hidden
+    if reduction == "max":
+        # Weights are >= 0, so a masked cell counted as 0 changes no maximum, except in a row
+        # whose keys are all masked (d2l makes it uniform): only then are they zeroed first.
+        empty_rows = masked.all(-1)
+        kept = weights if not bool(empty_rows.any()) else weights * seen
+        values = _pool(kept, query_factor, key_factor, "max")
+    else:
+        values = _pool(weights * seen, query_factor, key_factor, "sum") / counts.clamp(min=1)
+    return values.masked_fill(hidden, 0.0), hidden
 
 
 def _stream(
@@ -224,13 +250,11 @@ def _stream(
     scale = math.sqrt(layer.head_dim)
     offset = max(0, k - spec.queries)  # queries are the last positions when fewer than keys
     for example in range(b):
-        example_keys, kv_head = None, -1
+        key_heads = HeadProjections(layer, keys[example], "keys", key_pos)
+        query_heads = HeadProjections(layer, queries[example, window_q], "queries", query_pos)
         for head in range(h):
-            if head // group != kv_head:  # grouped-query heads share one key head
-                kv_head = head // group
-                example_keys = head_rows(layer, keys[example], kv_head, "keys", key_pos)
-            assert example_keys is not None
-            rows_of = head_rows(layer, queries[example, window_q], head, "queries", query_pos)
+            example_keys = key_heads(head // group)  # grouped-query heads share one key head
+            rows_of = query_heads(head)
             for start in starts:
                 stop = min(n, start + plan.block_rows)
                 first = plan.queries.start + start + offset  # positions of the block's queries
@@ -291,9 +315,12 @@ def _block(
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """One block's pixels, which pixels are masked, and the first pixel column they start at."""
     low, high = span
-    scores = (rows @ keys[low:high].T) / scale  # (r, high - low)
+    scores = rows @ keys[low:high].T  # (r, high - low)
+    scores.div_(scale)
     mask = block_mask(lens, query_pos, key_pos[low:high], spec.causal, spec.window)
-    weights = masked_softmax(scores, mask)  # each row normalised over every key it sees
+    if mask is not None:  # masking.masked_softmax's fill, in place
+        scores.masked_fill_(mask, max(MASK_VALUE, torch.finfo(scores.dtype).min))
+    weights = torch.softmax(scores, dim=-1)  # each row normalised over every key it sees
     del scores
     cut = slice(max(low, plan.keys.start) - low, min(high, plan.keys.stop) - low)
     pixels, empty = reduce_block(
