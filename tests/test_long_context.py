@@ -222,12 +222,13 @@ def test_export_beside_a_streamed_picture_writes_the_full_weights(cli, tmp_path,
 
 
 @pytest.mark.parametrize("how", ["max", "mean"])
+@pytest.mark.parametrize("lens", [(64, 30), None])
 @pytest.mark.parametrize(
     ("window", "queries_range", "keys_range"),
     [(None, None, None), (7, None, None), (None, "5:59", "3:50"), (9, "10:", ":41")],
 )
 def test_reduced_streamed_picture_is_the_full_pass_reduced(
-    monkeypatch, how, window, queries_range, keys_range
+    monkeypatch, how, lens, window, queries_range, keys_range
 ):
     """Blocks of 6 rows, pixels of 3 x 4 weights (3 x 3 in a window), causal blocks computed
     only over the keys they see: the same picture as the full pass's weights reduced."""
@@ -235,7 +236,7 @@ def test_reduced_streamed_picture_is_the_full_pass_reduced(
     monkeypatch.setattr(streaming, "MIN_PANEL_PIXELS", 16)
     monkeypatch.setattr(streaming, "BLOCK_CELLS", 6 * 64)
     spec = AttentionSpec(
-        batch=2, heads=2, hiddens=16, queries=60, kv=64, valid_lens=(64, 30), causal=True,
+        batch=2, heads=2, hiddens=16, queries=60, kv=64, valid_lens=lens, causal=True,
         window=window,
     )  # fmt: skip
     full = run_attention(spec)
@@ -243,5 +244,6 @@ def test_reduced_streamed_picture_is_the_full_pass_reduced(
     assert run.plan.reduced
     mask = full.mask.expand(full.attention_weights.shape)
     expected = streamed.reduce_full(full.attention_weights, mask, run.plan)
+    assert expected.masked.any() and not expected.masked.all()
     np.testing.assert_array_equal(hidden, expected.masked.numpy())
     np.testing.assert_allclose(values, expected.values.numpy(), atol=TOL)

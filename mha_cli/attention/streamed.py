@@ -323,6 +323,16 @@ def _block(
     weights = torch.softmax(scores, dim=-1)  # each row normalised over every key it sees
     del scores
     cut = slice(max(low, plan.keys.start) - low, min(high, plan.keys.stop) - low)
+    own_key = spec.window is None or spec.queries <= spec.kv  # every query sees a key
+    if lens is None and mask is not None and plan.reduction == "max" and own_key:
+        # Positions alone mask (causal, window): which pixels are all masked is arithmetic,
+        # and every row sees a key, so masked weights are 0 and leave maxima alone.
+        hidden = positional_pixels(
+            int(query_pos[0]), rows.shape[0], max(low, plan.keys.start), cut, plan, spec.window
+        )
+        values = _pool(weights[:, cut].float(), plan.query_factor, plan.key_factor, "max")
+        start = (max(low, plan.keys.start) - plan.keys.start) // plan.key_factor
+        return values.masked_fill_(hidden, 0.0), hidden, start
     pixels, empty = reduce_block(
         weights[:, cut],
         None if mask is None else mask[:, cut],
@@ -331,6 +341,25 @@ def _block(
         plan.reduction,
     )
     return pixels, empty, (max(low, plan.keys.start) - plan.keys.start) // plan.key_factor
+
+
+def positional_pixels(
+    first_query: int, rows: int, first_key: int, cut: slice, plan: StreamPlan, window: int | None
+) -> torch.Tensor:
+    """(pixel rows, pixel cols) True where a causal (windowed) mask hides every cell: queries
+    at positions first_query.. in groups of query_factor, keys first_key.. in groups of
+    key_factor. A pixel is all masked unless some key k and query p in it have
+    p - window < k <= p: its smallest key <= its last query, and its largest key > its first
+    query - window."""
+    keys = cut.stop - cut.start
+    q0 = torch.arange(0, rows, plan.query_factor) + first_query  # first query of each row
+    q1 = torch.clamp(q0 + plan.query_factor, max=first_query + rows) - 1  # last query
+    k0 = torch.arange(0, keys, plan.key_factor) + first_key
+    k1 = torch.clamp(k0 + plan.key_factor, max=first_key + keys) - 1
+    seen = k0[None, :] <= q1[:, None]
+    if window is not None:
+        seen &= k1[None, :] > q0[:, None] - window
+    return ~seen
 
 
 def reduce_full(
