@@ -21,9 +21,9 @@ from mha_cli.spec.spec import AttentionSpec
 # Above this many (batch x heads x queries x keys) cells the full map is not held at once.
 STREAM_CELLS = 1 << 24  # 16.8 M: 64 MiB of float32, three times over in the full pass
 # The picture shows about this many pixels along the side of the whole grid of panels.
-GRID_PIXELS = 2048
+GRID_PIXELS = 1536
 MIN_PANEL_PIXELS = 64
-BLOCK_CELLS = 1 << 23  # one block of scores: 32 MiB of float32 (its rows x all keys)
+BLOCK_CELLS = 1 << 21  # one block of scores: 8 MiB of float32 (its rows x all keys)
 REDUCTIONS = ("max", "mean")
 _HEADROOM = 0.8  # as spec.memory: the rest is Python, torch and the OS
 _ELEMENT_BYTES = {"float32": 4, "float64": 8, "float16": 2, "bfloat16": 2}
