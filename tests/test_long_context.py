@@ -247,3 +247,35 @@ def test_reduced_streamed_picture_is_the_full_pass_reduced(
     assert expected.masked.any() and not expected.masked.all()
     np.testing.assert_array_equal(hidden, expected.masked.numpy())
     np.testing.assert_allclose(values, expected.values.numpy(), atol=TOL)
+
+
+HEAD_SPECS = [
+    AttentionSpec(batch=2, heads=4, hiddens=32, queries=30, kv=30, valid_lens=None, causal=True),
+    AttentionSpec(batch=2, heads=4, hiddens=32, queries=12, kv=30, valid_lens=(0, 17), causal=True),
+    AttentionSpec(
+        batch=2, heads=4, kv_heads=2, hiddens=32, queries=30, kv=20, valid_lens=None, causal=True,
+        window=5, rope="half", qk_norm=True, bias=True,
+    ),
+    AttentionSpec(
+        batch=2, heads=2, hiddens=16, queries=5, kv=9,
+        valid_lens=((1, 2, 3, 0, 9), (9, 8, 7, 6, 5)), value_mode="full",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("spec", HEAD_SPECS)
+def test_streamed_heads_measure_as_the_full_pass(spec, monkeypatch):
+    """`mha heads` streamed (blocks of 4 rows) gives the full pass's measures, with bounds."""
+    from mha_cli.attention.head_importance import measure_heads
+
+    full = measure_heads(spec)
+    monkeypatch.setattr(streaming, "STREAM_CELLS", 1)
+    monkeypatch.setattr(streaming, "BLOCK_CELLS", 4 * spec.kv)
+    long = measure_heads(spec)
+    assert any(line.startswith("streamed: attention computed") for line in long.notes)
+    assert [line for line in long.notes if not line.startswith("streamed")] == full.notes
+    for a, b in zip(full.heads, long.heads, strict=True):
+        for name in ("ablation", "entropy", "confidence", "ablation_se", "entropy_se"):
+            x, y = getattr(a, name), getattr(b, name)
+            assert y == pytest.approx(x, rel=1e-5, abs=1e-6, nan_ok=True), (name, a.head)
+    assert [p.head for p in long.pruning] == [p.head for p in full.pruning]
