@@ -5,7 +5,8 @@ Run by hand: `python bench/long_context_bench.py [--tokens 2048] [--hiddens 4096
 child's maximum resident set size (`os.wait4`). Printed: `import torch` alone, the bare loop
 (the same projections, then per head softmax(q k^T / sqrt(d)) v with the causal mask), and
 `mha heatmap --batch 1 --valid-lens none --causal` of the same sizes; the ratio of times, and
-each peak above `import torch`. Targets (issue 20, at 8192 tokens): time <= 1.5x the loop,
+each peak above `import torch`; with --with-heads also `mha heads` of the same layer (target
+<= 2x the loop). Targets (issue 20, at 8192 tokens): time <= 1.5x the loop,
 peak <= the loop's + 512 MiB; at 32768 tokens peak <= 2 GiB above `import torch`.
 The machine's load average is printed with the figures: on a shared machine they move.
 """
@@ -66,6 +67,9 @@ def main() -> None:
     parser.add_argument("--heads", type=int, default=32)
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--no-loop", action="store_true", help="time mha heatmap only")
+    parser.add_argument(
+        "--with-heads", action="store_true", help="also `mha heads` (target <= 2x the loop)"
+    )
     args = parser.parse_args()
     mha = shutil.which("mha") or str(Path(sys.executable).with_name("mha"))
     n, hid, heads = str(args.tokens), str(args.hiddens), str(args.heads)
@@ -79,6 +83,11 @@ def main() -> None:
                 "--out", str(Path(folder) / "x.png"),
             ],
         }  # fmt: skip
+        if args.with_heads:
+            cases["mha heads"] = [
+                mha, "heads", "--hiddens", hid, "--heads", heads, "--queries", n, "--kv", n,
+                "--batch", "1", "--valid-lens", "none", "--causal",
+            ]  # fmt: skip
         if args.no_loop:
             del cases["bare loop"]
         results: dict[str, list[tuple[float, int, int]]] = {name: [] for name in cases}
@@ -108,6 +117,12 @@ def main() -> None:
             f"  ratio mha heatmap / bare loop: time {heat_t / loop_t:.2f}x (target <= 1.5x), "
             f"peak {gib(heat_p - loop_p)} over the loop's (target <= 0.50 GiB)"
         )
+        if "mha heads" in summary:
+            heads_t, heads_p = summary["mha heads"]
+            print(
+                f"  ratio mha heads / bare loop: time {heads_t / loop_t:.2f}x (target <= 2x), "
+                f"peak {gib(heads_p - loop_p)} over the loop's"
+            )
 
 
 if __name__ == "__main__":

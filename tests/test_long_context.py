@@ -279,3 +279,20 @@ def test_streamed_heads_measure_as_the_full_pass(spec, monkeypatch):
             x, y = getattr(a, name), getattr(b, name)
             assert y == pytest.approx(x, rel=1e-5, abs=1e-6, nan_ok=True), (name, a.head)
     assert [p.head for p in long.pruning] == [p.head for p in full.pruning]
+
+
+def test_head_terms_in_chunks_that_split_examples(monkeypatch):
+    """Long context: chunks of a few rows (not whole examples) give the same terms, gradient
+    importance included, so `mha heads` holds (h, rows, H), not (h, queries, H)."""
+    from mha_cli.attention import ablation
+
+    generator = torch.Generator().manual_seed(1)
+    concat = torch.randn(3, 7, 4 * 5, generator=generator)
+    w_o = torch.randn(6, 20, generator=generator)
+    targets = torch.randn(3, 7, 6, generator=generator)
+    whole = ablation.head_terms(concat, w_o, None, 4, "mean", targets)
+    monkeypatch.setattr(ablation, "CHUNK_BYTES", 8 * 4 * 6 * 5)  # 5 rows: across examples
+    split = ablation.head_terms(concat, w_o, None, 4, "mean", targets)
+    torch.testing.assert_close(split.gram, whole.gram, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(split.gradient, whole.gradient, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(split.a_s, whole.a_s, rtol=1e-12, atol=1e-12)
