@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
 
 from mha_cli.attention.ablation import Focus, _standard_error
-from mha_cli.attention.masking import masked_softmax, query_positions
+from mha_cli.attention.masking import MASK_VALUE, query_positions
 from mha_cli.attention.run import build_layer, make_inputs, resolve_device
 from mha_cli.attention.streamed import HeadProjections, _notes, block_mask, key_span
 from mha_cli.files.sources import resolve_sources
@@ -83,12 +82,10 @@ def stream_heads(spec: AttentionSpec) -> StreamedHeads:
     )
 
 
-def _values_of(layer: Any, values: torch.Tensor, kv_head: int) -> torch.Tensor:
-    """One key-value head's values (k, d): its rows of W_v."""
+def _value_head(layer: Any, projected: torch.Tensor, kv_head: int) -> torch.Tensor:
+    """One key-value head's values (k, d): its columns of the projected values."""
     d = layer.head_dim
-    rows = slice(kv_head * d, (kv_head + 1) * d)
-    bias = None if layer.W_v.bias is None else layer.W_v.bias[rows]
-    return nn.functional.linear(values, layer.W_v.weight[rows], bias)
+    return projected[:, kv_head * d : (kv_head + 1) * d]
 
 
 def _stream(
@@ -121,16 +118,12 @@ def _stream(
     for example in range(b):
         key_heads = HeadProjections(layer, keys[example], "keys", key_pos)
         query_heads = HeadProjections(layer, queries[example], "queries", query_pos)
-        all_values = layer.W_v(values[example]) if layer.full_values else None  # (k, H)
-        kv_head, head_values = -1, None
+        projected = layer.W_v(values[example])  # (k, g*d), or (k, H) when kept whole
         for head in range(h):
             head_keys = key_heads(head // group)  # grouped-query heads share one key head
-            if head // group != kv_head:
-                kv_head = head // group
-                head_values = all_values
-                if head_values is None:
-                    head_values = _values_of(layer, values[example], kv_head)
-            assert head_values is not None
+            head_values = (
+                projected if layer.full_values else _value_head(layer, projected, head // group)
+            )
             head_queries = query_heads(head)
             for start in range(0, q, block):
                 stop = min(q, start + block)
@@ -138,7 +131,8 @@ def _stream(
                     start + offset, stop - 1 + offset, k, spec.causal, spec.window, plan
                 )
                 low, high = span if span is not None and narrow else (0, k)
-                scores = (head_queries[start:stop] @ head_keys[low:high].T) / scale
+                scores = head_queries[start:stop] @ head_keys[low:high].T
+                scores.div_(scale)
                 example_lens = None
                 if lens is not None:
                     example_lens = lens[example]
@@ -148,21 +142,21 @@ def _stream(
                     example_lens, query_pos[start:stop], key_pos[low:high], spec.causal,
                     spec.window,
                 )  # fmt: skip
-                weights = masked_softmax(scores, mask)  # (r, high - low)
+                if mask is not None:  # masking.masked_softmax's fill, in place
+                    scores.masked_fill_(mask, max(MASK_VALUE, torch.finfo(scores.dtype).min))
+                weights = torch.softmax(scores, dim=-1)  # (r, high - low)
                 del scores
                 cols = slice(head * width, (head + 1) * width)
                 concat[example, start:stop, cols] = weights @ head_values[low:high]
-                p = weights.to(torch.float64)
-                if mask is not None:
-                    p = p.masked_fill(mask, 0.0)
-                entropy[example, head, start:stop] = (
-                    -(p * torch.log(p.clamp_min(1e-300))).sum(-1).cpu()
-                )
-                confidence[example, head, start:stop] = p.amax(-1).cpu()
-                seen = (
-                    torch.ones(stop - start, dtype=torch.bool)
-                    if mask is None
-                    else (~mask).any(-1).cpu()
-                )
-                rows_seen[example, head, start:stop] = seen.to(torch.float64)
+                # A masked weight is exactly 0 in a row that sees a key, and adds nothing;
+                # a row that sees none is left out of the means (rows_seen 0).
+                p = weights.float()
+                row_entropy = -torch.special.xlogy(p, p).sum(-1)  # (r,)
+                entropy[example, head, start:stop] = row_entropy.to(torch.float64).cpu()
+                confidence[example, head, start:stop] = p.amax(-1).to(torch.float64).cpu()
+                if mask is None or narrow:
+                    rows_seen[example, head, start:stop] = 1.0
+                else:
+                    seen = (~mask).any(-1).cpu()
+                    rows_seen[example, head, start:stop] = seen.to(torch.float64)
     return concat, entropy, confidence, rows_seen
