@@ -296,3 +296,24 @@ def test_head_terms_in_chunks_that_split_examples(monkeypatch):
     torch.testing.assert_close(split.gram, whole.gram, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(split.gradient, whole.gradient, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(split.a_s, whole.a_s, rtol=1e-12, atol=1e-12)
+
+
+def test_progress_bar_goes_to_stderr_only_in_a_terminal(capsys, monkeypatch):
+    import sys
+
+    from mha_cli.commands import progress_bar
+
+    with progress_bar.stderr_progress() as progress:  # not a terminal: no bar, lines only
+        progress.steps(1, 4)
+        progress.say("writing x.png")
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == "writing x.png\n"
+
+    monkeypatch.setattr(progress_bar, "DELAY_S", 0.0)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    with progress_bar.stderr_progress() as progress:
+        for done in range(1, 5):
+            progress.steps(done, 4)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "attention weights, one head at a time" in captured.err
