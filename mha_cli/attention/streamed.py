@@ -329,7 +329,7 @@ def _block(
         # and every row sees a key, so masked weights are 0 and leave maxima alone.
         hidden = positional_pixels(
             int(query_pos[0]), rows.shape[0], max(low, plan.keys.start), cut, plan, spec.window
-        )
+        ).to(weights.device)
         values = _pool(weights[:, cut].float(), plan.query_factor, plan.key_factor, "max")
         start = (max(low, plan.keys.start) - plan.keys.start) // plan.key_factor
         return values.masked_fill_(hidden, 0.0), hidden, start
