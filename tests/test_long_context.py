@@ -317,3 +317,14 @@ def test_progress_bar_goes_to_stderr_only_in_a_terminal(capsys, monkeypatch):
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "attention weights, one head at a time" in captured.err
+
+
+def test_terminal_grid_of_a_reduced_picture_says_what_a_cell_is(cli, monkeypatch):
+    monkeypatch.setattr(streaming, "STREAM_CELLS", 1000)
+    monkeypatch.setattr(streaming, "GRID_PIXELS", 16)
+    monkeypatch.setattr(streaming, "MIN_PANEL_PIXELS", 8)
+    args = ["--batch", "1", "--heads", "2", "--hiddens", "16", "--queries", "64", "--kv", "64"]
+    result = cli("heatmap", *args, "--valid-lens", "none", "--causal", "--terminal")
+    assert result.exit_code == 0, result.output
+    assert "one cell per 8 x 8 weights (see the title)" in result.stdout
+    assert "each pixel the max of 8 queries x 8 keys" in result.stdout
