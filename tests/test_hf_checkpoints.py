@@ -12,9 +12,9 @@ import pytest
 import torch
 from hf_models import HFModel, straddling_layer
 
-from mha_cli.attention.rope import inverse_frequencies
 from mha_cli.errors import MhaError
-from mha_cli.files.hf_checkpoint import load_hf_layer
+from mha_cli.hf.checkpoint import load_hf_layer
+from mha_cli.layer.rope import inverse_frequencies
 
 FAMILIES = ["bert", "roberta", "vit", "gpt2", "opt", "llama", "mistral", "qwen2", "qwen3"]
 FAMILIES += ["gpt_neox", "gptj"]
@@ -158,14 +158,20 @@ def test_from_a_sharded_torch_index(hf_models: dict[str, HFModel], tmp_path: Pat
     assert {path.name for path in loaded.files.values()} == set(shards)
 
 
+# What the keys leave unknown, given as options (a rotary layout also needs the rope's).
+GIVEN = {"causal": True, "rope": "half", "rope_theta": 1e4, "rotary_dim": None, "window": None}
+GIVEN |= {"norm_eps": 1e-6}
+
+
 def test_without_a_config_the_keys_tell_the_family(
     hf_models: dict[str, HFModel], tmp_path: Path
 ) -> None:
-    for family, heads in [("qwen3", None), ("qwen2", 4), ("gpt2", 4), ("gpt_neox", 4)]:
+    for family in ["qwen3", "qwen2", "gpt2", "gpt_neox"]:
         hf = hf_models[family]
         path = shutil.copy(hf.folder / "model.safetensors", tmp_path / f"{family}.safetensors")
-        loaded = load_hf_layer(Path(path), 1, heads=heads)
+        loaded = load_hf_layer(Path(path), 1, heads=4, given=GIVEN)
         assert (loaded.config, loaded.attention.family) == (None, family)
+        assert loaded.assumed[0].startswith(f"the family: {family} (")
         kv_heads = hf.config.num_key_value_heads if family.startswith("qwen") else 4
         assert (loaded.attention.heads, loaded.attention.kv_heads) == (4, kv_heads)
         assert_same(loaded.state, hf, 1)
@@ -235,9 +241,7 @@ def test_layer_beyond_the_model(hf_models: dict[str, HFModel], tmp_path: Path) -
         2,
     )
     bare = Path(shutil.copy(hf.folder / "model.safetensors", tmp_path / "bare.safetensors"))
-    fails(
-        r"^--layer 7 is beyond the model: \S+bare.safetensors has 2 layers; pick", bare, 7, heads=4
-    )
+    fails(r"^--layer 7 is beyond the model: \S+bare.safetensors has 2 layers; pick", bare, 7)
 
 
 def test_missing_shard(hf_models: dict[str, HFModel], tmp_path: Path) -> None:
@@ -253,7 +257,9 @@ def test_unsupported_family(hf_models: dict[str, HFModel], tmp_path: Path) -> No
     folder = copy(hf_models["llama"], tmp_path)
     edit_config(folder, model_type="mamba")
     message = fails(
-        r"^\S+config.json: model_type 'mamba' is not supported; supported families: bert", folder
+        r"^\S+config.json: model_type 'mamba' is not supported \(a state-space model: it has no "
+        r"attention layer\); supported families: bert",
+        folder,
     )
     assert "gpt_neox, gptj" in message
 
@@ -346,7 +352,9 @@ def test_other_paths(hf_models: dict[str, HFModel], tmp_path: Path) -> None:
         other,
     )
     fails(
-        r"^without a config.json the number of heads is unknown \(W_q has 32 outputs\); "
-        "give --heads",
+        r"^\S+m.safetensors has no config.json beside it: mha takes it for llama because its "
+        r"keys have the llama layout .* so the number of heads, the causal mask, the rotary "
+        r"embedding .* are unknown; give --config config.json \(the model's own\), or set them "
+        r"with --heads --causal/--no-causal --rope --rope-theta --rotary-dim --window$",
         shutil.copy(hf_models["llama"].folder / "model.safetensors", tmp_path / "m.safetensors"),
     )

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from mha_cli.errors import MhaError
-from mha_cli.files.hf_config import (
+from mha_cli.hf.config import (
     FAMILIES,
     attention_from_weights,
     parse_hf_config,
@@ -44,8 +44,14 @@ def fails(config: dict[str, Any], pattern: str, layer: int = 0) -> str:
 
 def test_the_readers_import_no_torch() -> None:
     # `--config config.json --device meta` and `mha --help` must not pay for torch's import
-    modules = ("hf_config", "hf_layouts", "hf_checkpoint", "lazy_tensors", "safetensors_header")
-    imports = ", ".join(f"mha_cli.files.{name}" for name in modules)
+    modules = (
+        "hf.config",
+        "hf.layouts",
+        "hf.checkpoint",
+        "files.lazy_tensors",
+        "files.safetensors_header",
+    )
+    imports = ", ".join(f"mha_cli.{name}" for name in modules)
     code = f"import sys, {imports}; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
@@ -159,8 +165,10 @@ def test_spec_fields() -> None:
 def test_attention_from_weights() -> None:
     shapes = {"W_q.weight": (48, 32), "W_k.weight": (24, 32), "W_v.weight": (24, 32)}
     shapes |= {"W_o.weight": (32, 48), "q_norm.weight": (12,), "k_norm.weight": (12,)}
-    att = attention_from_weights("qwen3", shapes, None, 1, 2)
+    att = attention_from_weights("qwen3", shapes, 4, 1, 2)
     assert (att.heads, att.kv_heads, att.head_dim, att.hiddens) == (4, 2, 12, 32)
+    with pytest.raises(MhaError, match=r"^without a config.json the number of heads is unknown"):
+        attention_from_weights("qwen3", shapes, None, 1, 2)  # a norm never counts the heads
     shapes = {"W_q.weight": (32, 32), "W_k.weight": (32, 32), "W_v.weight": (32, 32)}
     shapes |= {"W_o.weight": (32, 32), "W_q.bias": (32,)}
     att = attention_from_weights("gptj", shapes, 4, 0, 2)

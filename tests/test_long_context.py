@@ -11,10 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from mha_cli.attention import streamed
-from mha_cli.attention.run import run_attention
+from mha_cli.files.sources import resolve
+from mha_cli.layer import run as run_module
+from mha_cli.layer import streamed
 from mha_cli.spec import memory, streaming
 from mha_cli.spec.spec import AttentionSpec
+
+run_attention = run_module.run_attention
 
 TOL = 2e-6  # float32 weights in 0..1: a few ulps of BLAS order
 
@@ -43,7 +46,7 @@ def test_streamed_weights_are_the_full_pass_weights(spec, monkeypatch):
     """Blocks of 4 query rows (several blocks, a short last one), no reduction: every weight
     and every masked cell is the full pass's."""
     monkeypatch.setattr(streaming, "BLOCK_CELLS", 4 * spec.kv)
-    full = run_attention(spec)
+    full = run_attention(resolve(spec))
     expected = full.attention_weights.numpy()  # (b, h, q, k)
     masked = np.broadcast_to(full.mask.numpy(), expected.shape)
     run, values, hidden = _streamed(spec, f"0:{spec.queries}")
@@ -58,7 +61,7 @@ def test_streamed_weights_match_a_float64_einsum():
     spec = AttentionSpec(
         batch=1, heads=3, hiddens=24, queries=40, kv=40, valid_lens=None, causal=True, bias=True
     )
-    full = run_attention(spec)
+    full = run_attention(resolve(spec))
     p = {name: t.double() for name, t in full.parameters.items()}
     x_q, x_k = full.tensors["queries"].double()[0], full.tensors["keys"].double()[0]
     q = (x_q @ p["W_q.weight"].T + p["W_q.bias"]).reshape(40, 3, 8).permute(1, 0, 2)
@@ -73,7 +76,7 @@ def test_streamed_weights_match_a_float64_einsum():
 
 def test_a_window_is_the_full_pass_cut_to_it():
     spec = AttentionSpec(batch=1, heads=2, hiddens=16, queries=50, kv=50, valid_lens=None)
-    full = run_attention(spec).attention_weights.numpy()
+    full = run_attention(resolve(spec)).attention_weights.numpy()
     _, values, hidden = _streamed(spec, "10:20", "30:")
     assert values.shape == (1, 2, 10, 20) and not hidden.any()
     np.testing.assert_allclose(values, full[:, :, 10:20, 30:50], atol=TOL)
@@ -182,8 +185,6 @@ def test_refusal_under_streaming_suggests_a_size_that_runs(cli, tmp_path, monkey
     plan = streaming.plan_stream(spec, streaming.Window(0, 8192), streaming.Window(0, 8192))
     small = int(streaming.streamed_bytes(spec, plan) * 0.5)
     monkeypatch.setattr(memory, "available_bytes", lambda: small)
-    from mha_cli.attention import run as run_module
-
     monkeypatch.setattr(run_module, "available_bytes", lambda: small)
     args = ["--batch", "1", "--heads", "2", "--hiddens", "64", "--valid-lens", "none"]
     result = cli("heatmap", *args, "--queries", "8192", "--kv", "8192", "--out", str(tmp_path))
@@ -239,7 +240,7 @@ def test_reduced_streamed_picture_is_the_full_pass_reduced(
         batch=2, heads=2, hiddens=16, queries=60, kv=64, valid_lens=lens, causal=True,
         window=window,
     )  # fmt: skip
-    full = run_attention(spec)
+    full = run_attention(resolve(spec))
     run, values, hidden = _streamed(spec, queries_range, keys_range, reduction=how)
     assert run.plan.reduced
     mask = full.mask.expand(full.attention_weights.shape)
@@ -266,7 +267,7 @@ HEAD_SPECS = [
 @pytest.mark.parametrize("spec", HEAD_SPECS)
 def test_streamed_heads_measure_as_the_full_pass(spec, monkeypatch):
     """`mha heads` streamed (blocks of 4 rows) gives the full pass's measures, with bounds."""
-    from mha_cli.attention.head_importance import measure_heads
+    from mha_cli.importance.head_importance import measure_heads
 
     full = measure_heads(spec)
     monkeypatch.setattr(streaming, "STREAM_CELLS", 1)
@@ -284,7 +285,7 @@ def test_streamed_heads_measure_as_the_full_pass(spec, monkeypatch):
 def test_head_terms_in_chunks_that_split_examples(monkeypatch):
     """Long context: chunks of a few rows (not whole examples) give the same terms, gradient
     importance included, so `mha heads` holds (h, rows, H), not (h, queries, H)."""
-    from mha_cli.attention import ablation
+    from mha_cli.importance import ablation
 
     generator = torch.Generator().manual_seed(1)
     concat = torch.randn(3, 7, 4 * 5, generator=generator)

@@ -96,8 +96,9 @@ def _single_prefix(path: Path, state: dict[Any, Any]) -> str:
     if len(prefixes) > 1:
         shown = listing(repr(p) for p in prefixes)
         raise MhaError(
-            f"{path} holds more than one attention layer (key prefixes {shown}); reading one "
-            "layer out of a larger model is not supported yet; save that layer's state_dict() alone"
+            f"{path} holds more than one attention layer (key prefixes {shown}); mha picks "
+            "one layer (--layer) out of Hugging Face models of the families it reads, not out of "
+            "this file; save that layer's state_dict() alone"
         )
     return prefixes[0]
 

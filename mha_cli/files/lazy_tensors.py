@@ -11,7 +11,6 @@ tensor's values are used). Every problem is one `MhaError` line naming the file 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from mha_cli.errors import MhaError
 from mha_cli.files.checkpoints import unwrap_state_dict
+from mha_cli.files.json_values import file_kind, read_json_file
 from mha_cli.files.safetensors_header import read_header
 from mha_cli.files.tensor_io import SAFETENSORS_SUFFIX, read_torch_file
 
@@ -68,6 +68,7 @@ def open_weights(path: Path) -> WeightIndex:
     folder = path if path.is_dir() else path.parent
     config = folder / "config.json"
     weights = _weights_in(path) if path.is_dir() else path
+    _check_regular(weights)
     name = weights.name.lower()
     mapped: dict[Path, dict[str, Any]] = {}
     if name.endswith(INDEX_SUFFIX):
@@ -81,7 +82,10 @@ def open_weights(path: Path) -> WeightIndex:
         kind = f"'{weights.suffix}'" if weights.suffix else "a file with no extension"
         raise MhaError(f"{path}: unsupported file type {kind}; give {_ACCEPTED}")
     index = weights if name.endswith(INDEX_SUFFIX) else None
-    return WeightIndex(path, shard_of, index, config if config.is_file() else None, mapped)
+    # A config.json that is there but unreadable (a broken link, a folder) is an error when it
+    # is read, never taken for an absent one.
+    present = config.exists() or config.is_symlink()
+    return WeightIndex(path, shard_of, index, config if present else None, mapped)
 
 
 def read_tensors(weights: WeightIndex, keys: Iterable[str]) -> TensorsRead:
@@ -115,8 +119,8 @@ def read_tensors(weights: WeightIndex, keys: Iterable[str]) -> TensorsRead:
 
 
 def _weights_in(folder: Path) -> Path:
-    for name in FOLDER_FILES:
-        if (folder / name).is_file():
+    for name in FOLDER_FILES:  # one that is there but unreadable is an error when it is read
+        if (folder / name).exists() or (folder / name).is_symlink():
             return folder / name
     found = sorted(p.name for p in folder.iterdir() if p.suffix in (".safetensors", ".bin"))
     hint = f" (it holds {', '.join(found[:4])}: give one of them)" if found else ""
@@ -126,14 +130,21 @@ def _weights_in(folder: Path) -> Path:
     )
 
 
+def _check_regular(file: Path) -> None:
+    """A weights file that is a FIFO or a device would block or never end: refused unread."""
+    import stat
+
+    try:
+        mode = file.stat().st_mode
+    except OSError:
+        return  # the reader says what is missing or unreadable
+    if not stat.S_ISREG(mode):
+        raise MhaError(f"{file} is {file_kind(mode)}, not a regular file; give {_ACCEPTED}")
+
+
 def _read_index(index: Path) -> dict[str, Path]:
     """key -> shard path, from the index's weight_map; no shard is opened."""
-    try:
-        content = json.loads(index.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MhaError(
-            f"cannot read {index} as JSON ({exc}); give the index save_pretrained wrote"
-        ) from None
+    content = read_json_file(index, "give the index save_pretrained wrote")
     weight_map = content.get("weight_map") if isinstance(content, dict) else None
     if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
         raise MhaError(

@@ -6,15 +6,16 @@ contradicts is a mistake, reported with both values.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mha_cli.errors import MhaError
 from mha_cli.files.reconcile import apply_sizes
-from mha_cli.results.records import Source
-from mha_cli.spec.spec import AttentionSpec
+from mha_cli.layer.records import Source
+from mha_cli.spec.spec import AttentionSpec, FinalSpec
+from mha_cli.spec.validation import validate
 
 if TYPE_CHECKING:
     import torch
@@ -24,10 +25,31 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Sources:
+    """A spec with the sizes its files fix, and what they hold (`resolve` makes it final)."""
+
     spec: AttentionSpec
-    state: dict[str, torch.Tensor] | None  # weights in d2l naming
-    inputs: dict[str, torch.Tensor] | None  # queries, keys, values[, valid_lens]
-    source: Source | None  # where the weights came from
+    state: Mapping[str, torch.Tensor] | None = None  # weights in d2l naming
+    inputs: Mapping[str, torch.Tensor] | None = None  # queries, keys, values[, valid_lens]
+    source: Source | None = None  # where the weights came from
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """The final spec and what its files hold (or other tensors of the caller's)."""
+
+    spec: FinalSpec
+    state: Mapping[str, torch.Tensor] | None = None  # weights in d2l naming
+    inputs: Mapping[str, torch.Tensor] | None = None  # queries, keys, values[, valid_lens]
+    source: Source | None = None  # where the weights came from
+
+
+def resolve(spec: AttentionSpec, *, finite: bool = True) -> Resolved:
+    """The one resolve step before the layer is built: the files read, the sizes they fix
+    reconciled with the options, the result validated, and every size written out
+    (`AttentionSpec.final`). `run_attention` takes this and never changes the spec."""
+    sources = resolve_sources(spec, finite=finite)
+    final = validate(sources.spec).final()
+    return Resolved(final, sources.state, sources.inputs, sources.source)
 
 
 def resolve_sources(spec: AttentionSpec, *, finite: bool = True) -> Sources:
@@ -52,7 +74,7 @@ def resolve_sources(spec: AttentionSpec, *, finite: bool = True) -> Sources:
     elif spec.weights is not None:
         from mha_cli.files.model_layer import read_model_layer
 
-        state, source, spec = read_model_layer(spec)
+        state, source, spec = read_model_layer(spec, finite=finite)
     if spec.inputs_file is not None:
         from mha_cli.files.tensor_files import load_inputs
 
@@ -69,14 +91,17 @@ def holds_one_layer(path: Path) -> bool:
     from mha_cli.files.lazy_tensors import open_weights
 
     try:
-        keys = open_weights(path).keys
+        weights = open_weights(path)
     except MhaError:
         return True  # the one-layer reader has the more specific message for a damaged file
-    return any(_member(key, MEMBERS) for key in keys)
+    from mha_cli.hf.layouts import find_layout, other_family
 
-
-def _member(key: str, members: frozenset[str]) -> bool:
-    return any(key == member or key.endswith("." + member) for member in members)
+    keys = weights.keys
+    if find_layout(keys) is not None or other_family(keys) is not None:
+        return False  # a whole model (OPT's and GPT-J's layers have out_proj too)
+    if weights.config is not None and not any(key in MEMBERS for key in keys):
+        return False  # a file inside a model folder is read as the folder
+    return any(key == m or key.endswith("." + m) for key in keys for m in MEMBERS)
 
 
 def _named(option: str, load: Callable[[Path], T], path: str) -> T:

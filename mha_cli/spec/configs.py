@@ -49,21 +49,29 @@ def load_config(name_or_path: str, layer: int = 0) -> dict[str, Any]:
     layer `layer`). Returns the specification's keys only."""
     path = Path(name_or_path)
     if path.suffix.lower() == ".json":
-        from mha_cli.files.hf_config import read_hf_config, spec_fields
+        from mha_cli.hf.config import read_hf_config, spec_fields
 
         fields = spec_fields(read_hf_config(path, layer))
+        # None is a value here too: no window, no rope scaling
+        kept = ("window", "rope_scaling") if fields["rope"] != "none" else ("window",)
         return {key: value for key, value in fields.items() if value is not None} | {
-            "window": fields["window"],
+            **{key: fields[key] for key in kept},
             "layer": layer,
         }
-    if path.suffix == ".toml" or path.exists():
-        if not path.is_file():
+    if path.suffix == ".toml" or path.exists() or path.is_symlink():
+        if not path.exists() and not path.is_symlink():
             raise MhaError(
                 f"--config {name_or_path}: no such file; give a TOML file or a preset name"
             )
+        from mha_cli.files.json_values import read_small_file
+
+        try:  # a FIFO, a device, a folder or a huge file: refused before reading on
+            raw = read_small_file(path, "give a TOML file", "a TOML config")
+        except MhaError as error:
+            raise MhaError(f"--config {error}") from None
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
             raise MhaError(
                 f"--config {name_or_path}: cannot read it ({exc}); give a TOML file"
             ) from None

@@ -4,7 +4,7 @@ time, and what each pixel of the picture stands for.
 Pure arithmetic, no torch: the window the user asked for (`--queries-range`, `--keys-range`),
 how many queries and keys each pixel gathers (`factor`), how many query rows a block holds,
 and the memory a streamed run needs at most, with the refusal (and a size that runs) when even
-that cannot fit. The torch side is `mha_cli.attention.streamed`.
+that cannot fit. The torch side is `mha_cli.layer.streamed`.
 """
 
 from __future__ import annotations
@@ -129,9 +129,10 @@ def streamed_bytes(spec: AttentionSpec, plan: StreamPlan) -> int:
     one head's projected queries and keys (with rotation temporaries), one block of scores,
     mask and weights, and the reduced picture."""
     b, q, k = spec.batch, spec.queries, spec.kv
+    final = spec.final()  # every size written out
     element = _ELEMENT_BYTES.get(spec.dtype, 4)
-    inputs = b * (q * spec.q_size + k * spec.k_size)
-    head = 3 * (q + k) * spec.head_width
+    inputs = b * (q * final.query_size + k * final.key_size)
+    head = 3 * (q + k) * final.head_dim
     block = 3 * plan.block_rows * k  # scores, weights, a temporary
     picture = b * spec.heads * plan.pixel_rows * plan.pixel_cols * 2  # values and counts
     elements = inputs + parameter_count(spec) + head + block + picture
@@ -172,7 +173,7 @@ def smaller_streamed(spec: AttentionSpec, plan: StreamPlan, available: int) -> s
 def _fits(spec: AttentionSpec, reduction: str, available: int) -> bool:
     """Whether `spec` runs, by the path it would take: streamed, or the full pass when small."""
     if not wants_streaming(spec, windowed=False):
-        return estimate_bytes(spec)[0] <= _HEADROOM * available
+        return estimate_bytes(spec, "heatmap")[0] <= _HEADROOM * available
     whole = plan_stream(spec, Window(0, spec.queries), Window(0, spec.kv), reduction)
     return streamed_bytes(spec, whole) <= _HEADROOM * available
 
