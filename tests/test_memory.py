@@ -108,8 +108,8 @@ LONG = [
     *("--batch", "1", "--heads", "8", "--hiddens", "64"),
     *("--queries", "8000", "--kv", "8000", "--valid-lens", "none"),
 ]
-# A heatmap streams long contexts one head and block of queries at a time (issue 20): LONG fits
-# in 2 GiB that way. What cannot fit even streamed: a layer whose weights alone take 13 GiB.
+# `heatmap` and `heads` stream long contexts one head and block of queries at a time (issue 20):
+# LONG fits in 2 GiB that way. What cannot fit even streamed: a layer whose weights alone take 13 GiB.
 WIDE = [*LONG[:4], "--hiddens", "30000", *LONG[6:]]
 
 
@@ -119,7 +119,7 @@ WIDE = [*LONG[:4], "--hiddens", "30000", *LONG[6:]]
         ["inspect", *LONG],
         ["heatmap", *WIDE],
         ["compare", *LONG],
-        ["heads", *LONG],
+        ["heads", *WIDE],
         ["weights", "--heads", "8", "--hiddens", "30000"],
     ],
     ids=lambda args: args[0],
