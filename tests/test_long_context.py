@@ -329,3 +329,20 @@ def test_terminal_grid_of_a_reduced_picture_says_what_a_cell_is(cli, monkeypatch
     assert result.exit_code == 0, result.output
     assert "one cell per 8 x 8 weights (see the title)" in result.stdout
     assert "each pixel the max of 8 queries x 8 keys" in result.stdout
+
+
+def test_weights_that_cannot_fit_streamed_suggest_hiddens_that_run(cli, tmp_path, monkeypatch):
+    spec = AttentionSpec(batch=1, heads=4, hiddens=2048, queries=4096, kv=4096, valid_lens=None)
+    plan = streaming.plan_stream(spec, streaming.Window(0, 4096), streaming.Window(0, 4096))
+    small = int(streaming.streamed_bytes(spec, plan) * 0.5)  # its weights take most of it
+    monkeypatch.setattr(memory, "available_bytes", lambda: small)
+    monkeypatch.setattr(run_module, "available_bytes", lambda: small)
+    args = ["--batch", "1", "--heads", "4", "--queries", "4096", "--kv", "4096"]
+    result = cli("heatmap", *args, "--hiddens", "2048", "--valid-lens", "none")
+    assert result.exit_code == 2, result.output
+    suggestion = result.output.split("e.g. ")[1].split()
+    assert suggestion[0] == "--hiddens" and int(suggestion[1]) < 2048
+    again = cli(
+        "heatmap", *args, *suggestion[:2], "--valid-lens", "none", "--out", str(tmp_path / "a.png")
+    )
+    assert again.exit_code == 0, again.output

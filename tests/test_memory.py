@@ -109,7 +109,7 @@ LONG = [
     *("--queries", "8000", "--kv", "8000", "--valid-lens", "none"),
 ]
 # `heatmap` and `heads` stream long contexts one head and block of queries at a time (issue 20):
-# LONG fits in 2 GiB that way. What cannot fit even streamed: a layer whose weights alone take 13 GiB.
+# LONG fits in 2 GiB that way. What cannot fit even streamed: weights alone of 13 GiB.
 WIDE = [*LONG[:4], "--hiddens", "30000", *LONG[6:]]
 
 

@@ -40,12 +40,12 @@ class StreamedHeads:
 
 def stream_heads(spec: AttentionSpec) -> StreamedHeads:
     sources = resolve(spec)
-    spec = sources.spec  # every size written out (FinalSpec)
+    asked, spec = spec, sources.spec  # every size written out (FinalSpec)
     whole = plan_stream(spec, Window(0, spec.queries), Window(0, spec.kv))
     device = resolve_device(spec.device)
     free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
     available = memory.available_bytes() if device.type == "cpu" else free
-    check_stream_fits(spec, whole, available)
+    check_stream_fits(spec, whole, available, asked)
     dtype = getattr(torch, spec.dtype)
     layer = build_layer(spec, device, dtype, sources.state)
     layer.eval()

@@ -70,7 +70,7 @@ def stream_heatmap(
     """The layer `spec` describes, its attention weights computed per (example, head) and
     block of queries and reduced to the picture's pixels."""
     sources = resolve(spec)
-    spec = sources.spec  # every size written out (FinalSpec)
+    asked, spec = spec, sources.spec  # every size written out (FinalSpec)
     plan = plan_stream(
         spec,
         parse_range(queries_range, spec.queries, "--queries-range", "queries"),
@@ -79,7 +79,8 @@ def stream_heatmap(
     )
     device = resolve_device(spec.device)
     free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
-    check_stream_fits(spec, plan, memory.available_bytes() if device.type == "cpu" else free)
+    available = memory.available_bytes() if device.type == "cpu" else free
+    check_stream_fits(spec, plan, available, asked)
     dtype = getattr(torch, spec.dtype)
     layer = build_layer(spec, device, dtype, sources.state)
     if not isinstance(layer, MultiHeadAttention):

@@ -139,8 +139,14 @@ def streamed_bytes(spec: AttentionSpec, plan: StreamPlan) -> int:
     return elements * element + 2 * plan.block_rows * k + picture  # + the block's masks
 
 
-def check_stream_fits(spec: AttentionSpec, plan: StreamPlan, available: int | None) -> None:
-    """Refuse a streamed run that cannot fit even so, with sizes that do."""
+def check_stream_fits(
+    spec: AttentionSpec,
+    plan: StreamPlan,
+    available: int | None,
+    asked: AttentionSpec | None = None,
+) -> None:
+    """Refuse a streamed run that cannot fit even so, with sizes that do: changes of `asked`,
+    the spec as the user gave it (before every size was written out)."""
     if available is None:
         return
     total = streamed_bytes(spec, plan)
@@ -150,7 +156,7 @@ def check_stream_fits(spec: AttentionSpec, plan: StreamPlan, available: int | No
         f"this configuration needs about {size_text(total)} even computed one head and "
         f"{plan.block_rows} queries at a time (its inputs and weights alone take "
         f"{size_text(total - _block_bytes(spec, plan))}) but {spec.device} has "
-        f"{size_text(available)} free; {smaller_streamed(spec, plan, available)}"
+        f"{size_text(available)} free; {smaller_streamed(asked or spec, plan, available)}"
     )
 
 
@@ -167,6 +173,15 @@ def smaller_streamed(spec: AttentionSpec, plan: StreamPlan, available: int) -> s
         smaller = replace(spec, queries=min(spec.queries, length), kv=min(spec.kv, length))
         if _fits(smaller, plan.reduction, available):
             return f"use smaller sizes, e.g. --queries {smaller.queries} --kv {smaller.kv}"
+    # The weights alone do not fit: fewer hiddens (a multiple of the heads), at full length.
+    hiddens = spec.hiddens
+    while hiddens // 2 >= spec.heads:
+        hiddens = hiddens // 2 // spec.heads * spec.heads
+        given = (spec.head_dim, spec.query_size, spec.key_size, spec.value_size)
+        if any(size is not None for size in given):
+            break  # sizes given beside --hiddens would not follow it
+        if _fits(replace(spec, hiddens=hiddens), plan.reduction, available):
+            return f"use smaller sizes, e.g. --hiddens {hiddens}"
     return "use smaller sizes (--batch, --heads, --hiddens)"
 
 
