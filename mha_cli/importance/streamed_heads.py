@@ -15,8 +15,10 @@ from typing import Any
 
 import torch
 
+from mha_cli.errors import MhaError
 from mha_cli.files.sources import resolve
 from mha_cli.importance.ablation import Focus, _standard_error
+from mha_cli.layer.layer import MultiHeadAttention
 from mha_cli.layer.masking import MASK_VALUE, query_positions
 from mha_cli.layer.run import build_layer, make_inputs, resolve_device
 from mha_cli.layer.streamed import HeadProjections, _notes, block_mask, key_span
@@ -48,6 +50,8 @@ def stream_heads(spec: AttentionSpec) -> StreamedHeads:
     check_stream_fits(spec, whole, available, asked)
     dtype = getattr(torch, spec.dtype)
     layer = build_layer(spec, device, dtype, sources.state)
+    if not isinstance(layer, MultiHeadAttention):
+        raise MhaError("mha heads streams the dot-product layer only; use --score dot")
     layer.eval()
     queries, keys, values = make_inputs(spec, device, dtype, sources.inputs)
     lens = None
@@ -88,7 +92,7 @@ def _value_head(layer: Any, projected: torch.Tensor, kv_head: int) -> torch.Tens
 
 
 def _stream(
-    spec: AttentionSpec,
+    spec: FinalSpec,
     layer: Any,
     queries: torch.Tensor,
     keys: torch.Tensor,

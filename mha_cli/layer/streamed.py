@@ -228,7 +228,7 @@ def reduce_block(
 
 
 def _stream(
-    spec: AttentionSpec,
+    spec: FinalSpec,
     plan: StreamPlan,
     layer: MultiHeadAttention,
     queries: torch.Tensor,  # (b, q, query_size)
@@ -309,7 +309,7 @@ def _block(
     lens: torch.Tensor | None,
     query_pos: torch.Tensor,  # (r,)
     key_pos: torch.Tensor,  # (k,)
-    spec: AttentionSpec,
+    spec: FinalSpec,
     plan: StreamPlan,
     scale: float,
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -384,7 +384,7 @@ def reduce_full(
     return Picture(values, hidden)
 
 
-def _notes(spec: AttentionSpec, plan: StreamPlan, layer: nn.Module) -> list[str]:
+def _notes(spec: FinalSpec, plan: StreamPlan, layer: nn.Module) -> list[str]:
     """The full run's notes that do not need its (b, h, q, k) weights, and how it streamed."""
     from mha_cli.layer.summary import _notes as run_notes
 
