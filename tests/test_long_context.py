@@ -346,3 +346,13 @@ def test_weights_that_cannot_fit_streamed_suggest_hiddens_that_run(cli, tmp_path
         "heatmap", *args, *suggestion[:2], "--valid-lens", "none", "--out", str(tmp_path / "a.png")
     )
     assert again.exit_code == 0, again.output
+
+
+def test_meta_device_at_long_context_points_to_cpu(cli):
+    args = ["--batch", "1", "--heads", "8", "--hiddens", "64", "--valid-lens", "none"]
+    result = cli("heatmap", *args, "--queries", "8192", "--kv", "8192", "--device", "meta")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "mha: heatmaps need computed values, and --device meta computes none; use --device cpu "
+        "(a long context is computed one head at a time)"
+    )

@@ -32,7 +32,6 @@ def streamed_weights(
 ) -> tuple[StreamedRun | Report, HeatmapData] | None:
     """The run and the picture's numbers when the heatmap streams; None when the full pass
     draws it (small sizes, no window asked for)."""
-    from mha_cli.spec.memory import refuse_meta_for_values
     from mha_cli.spec.streaming import REDUCTIONS, parse_range, wants_streaming
 
     if reduction not in REDUCTIONS:
@@ -45,7 +44,8 @@ def streamed_weights(
                 "--queries-range and --keys-range need the dot-product layer; use --score dot"
             )
         return None
-    refuse_meta_for_values(spec, "heatmaps", "heatmap")
+    if spec.device == "meta":
+        _refuse_meta(spec, reduction)
     if spec.inputs_file is None:  # sizes known now: a bad range fails before the run
         parse_range(queries_range, spec.queries, "--queries-range", "queries")
         parse_range(keys_range, spec.kv, "--keys-range", "keys")
@@ -56,6 +56,23 @@ def streamed_weights(
 
     run, picture = stream_heatmap(spec, queries_range, keys_range, reduction, steps)
     return run, picture_data(run, picture)
+
+
+def _refuse_meta(spec: Any, reduction: str) -> None:
+    """The meta device computes no weights: --device cpu, where the streamed run fits this
+    machine's memory; else sizes that do."""
+    from mha_cli.messages import size_text
+    from mha_cli.spec import memory
+    from mha_cli.spec.streaming import Window, plan_stream, smaller_streamed, streamed_bytes
+
+    on_cpu = replace(spec, device="cpu")
+    available = memory.available_bytes()
+    fix = "use --device cpu (a long context is computed one head at a time)"
+    plan = plan_stream(on_cpu, Window(0, spec.queries), Window(0, spec.kv), reduction)
+    if available is not None and streamed_bytes(on_cpu, plan) > 0.8 * available:
+        smaller = smaller_streamed(on_cpu, plan, available).removeprefix("use ")
+        fix += f" and, to fit {size_text(available)} of free memory, {smaller}"
+    raise MhaError(f"heatmaps need computed values, and --device meta computes none; {fix}")
 
 
 def _exported(
