@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -82,6 +80,34 @@ EXPORT = Annotated[
         show_default=False,
     ),
 ]
+QUERIES_RANGE = Annotated[
+    str | None,
+    typer.Option(
+        "--queries-range",
+        help="draw queries START:STOP only (each row's softmax still runs over every key), at "
+        "full resolution where the picture has the pixels",
+        show_default=False,
+    ),
+]
+KEYS_RANGE = Annotated[
+    str | None,
+    typer.Option("--keys-range", help="draw keys START:STOP only, e.g. 0:128", show_default=False),
+]
+
+
+class Reduce(str, Enum):
+    max = "max"
+    mean = "mean"
+
+
+REDUCE = Annotated[
+    Reduce,
+    typer.Option(
+        "--reduce",
+        help="at long context each pixel covers several weights: their max (a one-key sink "
+        "column stays visible) or mean",
+    ),
+]
 
 
 def heatmap(
@@ -96,12 +122,16 @@ def heatmap(
     export: EXPORT = None,
     module: MODULE = None,
     force: FORCE = False,
+    queries_range: QUERIES_RANGE = None,
+    keys_range: KEYS_RANGE = None,
+    reduce: REDUCE = Reduce.max,
 ) -> None:
     """Run the layer and save its attention weights as a grid: rows are examples, columns heads."""
+    from mha_cli.commands.progress_bar import stderr_progress
     from mha_cli.heatmaps.api import save_heatmaps
     from mha_cli.heatmaps.data import annotate_allowed
 
-    with _progress() as progress:
+    with stderr_progress() as progress:
         files = save_heatmaps(
             out=out,
             per_head=per_head,
@@ -111,9 +141,13 @@ def heatmap(
             scale=scale.value,
             export=export,
             draw=not (terminal and out is None),
-            progress=progress,
+            progress=progress.say,
+            steps=progress.steps,
             module=module,
             force=force,
+            queries_range=queries_range,
+            keys_range=keys_range,
+            reduce=reduce.value,
             config=options.pop("config"),
             **options,
         )
@@ -131,21 +165,6 @@ def heatmap(
         wrote(export)
     for path in files.written:
         wrote(path)
-
-
-@contextmanager
-def _progress() -> Iterator[Callable[[str], None]]:
-    """The renderer's progress messages on stderr: a spinner in a terminal, lines elsewhere."""
-    from rich.console import Console
-
-    status = Console(stderr=True).status("rendering") if sys.stderr.isatty() else None
-    if status is not None:
-        status.start()
-    try:
-        yield status.update if status is not None else note
-    finally:
-        if status is not None:
-            status.stop()
 
 
 def register(app: typer.Typer, user_errors: Callable[..., Any]) -> None:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from mha_cli.heatmaps.data import HeatmapData
     from mha_cli.layer.report import Report
+    from mha_cli.layer.streamed import StreamedRun
     from mha_cli.tracing.report import TraceReport
 
 DEFAULT_STEM = "attention"
@@ -36,6 +37,9 @@ def heatmap(
     annotate: bool = False,
     scale: str = "auto",
     module: Any = None,
+    queries_range: str | None = None,
+    keys_range: str | None = None,
+    reduce: str = "max",
     **options: Any,
 ) -> Figure:
     """The attention weights of the layer the options describe, as a matplotlib Figure: rows
@@ -43,9 +47,12 @@ def heatmap(
 
     `scale` is the colour scale: linear, log, or auto (log when most weights are tiny).
     `module` ("FILE.py:NAME", or the class or function itself) draws that module's own
-    weights instead, traced as `mha_cli.trace` does (this runs its code)."""
+    weights instead, traced as `mha_cli.trace` does (this runs its code).
+    `queries_range`, `keys_range` ("A:B") draw a window; long contexts are computed one head
+    at a time, each pixel the `reduce` (max or mean) of the weights it covers."""
     check_scale(scale)
-    _, data = weights_to_draw(config, options, module=module)
+    window = {"queries_range": queries_range, "keys_range": keys_range, "reduction": reduce}
+    _, data = weights_to_draw(config, options, module=module, window=window)
     from mha_cli.heatmaps.image import grid_figure
 
     return grid_figure(data, dpi=dpi, annotate=annotate, scale=scale)
@@ -57,8 +64,22 @@ def weights_to_draw(
     *,
     module: Any = None,
     export: str | os.PathLike[str] | None = None,
-) -> tuple[Report | TraceReport, HeatmapData]:
-    """The run (mha's layer, or the user's module traced) and the numbers to draw."""
+    window: dict[str, Any] | None = None,
+    steps: Callable[[int, int], None] | None = None,
+) -> tuple[Report | TraceReport | StreamedRun, HeatmapData]:
+    """The run (mha's layer, or the user's module traced) and the numbers to draw. `window`
+    holds queries_range, keys_range and reduction (`mha_cli.heatmaps.long_context`)."""
+    window = window or {}
+    if module is not None and (window.get("queries_range") or window.get("keys_range")):
+        raise MhaError(
+            "--queries-range and --keys-range draw mha's own layer; drop them with --module"
+        )
+    if module is None:
+        from mha_cli.heatmaps.long_context import streamed_weights
+
+        streamed = streamed_weights(config, options, export=export, steps=steps, **window)
+        if streamed is not None:
+            return streamed
     if module is None:
         report: Report | TraceReport = run(
             config, options, export=export, value_ranges=False, needs_values="heatmaps"
@@ -89,7 +110,7 @@ def weights_to_draw(
 class HeatmapFiles:
     """What `save_heatmaps` did: the run, the numbers drawn, and the files written."""
 
-    report: Report | TraceReport  # mha's layer, or the user's module (--module)
+    report: Report | TraceReport | StreamedRun  # mha's layer, or the user's module (--module)
     data: HeatmapData
     written: list[Path] = field(default_factory=list)
 
@@ -108,6 +129,10 @@ def save_heatmaps(
     config: Any = None,
     module: Any = None,
     force: bool = False,
+    queries_range: str | None = None,
+    keys_range: str | None = None,
+    reduce: str = "max",
+    steps: Callable[[int, int], None] | None = None,
     **options: Any,
 ) -> HeatmapFiles:
     """Run the layer and write its heatmaps: one grid image, or one file per (example, head).
@@ -116,10 +141,15 @@ def save_heatmaps(
     ending in '/', created when missing). `draw=False` runs without
     writing images (for a terminal-only look). `module` draws a traced module's own weights.
     `force` lets `per_head` write more than MAX_PER_HEAD_FILES files.
+    `queries_range`, `keys_range` and `reduce` as for `heatmap`; `steps(done, total)` hears
+    of each block of a streamed run.
     """
     check_scale(scale)
     target = _target(out, per_head, image_format) if draw else None
-    report, data = weights_to_draw(config, options, module=module, export=export)
+    window = {"queries_range": queries_range, "keys_range": keys_range, "reduction": reduce}
+    report, data = weights_to_draw(
+        config, options, module=module, export=export, window=window, steps=steps
+    )
     from mha_cli.heatmaps import image
 
     files = HeatmapFiles(report, data)

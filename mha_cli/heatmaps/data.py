@@ -37,6 +37,13 @@ class HeatmapData:
     query_label: str = "queries"
     key_label: str = "keys"
     panel_title: str = ""  # set by `panel`: "example 0, head 3" for a file of one panel
+    # A streamed long-context picture: cell i covers positions start + i*step .. (see
+    # mha_cli.layer.streamed); key_count is every key the softmax ran over (0: the columns).
+    query_start: int = 0
+    query_step: int = 1
+    key_start: int = 0
+    key_step: int = 1
+    key_count: int = 0
 
     def __post_init__(self) -> None:
         import numpy as np
@@ -59,6 +66,11 @@ class HeatmapData:
             self.query_label,
             self.key_label,
             panel_title=f"example {example}, head {head}",
+            query_start=self.query_start,
+            query_step=self.query_step,
+            key_start=self.key_start,
+            key_step=self.key_step,
+            key_count=self.key_count,
         )
 
 
@@ -150,7 +162,7 @@ def colour_scale(data: HeatmapData, kind: str = "auto") -> ColourScale:
     floor = max(smallest, vmax * 10.0**-LOG_DECADES)
     if kind == "auto":
         kind = "log" if crowded_at < CROWDED_FRACTION * vmax and floor < vmax else "linear"
-    keys = 0 if data.masked.any() else data.weights.shape[-1]
+    keys = 0 if data.masked.any() else (data.key_count or data.weights.shape[-1])
     if kind == "linear" or floor >= vmax:  # all weights equal: nothing for a log scale to show
         return ColourScale("linear", 0.0, vmax, crowded_at, keys=keys)
     clipped = bool((visible < floor).any())

@@ -42,10 +42,15 @@ def _tick_step(cell_in: float, count: int, label_in: float) -> int:
     return step
 
 
-def _ticks(count: int, starts: list[int], step: int) -> tuple[list[int], list[str]]:
-    """Tick positions and labels: 0, step, 2*step... inside each panel starting at `starts`."""
+def _ticks(
+    count: int, starts: list[int], step: int, origin: int = 0, stride: int = 1
+) -> tuple[list[int], list[str]]:
+    """Tick positions and labels: 0, step, 2*step... inside each panel starting at `starts`,
+    labelled with the position each cell starts at (origin + i * stride: a streamed picture's
+    cell covers `stride` positions from `origin` on)."""
     inner = range(0, count, step)
-    return [start + i for start in starts for i in inner], [str(i) for i in inner] * len(starts)
+    labels = [str(origin + i * stride) for i in inner]
+    return [start + i for start in starts for i in inner], labels * len(starts)
 
 
 def label_panels(
@@ -55,7 +60,8 @@ def label_panels(
     example's rows, unless the file holds one panel (its title names it)."""
     b, h, q, k = data.weights.shape
     plan, tick_pt = lay.plan, lay.points(TICK_PT)
-    x_step = _tick_step(lay.cell, k, (len(str(k - 1)) + 1) * tick_pt * 0.6 / 72)
+    widest = len(str(data.key_start + (k - 1) * data.key_step))
+    x_step = _tick_step(lay.cell, k, (widest + 1) * tick_pt * 0.6 / 72)
     y_step = _tick_step(lay.cell, q, tick_pt * 1.3 / 72)
     # Keys along the bottom, under the panels of the last panel row (it may be short).
     last = [
@@ -63,11 +69,11 @@ def label_panels(
         for head in range(h)
         if plan.position(b - 1, head)[0] == plan.panel_rows - 1
     ]
-    ax.set_xticks(*_ticks(k, last, x_step))
+    ax.set_xticks(*_ticks(k, last, x_step, data.key_start, data.key_step))
     tops = [
         plan.slices(e, head)[0].start for e in range(b) for head in range(0, h, plan.heads_per_row)
     ]
-    ax.set_yticks(*_ticks(q, tops, y_step))
+    ax.set_yticks(*_ticks(q, tops, y_step, data.query_start, data.query_step))
     ax.tick_params(labelsize=tick_pt, length=2.5 * lay.text, pad=1.5 * lay.text)
     ax.set_xlabel(data.key_label, fontsize=lay.points(LABEL_PT))
     ax.set_ylabel(data.query_label, fontsize=lay.points(LABEL_PT))

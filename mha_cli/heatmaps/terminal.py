@@ -150,6 +150,13 @@ def _prose(text: str, max_width: int, style: str = "") -> list[Text]:
     return [Text(line, style=style) for line in textwrap.wrap(text, max(max_width, 20))]
 
 
+def _span(start: int, shown: int, step: int, cells: int) -> str:
+    """'0-7 of 12' in positions: cells of `step` positions each, from `start`."""
+    if step == 1 and start == 0:
+        return f"0-{shown - 1} of {cells}"
+    return f"{start}-{start + shown * step - 1} of {start}-{start + cells * step - 1}"
+
+
 def terminal_grid(data: HeatmapData, max_width: int = 120, scale: str = "auto") -> RenderableType:
     """The grid as coloured blocks: examples down, heads across, queries by keys per panel;
     every line at most `max_width` characters. `scale`: auto, linear or log, as the images."""
@@ -165,11 +172,14 @@ def terminal_grid(data: HeatmapData, max_width: int = 120, scale: str = "auto") 
         heads = range(first, min(h, first + per_line))
         parts.append(_header(heads, keys, label_width))
         parts.extend(_panel_rows(data, heads, fractions, label_width))
-    what = f"rows: {data.query_label}, columns: {data.key_label}, one cell per weight"
+    steps = (data.query_step, data.key_step)
+    per_cell = "weight" if steps == (1, 1) else f"{steps[0]} x {steps[1]} weights (see the title)"
+    what = f"rows: {data.query_label}, columns: {data.key_label}, one cell per {per_cell}"
     if (queries, keys) != (q, k):
         what += (
-            f"; showing {data.query_label} 0-{queries - 1} of {q} and "
-            f"{data.key_label} 0-{keys - 1} of {k} in each panel (the image files show every cell)"
+            f"; showing {data.query_label} {_span(data.query_start, queries, data.query_step, q)}"
+            f" and {data.key_label} {_span(data.key_start, keys, data.key_step, k)} in each "
+            "panel (the image files show every cell)"
         )
     parts.extend(_prose(what, max_width))
     undefined = not bool(np.isfinite(fractions[~data.masked[:, :, :queries, :keys]]).all())

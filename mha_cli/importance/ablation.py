@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-CHUNK_BYTES = 64 * 2**20  # float64 per-head terms held at once
+CHUNK_BYTES = 256 * 2**20  # float64 per-head terms held at once (smaller chunks: slower products)
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,8 @@ def head_terms(
     a_s = torch.zeros(heads, dtype=torch.float64, device=c.device)
     # (h, b): Σ over the example's queries of <y - t, y_i>
     dot_error = torch.zeros(heads, b, dtype=torch.float64, device=c.device)
-    rows = max(q, (CHUNK_BYTES // (8 * heads * hiddens)) // q * q)  # whole examples per chunk
+    rows = max(1, CHUNK_BYTES // (8 * heads * hiddens))  # (h, rows, H) float64 at a time
+    example_of = torch.arange(b * q, device=c.device) // q  # (n,): each row's example
     for start in range(0, b * q, rows):
         part = c[start : start + rows]  # (n, h, w)
         terms = torch.einsum("nhw,ohw->hno", part, wo)  # (h, n, H): y_i
@@ -83,8 +84,7 @@ def head_terms(
         if targets is not None:
             t = targets.to(torch.float64).reshape(b * q, hiddens)[start : start + rows]
             dots = torch.einsum("hno,no->hn", terms, y - t)  # (h, n)
-            first = start // q
-            dot_error[:, first : first + dots.shape[1] // q] += dots.reshape(heads, -1, q).sum(-1)
+            dot_error.index_add_(1, example_of[start : start + rows], dots)
     gradient = None
     if targets is not None:
         # L_x = mean over (queries, hiddens) of (y - t)²: ∂L_x/∂ξ_i = 2/(q H) <y_x - t_x, y_i,x>

@@ -45,28 +45,39 @@ def measure_heads(
             "mha heads measures the layer in eval mode (dropout would make every ablation "
             "random); drop --train"
         )
-    report = run_attention(
-        resolve(replace(spec, train=False)),
-        value_ranges=False,
-        needs_values=True,
-        memory_for="heads",
-    )
-    spec = report.spec
+    from mha_cli.spec.streaming import wants_streaming
+
+    if targets is None and wants_streaming(spec, windowed=False):
+        # Long context: per head and block of queries, never (b h, q, k) at once.
+        from mha_cli.importance.streamed_heads import stream_heads
+
+        streamed = stream_heads(replace(spec, train=False))
+        spec, source, run_notes = streamed.spec, streamed.source, streamed.notes
+        concat, output, parameters = streamed.concat, streamed.output, streamed.parameters
+        focus = streamed.focus
+    else:
+        report = run_attention(
+            resolve(replace(spec, train=False)),
+            value_ranges=False,
+            needs_values=True,
+            memory_for="heads",
+        )
+        spec, source, run_notes = report.spec, report.source, list(report.summary.notes)
+        concat = report.tensors["output.concat"]  # (b, q, h*w)
+        output, parameters = report.output_tensor, report.parameters  # output (b, q, H)
+        focus = attention_focus(report.attention_weights, report.mask)
     heads = spec.heads
-    concat = report.tensors["output.concat"]  # (b, q, h*w)
-    output = report.output_tensor  # (b, q, H)
     target = _target(targets, output) if targets is not None else None
     terms = head_terms(
         concat,
-        report.parameters["W_o.weight"],
-        report.parameters.get("W_o.bias"),
+        parameters["W_o.weight"],
+        parameters.get("W_o.bias"),
         heads,
         ablation,
         target,
     )
     changes = single_changes(terms)
     errors = single_change_errors(terms)
-    focus = attention_focus(report.attention_weights, report.mask)
     pruning = [
         PruningStep(step, head, change)
         for step, (head, change) in enumerate(greedy_pruning(terms), start=1)
@@ -91,12 +102,12 @@ def measure_heads(
     ]
     result = HeadsReport(
         spec=spec,
-        source=report.source,
+        source=source,
         ablation_mode=ablation,
         heads=measures,
         pruning=pruning,
         output_norm=terms.output_norm,
-        notes=list(report.summary.notes) + _notes(spec, ablation),
+        notes=run_notes + _notes(spec, ablation),
     )
     rho, p = correlations(measures, result.measures)
     candidates = lowest_standing_out(
