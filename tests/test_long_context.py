@@ -38,6 +38,25 @@ SPECS = [
         batch=2, heads=2, hiddens=16, queries=5, kv=9,
         valid_lens=((1, 2, 3, 0, 9), (9, 8, 7, 6, 5)), causal=True, rope="interleaved",
     ),
+    # What the families add (issue 19): Gemma 2's soft-capping and scale, Bloom's ALiBi,
+    # OLMo's clamp, OLMo 2's whole-projection norm, YaRN's attention factor.
+    AttentionSpec(
+        batch=2, heads=4, kv_heads=2, hiddens=32, queries=21, kv=21, valid_lens=(21, 13),
+        causal=True, window=5, rope="half", score_scale=0.3, softcap=2.0,
+    ),
+    AttentionSpec(
+        batch=2, heads=6, hiddens=36, queries=19, kv=19, valid_lens=(19, 11), causal=True,
+        alibi=True, bias=True,
+    ),
+    AttentionSpec(
+        batch=2, heads=4, hiddens=32, queries=23, kv=23, valid_lens=None, causal=True,
+        clip_qkv=0.5, qk_norm=True, qk_norm_whole=True, rope="half",
+    ),
+    AttentionSpec(
+        batch=1, heads=4, hiddens=32, queries=25, kv=25, valid_lens=None, causal=True,
+        rope="half", rope_scaling=(("factor", 4.0), ("original_max_position_embeddings", 8),
+                                   ("rope_type", "yarn")),
+    ),
 ]  # fmt: skip
 
 
@@ -260,6 +279,14 @@ HEAD_SPECS = [
     AttentionSpec(
         batch=2, heads=2, hiddens=16, queries=5, kv=9,
         valid_lens=((1, 2, 3, 0, 9), (9, 8, 7, 6, 5)), value_mode="full",
+    ),
+    AttentionSpec(
+        batch=2, heads=4, hiddens=32, queries=20, kv=20, valid_lens=(20, 9), causal=True,
+        alibi=True, softcap=3.0, clip_qkv=0.4,
+    ),
+    AttentionSpec(
+        batch=2, heads=4, kv_heads=2, hiddens=32, queries=20, kv=20, valid_lens=None,
+        causal=True, qk_norm=True, qk_norm_whole=True, score_scale=0.2, rope="half",
     ),
 ]  # fmt: skip
 

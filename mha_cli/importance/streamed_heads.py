@@ -9,7 +9,6 @@ give those rows and `weights @ values` for the concatenation, then are dropped.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +20,13 @@ from mha_cli.importance.ablation import Focus, _standard_error
 from mha_cli.layer.layer import MultiHeadAttention
 from mha_cli.layer.masking import MASK_VALUE, query_positions
 from mha_cli.layer.run import build_layer, make_inputs, resolve_device
-from mha_cli.layer.streamed import HeadProjections, _notes, block_mask, key_span
+from mha_cli.layer.streamed import (
+    HeadProjections,
+    _notes,
+    block_mask,
+    head_scores,
+    key_span,
+)
 from mha_cli.spec import memory
 from mha_cli.spec.spec import AttentionSpec, FinalSpec
 from mha_cli.spec.streaming import Window, check_stream_fits, plan_stream
@@ -117,11 +122,12 @@ def _stream(
     # Only keys no query of a block sees are left out, and only where every row sees a key
     # (a row with none is uniform over ALL keys in d2l's softmax, and so is its output).
     narrow = lens is None and (spec.window is None or q <= k)
-    scale = math.sqrt(layer.head_dim)
     for example in range(b):
         key_heads = HeadProjections(layer, keys[example], "keys", key_pos)
         query_heads = HeadProjections(layer, queries[example], "queries", query_pos)
         projected = layer.W_v(values[example])  # (k, g*d), or (k, H) when kept whole
+        if layer.clip_qkv is not None:  # OLMo clamps the values too
+            projected = projected.clamp(-layer.clip_qkv, layer.clip_qkv)
         for head in range(h):
             head_keys = key_heads(head // group)  # grouped-query heads share one key head
             head_values = (
@@ -134,8 +140,9 @@ def _stream(
                     start + offset, stop - 1 + offset, k, spec.causal, spec.window, plan
                 )
                 low, high = span if span is not None and narrow else (0, k)
-                scores = head_queries[start:stop] @ head_keys[low:high].T
-                scores.div_(scale)
+                scores = head_scores(
+                    layer, head_queries[start:stop], head_keys[low:high], key_pos[low:high], head
+                )  # (r, high - low)
                 example_lens = None
                 if lens is not None:
                     example_lens = lens[example]

@@ -22,6 +22,7 @@ from torch import nn
 
 from mha_cli.errors import MhaError
 from mha_cli.files.sources import resolve
+from mha_cli.layer.alibi import alibi_slopes
 from mha_cli.layer.layer import MultiHeadAttention
 from mha_cli.layer.masking import MASK_VALUE, query_positions
 from mha_cli.layer.rope import apply_rope
@@ -132,15 +133,27 @@ def head_rows(
     W_q (W_k), then the same qk-norm and rotation the layer applies after its head split."""
     d = layer.head_dim
     linear: nn.Linear = layer.W_q if role == "queries" else layer.W_k
-    rows = slice(first * d, (first + count) * d)
-    bias = None if linear.bias is None else linear.bias[rows]
-    y = nn.functional.linear(x, linear.weight[rows], bias)  # (n, count * d)
+    norm = (layer.q_norm if role == "queries" else layer.k_norm) if layer.qk_norm else None
+    if layer.qk_norm_whole:  # OLMo 2: the norm sees every head's features, so project them all
+        y = linear(x)  # (n, heads * d)
+        if layer.clip_qkv is not None:
+            y = y.clamp(-layer.clip_qkv, layer.clip_qkv)
+        y = norm(y)[:, first * d : (first + count) * d]  # (n, count * d)
+    else:
+        rows = slice(first * d, (first + count) * d)
+        bias = None if linear.bias is None else linear.bias[rows]
+        y = nn.functional.linear(x, linear.weight[rows], bias)  # (n, count * d)
+        if layer.clip_qkv is not None:  # OLMo: a clamp per feature, so a slice is the same
+            y = y.clamp(-layer.clip_qkv, layer.clip_qkv)
     y = y.reshape(1, x.shape[0], count, d).permute(0, 2, 1, 3)  # (1, count, n, d)
-    if layer.qk_norm:
-        y = (layer.q_norm if role == "queries" else layer.k_norm)(y)
+    if norm is not None and not layer.qk_norm_whole:
+        y = norm(y)
     if layer.rotary is not None:
         rotary_dim = 2 * layer.rotary.inv_freq.shape[0]
-        y = apply_rope(y, positions, layer.rotary.inv_freq, rotary_dim, layer.rotary.pairing)
+        y = apply_rope(
+            y, positions, layer.rotary.inv_freq, rotary_dim, layer.rotary.pairing,
+            layer.rotary.factor,
+        )  # fmt: skip
     return y[0]
 
 
@@ -154,7 +167,8 @@ class HeadProjections:
         self.layer, self.x, self.role, self.positions = layer, x, role, positions
         heads = layer.num_heads if role == "queries" else layer.num_kv_heads
         per_head = x.shape[0] * layer.head_dim * x.element_size()
-        self.heads, self.size = heads, max(1, min(heads, PROJECTION_BYTES // max(1, per_head)))
+        size = max(1, min(heads, PROJECTION_BYTES // max(1, per_head)))
+        self.heads, self.size = heads, heads if layer.qk_norm_whole else size
         self.first, self.group = -1, torch.empty(0)
 
     def __call__(self, head: int) -> torch.Tensor:  # (n, d)
@@ -163,6 +177,29 @@ class HeadProjections:
             count = min(self.size, self.heads - self.first)
             self.group = head_rows(self.layer, self.x, self.first, self.role, self.positions, count)
         return self.group[head - self.first]
+
+
+def head_scores(
+    layer: MultiHeadAttention,
+    rows: torch.Tensor,  # (r, d): one head's queries
+    keys: torch.Tensor,  # (n, d): its keys
+    key_pos: torch.Tensor,  # (n,) the keys' positions
+    head: int,
+) -> torch.Tensor:
+    """One head's scores (r, n), as `DotProductAttention` makes them before the mask: the
+    scale (1/sqrt(d), or the family's), ALiBi's bias and Gemma 2's soft-capping."""
+    attention = layer.attention
+    scores = rows @ keys.T  # (r, n)
+    if attention.scale is None:
+        scores.div_(math.sqrt(rows.shape[-1]))
+    else:
+        scores.mul_(attention.scale)
+    if attention.alibi_heads is not None:  # slope of this head times the key's position
+        slope = alibi_slopes(attention.alibi_heads)[head].to(scores.device)
+        scores.add_((slope * key_pos.to(torch.float32)).to(scores.dtype)[None, :])
+    if attention.softcap is not None:
+        scores = torch.tanh(scores / attention.softcap) * attention.softcap
+    return scores
 
 
 def block_mask(
@@ -247,7 +284,6 @@ def _stream(
     n = plan.queries.size
     starts = range(0, n, plan.block_rows)
     total, done = b * h * len(starts), 0
-    scale = math.sqrt(layer.head_dim)
     offset = max(0, k - spec.queries)  # queries are the last positions when fewer than keys
     for example in range(b):
         key_heads = HeadProjections(layer, keys[example], "keys", key_pos)
@@ -268,7 +304,7 @@ def _stream(
                             example_lens = example_lens[start:stop]
                     pixels, empty, left = _block(
                         rows_of[start:stop], example_keys, span, example_lens,
-                        query_pos[start:stop], key_pos, spec, plan, scale,
+                        query_pos[start:stop], key_pos, spec, plan, layer, head,
                     )  # fmt: skip
                     top = start // plan.query_factor
                     rows_at = slice(top, top + pixels.shape[0])
@@ -311,12 +347,12 @@ def _block(
     key_pos: torch.Tensor,  # (k,)
     spec: FinalSpec,
     plan: StreamPlan,
-    scale: float,
+    layer: MultiHeadAttention,
+    head: int,
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """One block's pixels, which pixels are masked, and the first pixel column they start at."""
     low, high = span
-    scores = rows @ keys[low:high].T  # (r, high - low)
-    scores.div_(scale)
+    scores = head_scores(layer, rows, keys[low:high], key_pos[low:high], head)  # (r, high-low)
     mask = block_mask(lens, query_pos, key_pos[low:high], spec.causal, spec.window)
     if mask is not None:  # masking.masked_softmax's fill, in place
         scores.masked_fill_(mask, max(MASK_VALUE, torch.finfo(scores.dtype).min))
