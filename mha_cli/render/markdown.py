@@ -66,4 +66,7 @@ def report_markdown(report: RunRecord, only: Collection[str] | None = None) -> s
     )
     table = markdown_table(rows[0], rows[2:])
     notes = "\n".join(f"- {line.strip()}" for line in summary_lines(report) if line.strip())
-    return f"{table}\n\n{notes}\n"
+    from mha_cli.render.head_roles import head_roles_markdown
+
+    roles = head_roles_markdown(summary)
+    return f"{table}\n\n{notes}\n" + (f"\n{roles}" if roles else "")
