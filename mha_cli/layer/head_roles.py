@@ -64,7 +64,7 @@ def head_roles(
 def valid_rows(spec: FinalSpec, hidden: torch.Tensor, aligned: bool) -> torch.Tensor:
     """(b, q) bool: rows that see at least one key, and, in one sequence, queries within their
     example's valid length (a padded query is no token)."""
-    b, q, _ = hidden.shape
+    q = hidden.shape[1]
     rows = ~hidden.all(-1)
     lens = spec.valid_lens
     if aligned and lens is not None and not isinstance(lens[0], tuple):

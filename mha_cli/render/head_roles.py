@@ -1,5 +1,5 @@
 """What each head does, beneath the stage table: a compact per-head table and the roles in
-words. Plain text lines (the table's renderer) and a Markdown table; no torch."""
+words, as plain text lines (render/markdown.py makes its Markdown table); no torch."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def head_role_lines(summary: Summary) -> list[str]:
 def role_words(roles: list[HeadRole]) -> list[str]:
     """Each head whose attention one share dominates, in words ("head 5: previous token
     0.91"); the others counted as spread."""
-    named = [f"head {role.head}: {role.role}" for role in roles if role.kind not in ("spread", "n/a")]
+    named = [f"head {r.head}: {r.role}" for r in roles if r.kind not in ("spread", "n/a")]
     spread = [role for role in roles if role.kind == "spread"]
     lines = []
     if named:
@@ -75,16 +75,3 @@ def role_words(roles: list[HeadRole]) -> list[str]:
             which = f"head {spread[0].head}"
         lines.append(f"{'roles: ' if not named else '  '}{which}: spread (no one share dominates)")
     return lines
-
-
-def head_roles_markdown(summary: Summary) -> str:
-    """The per-head table in Markdown, with the note (empty when nothing was computed)."""
-    from mha_cli.render.markdown import markdown_table
-
-    if not summary.head_roles:
-        return ""
-    rows = [(*role_cells(role)[:-1], role.role) for role in summary.head_roles]
-    text = f"{INTRO}\n\n{markdown_table(HEADER, rows)}\n"
-    if summary.head_roles_note:
-        text += f"\n- note: {summary.head_roles_note}\n"
-    return text
