@@ -37,6 +37,8 @@ class HeatmapData:
     query_label: str = "queries"
     key_label: str = "keys"
     panel_title: str = ""  # set by `panel`: "example 0, head 3" for a file of one panel
+    # each head's role in words, by head ("previous 0.91"), drawn beside "head h" where it fits
+    head_roles: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         import numpy as np
@@ -58,8 +60,12 @@ class HeatmapData:
             self.title,
             self.query_label,
             self.key_label,
-            panel_title=f"example {example}, head {head}",
+            panel_title=f"example {example}, head {head}{self.role_text(head)}",
         )
+
+    def role_text(self, head: int) -> str:
+        """ ": previous 0.91" for a head with a role, "" otherwise."""
+        return f": {self.head_roles[head]}" if head < len(self.head_roles) else ""
 
 
 def annotate_allowed(data: HeatmapData) -> bool:

@@ -73,6 +73,8 @@ def measure_heads(
     ]
     step_of = {p.head: p.step for p in pruning}
     group = heads // spec.kv_heads
+    roles = report.summary.head_roles
+    roles_note = [] if report.summary.head_roles_note is None else [report.summary.head_roles_note]
     gradient = None if terms.gradient is None else terms.gradient.tolist()
     measures = [
         HeadMeasure(
@@ -86,6 +88,7 @@ def measure_heads(
             ablation_se=errors[i],
             entropy_se=focus.entropy_se[i],
             confidence_se=focus.confidence_se[i],
+            role=roles[i].role if roles else "",
         )
         for i in range(heads)
     ]
@@ -96,7 +99,7 @@ def measure_heads(
         heads=measures,
         pruning=pruning,
         output_norm=terms.output_norm,
-        notes=list(report.summary.notes) + _notes(spec, ablation),
+        notes=list(report.summary.notes) + _notes(spec, ablation) + roles_note,
     )
     rho, p = correlations(measures, result.measures)
     candidates = lowest_standing_out(

@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mha_cli.importance.records import Z95, HeadMeasure, HeadsRecord
+from mha_cli.layer.records import short_role
 from mha_cli.render.markdown import markdown_table
 
 MEASURE_LABELS = {
@@ -56,7 +57,8 @@ def title(report: HeadsRecord) -> str:
 
 def ranking_rows(report: HeadsRecord) -> tuple[list[str], list[list[str]]]:
     show_kv = any(h.kv_head != h.head for h in report.heads)
-    header = ["rank", "head", *(["kv head"] if show_kv else [])]
+    show_role = any(h.role for h in report.heads)
+    header = ["rank", "head", *(["kv head"] if show_kv else []), *(["role"] if show_role else [])]
     header += [
         MEASURE_LABELS[m] + ("" if m == "gradient" else " ± 1.96 se") for m in report.measures
     ]
@@ -65,6 +67,7 @@ def ranking_rows(report: HeadsRecord) -> tuple[list[str], list[list[str]]]:
     rows = []
     for rank, head in enumerate(report.ranking(), start=1):
         cells = [str(rank), str(head.head), *([str(head.kv_head)] if show_kv else [])]
+        cells += [short_role(head.role)] if show_role else []
         cells.append(percent_pm(head.ablation, head.ablation_se))
         cells += [_cell(m, head) for m in report.measures[1:]]
         cells += [str(head.pruned_at), percent(change_at[head.pruned_at])]

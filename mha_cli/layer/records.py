@@ -68,6 +68,13 @@ class HeadRole:
         return asdict(self)
 
 
+def short_role(role: str) -> str:
+    """A role in few letters, for a narrow column: "previous 0.91", "sink 0.78", "spread"."""
+    if role.startswith("spread"):
+        return "spread"
+    return role.replace("first token (sink)", "sink").replace("previous token", "previous")
+
+
 @dataclass(frozen=True)
 class Summary:
     """The figures below the table."""
