@@ -16,7 +16,9 @@ SEPARATOR = " │ "
 
 
 def _number(value: float | None, digits: int = 2) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
+    if value is None:
+        return "n/a"
+    return f"{value:.{digits if value < 100 else 0}f}"  # 4 characters up to 9999
 
 
 def role_cells(role: HeadRole) -> tuple[str, ...]:
@@ -47,14 +49,15 @@ def head_role_lines(summary: Summary) -> list[str]:
     per_column = -(-len(roles) // columns)
     lines = [INTRO]
     header = [_row(HEADER, widths)] * columns
-    lines.append("  " + SEPARATOR.join(header).rstrip())
+    indent = "  " if columns == 1 else ""  # two columns: 79 characters
+    lines.append(indent + SEPARATOR.join(header).rstrip())
     for index in range(per_column):
         parts = [
             _row(cells[index + c * per_column], widths)
             for c in range(columns)
             if index + c * per_column < len(cells)
         ]
-        lines.append("  " + SEPARATOR.join(parts).rstrip())
+        lines.append(indent + SEPARATOR.join(parts).rstrip())
     lines.extend(role_words(roles))
     if summary.head_roles_note:
         lines.append(f"note: {summary.head_roles_note}")
