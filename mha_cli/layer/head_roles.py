@@ -42,23 +42,35 @@ def head_roles(
     attention: torch.Tensor,  # (b, h, q, k)
     mask: torch.Tensor | None,  # (b, h, q, k) True where masked, or None
 ) -> tuple[list[HeadRole], str | None]:
-    """One `HeadRole` per head, and a note saying which figures are n/a and why (or None)."""
+    """One `HeadRole` per head, and a note saying which figures are n/a and why (or None).
+
+    One head at a time, in float32 with float64 sums: a long sequence's (b, h, q, k) weights
+    are never copied whole."""
     b, h, q, k = attention.shape
-    weights = attention.detach().to(device="cpu", dtype=torch.float64)
+    attention = attention.detach()
+    device = attention.device
     hidden = (
-        torch.zeros(b, q, k, dtype=torch.bool)
+        torch.zeros(b, q, k, dtype=torch.bool, device=device)
         if mask is None
-        else mask.detach().to("cpu").expand(b, h, q, k)[:, 0]
+        else mask.detach().expand(b, h, q, k)[:, 0]
     )  # (b, q, k): the mask is the same for every head
     aligned = same_sequence(spec)
-    rows = valid_rows(spec, hidden, aligned)  # (b, q)
-    visible = (~hidden).double()
+    rows = valid_rows(spec, hidden, aligned).double()  # (b, q)
+    offset = spec.query_offset
+    distances = None
+    if aligned:
+        query_pos = torch.arange(q, device=device) + offset  # (q,)
+        key_pos = torch.arange(k, device=device)  # (k,)
+        distances = (query_pos[:, None] - key_pos[None, :]).abs().float()  # (q, k)
+    visible = (~hidden).float()
     counts = visible.sum(-1, keepdim=True)
     even = torch.where(counts > 0, visible / counts.clamp(min=1), 1.0 / k)  # (b, q, k)
-    shares = _shares(weights, rows, aligned, spec.query_offset)
-    baseline = _shares(even[:, None], rows, aligned, spec.query_offset)
-    roles = [_role(head, shares, baseline) for head in range(h)]
-    return roles, _note(spec, aligned, rows, b, q)
+    baseline = _shares(even, rows, offset, None, aligned)
+    shares = [
+        _shares(attention[:, head].float(), rows, offset, distances, aligned) for head in range(h)
+    ]
+    roles = [_role(head, shares[head], baseline) for head in range(h)]
+    return roles, _note(spec, aligned, rows.bool(), b, q)
 
 
 def valid_rows(spec: FinalSpec, hidden: torch.Tensor, aligned: bool) -> torch.Tensor:
@@ -68,65 +80,57 @@ def valid_rows(spec: FinalSpec, hidden: torch.Tensor, aligned: bool) -> torch.Te
     rows = ~hidden.all(-1)
     lens = spec.valid_lens
     if aligned and lens is not None and not isinstance(lens[0], tuple):
-        positions = torch.arange(q) + spec.query_offset
-        limit = torch.tensor([int(n) for n in lens])  # type: ignore[arg-type]
+        positions = torch.arange(q, device=hidden.device) + spec.query_offset
+        limit = torch.tensor([int(n) for n in lens], device=hidden.device)  # type: ignore[arg-type]
         rows = rows & (positions[None, :] < limit[:, None])
     return rows
 
 
 def _shares(
-    weights: torch.Tensor, rows: torch.Tensor, aligned: bool, offset: int
-) -> dict[str, torch.Tensor | None]:
-    """Each figure per head (h,) from float64 weights (b, h or 1, q, k) and rows (b, q)."""
-    _, _, q, k = weights.shape
-    w = rows.double()  # (b, q)
-    total = w.sum()
-    figures: dict[str, torch.Tensor | None] = dict.fromkeys(
-        ("sink", "previous", "itself", "distance")
-    )
+    weights: torch.Tensor,  # (b, q, k) one head's weights
+    rows: torch.Tensor,  # (b, q) float64: 1 for a row that counts
+    offset: int,  # position of the first query
+    distances: torch.Tensor | None,  # (q, k) |query position - key position|, or None
+    aligned: bool,
+) -> dict[str, float | None]:
+    """The figures of one head: each row's share, averaged over the rows that count."""
+    figures: dict[str, float | None] = dict.fromkeys(("sink", "previous", "itself", "distance"))
+    total = float(rows.sum())
     if total == 0:
         return figures
-    figures["sink"] = torch.einsum("bhq,bq->h", weights[..., 0], w) / total
+
+    def mean(per_row: torch.Tensor, weight: torch.Tensor = rows) -> float | None:
+        n = float(weight.sum())
+        return None if n == 0 else float((per_row.double() * weight).sum()) / n
+
+    figures["sink"] = mean(weights[..., 0])
     if not aligned:
         return figures
-    query_pos = torch.arange(q) + offset  # (q,)
-    key_pos = torch.arange(k)  # (k,)
-    diagonal = (key_pos[None, :] == query_pos[:, None]).double()  # (q, k)
-    previous = (key_pos[None, :] == query_pos[:, None] - 1).double()
-    distance = (query_pos[:, None] - key_pos[None, :]).abs().double()
-    figures["itself"] = torch.einsum("bhqk,qk,bq->h", weights, diagonal, w) / total
-    figures["distance"] = torch.einsum("bhqk,qk,bq->h", weights, distance, w) / total
-    with_previous = w * (query_pos >= 1).double()[None, :]
-    if with_previous.sum() > 0:
-        figures["previous"] = (
-            torch.einsum("bhqk,qk,bq->h", weights, previous, with_previous) / with_previous.sum()
-        )
+    # query i sits at position i + offset: itself is key i + offset, its previous key one less
+    figures["itself"] = mean(torch.diagonal(weights, offset=offset, dim1=1, dim2=2))
+    previous = torch.diagonal(weights, offset=offset - 1, dim1=1, dim2=2)  # (b, q or q - 1)
+    if offset == 0:  # query 0 has no previous key: left out
+        previous = torch.nn.functional.pad(previous, (1, 0))
+        figures["previous"] = mean(previous, rows * (torch.arange(rows.shape[1]) >= 1).to(rows))
+    else:
+        figures["previous"] = mean(previous)
+    if distances is not None:
+        figures["distance"] = mean((weights * distances).sum(-1, dtype=torch.float64))
     return figures
 
 
-def _value(figures: dict[str, torch.Tensor | None], name: str, head: int) -> float | None:
-    values = figures[name]
-    if values is None:
-        return None
-    return float(values[min(head, values.shape[0] - 1)])  # the baseline has one "head"
-
-
 def _role(
-    head: int,
-    shares: dict[str, torch.Tensor | None],
-    baseline: dict[str, torch.Tensor | None],
+    head: int, shares: dict[str, float | None], baseline: dict[str, float | None]
 ) -> HeadRole:
     sink, previous, itself, distance = (
-        _value(shares, name, head) for name in ("sink", "previous", "itself", "distance")
+        shares[name] for name in ("sink", "previous", "itself", "distance")
     )
     if sink is None:
         return HeadRole(head, None, None, None, None, "n/a", "n/a (no valid query row)")
     candidates = [
         (share, kind)
         for kind, share in (("previous", previous), ("sink", sink), ("itself", itself))
-        if share is not None
-        and share >= DOMINANT
-        and share >= (_value(baseline, kind, head) or 0.0) + MARGIN
+        if share is not None and share >= DOMINANT and share >= (baseline[kind] or 0.0) + MARGIN
     ]
     if candidates:
         share, kind = max(candidates)
