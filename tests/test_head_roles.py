@@ -121,7 +121,7 @@ def test_planted_previous_token_and_sink_heads_are_named(cli, tmp_path):
     assert "roles: head 0: previous token 1.00; head 1: first token (sink) 1.00" in table
     heads = cli("heads", *args)
     assert heads.exit_code == 0, heads.output
-    assert "previous 1.00" in heads.stdout and "sink 1.00" in heads.stdout
+    assert "prev 1.00" in heads.stdout and "sink 1.00" in heads.stdout
     document = json.loads(cli("heads", *args, "--format", "json").stdout)
     assert [h["role"] for h in document["heads"]] == [r["role"] for r in roles]
 
@@ -190,3 +190,19 @@ def test_thirty_two_heads_fit_eighty_columns(cli_columns):
 def test_meta_device_has_no_roles(cli):
     document = inspect_json(cli, "--device", "meta")
     assert document["summary"]["head_roles"] == []
+
+
+def test_heatmap_panels_are_titled_with_the_role_where_it_fits(cli, tmp_path):
+    from svg_text import svg_texts
+
+    weights, inputs = planted_layer(tmp_path)
+    args = ("--weights", str(weights), "--inputs", str(inputs), "--heads", "2")
+    result = cli("heatmap", *args, "--out", str(tmp_path / "grid.svg"))
+    assert result.exit_code == 0, result.output
+    texts = svg_texts(tmp_path / "grid.svg")
+    assert "head 0: prev 1.00" in texts and "head 1: sink 1.00" in texts
+    out = str(tmp_path / "heads")
+    result = cli("heatmap", *args, "--per-head", "--image-format", "svg", "--out", out)
+    assert result.exit_code == 0, result.output
+    one = svg_texts(next((tmp_path / "heads").glob("example0_head0.*")))
+    assert any("head 0: prev 1.00" in text for text in one), one

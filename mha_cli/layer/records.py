@@ -69,10 +69,17 @@ class HeadRole:
 
 
 def short_role(role: str) -> str:
-    """A role in few letters, for a narrow column: "previous 0.91", "sink 0.78", "spread"."""
+    """A role in the per-head table's words, for a narrow column or a panel title: "prev 0.91",
+    "sink 0.78", "self 0.85", "spread"."""
     if role.startswith("spread"):
         return "spread"
-    return role.replace("first token (sink)", "sink").replace("previous token", "previous")
+    for long, short in (
+        ("first token (sink)", "sink"),
+        ("previous token", "prev"),
+        ("itself", "self"),
+    ):
+        role = role.replace(long, short)
+    return role
 
 
 @dataclass(frozen=True)
