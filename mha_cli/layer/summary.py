@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mha_cli.layer.records import MaskedKeys, Stage, Summary
+from mha_cli.layer.records import HeadRole, MaskedKeys, Stage, Summary
 from mha_cli.spec.counts import parameters_depend_on_heads
 from mha_cli.spec.spec import FinalSpec
 
@@ -18,7 +18,8 @@ def summarize(
     mask: torch.Tensor | None = None,  # (b, h, q, k) True where masked
 ) -> Summary:
     total_params = sum(p.numel() for p in layer.parameters())
-    roles, roles_note = [], None
+    roles: list[HeadRole] = []
+    roles_note = None
     if attention is not None:
         from mha_cli.layer.head_roles import head_roles
 
