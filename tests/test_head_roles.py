@@ -105,7 +105,7 @@ def planted_layer(tmp_path: Path) -> tuple[Path, Path]:
     return weights, inputs
 
 
-def test_planted_previous_token_and_sink_heads_are_named(cli, tmp_path):
+def test_planted_previous_token_and_sink_heads_are_named(cli, cli_columns, tmp_path):
     weights, inputs = planted_layer(tmp_path)
     args = ("--weights", str(weights), "--inputs", str(inputs), "--heads", "2")
     roles = inspect_json(cli, *args)["summary"]["head_roles"]
@@ -122,6 +122,8 @@ def test_planted_previous_token_and_sink_heads_are_named(cli, tmp_path):
     heads = cli("heads", *args)
     assert heads.exit_code == 0, heads.output
     assert "prev 1.00" in heads.stdout and "sink 1.00" in heads.stdout
+    narrow = cli_columns(80, "heads", *args).stdout  # no room for the column: a line instead
+    assert "roles: head 0: previous token 1.00; head 1: first token (sink) 1.00" in narrow
     document = json.loads(cli("heads", *args, "--format", "json").stdout)
     assert [h["role"] for h in document["heads"]] == [r["role"] for r in roles]
 
