@@ -208,3 +208,10 @@ def test_heatmap_panels_are_titled_with_the_role_where_it_fits(cli, tmp_path):
     assert result.exit_code == 0, result.output
     one = svg_texts(next((tmp_path / "heads").glob("example0_head0.*")))
     assert any("head 0: prev 1.00" in text for text in one), one
+
+
+def test_no_valid_row_is_said_once(cli):
+    document = inspect_json(cli, "--queries", "4", "--kv", "4", "--valid-lens", "0,0")
+    roles = document["summary"]["head_roles"]
+    assert {r["kind"] for r in roles} == {"n/a"} and all(r["sink"] is None for r in roles)
+    assert document["summary"]["head_roles_note"].startswith("head roles n/a: every query row")

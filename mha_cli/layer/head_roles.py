@@ -70,7 +70,7 @@ def head_roles(
         _shares(attention[:, head].float(), rows, offset, distances, aligned) for head in range(h)
     ]
     roles = [_role(head, shares[head], baseline) for head in range(h)]
-    return roles, _note(spec, aligned, rows.bool(), b, q)
+    return roles, _note(spec, aligned, rows.bool())
 
 
 def valid_rows(spec: FinalSpec, hidden: torch.Tensor, aligned: bool) -> torch.Tensor:
@@ -141,7 +141,7 @@ def _role(
     return HeadRole(head, sink, previous, itself, distance, kind, role)
 
 
-def _note(spec: FinalSpec, aligned: bool, rows: torch.Tensor, b: int, q: int) -> str | None:
+def _note(spec: FinalSpec, aligned: bool, rows: torch.Tensor) -> str | None:
     if not bool(rows.any()):
         return (
             "head roles n/a: every query row is padding or sees no key (valid lengths), so no "
