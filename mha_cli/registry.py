@@ -73,7 +73,8 @@ COMMANDS: tuple[Command, ...] = (
                                "mha_cli.circuits.text:weights_markdown", "mha.weights")),)),
     Command("heads", "mha_cli.commands.heads", "mha_cli.importance.api", ("heads",), (
         ("HeadsReport", View("mha_cli.importance.text:heads_renderable",
-                             "mha_cli.importance.text:heads_markdown", "mha.heads")),)),
+                             "mha_cli.importance.text:heads_markdown", "mha.heads",
+                             wide=True)),)),
     Command("presets", "mha_cli.commands.presets"),
     Command("families", "mha_cli.commands.families"),
 )

@@ -58,7 +58,8 @@ def test_per_head_files_hold_one_panel_named_once(cli, tmp_path):
         f"example{b}_head{h}.svg" for b in range(2) for h in range(4)
     )
     texts = svg_texts(tmp_path / "h" / "example1_head3.svg")
-    assert "example 1, head 3" in texts  # the title, one line
+    # the title, one line, with the head's role in words
+    assert [t for t in texts if t.startswith("example 1, head 3")] == ["example 1, head 3: spread"]
     # Said once: no "head 3" over the panel, no "example 1" beside it, no other head.
     assert sum(bool(re.search(r"\bhead \d", t)) for t in texts) == 1
     assert sum(bool(re.search(r"\bexample \d", t)) for t in texts) == 1

@@ -306,6 +306,7 @@ def test_streamed_heads_measure_as_the_full_pass(spec, monkeypatch):
         for name in ("ablation", "entropy", "confidence", "ablation_se", "entropy_se"):
             x, y = getattr(a, name), getattr(b, name)
             assert y == pytest.approx(x, rel=1e-5, abs=1e-6, nan_ok=True), (name, a.head)
+        assert b.role == a.role  # what the head does, in words, tallied block by block
     assert [p.head for p in long.pruning] == [p.head for p in full.pruning]
 
 

@@ -44,6 +44,8 @@ class HeatmapData:
     key_start: int = 0
     key_step: int = 1
     key_count: int = 0
+    # each head's role in words, by head ("previous 0.91"), drawn beside "head h" where it fits
+    head_roles: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         import numpy as np
@@ -65,13 +67,17 @@ class HeatmapData:
             self.title,
             self.query_label,
             self.key_label,
-            panel_title=f"example {example}, head {head}",
+            panel_title=f"example {example}, head {head}{self.role_text(head)}",
             query_start=self.query_start,
             query_step=self.query_step,
             key_start=self.key_start,
             key_step=self.key_step,
             key_count=self.key_count,
         )
+
+    def role_text(self, head: int) -> str:
+        """ ": previous 0.91" for a head with a role, "" otherwise."""
+        return f": {self.head_roles[head]}" if head < len(self.head_roles) else ""
 
 
 def annotate_allowed(data: HeatmapData) -> bool:

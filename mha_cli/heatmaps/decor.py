@@ -53,6 +53,13 @@ def _ticks(
     return [start + i for start in starts for i in inner], labels * len(starts)
 
 
+def _head_label(data: HeatmapData, head: int, width_in: float, points: float) -> str:
+    """ "head 3: previous 0.91" when the panel is wide enough for it, else "head 3"."""
+    label = f"head {head}"
+    with_role = label + data.role_text(head)
+    return with_role if len(with_role) * points * 0.6 / 72 <= width_in else label
+
+
 def label_panels(
     ax: Axes, data: HeatmapData, ids: tuple[list[int], list[int]], lay: Layout
 ) -> None:
@@ -85,7 +92,7 @@ def label_panels(
             if example > 0 and not plan.wrapped:
                 continue  # one row per example: the top row's labels name every column
             ax.annotate(
-                f"head {ids[1][head]}",
+                _head_label(data, ids[1][head], k * lay.cell, lay.points(LABEL_PT)),
                 ((cols.start + cols.stop - 1) / 2, rows.start - 0.5),
                 xytext=(0, 3 * lay.text),
                 textcoords="offset points",

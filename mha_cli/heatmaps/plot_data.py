@@ -31,7 +31,10 @@ def heatmap_data(report: Report) -> HeatmapData:
         masked = np.zeros(weights.shape, dtype=bool)
     else:
         masked = report.mask.detach().cpu().numpy()  # (b, h, q, k)
-    return HeatmapData(weights=weights, masked=masked, title=_title(report.spec))
+    from mha_cli.layer.records import short_role
+
+    roles = tuple(short_role(role.role) for role in report.summary.head_roles)
+    return HeatmapData(weights=weights, masked=masked, title=_title(report.spec), head_roles=roles)
 
 
 def traced_heatmap_data(report: TraceReport) -> HeatmapData:

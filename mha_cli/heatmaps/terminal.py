@@ -84,10 +84,12 @@ def _fit(data: HeatmapData, max_width: int, label_width: int) -> tuple[int, int,
     return min(q, MAX_QUERIES), keys, per_line
 
 
-def _header(heads: range, keys: int, label_width: int) -> Text:
+def _header(heads: range, keys: int, label_width: int, data: HeatmapData) -> Text:
+    """Each head's name over its panel, with its role ("head 3: prev 0.91") where it fits."""
     line = Text(" " * label_width)
     for head in heads:
-        name = f"head {head}" if len(f"head {head}") <= keys * CELL else f"h{head}"
+        names = (f"head {head}{data.role_text(head)}", f"head {head}", f"h{head}")
+        name = next((n for n in names if len(n) <= keys * CELL), names[-1])
         line.append(" " + name[: keys * CELL].ljust(keys * CELL))
     return line
 
@@ -170,7 +172,7 @@ def terminal_grid(data: HeatmapData, max_width: int = 120, scale: str = "auto") 
     parts = _prose(data.title, max_width, "bold")
     for first in range(0, h, per_line):
         heads = range(first, min(h, first + per_line))
-        parts.append(_header(heads, keys, label_width))
+        parts.append(_header(heads, keys, label_width, data))
         parts.extend(_panel_rows(data, heads, fractions, label_width))
     steps = (data.query_step, data.key_step)
     per_cell = "weight" if steps == (1, 1) else f"{steps[0]} x {steps[1]} weights (see the title)"

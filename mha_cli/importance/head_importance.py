@@ -55,6 +55,7 @@ def measure_heads(
         spec, source, run_notes = streamed.spec, streamed.source, streamed.notes
         concat, output, parameters = streamed.concat, streamed.output, streamed.parameters
         focus = streamed.focus
+        roles, roles_note = streamed.roles, streamed.roles_note
     else:
         report = run_attention(
             resolve(replace(spec, train=False)),
@@ -66,6 +67,8 @@ def measure_heads(
         concat = report.tensors["output.concat"]  # (b, q, h*w)
         output, parameters = report.output_tensor, report.parameters  # output (b, q, H)
         focus = attention_focus(report.attention_weights, report.mask)
+        roles = report.summary.head_roles
+        roles_note = report.summary.head_roles_note
     heads = spec.heads
     target = _target(targets, output) if targets is not None else None
     terms = head_terms(
@@ -84,6 +87,7 @@ def measure_heads(
     ]
     step_of = {p.head: p.step for p in pruning}
     group = heads // spec.kv_heads
+    roles_note = [] if roles_note is None else [roles_note]
     gradient = None if terms.gradient is None else terms.gradient.tolist()
     measures = [
         HeadMeasure(
@@ -97,6 +101,7 @@ def measure_heads(
             ablation_se=errors[i],
             entropy_se=focus.entropy_se[i],
             confidence_se=focus.confidence_se[i],
+            role=roles[i].role if roles else "",
         )
         for i in range(heads)
     ]
@@ -107,7 +112,7 @@ def measure_heads(
         heads=measures,
         pruning=pruning,
         output_norm=terms.output_norm,
-        notes=run_notes + _notes(spec, ablation),
+        notes=run_notes + _notes(spec, ablation) + roles_note,
     )
     rho, p = correlations(measures, result.measures)
     candidates = lowest_standing_out(

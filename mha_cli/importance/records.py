@@ -41,6 +41,8 @@ class HeadMeasure:
     ablation_se: float = math.nan
     entropy_se: float = math.nan
     confidence_se: float = math.nan
+    # what the head attends to, in words (layer/head_roles.py): "previous token 0.91"
+    role: str = ""
 
     def value(self, measure: str) -> float:
         value = getattr(self, measure)

@@ -17,8 +17,10 @@ import torch
 from mha_cli.errors import MhaError
 from mha_cli.files.sources import resolve
 from mha_cli.importance.ablation import Focus, _standard_error
+from mha_cli.layer.head_roles import RoleTally
 from mha_cli.layer.layer import MultiHeadAttention
 from mha_cli.layer.masking import MASK_VALUE, query_positions
+from mha_cli.layer.records import HeadRole
 from mha_cli.layer.run import build_layer, make_inputs, resolve_device
 from mha_cli.layer.streamed import (
     HeadProjections,
@@ -43,6 +45,8 @@ class StreamedHeads:
     output: torch.Tensor  # (b, q, H)
     parameters: dict[str, torch.Tensor]
     focus: Focus
+    roles: list[HeadRole]
+    roles_note: str | None
 
 
 def stream_heads(spec: AttentionSpec) -> StreamedHeads:
@@ -63,7 +67,8 @@ def stream_heads(spec: AttentionSpec) -> StreamedHeads:
     if spec.valid_lens is not None:
         lens = torch.tensor(spec.valid_lens, dtype=torch.long, device=device)
     with torch.no_grad():
-        concat, entropy, confidence, rows = _stream(spec, layer, queries, keys, values, lens)
+        tally = RoleTally(spec, spec.heads)  # what each head does, in words
+        concat, entropy, confidence, rows = _stream(spec, layer, queries, keys, values, lens, tally)
         output = layer.W_o(concat)
     count = rows.sum(dim=(0, 2)).clamp_min(1)
     mean_entropy = (entropy * rows).sum(dim=(0, 2)) / count
@@ -87,6 +92,7 @@ def stream_heads(spec: AttentionSpec) -> StreamedHeads:
         output,
         dict(layer.state_dict()),
         focus,
+        *tally.roles(),
     )
 
 
@@ -103,6 +109,7 @@ def _stream(
     keys: torch.Tensor,
     values: torch.Tensor,
     lens: torch.Tensor | None,
+    tally: RoleTally,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The concatenation (b, q, h*w), and per (b, h, q) row: entropy, confidence (float64)
     and whether the row has a key to see."""
@@ -169,4 +176,10 @@ def _stream(
                 else:
                     seen = (~mask).any(-1).cpu()
                     rows_seen[example, head, start:stop] = seen.to(torch.float64)
+                hidden = mask if mask is not None else torch.zeros_like(p, dtype=torch.bool)
+                block_queries, block_keys = query_pos[start:stop], key_pos[low:high]
+                rows = tally.rows(example, block_queries, hidden).to(device)
+                if head == 0:  # the mask is every head's: one baseline per block
+                    tally.add_baseline(hidden, block_queries, block_keys, rows)
+                tally.add(head, p, block_queries, block_keys, rows)
     return concat, entropy, confidence, rows_seen

@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mha_cli.importance.records import Z95, HeadMeasure, HeadsRecord
+from mha_cli.layer.records import short_role
 from mha_cli.render.markdown import markdown_table
 
 MEASURE_LABELS = {
@@ -54,9 +55,14 @@ def title(report: HeadsRecord) -> str:
     return f"{layer}; {run}; {report.ablation_mode} ablation"
 
 
-def ranking_rows(report: HeadsRecord) -> tuple[list[str], list[list[str]]]:
+ROLE_COLUMN_WIDTH = 100  # narrower consoles list the roles under the table instead
+
+
+def ranking_rows(report: HeadsRecord, roles: bool = True) -> tuple[list[str], list[list[str]]]:
+    """The ranking table; `roles=False` leaves out the role column (a narrow console)."""
     show_kv = any(h.kv_head != h.head for h in report.heads)
-    header = ["rank", "head", *(["kv head"] if show_kv else [])]
+    show_role = roles and any(h.role for h in report.heads)
+    header = ["rank", "head", *(["kv head"] if show_kv else []), *(["role"] if show_role else [])]
     header += [
         MEASURE_LABELS[m] + ("" if m == "gradient" else " ± 1.96 se") for m in report.measures
     ]
@@ -65,6 +71,7 @@ def ranking_rows(report: HeadsRecord) -> tuple[list[str], list[list[str]]]:
     rows = []
     for rank, head in enumerate(report.ranking(), start=1):
         cells = [str(rank), str(head.head), *([str(head.kv_head)] if show_kv else [])]
+        cells += [short_role(head.role)] if show_role else []
         cells.append(percent_pm(head.ablation, head.ablation_se))
         cells += [_cell(m, head) for m in report.measures[1:]]
         cells += [str(head.pruned_at), percent(change_at[head.pruned_at])]
@@ -209,12 +216,32 @@ def _table(header: Sequence[str], rows: list[list[str]], caption: str) -> Table:
     return table
 
 
-def heads_renderable(report: HeadsRecord) -> RenderableType:
-    header, rows = ranking_rows(report)
+def role_line(report: HeadsRecord) -> str | None:
+    """Each head's role in words, for a console too narrow for the role column."""
+    if not any(h.role for h in report.heads):
+        return None
+    named = [
+        f"head {h.head}: {h.role}"
+        for h in report.heads
+        if h.role and not h.role.startswith(("spread", "n/a"))
+    ]
+    if not named:
+        return "roles: every head: spread (no one share dominates)"
+    others = len(report.heads) - len(named)
+    spread = [f"{others} other head{'s' if others > 1 else ''}: spread"] if others else []
+    return "roles: " + "; ".join(named + spread)
+
+
+def heads_renderable(report: HeadsRecord, width: int | None = None) -> RenderableType:
+    narrow = width is not None and width < ROLE_COLUMN_WIDTH
+    header, rows = ranking_rows(report, roles=not narrow)
     parts: list[RenderableType] = [
         Text(f"heads, least important first: {title(report)}"),
         _table(header, rows, ""),
     ]
+    roles = role_line(report) if narrow else None
+    if roles:
+        parts.append(Text(roles))
     header, rows = correlation_rows(report)
     parts.append(Text("how far the measures agree (Spearman rank correlation over the heads)"))
     parts.append(_table(header, rows, ""))

@@ -50,6 +50,39 @@ class MaskedKeys:
 
 
 @dataclass(frozen=True)
+class HeadRole:
+    """What one head attends to, from the run's attention weights: shares of its attention on
+    the first key (a sink), on the previous position, on its own position, and its mean
+    distance |query position - key position|, averaged over the valid query rows of the batch.
+    None where a figure does not apply (cross-attention has no query at a key's position)."""
+
+    head: int
+    sink: float | None
+    previous: float | None
+    itself: float | None
+    distance: float | None
+    kind: str  # "sink", "previous", "itself", "spread", or "n/a" (no valid query row)
+    role: str  # in words: "previous token 0.91", "spread (mean distance 3.2)"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def short_role(role: str) -> str:
+    """A role in the per-head table's words, for a narrow column or a panel title: "prev 0.91",
+    "sink 0.78", "self 0.85", "spread"."""
+    if role.startswith("spread"):
+        return "spread"
+    for long, short in (
+        ("first token (sink)", "sink"),
+        ("previous token", "prev"),
+        ("itself", "self"),
+    ):
+        role = role.replace(long, short)
+    return role
+
+
+@dataclass(frozen=True)
 class Summary:
     """The figures below the table."""
 
@@ -67,6 +100,9 @@ class Summary:
     head_slices: list[tuple[str, tuple[int, int], str]] = field(default_factory=list)
     masked_keys: list[MaskedKeys] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # What each head does (empty when nothing was computed); the note says what does not apply.
+    head_roles: list[HeadRole] = field(default_factory=list)
+    head_roles_note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         record = asdict(self)

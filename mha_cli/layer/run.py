@@ -72,7 +72,9 @@ def run_attention(
     attention = weights.reshape(b, h, q, k)  # (b, h, q, k): transpose_qkv folds batch-major
     mask4 = None if mask is None else mask.expand(b * h, q, k).reshape(b, h, q, k)
     computed = recorder.keep_tensors
-    summary = summarize(spec, layer, recorder.stages, attention if computed else None)
+    summary = summarize(
+        spec, layer, recorder.stages, attention if computed else None, mask4 if computed else None
+    )
     return Report(
         spec=spec,
         stages=recorder.stages,

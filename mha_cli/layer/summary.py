@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mha_cli.layer.records import MaskedKeys, Stage, Summary
+from mha_cli.layer.records import HeadRole, MaskedKeys, Stage, Summary
 from mha_cli.spec.counts import parameters_depend_on_heads
 from mha_cli.spec.spec import FinalSpec
 
@@ -15,8 +15,15 @@ def summarize(
     layer: nn.Module,
     stages: list[Stage],
     attention: torch.Tensor | None,  # (b, h, q, k), None when nothing was computed (meta)
+    mask: torch.Tensor | None = None,  # (b, h, q, k) True where masked
 ) -> Summary:
     total_params = sum(p.numel() for p in layer.parameters())
+    roles: list[HeadRole] = []
+    roles_note = None
+    if attention is not None:
+        from mha_cli.layer.head_roles import head_roles
+
+        roles, roles_note = head_roles(spec, attention, mask)
     return Summary(
         head_dim=spec.head_dim,
         num_heads=spec.heads,
@@ -31,6 +38,8 @@ def summarize(
         head_slices=head_slices(spec),
         masked_keys=masked_keys(spec),
         notes=_notes(spec, attention, layer),
+        head_roles=roles,
+        head_roles_note=roles_note,
     )
 
 

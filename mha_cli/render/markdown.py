@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING
 
-from mha_cli.layer.records import RunRecord
+from mha_cli.layer.records import RunRecord, Summary
 from mha_cli.messages import shape_text
 from mha_cli.render import numbers
+from mha_cli.render.head_roles import HEADER, INTRO, role_cells
 from mha_cli.render.summary_lines import summary_lines
 
 if TYPE_CHECKING:
@@ -66,4 +67,17 @@ def report_markdown(report: RunRecord, only: Collection[str] | None = None) -> s
     )
     table = markdown_table(rows[0], rows[2:])
     notes = "\n".join(f"- {line.strip()}" for line in summary_lines(report) if line.strip())
-    return f"{table}\n\n{notes}\n"
+    roles = head_roles_markdown(summary)
+    return f"{table}\n\n{notes}\n" + (f"\n{roles}" if roles else "")
+
+
+def head_roles_markdown(summary: Summary) -> str:
+    """What each head does, as a Markdown table with its note (empty when nothing was
+    computed)."""
+    if not summary.head_roles:
+        return ""
+    rows = [(*role_cells(role)[:-1], role.role) for role in summary.head_roles]
+    text = f"{INTRO}\n\n{markdown_table(HEADER, rows)}\n"
+    if summary.head_roles_note:
+        text += f"\n- note: {summary.head_roles_note}\n"
+    return text

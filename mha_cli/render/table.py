@@ -18,6 +18,7 @@ from rich.text import Text
 from mha_cli.layer.records import RunRecord, Stage
 from mha_cli.messages import shape_text
 from mha_cli.render import numbers
+from mha_cli.render.head_roles import head_role_lines
 from mha_cli.render.summary_lines import summary_lines
 from mha_cli.spec.spec import FinalSpec
 
@@ -112,6 +113,7 @@ def inspect_renderable(
 ) -> RenderableType:
     """The table and the lines below it; `width` is the console's, to choose the layout."""
     lines = [Text(line) for line in summary_lines(report)]
+    lines += [Text(line) for line in head_role_lines(report.summary)]
     if only is not None:
         shown = f"showing {len(only)} of {len(report.stages)} stages (--stages); the totals are "
         lines.insert(0, Text(shown + "the whole layer's", style="dim"))

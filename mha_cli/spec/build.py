@@ -41,6 +41,10 @@ def build_spec(
         layer = coerce("layer", values.get("layer", 0), source)
         spec = merge(spec, load_config(config, layer), f"config {config}")
     spec = switch_off_dependents(merge(spec, values, source), frozenset(values))
+    if spec.weights is not None:  # a model id (`gpt2`) names its folder in the HF cache
+        from mha_cli.hf.cache import resolve_weights
+
+        spec = replace(spec, weights=resolve_weights(spec.weights))
     model_config = config is not None and config.lower().endswith(".json")
     if spec.layer > 0 and spec.weights is None and not model_config:
         raise MhaError(

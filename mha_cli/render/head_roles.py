@@ -1,0 +1,80 @@
+"""What each head does, beneath the stage table: a compact per-head table and the roles in
+words, as plain text lines (render/markdown.py makes its Markdown table); no torch."""
+
+from __future__ import annotations
+
+from mha_cli.layer.records import HeadRole, Summary
+
+HEADER = ("head", "sink", "prev", "self", "dist", "role")
+INTRO = (
+    "what each head attends to (shares of its attention: sink = the first key, prev = the "
+    "previous position, self = its own; dist = mean |query - key| position; over the valid "
+    "query rows of the batch):"
+)
+SIDE_BY_SIDE = 8  # more heads than this: two columns of heads, so 32 heads take 16 lines
+SEPARATOR = " │ "
+
+
+def _number(value: float | None, digits: int = 2) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.{digits if value < 100 else 0}f}"  # 4 characters up to 9999
+
+
+def role_cells(role: HeadRole) -> tuple[str, ...]:
+    return (
+        str(role.head),
+        _number(role.sink),
+        _number(role.previous),
+        _number(role.itself),
+        _number(role.distance, 1),
+        role.kind,
+    )
+
+
+def _row(cells: tuple[str, ...], widths: list[int]) -> str:
+    numbers = [cell.rjust(width) for cell, width in zip(cells[:-1], widths, strict=False)]
+    return "  ".join([*numbers, cells[-1].ljust(widths[-1])])
+
+
+def head_role_lines(summary: Summary) -> list[str]:
+    """The per-head table (two heads to a line beyond 8 heads: 79 columns), then the roles
+    grouped in words, then the note on what does not apply."""
+    roles = summary.head_roles
+    if not roles:
+        return []
+    cells = [role_cells(role) for role in roles]
+    widths = [max(len(row[i]) for row in [HEADER, *cells]) for i in range(len(HEADER))]
+    columns = 2 if len(roles) > SIDE_BY_SIDE else 1
+    per_column = -(-len(roles) // columns)
+    lines = [INTRO]
+    header = [_row(HEADER, widths)] * columns
+    indent = "  " if columns == 1 else ""  # two columns: 79 characters
+    lines.append(indent + SEPARATOR.join(header).rstrip())
+    for index in range(per_column):
+        parts = [
+            _row(cells[index + c * per_column], widths)
+            for c in range(columns)
+            if index + c * per_column < len(cells)
+        ]
+        lines.append(indent + SEPARATOR.join(parts).rstrip())
+    lines.extend(role_words(roles))
+    if summary.head_roles_note:
+        lines.append(f"note: {summary.head_roles_note}")
+    return lines
+
+
+def role_words(roles: list[HeadRole]) -> list[str]:
+    """Each head whose attention one share dominates, in words ("head 5: previous token
+    0.91"); the others counted as spread."""
+    named = [f"head {r.head}: {r.role}" for r in roles if r.kind not in ("spread", "n/a")]
+    spread = [role for role in roles if role.kind == "spread"]
+    lines = []
+    if named:
+        lines.append("roles: " + "; ".join(named))
+    if spread:
+        which = "every head" if len(spread) == len(roles) else f"{len(spread)} other heads"
+        if len(spread) == 1 and len(roles) > 1:
+            which = f"head {spread[0].head}"
+        lines.append(f"{'roles: ' if not named else '  '}{which}: spread (no one share dominates)")
+    return lines
