@@ -50,6 +50,11 @@ def run(
 
     `needs_values` names what needs computed values ("heatmaps"), for the message that refuses
     the meta device."""
+    from mha_cli.files.text_input import pop_text
+
+    text = pop_text(options)  # --text: the model's own inputs of the layer
+    if text is not None and options.get("dtype") is None:
+        options = {**options, "dtype": "float32"}  # as transformers runs the model here
     spec = specification(config, options)
     if needs_values is not None:
         from mha_cli.spec.memory import refuse_meta_for_values
@@ -62,7 +67,16 @@ def run(
     load_heavy("mha_cli.attention.run")
     from mha_cli.attention.run import run_attention, tensors_for_export
 
-    report = run_attention(spec, value_ranges=value_ranges, needs_values=needs_values is not None)
+    inputs = None
+    if text is not None:
+        from mha_cli.files.text_input import prepare, with_text
+
+        spec, inputs, captured = prepare(spec, text)
+    report = run_attention(
+        spec, value_ranges=value_ranges, needs_values=needs_values is not None, inputs=inputs
+    )
+    if text is not None:
+        report = with_text(report, spec, captured)
     if export is not None:
         from mha_cli.files.tensor_files import save_tensors
 

@@ -13,6 +13,7 @@ import typer
 
 from mha_cli.commands.options import default_text, spec_options
 from mha_cli.commands.output import guarded_stdout, note, stdout_console, wrote
+from mha_cli.commands.text_options import text_options
 
 OUT = Annotated[
     str | None,
@@ -144,4 +145,4 @@ def _progress() -> Iterator[Callable[[str], None]]:
 
 
 def register(app: typer.Typer, user_errors: Callable[..., Any]) -> None:
-    app.command("heatmap")(user_errors(spec_options(heatmap)))
+    app.command("heatmap")(user_errors(spec_options(text_options(heatmap))))

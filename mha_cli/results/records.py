@@ -10,6 +10,7 @@ from typing import Any
 
 from mha_cli.errors import MhaError
 from mha_cli.messages import suggest
+from mha_cli.results.text_record import TextRecord
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,7 @@ class RunRecord:
     stages: list[Stage]
     summary: Summary
     source: Source | None = None  # None: seeded random weights
+    text: TextRecord | None = None  # the texts and their tokens, with --text
 
     def stage(self, name: str) -> Stage:
         return next(s for s in self.stages if s.name == name)
@@ -119,6 +121,7 @@ class RunRecord:
             "source": None if self.source is None else self.source.to_dict(),
             "stages": [stage.to_dict() for stage in self.stages],
             "summary": self.summary.to_dict(),
+            **({} if self.text is None else {"text": self.text.to_dict()}),
         }
 
 

@@ -1,0 +1,256 @@
+"""Real text through real models (`--text`): the attention weights mha exports are the model's own
+(transformers' eager `output_attentions`, computed here independently from the model in memory),
+for every family mha reads; the tokens are the folder's tokenizer's; mistakes are one line."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from text_models import ENCODERS, with_tokenizer
+
+import mha_cli
+from mha_cli.errors import MhaError
+
+FAMILIES = ["bert", "roberta", "gpt2", "opt", "llama", "mistral", "qwen2", "qwen3", "gpt_neox"]
+FAMILIES += ["gptj", "llama_sharded"]
+TEXTS = ["the quick brown fox jumps over the lazy dog", "a dog ran"]
+BOUND = 1e-5
+LONG = "the cat sat on the mat " * 20  # beyond the tiny models' 64 positions
+
+
+@pytest.fixture(scope="module")
+def folders(hf_models, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Each tiny model's folder, copied, with a tokenizer saved in it."""
+    root = tmp_path_factory.mktemp("text")
+    return {
+        family: with_tokenizer(model.folder, family, root)
+        for family, model in hf_models.items()
+        if family != "vit"
+    }
+
+
+def model_attention(hf_model, folder: Path, texts: list[str], layer: int) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    """transformers' own attention weights of `layer`, padded on the right by hand (with the pad
+    token, else the end-of-text token: a padding query's row depends on which token it is)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    rows = [tokenizer(text)["input_ids"] for text in texts]
+    longest = max(map(len, rows))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    ids = torch.tensor([row + [pad] * (longest - len(row)) for row in rows])
+    mask = torch.tensor([[1] * len(row) + [0] * (longest - len(row)) for row in rows])
+    with torch.no_grad():
+        out = hf_model.model(input_ids=ids, attention_mask=mask, output_attentions=True)
+    return out.attentions[layer]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_attention_weights_are_the_models_own(family: str, hf_models, folders) -> None:
+    hf_model, folder = hf_models[family], folders[family]
+    for layer in range(hf_model.num_layers):
+        report = mha_cli.inspect(weights=str(folder), layer=layer, text=TEXTS)
+        expected = model_attention(hf_model, folder, TEXTS, layer)
+        assert report.attention_weights.shape == expected.shape
+        difference = float((report.attention_weights.double() - expected.double()).abs().max())
+        assert difference < BOUND, (family, layer, difference)
+        # the run's own check, against the model it ran, agrees
+        assert report.text.max_difference is not None and report.text.max_difference < BOUND
+        assert any(
+            note.startswith("checked against the model's own attention: max difference")
+            for note in report.summary.notes
+        )
+
+
+@pytest.mark.parametrize("family", ["bert", "gpt2"])
+def test_tokens_and_valid_lengths_come_from_the_folders_tokenizer(family: str, folders) -> None:
+    from transformers import AutoTokenizer
+
+    folder = folders[family]
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    report = mha_cli.inspect(weights=str(folder), layer=1, text=TEXTS)
+    expected = [tokenizer.convert_ids_to_tokens(tokenizer(t)["input_ids"]) for t in TEXTS]
+    assert report.text.tokens == expected
+    lengths = [len(tokens) for tokens in expected]
+    assert report.text.valid_lens == lengths
+    assert report.spec["batch"] == 2 and report.spec["queries"] == report.spec["kv"] == max(lengths)
+    assert report.spec["valid_lens"] == lengths
+    assert report.spec["inputs"] == "text"
+    if family in ENCODERS:
+        assert expected[0][0] == "[CLS]" and expected[0][-1] == "[SEP]"
+        assert report.spec["causal"] is False
+    else:
+        assert report.spec["causal"] is True
+    # padding keys get no weight
+    short = lengths[1]
+    assert float(report.attention_weights[1, :, :, short:].abs().max()) == 0.0
+
+
+def test_one_text_needs_no_valid_lengths(folders) -> None:
+    report = mha_cli.inspect(weights=str(folders["llama"]), layer=0, text="a dog ran")
+    assert report.spec["batch"] == 1 and report.spec["valid_lens"] is None
+    assert report.text.texts == ["a dog ran"]
+
+
+def test_command_line_says_it_checked_and_json_holds_the_tokens(cli, folders, tmp_path) -> None:
+    folder = str(folders["gpt2"])
+    result = cli(
+        "inspect", "--weights", folder, "--layer", "2", "--text", TEXTS[0], "--text", TEXTS[1]
+    )
+    assert result.exit_code == 0, result.output
+    found = re.search(
+        r"checked against the model's own attention: max difference (\S+)", result.output
+    )
+    assert found is not None and float(found.group(1)) < BOUND
+    texts = tmp_path / "texts.txt"
+    texts.write_text(f"{TEXTS[0]}\n\n{TEXTS[1]}\n", encoding="utf-8")
+    result = cli(
+        "inspect",
+        "--weights",
+        folder,
+        "--layer",
+        "2",
+        "--text-file",
+        str(texts),
+        "--format",
+        "json",
+    )
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["text"]["texts"] == TEXTS
+    assert document["text"]["tokens"][1] == ["a", "Ġ", "d", "o", "g", "Ġ", "r", "a", "n"] or (
+        "".join(document["text"]["tokens"][1]).replace("Ġ", " ") == "a dog ran"
+    )
+    assert document["text"]["max_difference"] < BOUND
+
+
+def test_export_holds_the_models_weights(cli, hf_models, folders, tmp_path) -> None:
+    export = tmp_path / "run.safetensors"
+    folder = folders["qwen3"]
+    result = cli(
+        "inspect",
+        "--weights",
+        str(folder),
+        "--layer",
+        "1",
+        "--text",
+        TEXTS[1],
+        "--export",
+        str(export),
+    )
+    assert result.exit_code == 0, result.output
+    from safetensors.torch import load_file
+
+    saved = load_file(export)["attention_weights"]
+    expected = model_attention(hf_models["qwen3"], folder, [TEXTS[1]], 1)
+    assert float((saved - expected).abs().max()) < BOUND
+
+
+def test_heatmap_draws_the_text(cli, folders, tmp_path) -> None:
+    out = tmp_path / "text.png"
+    result = cli(
+        "heatmap",
+        "--weights",
+        str(folders["bert"]),
+        "--layer",
+        "0",
+        "--text",
+        TEXTS[1],
+        "--out",
+        str(out),
+    )
+    assert result.exit_code == 0, result.output
+    assert out.stat().st_size > 1000
+    assert "checked against the model's own attention" in result.output
+
+
+# --- mistakes: exit 2, one line -----------------------------------------------------------------
+
+
+def refused(result, pattern: str) -> str:  # type: ignore[no-untyped-def]
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert re.search(pattern, lines[0]), lines[0]
+    return lines[0]
+
+
+def test_text_without_weights(cli) -> None:
+    refused(cli("inspect", "--text", "a dog"), r"--text needs --weights MODEL_FOLDER")
+
+
+def test_folder_without_tokenizer_names_the_files(cli, hf_models) -> None:
+    line = refused(
+        cli(
+            "inspect", "--weights", str(hf_models["gpt2"].folder), "--layer", "0", "--text", "a dog"
+        ),
+        r"no tokenizer files",
+    )
+    assert "tokenizer.json" in line and "vocab.txt" in line
+
+
+def test_text_longer_than_the_model_is_refused_or_truncated(cli, folders) -> None:
+    folder = str(folders["gpt2"])
+    refused(
+        cli("inspect", "--weights", folder, "--layer", "0", "--text", LONG),
+        r"--text 1 is \d+ tokens long, and the model takes at most 64 positions; .*--truncate",
+    )
+    result = cli("inspect", "--weights", folder, "--layer", "0", "--text", LONG, "--truncate")
+    assert result.exit_code == 0, result.output
+    assert "text 1 truncated to its first 64 tokens" in result.output
+    report = mha_cli.inspect(weights=folder, layer=0, text=[LONG, "a dog"], truncate=True)
+    assert report.spec["queries"] == 64 and report.text.max_difference < BOUND
+
+
+def test_roberta_positions_leave_out_the_padding_offset(folders) -> None:
+    with pytest.raises(MhaError, match="at most 62 positions"):
+        mha_cli.inspect(weights=str(folders["roberta"]), layer=0, text=LONG)
+
+
+@pytest.mark.parametrize("text", ["", "   "])
+def test_empty_text(cli, folders, text: str) -> None:
+    refused(
+        cli("inspect", "--weights", str(folders["gpt2"]), "--text", "a dog", "--text", text),
+        r"--text 2 is empty",
+    )
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("--inputs", "ones"), ("--queries", "3"), ("--kv", "5"), ("--batch", "2")]
+)
+def test_text_with_other_inputs_conflicts(cli, folders, option: str, value: str) -> None:
+    refused(
+        cli("inspect", "--weights", str(folders["gpt2"]), "--text", "a dog", option, value),
+        rf"--text and {option} both give the inputs",
+    )
+
+
+def test_empty_text_file(cli, folders, tmp_path) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n  \n", encoding="utf-8")
+    refused(
+        cli("inspect", "--weights", str(folders["gpt2"]), "--text-file", str(empty)),
+        r"--text-file .* holds no text",
+    )
+
+
+def test_without_transformers_one_line_names_the_extra(folders, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "transformers", None)
+    with pytest.raises(MhaError, match=re.escape('pip install "mha-cli[text]"')):
+        mha_cli.inspect(weights=str(folders["gpt2"]), layer=0, text="a dog")
+
+
+def test_reading_weights_never_imports_transformers(folders) -> None:
+    code = (
+        "import sys, mha_cli; "
+        f"mha_cli.inspect(weights={str(folders['llama'])!r}, layer=1); "
+        "print('transformers' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
