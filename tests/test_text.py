@@ -254,3 +254,66 @@ def test_reading_weights_never_imports_transformers(folders) -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+# --- token-labelled heatmaps ------------------------------------------------------------------
+
+
+def test_token_labels_are_readable() -> None:
+    from mha_cli.render.token_labels import labels, readable
+
+    # byte-level BPE: a space byte is Ġ, a newline Ċ, é two bytes; SentencePiece's ▁ a space
+    assert labels(["the", "Ġcat", "Ċ", "ĠÃ©tÃ©"]) == ["the", "·cat", "↵", "·été"]
+    assert labels(["▁the", "▁cat", "s"]) == ["·the", "·cat", "s"]
+    assert labels(["[CLS]", "the", "##ing", "[SEP]"]) == ["[CLS]", "the", "##ing", "[SEP]"]
+    assert readable("Ġsupercalifragilistic", byte_level=True) == "·supercal…"
+    assert readable("a\x07b") == "a\\x07b"
+
+
+def test_heatmap_axes_are_the_tokens_and_svg_text_stays_text(cli, folders, tmp_path) -> None:
+    from svg_text import svg_texts
+
+    from mha_cli.render.token_labels import labels
+
+    report = mha_cli.inspect(weights=str(folders["gpt2"]), layer=0, text=TEXTS[0])
+    expected = labels(report.text.tokens[0])
+    out = tmp_path / "text.svg"
+    result = cli(
+        "heatmap",
+        "--weights",
+        str(folders["gpt2"]),
+        "--layer",
+        "0",
+        "--text",
+        TEXTS[0],
+        "--out",
+        str(out),
+    )
+    assert result.exit_code == 0, result.output
+    texts = svg_texts(out)
+    # the tokens in order: once along the keys under a panel, once down the queries
+    runs = sum(texts[i : i + len(expected)] == expected for i in range(len(texts)))
+    assert runs >= 2, texts
+    assert "·dog" in texts
+
+
+def test_long_text_labels_a_readable_subset(folders) -> None:
+    from mha_cli.api.heatmap import save_heatmaps
+
+    files = save_heatmaps(
+        weights=str(folders["gpt2"]), layer=0, text=LONG, truncate=True, draw=False
+    )
+    from mha_cli.render.heatmap import image
+
+    figure = image.grid_figure(files.data)
+    axes = figure.axes[0]
+    rows = [t.get_text() for t in axes.get_yticklabels()]
+    panel_rows = files.data.weights.shape[1] // 1  # at most one label column per panel row
+    assert all(rows)  # every label shown names a token
+    assert len(rows) <= 64 * panel_rows
+
+
+def test_python_api_heatmap_takes_texts(folders) -> None:
+    figure = mha_cli.heatmap(weights=str(folders["llama"]), layer=1, text=["a dog ran", "the cat"])
+    labels = [t.get_text() for t in figure.axes[0].get_yticklabels()]
+    assert "·dog" in labels or "dog" in "".join(labels)

@@ -31,7 +31,9 @@ def heatmap_data(report: Report) -> HeatmapData:
         masked = np.zeros(weights.shape, dtype=bool)
     else:
         masked = report.mask.detach().cpu().numpy()  # (b, h, q, k)
-    return HeatmapData(weights=weights, masked=masked, title=_title(report.spec))
+    text = report.text  # --text: the axes are the tokens
+    tokens = None if text is None else tuple(tuple(t) for t in text.tokens)
+    return HeatmapData(weights=weights, masked=masked, title=_title(report.spec), tokens=tokens)
 
 
 def traced_heatmap_data(report: TraceReport) -> HeatmapData:

@@ -37,6 +37,8 @@ class HeatmapData:
     query_label: str = "queries"
     key_label: str = "keys"
     panel_title: str = ""  # set by `panel`: "example 0, head 3" for a file of one panel
+    # each example's tokens (`--text`), padding left out: the axes are labelled with them
+    tokens: tuple[tuple[str, ...], ...] | None = None
 
     def __post_init__(self) -> None:
         import numpy as np
@@ -59,6 +61,7 @@ class HeatmapData:
             self.query_label,
             self.key_label,
             panel_title=f"example {example}, head {head}",
+            tokens=None if self.tokens is None else (self.tokens[example],),
         )
 
 

@@ -63,11 +63,18 @@ def label_panels(
         for head in range(h)
         if plan.position(b - 1, head)[0] == plan.panel_rows - 1
     ]
-    ax.set_xticks(*_ticks(k, last, x_step))
-    tops = [
-        plan.slices(e, head)[0].start for e in range(b) for head in range(0, h, plan.heads_per_row)
-    ]
-    ax.set_yticks(*_ticks(q, tops, y_step))
+    if data.tokens is not None:  # --text: the tokens name the rows and keys
+        from mha_cli.render.heatmap.token_axes import token_ticks
+
+        token_ticks(ax, data, lay, last)
+    else:
+        ax.set_xticks(*_ticks(k, last, x_step))
+        tops = [
+            plan.slices(e, head)[0].start
+            for e in range(b)
+            for head in range(0, h, plan.heads_per_row)
+        ]
+        ax.set_yticks(*_ticks(q, tops, y_step))
     ax.tick_params(labelsize=tick_pt, length=2.5 * lay.text, pad=1.5 * lay.text)
     ax.set_xlabel(data.key_label, fontsize=lay.points(LABEL_PT))
     ax.set_ylabel(data.query_label, fontsize=lay.points(LABEL_PT))
