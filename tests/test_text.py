@@ -317,3 +317,41 @@ def test_python_api_heatmap_takes_texts(folders) -> None:
     figure = mha_cli.heatmap(weights=str(folders["llama"]), layer=1, text=["a dog ran", "the cat"])
     labels = [t.get_text() for t in figure.axes[0].get_yticklabels()]
     assert "·dog" in labels or "dog" in "".join(labels)
+
+
+def captured_inputs(
+    hf_model, folder: Path, texts: list[str], layer: int
+) -> dict[str, torch.Tensor]:  # type: ignore[no-untyped-def]
+    """The layer's attention input, captured here with a hook on the model in memory."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    rows = [tokenizer(text)["input_ids"] for text in texts]
+    longest = max(map(len, rows))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    ids = torch.tensor([row + [pad] * (longest - len(row)) for row in rows])
+    mask = torch.tensor([[1] * len(row) + [0] * (longest - len(row)) for row in rows])
+    seen = {}
+
+    def hook(_module, args, kwargs):  # type: ignore[no-untyped-def]
+        seen["hidden"] = kwargs.get("hidden_states", args[0] if args else None).clone()
+
+    handle = hf_model.attention(layer).register_forward_pre_hook(hook, with_kwargs=True)
+    with torch.no_grad():
+        hf_model.model(input_ids=ids, attention_mask=mask)
+    handle.remove()
+    return {"hidden_states": seen["hidden"], "valid_lens": mask.sum(dim=1)}
+
+
+def test_heads_on_text_measure_the_models_own_inputs(cli, hf_models, folders, tmp_path) -> None:
+    inputs = tmp_path / "inputs.pt"
+    torch.save(captured_inputs(hf_models["opt"], folders["opt"], TEXTS, 1), inputs)
+    on_text = mha_cli.heads(weights=str(folders["opt"]), layer=1, text=TEXTS)
+    on_file = mha_cli.heads(weights=str(folders["opt"]), layer=1, inputs=str(inputs))
+    for a, b in zip(on_text.heads, on_file.heads, strict=True):
+        assert abs(a.ablation - b.ablation) < 1e-5 and abs(a.entropy - b.entropy) < 1e-5
+    assert on_text.spec["inputs"] == "text"
+    assert any(n.startswith("checked against the model's own attention") for n in on_text.notes)
+    result = cli("heads", "--weights", str(folders["opt"]), "--layer", "1", "--text", TEXTS[1])
+    assert result.exit_code == 0, result.output
+    assert "checked against the model's own attention: max difference" in result.output

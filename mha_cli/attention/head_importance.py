@@ -27,6 +27,8 @@ def measure_heads(
     spec: AttentionSpec,
     ablation: str = "zero",
     targets: Mapping[str, torch.Tensor] | None = None,
+    inputs: Mapping[str, torch.Tensor] | None = None,
+    reference: torch.Tensor | None = None,
 ) -> HeadsReport:
     """Run the layer once (eval mode) and measure each head: ablation, entropy, confidence,
     gradient importance (with targets), a greedy pruning curve, and how the measures agree."""
@@ -45,7 +47,9 @@ def measure_heads(
             "mha heads measures the layer in eval mode (dropout would make every ablation "
             "random); drop --train"
         )
-    report = run_attention(replace(spec, train=False), value_ranges=False, needs_values=True)
+    report = run_attention(
+        replace(spec, train=False), value_ranges=False, needs_values=True, inputs=inputs
+    )
     spec_dict = report.spec
     heads = spec_dict["heads"]
     concat = report.tensors["output.concat"]  # (b, q, h*w)
@@ -93,6 +97,12 @@ def measure_heads(
         output_norm=terms.output_norm,
         notes=list(report.summary.notes) + _notes(spec_dict, ablation),
     )
+    if reference is not None:  # --text: the model's own attention weights of the layer
+        from mha_cli.files.text_input import check_line, max_difference
+
+        difference = max_difference(report.attention_weights, reference)
+        if difference is not None:
+            result = replace(result, notes=[*result.notes, check_line(difference)])
     rho, p = correlations(measures, result.measures)
     candidates = lowest_standing_out(
         [m.ablation for m in measures],

@@ -11,6 +11,7 @@ import typer
 
 from mha_cli.commands.options import spec_options
 from mha_cli.commands.output import FORMAT, Format, emit, wrote
+from mha_cli.commands.text_options import text_options
 
 ABLATION = Annotated[
     str,
@@ -71,4 +72,4 @@ def heads(
 
 
 def register(app: typer.Typer, user_errors: Callable[..., Any]) -> None:
-    app.command("heads")(user_errors(spec_options(heads)))
+    app.command("heads")(user_errors(spec_options(text_options(heads))))

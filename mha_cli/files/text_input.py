@@ -382,7 +382,12 @@ def with_text(report: Any, spec: AttentionSpec, captured: Captured) -> Any:
     )
     return replace(
         report,
-        spec={**report.spec, "inputs": "text"},
+        spec=spec_for_report(report.spec),
         summary=replace(report.summary, notes=notes),
         text=record,
     )
+
+
+def spec_for_report(spec: dict[str, Any]) -> dict[str, Any]:
+    """The run's specification as a report shows it: the inputs are the text."""
+    return {**spec, "inputs": "text"}
