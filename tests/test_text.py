@@ -355,3 +355,48 @@ def test_heads_on_text_measure_the_models_own_inputs(cli, hf_models, folders, tm
     result = cli("heads", "--weights", str(folders["opt"]), "--layer", "1", "--text", TEXTS[1])
     assert result.exit_code == 0, result.output
     assert "checked against the model's own attention: max difference" in result.output
+
+
+def test_head_patterns_in_words() -> None:
+    from mha_cli.attention.head_patterns import head_patterns
+
+    n = 5
+    previous = torch.zeros(n, n)
+    previous[0, 0] = 1.0
+    previous[torch.arange(1, n), torch.arange(n - 1)] = 1.0  # each query on the token before
+    sink = torch.zeros(n, n)
+    sink[:, 0] = 1.0
+    even = torch.tril(torch.ones(n, n, dtype=torch.float64)) / torch.arange(1, n + 1)[:, None]
+    attention = torch.stack([previous, sink, even])[None].double()  # (1, 3, n, n)
+    # a padded second example whose padding rows must not count
+    padded = attention.clone()
+    padded[:, :, 3:] = 0.0
+    padded[:, :, 3:, 4] = 1.0
+    patterns = head_patterns(torch.cat([attention, padded]), [n, 3])
+    assert patterns[0].pattern == "previous token 1.00" and abs(patterns[0].previous - 1) < 1e-12
+    assert abs(patterns[0].distance - (4 + 2) / 8) < 1e-12  # rows 1.. at distance 1, row 0 at 0
+    assert patterns[1].pattern == "first token 1.00"
+    expected_self = (sum(1 / i for i in range(1, n + 1)) + sum(1 / i for i in range(1, 4))) / 8
+    assert abs(patterns[2].itself - expected_self) < 1e-12
+    assert abs(patterns[2].first - expected_self) < 1e-12  # row i: 1/(i+1) on each key
+
+
+def test_report_json_holds_head_patterns(cli, folders) -> None:
+    result = cli(
+        "inspect",
+        "--weights",
+        str(folders["mistral"]),
+        "--layer",
+        "0",
+        "--text",
+        TEXTS[0],
+        "--format",
+        "json",
+    )
+    assert result.exit_code == 0, result.output
+    heads = json.loads(result.stdout)["text"]["heads"]
+    assert [h["head"] for h in heads] == [0, 1, 2, 3]
+    for head in heads:
+        assert 0 <= head["first"] <= 1 and 0 <= head["previous"] <= 1 and 0 <= head["itself"] <= 1
+    # mistral's window of 3: a query sees at most 2 keys back
+    assert all(0 <= head["distance"] <= 2 for head in heads)

@@ -46,6 +46,7 @@ CONFLICTS = {
     "valid_lens": "--valid-lens",
 }
 INSTALL = 'pip install "mha-cli[text]"'
+SHOWN_TOKENS = 24  # tokens listed in a note per text
 # config.json keys that bound the positions, in the order transformers' configs read them.
 _POSITION_KEYS = ("max_position_embeddings", "n_positions", "n_ctx")
 
@@ -366,10 +367,21 @@ def check_line(difference: float) -> str:
 def with_text(report: Any, spec: AttentionSpec, captured: Captured) -> Any:
     """The report, holding the texts and tokens, its notes saying how the weights compare with
     the model's own."""
+    from mha_cli.render.token_labels import labels
     from mha_cli.results.text_record import TextRecord
 
     difference = max_difference(report.attention_weights, captured.reference)
     notes = [*captured.notes, *report.summary.notes]
+    for number, tokens in enumerate(captured.tokens, 1):
+        shown = labels(tokens)
+        more = f" … ({len(shown)} in all)" if len(shown) > SHOWN_TOKENS else ""
+        notes.append(f"text {number}, {len(shown)} tokens: {' '.join(shown[:SHOWN_TOKENS])}{more}")
+    patterns = []
+    if report.attention_weights is not None:
+        from mha_cli.attention.head_patterns import head_patterns
+
+        patterns = head_patterns(report.attention_weights, captured.valid_lens)
+        notes += [pattern.describe() for pattern in patterns]
     if difference is not None:
         notes.append(check_line(difference))
     record = TextRecord(
@@ -379,6 +391,7 @@ def with_text(report: Any, spec: AttentionSpec, captured: Captured) -> Any:
         model=str(spec.weights),
         layer=spec.layer,
         max_difference=difference,
+        heads=patterns,
     )
     return replace(
         report,
