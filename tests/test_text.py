@@ -400,3 +400,31 @@ def test_report_json_holds_head_patterns(cli, folders) -> None:
         assert 0 <= head["first"] <= 1 and 0 <= head["previous"] <= 1 and 0 <= head["itself"] <= 1
     # mistral's window of 3: a query sees at most 2 keys back
     assert all(0 <= head["distance"] <= 2 for head in heads)
+
+
+def test_text_with_module_or_meta_is_refused(cli, folders) -> None:
+    folder = str(folders["gpt2"])
+    refused(
+        cli("heatmap", "--weights", folder, "--text", "a dog", "--module", "x.py:make"),
+        r"--text runs a Hugging Face model's layer, --module your own module",
+    )
+    refused(
+        cli("inspect", "--weights", folder, "--text", "a dog", "--device", "meta"),
+        r"--text runs the model on the text, and the meta device computes nothing",
+    )
+
+
+def test_a_family_mha_cannot_rebuild_is_refused_before_the_model_runs(
+    cli, folders, tmp_path
+) -> None:
+    folder = tmp_path / "other"
+    import shutil
+
+    shutil.copytree(folders["gpt2"], folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["model_type"] = "mamba"
+    (folder / "config.json").write_text(json.dumps(config))
+    refused(
+        cli("inspect", "--weights", str(folder), "--text", "a dog"),
+        r"model_type 'mamba' is not supported",
+    )

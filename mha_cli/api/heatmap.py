@@ -63,6 +63,12 @@ def weights_to_draw(
     else:
         from mha_cli.api.trace import trace_report
 
+        if any(options.get(name) for name in ("text", "text_file")):
+            raise MhaError(
+                "--text runs a Hugging Face model's layer, --module your own module; "
+                "drop one of them"
+            )
+
         if export is not None:
             from mha_cli.files.tensor_files import check_export_path
 

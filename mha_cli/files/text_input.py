@@ -333,6 +333,11 @@ def prepare(
     spec: AttentionSpec, request: TextRequest
 ) -> tuple[AttentionSpec, dict[str, torch.Tensor], Captured]:
     """The spec sized by the texts, the inputs of mha's layer, and what the model gave."""
+    if spec.device == "meta":
+        raise MhaError(
+            "--text runs the model on the text, and the meta device computes nothing; "
+            "use --device cpu (or cuda)"
+        )
     folder = check_model_folder(str(spec.weights))
     from mha_cli.files.model_layer import read_model_layer
 
