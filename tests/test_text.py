@@ -428,3 +428,70 @@ def test_a_family_mha_cannot_rebuild_is_refused_before_the_model_runs(
         cli("inspect", "--weights", str(folder), "--text", "a dog"),
         r"model_type 'mamba' is not supported",
     )
+
+
+# --- the model view: --layer all ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", ["gpt2", "qwen2", "roberta"])
+def test_model_view_is_every_layers_own_attention(
+    family: str, hf_models, folders, monkeypatch
+) -> None:
+    import transformers
+
+    from mha_cli.api.heatmap import save_heatmaps
+
+    loads = []
+    original = transformers.AutoModel.from_pretrained
+
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        loads.append(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(transformers.AutoModel, "from_pretrained", counted)
+    files = save_heatmaps(weights=str(folders[family]), layer="all", text=TEXTS[0], draw=False)
+    assert len(loads) == 1  # the model is loaded once for every layer
+    hf_model = hf_models[family]
+    data = files.data
+    assert data.row_name == "layer" and data.weights.shape[0] == hf_model.num_layers
+    for layer in range(hf_model.num_layers):
+        expected = model_attention(hf_model, folders[family], [TEXTS[0]], layer)[0].numpy()
+        assert abs(data.weights[layer] - expected).max() < BOUND, layer
+    heads = files.report.text.heads
+    assert len(heads) == hf_model.num_layers * data.weights.shape[1]
+    assert {h.layer for h in heads} == set(range(hf_model.num_layers))
+    assert any(n.startswith("head 1.0: ") for n in files.report.summary.notes)
+    assert files.report.text.max_difference < BOUND
+
+
+def test_model_view_on_the_command_line(cli, folders, tmp_path) -> None:
+    from svg_text import svg_texts
+
+    out = tmp_path / "view.svg"
+    result = cli(
+        "heatmap",
+        "--weights",
+        str(folders["llama"]),
+        "--layer",
+        "all",
+        "--text",
+        TEXTS[1],
+        "--out",
+        str(out),
+    )
+    assert result.exit_code == 0, result.output
+    assert "(every layer of 2)" in result.output
+    texts = svg_texts(out)
+    assert "layer 0" in texts and "layer 1" in texts and "·dog" in texts
+
+
+def test_model_view_needs_one_text(cli, folders) -> None:
+    folder = str(folders["gpt2"])
+    refused(
+        cli("heatmap", "--weights", folder, "--layer", "all"),
+        r"--layer all draws every layer's attention on a text",
+    )
+    refused(
+        cli("heatmap", "--weights", folder, "--layer", "all", "--text", "a", "--text", "b"),
+        r"--layer all draws one text, and 2 were given",
+    )

@@ -56,6 +56,12 @@ def weights_to_draw(
     export: str | os.PathLike[str] | None = None,
 ) -> tuple[Report | TraceReport, HeatmapData]:
     """The run (mha's layer, or the user's module traced) and the numbers to draw."""
+    from mha_cli.api.model_view import is_every_layer, model_view
+
+    if module is None and is_every_layer(options):  # --layer all --text: the model view
+        if export is not None:
+            raise MhaError("--export saves one layer's tensors; drop it with --layer all")
+        return model_view(config, options)
     if module is None:
         report: Report | TraceReport = run(
             config, options, export=export, value_ranges=False, needs_values="heatmaps"

@@ -254,6 +254,13 @@ def capture(folder: Path, layer: int, request: TextRequest, module_path: str) ->
 
     `module_path` is the attention module's name in the checkpoint (the parent of its query
     projection), matched against the loaded model's module names by suffix."""
+    return capture_layers(folder, [layer], request, [module_path])[0]
+
+
+def capture_layers(
+    folder: Path, layers: list[int], request: TextRequest, module_paths: list[str]
+) -> list[Captured]:
+    """The same for several layers, in one run of the model (loaded once), up to the last."""
     import torch
 
     tokenized = tokenize(folder, request)
@@ -270,25 +277,32 @@ def capture(folder: Path, layer: int, request: TextRequest, module_path: str) ->
             "give a folder written by save_pretrained"
         ) from None
     model.eval()
-    attention = _find_module(model, module_path, folder)
-    seen: dict[str, Any] = {}
+    modules = [_find_module(model, path, folder) for path in module_paths]
+    seen: dict[int, dict[str, Any]] = {layer: {} for layer in layers}
+    last = max(layers)
 
     class _Done(Exception):
         pass
 
-    def before(_module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        hidden = kwargs.get("hidden_states", args[0] if args else None)
-        seen["hidden"] = hidden.detach().clone()
+    def hooks(layer: int) -> tuple[Any, Any]:
+        def before(_module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            hidden = kwargs.get("hidden_states", args[0] if args else None)
+            seen[layer]["hidden"] = hidden.detach().clone()
 
-    def after(_module: Any, _args: Any, output: Any) -> None:
-        weights = output[1] if isinstance(output, tuple) and len(output) > 1 else None
-        seen["weights"] = weights.detach().clone() if isinstance(weights, torch.Tensor) else None
-        raise _Done  # the layers after this one are not needed
+        def after(_module: Any, _args: Any, output: Any) -> None:
+            weights = output[1] if isinstance(output, tuple) and len(output) > 1 else None
+            if isinstance(weights, torch.Tensor):
+                seen[layer]["weights"] = weights.detach().clone()
+            if layer == last:
+                raise _Done  # the layers after the last one asked for are not needed
 
-    handles = [
-        attention.register_forward_pre_hook(before, with_kwargs=True),
-        attention.register_forward_hook(after),
-    ]
+        return before, after
+
+    handles = []
+    for layer, module in zip(layers, modules, strict=True):
+        before, after = hooks(layer)
+        handles.append(module.register_forward_pre_hook(before, with_kwargs=True))
+        handles.append(module.register_forward_hook(after))
     try:
         with torch.no_grad():
             model(input_ids=ids, attention_mask=mask, output_attentions=True)
@@ -297,16 +311,21 @@ def capture(folder: Path, layer: int, request: TextRequest, module_path: str) ->
     finally:
         for handle in handles:
             handle.remove()
-    if "hidden" not in seen:
-        raise MhaError(f"--text: layer {layer}'s attention in {folder} was never run")
-    return Captured(
-        texts=list(request.texts),
-        tokens=tokenized.tokens,
-        valid_lens=[int(n) for n in mask.sum(dim=1).tolist()],
-        hidden_states=seen["hidden"].float(),
-        reference=seen.get("weights"),
-        notes=tokenized.notes,
-    )
+    captured = []
+    for layer in layers:
+        if "hidden" not in seen[layer]:
+            raise MhaError(f"--text: layer {layer}'s attention in {folder} was never run")
+        captured.append(
+            Captured(
+                texts=list(request.texts),
+                tokens=tokenized.tokens,
+                valid_lens=[int(n) for n in mask.sum(dim=1).tolist()],
+                hidden_states=seen[layer]["hidden"].float(),
+                reference=seen[layer].get("weights"),
+                notes=tokenized.notes,
+            )
+        )
+    return captured
 
 
 def _find_module(model: Any, module_path: str, folder: Path) -> Any:
@@ -339,11 +358,22 @@ def prepare(
             "use --device cpu (or cuda)"
         )
     folder = check_model_folder(str(spec.weights))
+    captured = capture(folder, spec.layer, request, attention_module(spec))
+    spec, inputs = sized(spec, captured)
+    return spec, inputs, captured
+
+
+def attention_module(spec: AttentionSpec) -> str:
+    """The checkpoint's name of layer `spec.layer`'s attention module: its query projection's
+    parent (mha's reader of the layer finds it, in every layout it reads)."""
     from mha_cli.files.model_layer import read_model_layer
 
     _, source, _ = read_model_layer(spec)
-    module_path = source.keys[0].rsplit(".", 2)[0]  # the query projection's parent
-    captured = capture(folder, spec.layer, request, module_path)
+    return source.keys[0].rsplit(".", 2)[0]
+
+
+def sized(spec: AttentionSpec, captured: Captured) -> tuple[AttentionSpec, dict[str, Any]]:
+    """The spec sized by the captured inputs, and those inputs, as mha's layer takes them."""
     hidden = captured.hidden_states
     batch, length = hidden.shape[0], hidden.shape[1]
     lens = captured.valid_lens
@@ -354,8 +384,7 @@ def prepare(
         kv=length,
         valid_lens=None if all(n == length for n in lens) else tuple(lens),
     )
-    inputs = {"queries": hidden, "keys": hidden, "values": hidden}
-    return spec, inputs, captured
+    return spec, {"queries": hidden, "keys": hidden, "values": hidden}
 
 
 def max_difference(attention: Any, reference: Any) -> float | None:

@@ -17,10 +17,12 @@ class HeadPattern:
     itself: float  # on the query's own token
     distance: float  # mean |query - key| position, weighted by attention
     pattern: str  # in words: "previous token 0.91", or "spread" when no share passes 0.5
+    layer: int | None = None  # set in the model view (--layer all): "head 3.5" is layer 3's 5
 
     def describe(self) -> str:
+        name = str(self.head) if self.layer is None else f"{self.layer}.{self.head}"
         return (
-            f"head {self.head}: {self.pattern} (first token {self.first:.2f}, previous "
+            f"head {name}: {self.pattern} (first token {self.first:.2f}, previous "
             f"{self.previous:.2f}, itself {self.itself:.2f}, mean distance {self.distance:.1f})"
         )
 

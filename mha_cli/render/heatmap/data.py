@@ -39,6 +39,7 @@ class HeatmapData:
     panel_title: str = ""  # set by `panel`: "example 0, head 3" for a file of one panel
     # each example's tokens (`--text`), padding left out: the axes are labelled with them
     tokens: tuple[tuple[str, ...], ...] | None = None
+    row_name: str = "example"  # what a row of panels is: an example, or a layer (model view)
 
     def __post_init__(self) -> None:
         import numpy as np
@@ -60,8 +61,9 @@ class HeatmapData:
             self.title,
             self.query_label,
             self.key_label,
-            panel_title=f"example {example}, head {head}",
+            panel_title=f"{self.row_name} {example}, head {head}",
             tokens=None if self.tokens is None else (self.tokens[example],),
+            row_name=self.row_name,
         )
 
 

@@ -96,7 +96,7 @@ def label_panels(
             )
         first, last_row = plan.slices(example, 0)[0], plan.slices(example, h - 1)[0]
         ax.annotate(
-            f"example {ids[0][example]}",
+            f"{data.row_name} {ids[0][example]}",
             (1, (first.start + last_row.stop - 1) / 2),
             xycoords=ax.get_yaxis_transform(),
             xytext=(6 * lay.text, 0),
