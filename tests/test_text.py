@@ -495,3 +495,56 @@ def test_model_view_needs_one_text(cli, folders) -> None:
         cli("heatmap", "--weights", folder, "--layer", "all", "--text", "a", "--text", "b"),
         r"--layer all draws one text, and 2 were given",
     )
+
+
+# --- tokenizers of other kinds ------------------------------------------------------------------
+
+
+def test_left_padding_tokenizer_is_padded_on_the_right_with_a_note(
+    hf_models, folders, tmp_path
+) -> None:
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    folder = tmp_path / "llama_left"
+    shutil.copytree(folders["llama"], folder)
+    AutoTokenizer.from_pretrained(folder, padding_side="left").save_pretrained(folder)
+    assert AutoTokenizer.from_pretrained(folder).padding_side == "left"
+    report = mha_cli.inspect(weights=str(folder), layer=1, text=TEXTS)
+    assert any(
+        "pads on the left; the batch is padded on the right" in n for n in report.summary.notes
+    )
+    expected = model_attention(hf_models["llama"], folder, TEXTS, 1)
+    assert float((report.attention_weights - expected).abs().max()) < BOUND
+
+
+def test_tokenizer_without_pad_eos_or_unk(hf_models, folders, tmp_path) -> None:
+    import shutil
+
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    folder = tmp_path / "gpt2_plain"
+    shutil.copytree(hf_models["gpt2"].folder, folder)
+    words = sorted({w for t in TEXTS for w in t.split()})
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=tok).save_pretrained(folder)
+    report = mha_cli.inspect(weights=str(folder), layer=1, text=TEXTS)
+    assert report.text.tokens[1] == ["a", "dog", "ran"]
+    assert report.text.valid_lens == [9, 3] and report.text.max_difference < BOUND
+
+
+def test_missing_text_file(cli, folders, tmp_path) -> None:
+    refused(
+        cli("inspect", "--weights", str(folders["gpt2"]), "--text-file", str(tmp_path / "no.txt")),
+        r"--text-file .*no.txt: no such file",
+    )
+
+
+def test_weights_file_instead_of_folder(cli, folders) -> None:
+    refused(
+        cli("inspect", "--weights", str(folders["gpt2"] / "model.safetensors"), "--text", "a dog"),
+        r"--text needs --weights to be a model folder.*try --weights",
+    )
