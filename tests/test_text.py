@@ -548,3 +548,16 @@ def test_weights_file_instead_of_folder(cli, folders) -> None:
         cli("inspect", "--weights", str(folders["gpt2"] / "model.safetensors"), "--text", "a dog"),
         r"--text needs --weights to be a model folder.*try --weights",
     )
+
+
+def test_heatmap_of_texts_hatches_the_padding_rows_and_names_the_layer(folders) -> None:
+    from mha_cli.api.heatmap import save_heatmaps
+
+    files = save_heatmaps(weights=str(folders["bert"]), layer=1, text=TEXTS, draw=False)
+    short = files.report.text.valid_lens[1]
+    assert files.data.masked[1, :, short:, :].all()  # padding's own rows
+    assert not files.data.masked[1, :, :short, :short].any()  # an encoder sees every real token
+    assert files.data.title.startswith(
+        f"attention weights of layer 1 of {folders['bert']} on 2 texts"
+    )
+    assert "valid_lens" not in files.data.title
