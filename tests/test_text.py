@@ -345,8 +345,9 @@ def captured_inputs(
 
 def test_heads_on_text_measure_the_models_own_inputs(cli, hf_models, folders, tmp_path) -> None:
     inputs = tmp_path / "inputs.pt"
-    torch.save(captured_inputs(hf_models["opt"], folders["opt"], TEXTS, 1), inputs)
-    on_text = mha_cli.heads(weights=str(folders["opt"]), layer=1, text=TEXTS)
+    # one text: no padding rows, which --text leaves out and an inputs file keeps
+    torch.save(captured_inputs(hf_models["opt"], folders["opt"], TEXTS[:1], 1), inputs)
+    on_text = mha_cli.heads(weights=str(folders["opt"]), layer=1, text=TEXTS[:1])
     on_file = mha_cli.heads(weights=str(folders["opt"]), layer=1, inputs=str(inputs))
     for a, b in zip(on_text.heads, on_file.heads, strict=True):
         assert abs(a.ablation - b.ablation) < 1e-5 and abs(a.entropy - b.entropy) < 1e-5
@@ -561,3 +562,17 @@ def test_heatmap_of_texts_hatches_the_padding_rows_and_names_the_layer(folders) 
         f"attention weights of layer 1 of {folders['bert']} on 2 texts"
     )
     assert "valid_lens" not in files.data.title
+
+
+def test_heads_on_texts_of_different_lengths_leave_the_padding_rows_out(hf_models, folders) -> None:
+    """Each head's ablation over two texts is the change over their real rows only: the same
+    figure whatever the padding, so one text padded or not gives the same numbers."""
+    padded = mha_cli.heads(weights=str(folders["gpt2"]), layer=1, text=[TEXTS[1], TEXTS[0]])
+    alone = [mha_cli.heads(weights=str(folders["gpt2"]), layer=1, text=t) for t in TEXTS]
+    # entropy is a mean over rows: the padded batch's is the row-weighted mean of the two alone
+    lengths = padded.spec["valid_lens"]
+    for head in range(padded.spec["heads"]):
+        expected = (
+            alone[1].heads[head].entropy * lengths[0] + alone[0].heads[head].entropy * lengths[1]
+        ) / sum(lengths)
+        assert abs(padded.heads[head].entropy - expected) < 1e-6

@@ -54,15 +54,17 @@ def heads(
             loaded = load_targets(Path(targets))
         except MhaError as error:
             raise MhaError(f"--targets {error}") from None
-    inputs = reference = None
+    inputs = reference = lengths = None
     if text is not None:
         from dataclasses import replace
 
         from mha_cli.files.text_input import prepare, spec_for_report
 
         spec, inputs, captured = prepare(spec, text)
-        reference = captured.reference
-    report = measure_heads(spec, ablation, loaded, inputs=inputs, reference=reference)
+        reference, lengths = captured.reference, captured.valid_lens
+    report = measure_heads(
+        spec, ablation, loaded, inputs=inputs, reference=reference, lengths=lengths
+    )
     if text is not None:
         report = replace(
             report,

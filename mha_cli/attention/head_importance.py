@@ -29,6 +29,7 @@ def measure_heads(
     targets: Mapping[str, torch.Tensor] | None = None,
     inputs: Mapping[str, torch.Tensor] | None = None,
     reference: torch.Tensor | None = None,
+    lengths: list[int] | None = None,
 ) -> HeadsReport:
     """Run the layer once (eval mode) and measure each head: ablation, entropy, confidence,
     gradient importance (with targets), a greedy pruning curve, and how the measures agree."""
@@ -55,6 +56,15 @@ def measure_heads(
     concat = report.tensors["output.concat"]  # (b, q, h*w)
     output = report.output_tensor  # (b, q, H)
     target = _target(targets, output) if targets is not None else None
+    mask = report.mask
+    if lengths is not None:  # --text: padding's own rows are no part of the texts
+        real = torch.arange(concat.shape[1])[None, :] < torch.tensor(lengths)[:, None]  # (b, q)
+        real = real.to(concat.device)
+        concat, output = concat[real][None], output[real][None]  # (1, real rows, ...)
+        target = None if target is None else target[real][None]
+        hidden = ~real[:, None, :, None]  # (b, 1, q, 1)
+        shape = report.attention_weights.shape
+        mask = hidden.expand(shape) if mask is None else (mask | hidden).expand(shape)
     terms = head_terms(
         concat,
         report.parameters["W_o.weight"],
@@ -65,7 +75,7 @@ def measure_heads(
     )
     changes = single_changes(terms)
     errors = single_change_errors(terms)
-    focus = attention_focus(report.attention_weights, report.mask)
+    focus = attention_focus(report.attention_weights, mask)
     pruning = [
         PruningStep(step, head, change)
         for step, (head, change) in enumerate(greedy_pruning(terms), start=1)
