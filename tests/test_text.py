@@ -576,3 +576,53 @@ def test_heads_on_texts_of_different_lengths_leave_the_padding_rows_out(hf_model
             alone[1].heads[head].entropy * lengths[0] + alone[0].heads[head].entropy * lengths[1]
         ) / sum(lengths)
         assert abs(padded.heads[head].entropy - expected) < 1e-6
+
+
+# --- a model id, from the Hugging Face cache ------------------------------------------------------
+
+
+def lay_out_cache(cache: Path, model_id: str, folder: Path) -> None:
+    """The cache as huggingface_hub writes it: blobs, a snapshot of symlinks, refs/main."""
+    import hashlib
+
+    model = cache / ("models--" + model_id.replace("/", "--"))
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    snapshot = model / "snapshots" / revision
+    (model / "blobs").mkdir(parents=True)
+    snapshot.mkdir(parents=True)
+    for file in folder.iterdir():
+        data = file.read_bytes()
+        blob = model / "blobs" / hashlib.sha256(data).hexdigest()
+        blob.write_bytes(data)
+        (snapshot / file.name).symlink_to(Path("../../blobs") / blob.name)
+    (model / "refs").mkdir()
+    (model / "refs" / "main").write_text(revision)
+    # an older snapshot that refs/main does not name is never read
+    (model / "snapshots" / "old").mkdir()
+
+
+def test_model_id_from_the_hugging_face_cache(
+    cli, hf_models, folders, tmp_path, monkeypatch
+) -> None:
+    cache = tmp_path / "hub"
+    lay_out_cache(cache, "tiny-org/tiny-gpt2", folders["gpt2"])
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.chdir(tmp_path)
+    report = mha_cli.inspect(weights="tiny-org/tiny-gpt2", layer=1, text=TEXTS[0])
+    expected = model_attention(hf_models["gpt2"], folders["gpt2"], [TEXTS[0]], 1)
+    assert float((report.attention_weights - expected).abs().max()) < BOUND
+    # reading the weights alone finds it too (no transformers needed)
+    plain = mha_cli.inspect(weights="tiny-org/tiny-gpt2", layer=1)
+    assert plain.source is not None and "snapshots" in plain.source.path
+    result = cli("inspect", "--weights", "tiny-org/tiny-gpt2", "--layer", "1", "--text", "a dog")
+    assert result.exit_code == 0, result.output
+
+
+def test_model_id_not_cached_says_so(cli, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
+    monkeypatch.chdir(tmp_path)
+    line = refused(
+        cli("inspect", "--weights", "gpt2", "--layer", "1"),
+        r"no model 'gpt2' in the Hugging Face cache",
+    )
+    assert str(tmp_path / "empty") in line and "hf download gpt2" in line

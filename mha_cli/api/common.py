@@ -18,7 +18,16 @@ def specification(
 ) -> AttentionSpec:
     """Defaults, config and options, with every check that needs no tensor and no file done:
     a wrong `heads` answers in the time of `mha --help`, even where torch is missing."""
-    return validate_early(build_spec(config, options, source))
+    spec = build_spec(config, options, source)
+    if spec.weights is not None:  # a model id (gpt2, org/name): its folder in the HF cache
+        from dataclasses import replace
+
+        from mha_cli.files.hub_cache import resolve_model_id
+
+        folder = resolve_model_id(spec.weights)
+        if folder != spec.weights:
+            spec = replace(spec, weights=folder)
+    return validate_early(spec)
 
 
 def load_heavy(*modules: str) -> None:
