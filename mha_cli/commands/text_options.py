@@ -18,6 +18,7 @@ from mha_cli.commands.options import DATA
 
 _TEXT = typer.Option(
     "--text",
+    metavar="TEXT",
     help="a text to run through the model of --weights MODEL_FOLDER up to --layer N (its own "
     "tokenizer, positions and mask); repeatable: several texts form a padded batch",
     rich_help_panel=DATA,
@@ -25,6 +26,7 @@ _TEXT = typer.Option(
 )
 _TEXT_FILE = typer.Option(
     "--text-file",
+    metavar="FILE",
     help="a UTF-8 file of texts, one per line, run as --text is",
     rich_help_panel=DATA,
     show_default=False,
