@@ -626,3 +626,92 @@ def test_model_id_not_cached_says_so(cli, tmp_path, monkeypatch) -> None:
         r"no model 'gpt2' in the Hugging Face cache",
     )
     assert str(tmp_path / "empty") in line and "hf download gpt2" in line
+
+
+# --- the interactive page: --out view.html --------------------------------------------------------
+
+
+def page_data(path: Path) -> dict:  # type: ignore[type-arg]
+    found = re.search(
+        r'<script id="data" type="application/json">(.*?)</script>', path.read_text(), re.S
+    )
+    assert found is not None
+    return json.loads(found.group(1))
+
+
+def test_page_is_self_contained_and_holds_the_weights(cli, folders, tmp_path) -> None:
+    from mha_cli.render.token_labels import labels
+
+    out = tmp_path / "view.html"
+    result = cli(
+        "heatmap",
+        "--weights",
+        str(folders["llama"]),
+        "--layer",
+        "1",
+        "--text",
+        TEXTS[0],
+        "--out",
+        str(out),
+    )
+    assert result.exit_code == 0, result.output
+    page = out.read_text(encoding="utf-8")
+    for external in ("http:", "https:", "src=", "href=", "@import", "url("):
+        assert external not in page, external  # no network: nothing is fetched
+    data = page_data(out)
+    report = mha_cli.inspect(weights=str(folders["llama"]), layer=1, text=TEXTS[0])
+    assert data["tokens"] == [labels(report.text.tokens[0])]
+    weights = torch.tensor([head["weights"] for head in data["grids"][0]])  # (h, n, n)
+    assert float((weights - report.attention_weights[0]).abs().max()) < 1e-4  # 4 decimals
+    assert data["grids"][0][0]["words"].startswith("head 0: ")
+
+
+def test_page_of_every_layer(folders, tmp_path) -> None:
+    from mha_cli.api.heatmap import save_heatmaps
+
+    out = tmp_path / "model.html"
+    save_heatmaps(weights=str(folders["gpt2"]), layer="all", text=TEXTS[1], out=out)
+    data = page_data(out)
+    assert data["rowName"] == "layer" and len(data["grids"]) == 3
+    assert data["grids"][2][1]["words"].startswith("head 2.1: ")
+
+
+def test_page_needs_a_text(cli, folders, tmp_path) -> None:
+    refused(
+        cli("heatmap", "--weights", str(folders["gpt2"]), "--out", str(tmp_path / "v.html")),
+        r"the interactive page shows a model's attention on a text",
+    )
+
+
+def chromium() -> str | None:
+    import shutil
+
+    names = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+    return next((found for name in names if (found := shutil.which(name))), None)
+
+
+def test_page_in_a_real_headless_browser(folders, tmp_path) -> None:
+    """Chromium loads the page from a file, with no network: no script error, the tokens shown,
+    and a click on a query token shades the keys and marks the token."""
+    browser = chromium()
+    if browser is None:
+        pytest.skip("no Chromium here (apt-get install chromium; .ci/run installs it)")
+    from mha_cli.api.heatmap import save_heatmaps
+    from mha_cli.render.token_labels import labels
+
+    out = tmp_path / "view.html"
+    files = save_heatmaps(weights=str(folders["gpt2"]), layer=0, text=TEXTS[0], out=out)
+    command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-extensions"]
+    command += ["--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom"]
+    done = subprocess.run(
+        [*command, out.as_uri() + "#selftest"], capture_output=True, text=True, timeout=120
+    )
+    found = re.search(r'<pre id="selftest">(.*?)</pre>', done.stdout, re.S)
+    assert found is not None, done.stdout[-2000:] + done.stderr[-2000:]
+    import html
+
+    result = json.loads(html.unescape(found.group(1)))
+    assert result["errors"] == ""
+    assert result["tokens"] == labels(files.report.text.tokens[0])
+    assert result["before"] != result["after"]  # the click shaded the keys
+    assert result["chosen"] == 1

@@ -125,6 +125,13 @@ def save_heatmaps(
     writing images (for a terminal-only look). `module` draws a traced module's own weights.
     """
     check_scale(scale)
+    from mha_cli.api import html_page
+
+    if out is not None and html_page.is_page(out):  # --out view.html: an interactive page
+        page = Path(os.fspath(out))
+        html_page.check_page(page, per_head, options)
+        report, data = weights_to_draw(config, options, export=export)
+        return HeatmapFiles(report, data, [html_page.write_page(page, report, data)])
     target = _target(out, per_head, image_format) if draw else None
     report, data = weights_to_draw(config, options, module=module, export=export)
     from mha_cli.render.heatmap import image
