@@ -37,5 +37,9 @@ def write_page(path: Path, report: Any, data: HeatmapData) -> Path:
 
     text = getattr(report, "text", None)
     page = html_view(data, list(text.heads) if text is not None else [])
-    write_atomically(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))
+
+    def write(tmp: Path) -> None:
+        tmp.write_text(page, encoding="utf-8")
+
+    write_atomically(path, write)
     return path

@@ -287,7 +287,8 @@ def capture_layers(
     def hooks(layer: int) -> tuple[Any, Any]:
         def before(_module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
             hidden = kwargs.get("hidden_states", args[0] if args else None)
-            seen[layer]["hidden"] = hidden.detach().clone()
+            if isinstance(hidden, torch.Tensor):  # what the attention module receives
+                seen[layer]["hidden"] = hidden.detach().clone()
 
         def after(_module: Any, _args: Any, output: Any) -> None:
             weights = output[1] if isinstance(output, tuple) and len(output) > 1 else None
