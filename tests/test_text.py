@@ -715,3 +715,16 @@ def test_page_in_a_real_headless_browser(folders, tmp_path) -> None:
     assert result["tokens"] == labels(files.report.text.tokens[0])
     assert result["before"] != result["after"]  # the click shaded the keys
     assert result["chosen"] == 1
+
+
+def test_per_head_titles_say_what_the_head_does(folders) -> None:
+    from mha_cli.api.heatmap import save_heatmaps
+
+    files = save_heatmaps(weights=str(folders["qwen2"]), layer="all", text=TEXTS[0], draw=False)
+    for pattern in files.report.text.heads:
+        title = files.data.panel(pattern.layer, pattern.head).panel_title
+        if pattern.pattern == "spread":
+            assert title == f"layer {pattern.layer}, head {pattern.head}"
+        else:
+            assert title == f"layer {pattern.layer}, head {pattern.head}: {pattern.pattern}"
+    assert any(p.pattern != "spread" for p in files.report.text.heads)  # qwen2's window of 3

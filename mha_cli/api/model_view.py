@@ -110,5 +110,9 @@ def model_view(config: Any, options: dict[str, Any]) -> tuple[Report, HeatmapDat
         title=title,
         tokens=(tokens,) * len(layers),
         row_name="layer",
+        head_words=tuple(
+            tuple("" if p.pattern == "spread" else p.pattern for p in patterns if p.layer == layer)
+            for layer in layers
+        ),
     )
     return first, data

@@ -41,7 +41,11 @@ def heatmap_data(report: Report) -> HeatmapData:
             masked[example, :, length:, :] = True  # padding's own rows are no part of the text
         many = f"{len(text.texts)} texts" if len(text.texts) > 1 else "a text"
         title = _title(report.spec, f"layer {text.layer} of {text.model} on {many}")
-    return HeatmapData(weights=weights, masked=masked, title=title, tokens=tokens)
+    words = None
+    if text is not None and text.heads:  # one row of words per example: the batch's patterns
+        named = tuple("" if p.pattern == "spread" else p.pattern for p in text.heads)
+        words = (named,) * weights.shape[0]
+    return HeatmapData(weights=weights, masked=masked, title=title, tokens=tokens, head_words=words)
 
 
 def traced_heatmap_data(report: TraceReport) -> HeatmapData:

@@ -40,6 +40,8 @@ class HeatmapData:
     # each example's tokens (`--text`), padding left out: the axes are labelled with them
     tokens: tuple[tuple[str, ...], ...] | None = None
     row_name: str = "example"  # what a row of panels is: an example, or a layer (model view)
+    # what each head does in words, per row and head ("previous token 0.91"), or None
+    head_words: tuple[tuple[str, ...], ...] | None = None
 
     def __post_init__(self) -> None:
         import numpy as np
@@ -52,6 +54,10 @@ class HeatmapData:
         object.__setattr__(self, "weights", weights)
         object.__setattr__(self, "masked", masked)
 
+    def _words(self, row: int, head: int) -> str:
+        words = self.head_words[row][head] if self.head_words is not None else ""
+        return f": {words}" if words else ""
+
     def panel(self, example: int, head: int) -> HeatmapData:
         """One (example, head) panel as data of its own, named by `panel_title`."""
         one = (slice(example, example + 1), slice(head, head + 1))
@@ -61,7 +67,7 @@ class HeatmapData:
             self.title,
             self.query_label,
             self.key_label,
-            panel_title=f"{self.row_name} {example}, head {head}",
+            panel_title=f"{self.row_name} {example}, head {head}" + self._words(example, head),
             tokens=None if self.tokens is None else (self.tokens[example],),
             row_name=self.row_name,
         )
