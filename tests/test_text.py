@@ -727,4 +727,13 @@ def test_per_head_titles_say_what_the_head_does(folders) -> None:
             assert title == f"layer {pattern.layer}, head {pattern.head}"
         else:
             assert title == f"layer {pattern.layer}, head {pattern.head}: {pattern.pattern}"
-    assert any(p.pattern != "spread" for p in files.report.text.heads)  # qwen2's window of 3
+    from mha_cli.render.heatmap.data import HeatmapData
+
+    words = HeatmapData(
+        weights=torch.ones(1, 2, 2, 2).numpy() / 2,
+        masked=torch.zeros(1, 2, 2, 2, dtype=torch.bool).numpy(),
+        title="t",
+        head_words=(("previous token 0.91", ""),),
+    )
+    assert words.panel(0, 0).panel_title == "example 0, head 0: previous token 0.91"
+    assert words.panel(0, 1).panel_title == "example 0, head 1"
