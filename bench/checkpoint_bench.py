@@ -40,7 +40,7 @@ MIB = 2**20
 
 READ_LAYER = """
 import sys
-from mha_cli.files.hf_checkpoint import load_hf_layer
+from mha_cli.hf.checkpoint import load_hf_layer
 layer = load_hf_layer(sys.argv[1], int(sys.argv[2]))
 assert layer.state["W_q.weight"].shape == (4096, 4096)
 assert bool(layer.state["W_o.weight"].any())  # the values were read (and checked, above)

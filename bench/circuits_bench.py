@@ -21,10 +21,10 @@ from collections.abc import Callable
 
 import torch
 
-from mha_cli.api.common import specification
-from mha_cli.attention.head_slices import slice_heads
-from mha_cli.attention.head_weights import layer_weights
-from mha_cli.attention.loading import layer_parameters
+from mha_cli.circuits.head_slices import slice_heads
+from mha_cli.circuits.head_weights import layer_weights
+from mha_cli.layer.loading import layer_parameters
+from mha_cli.spec.entry import specification
 
 
 def timed(run: Callable[[], object], runs: int) -> tuple[float, object]:

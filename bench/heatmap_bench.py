@@ -1,4 +1,4 @@
-"""Time d2l's `show_heatmaps` loop against `mha_cli.render.heatmap.image.render_grid`.
+"""Time d2l's `show_heatmaps` loop against `mha_cli.heatmaps.image.render_grid`.
 
 Run by hand: `python bench/heatmap_bench.py [--runs 3] [--examples 12] [--heads 12] [--size 128]`.
 Each run is a fresh subprocess, so matplotlib's import and first-draw costs count for both
@@ -38,7 +38,7 @@ if which == "d2l":
                         figsize=(d2l_figsize, d2l_figsize))
     fig.savefig(out, dpi=100)
 else:
-    from mha_cli.render.heatmap.image import HeatmapData, render_grid
+    from mha_cli.heatmaps.image import HeatmapData, render_grid
 
     data = HeatmapData(weights, np.zeros(weights.shape, bool), f"{b} x {h} heads of {n} x {n}")
     render_grid(data, out, dpi=100)

@@ -22,48 +22,18 @@ Each function takes the command line's option names as keyword arguments and rai
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mha_cli.errors import ExpectationFailed, MhaError
+from mha_cli.registry import api_names
 
 __version__ = "0.2.0"
 
-# name -> module that defines it; imported on first use, so `import mha_cli` (and `mha --help`)
-# stays instant.
-_API = {
-    "inspect": "mha_cli.api.inspect",
-    "heatmap": "mha_cli.api.heatmap",
-    "explain_reshape": "mha_cli.api.reshape",
-    "diagram": "mha_cli.api.diagram",
-    "save_diagram": "mha_cli.api.diagram",
-    "variants": "mha_cli.api.variants",
-    "compare": "mha_cli.api.compare",
-    "Comparison": "mha_cli.results.compare_report",
-    "trace": "mha_cli.api.trace",
-    "weights": "mha_cli.api.weights",
-    "heads": "mha_cli.api.heads",
-    "Report": "mha_cli.results.report",
-    "TraceReport": "mha_cli.results.trace_report",
-    "AttentionSpec": "mha_cli.spec.spec",
-}
+# name -> module that defines it, from the command registry; imported on first use, so
+# `import mha_cli` (and `mha --help`) stays instant.
+_API = api_names()
 
 __all__ = [*_API, "ExpectationFailed", "MhaError", "__version__"]
-
-if TYPE_CHECKING:  # for type checkers and editors; at run time `__getattr__` imports them
-    from mha_cli.api.compare import compare as compare
-    from mha_cli.api.diagram import diagram as diagram
-    from mha_cli.api.diagram import save_diagram as save_diagram
-    from mha_cli.api.heads import heads as heads
-    from mha_cli.api.heatmap import heatmap as heatmap
-    from mha_cli.api.inspect import inspect as inspect
-    from mha_cli.api.reshape import explain_reshape as explain_reshape
-    from mha_cli.api.trace import trace as trace
-    from mha_cli.api.variants import variants as variants
-    from mha_cli.api.weights import weights as weights
-    from mha_cli.results.compare_report import Comparison as Comparison
-    from mha_cli.results.report import Report as Report
-    from mha_cli.results.trace_report import TraceReport as TraceReport
-    from mha_cli.spec.spec import AttentionSpec as AttentionSpec
 
 
 def __getattr__(name: str) -> Any:

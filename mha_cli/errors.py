@@ -7,12 +7,21 @@ lets the exception through, so a notebook gets the same one-line message.
 from __future__ import annotations
 
 # Exit codes: 0 success, 1 an expectation (or comparison) that does not hold, 2 a mistake in the
-# input; output that cannot be written: 141 when the reader went away (a pipe closed early, as
-# a shell reports SIGPIPE), 74 otherwise (sysexits' EX_IOERR: a closed or full standard output).
+# input (a run too big for memory included); output that cannot be written: 141 when the reader
+# went away (a pipe closed early, as a shell reports SIGPIPE), with one line on stderr, 74
+# otherwise (sysexits' EX_IOERR: a closed or full standard output).
+# Broken pipes, the one rule: a command's answer (table, JSON, Markdown, terminal picture) cut
+# short by its reader is 141 and one line, since a script must not take half an answer for a
+# whole one; help, version and usage text cut short (`mha --help | head -1`) is 0 and silent,
+# as most command-line tools do, since nothing was lost that the reader wanted.
+# Signals: Ctrl-C (SIGINT) exits 130 and SIGTERM 143 (128 + the signal's number), each with one
+# line on stderr, after removing the temporary files of any write in progress.
 EXIT_FAILED_CHECK = 1
 EXIT_USAGE = 2
 EXIT_IO = 74
 EXIT_BROKEN_PIPE = 141
+EXIT_INTERRUPTED = 130  # SIGINT
+EXIT_TERMINATED = 143  # SIGTERM
 
 
 class MhaError(Exception):

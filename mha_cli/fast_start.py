@@ -4,7 +4,7 @@
 traverses them again and again while they are being created (0.47 s of a 1.48 s `import torch`
 on the reference machine) and at every later full collection, although they live until the
 process exits. And on the meta device torch's reference kernels import `torch._dynamo` (about
-1 s) only to mark themselves "do not compile" (`attention/meta_speed.py`).
+1 s) only to mark themselves "do not compile" (`layer/meta_speed.py`).
 
 Both tricks change the whole process: `gc.freeze()` keeps every object alive so far out of all
 later collections, and the dynamo marks stay on torch's functions. That is harmless in the `mha`
@@ -57,6 +57,6 @@ def before_meta() -> None:
     """Called before the first meta-device operation: in the `mha` process, skip the
     `torch._dynamo` import that it would trigger."""
     if _enabled:
-        from mha_cli.attention.meta_speed import skip_dynamo_import
+        from mha_cli.layer.meta_speed import skip_dynamo_import
 
         skip_dynamo_import()

@@ -265,8 +265,9 @@ def test_hostile_pickle_is_refused_and_runs_nothing(tmp_path: Path, how: str) ->
 
     fails(
         path,
-        r"evil\.pt refused: it holds Python objects other than tensors \(.*open\), and "
-        r"weights-only loading runs no code from a file; save a state_dict: torch\.save\("
+        r"evil\.pt refused: it holds Python objects other than tensors \(.*open\), which "
+        r"weights-only loading refuses because rebuilding them would run code from the file "
+        r"\(nothing from it was run\); save a state_dict: torch\.save\("
         r"layer\.state_dict\(\), path\)$",
     )
     assert not marker.exists()

@@ -13,7 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 
 import mha_cli
-from mha_cli.attention import sdpa_runs, torch_mapping
+from mha_cli.comparison import sdpa_runs, torch_mapping
 
 
 def swap_heads_1_and_3_of_w_q(state, spec):

@@ -137,7 +137,7 @@ CATALOGUE: list[tuple[list[str], int, str]] = [
     (["inspect", "--weights", "{d}/folder.pt"], 2, "holds none of model.safetensors"),
     (["inspect", "--weights", "{d}/garbage.pt"], 2, "is not a file torch.load can read"),
     (["inspect", "--weights", "{d}/garbage.safetensors"], 2, "is not a safetensors file"),
-    (["inspect", "--weights", "{d}/hostile.pt"], 2, "weights-only loading runs no code"),
+    (["inspect", "--weights", "{d}/hostile.pt"], 2, "rebuilding them would run code"),
     (
         ["inspect", "--weights", "{d}/unknown_layout.pt"],
         2,

@@ -574,3 +574,132 @@ def test_found_by_fuzzing_nan_inputs_in_the_terminal_heatmap(tmp_path):
     args = ["heatmap", "--inputs", str(path), "--terminal"]
     result = mha(*args)
     assert_contract(result, args)
+
+
+# --------------------------------------------------------------------------------------------
+# 5. The other ways in: random TOML configs and config.json files (issue 16). Every value goes
+# through the same validation as an option: exit 0, or 1/2 with one line, and never NaN output.
+
+CONFIG_EXAMPLES, LONG_CONFIG = 40, 400
+ODD_NUMBERS = [0, -1, 1, 2, 4, 8, 0.5, 1e-50, 1e300, math.inf, -math.inf, math.nan, True, "x", [1]]
+SCALING = st.fixed_dictionaries(
+    {},
+    optional={
+        "rope_type": st.sampled_from(["linear", "llama3", "default", "yarn", 3]),
+        "type": st.sampled_from(["linear", "llama3"]),
+        "factor": st.sampled_from(ODD_NUMBERS),
+        "low_freq_factor": st.sampled_from([1.0, 4.0, 0, math.nan]),
+        "high_freq_factor": st.sampled_from([1.0, 4.0, -2, math.inf]),
+        "original_max_position_embeddings": st.sampled_from([8192, 0, 2.5, "x"]),
+    },
+)
+SMALL = st.one_of(st.integers(-1, 8), st.sampled_from(ODD_NUMBERS))
+TOML_KEYS = {
+    "batch": SMALL,
+    "queries": SMALL,
+    "kv": SMALL,
+    "hiddens": st.sampled_from([8, 12, 16, 0, 7]),
+    "heads": st.sampled_from([1, 2, 4, 3, 0]),
+    "kv_heads": SMALL,
+    "head_dim": SMALL,
+    "rotary_dim": SMALL,
+    "window": SMALL,
+    "causal": st.sampled_from([True, False, 1, "yes"]),
+    "rope": st.sampled_from(["none", "half", "interleaved", "spin", 1]),
+    "rope_theta": st.sampled_from([10000.0, 1, 0, -5, 1e-50, 1e-30, 1e300, math.inf, math.nan]),
+    "rope_scaling": st.one_of(SCALING, st.sampled_from(["none", 5, [1, 2]])),
+    "norm_eps": st.sampled_from([1e-6, 0, math.inf, math.nan, -1]),
+    "qk_norm": st.booleans(),
+    "valid_lens": st.sampled_from(["none", [1, 2], [[1]], "x"]),
+    "dtype": st.sampled_from(["float32", "float64", "int8"]),
+    "layer": SMALL,
+    "haeds": SMALL,
+}
+HF_KEYS = {
+    "hidden_size": st.sampled_from([16, 32, 0, 7, -4, 2.5, "x"]),
+    "num_attention_heads": st.sampled_from([1, 2, 4, 3, 0]),
+    "num_key_value_heads": st.sampled_from([1, 2, 4, 3, 0]),
+    "head_dim": st.sampled_from([4, 8, 6, 0]),
+    "num_hidden_layers": st.sampled_from([1, 2, 0]),
+    "rope_theta": st.sampled_from([10000.0, 0, -1, 1e-50, 1e300, math.inf, math.nan, "x"]),
+    "rope_scaling": st.one_of(SCALING, st.none()),
+    "sliding_window": st.sampled_from([None, 0, 2, 3, -1]),
+    "max_position_embeddings": st.sampled_from([64, 0, 131072]),
+}
+# Options given with the config: each may conflict with what the file says.
+OVERRIDES = st.lists(
+    st.sampled_from(
+        [
+            ["--rope", "none"],
+            ["--rope", "half"],
+            ["--no-causal"],
+            ["--causal"],
+            ["--window", "2"],
+            ["--rotary-dim", "2"],
+            ["--rope-theta", "inf"],
+            ["--rope-theta", "500000"],
+            ["--layer", "1"],
+            ["--layer", "all"],
+            ["--queries", "3"],
+            ["--heads", "2"],
+        ]
+    ),
+    max_size=3,
+).map(lambda xs: [a for x in xs for a in x])
+
+
+def toml_value(value: Any) -> str:
+    """`value` written as TOML: inline tables, arrays, bare inf and nan."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
+    return "[" + ", ".join(toml_value(v) for v in value) + "]"
+
+
+def assert_no_nan_output(result: Any, args: list[str]) -> None:
+    """A run that went through prints no NaN range: a spec that would is refused first."""
+    if result.exit_code == 0:
+        assert "nan" not in result.stdout.lower(), f"{shown(args)}\n{result.stdout[-3000:]}"
+
+
+def random_config_file(tmp_path: Path, data: st.DataObject) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="config", dir=tmp_path))
+    if data.draw(st.booleans(), label="toml"):
+        values = data.draw(st.dictionaries(st.sampled_from(sorted(TOML_KEYS)), st.none()))
+        table = {key: data.draw(TOML_KEYS[key], label=key) for key in values}
+        path = folder / "c.toml"
+        path.write_text("".join(f"{k} = {toml_value(v)}\n" for k, v in table.items()))
+    else:
+        family = data.draw(st.sampled_from(["llama", "mistral", "qwen2", "gpt2"]))
+        config = {"model_type": family, "hidden_size": 16, "num_attention_heads": 2}
+        config |= {"num_hidden_layers": 2}
+        keys = data.draw(st.dictionaries(st.sampled_from(sorted(HF_KEYS)), st.none()))
+        config |= {key: data.draw(HF_KEYS[key], label=key) for key in keys}
+        path = folder / "config.json"
+        path.write_text(json.dumps(config))  # NaN and Infinity as Python's json writes them
+    command = data.draw(st.sampled_from(["inspect", "inspect", "heatmap", "diagram"]))
+    where = {"heatmap": ["--terminal"], "diagram": ["--out", "d.svg"]}.get(command, [])
+    args = [command, "--config", str(path), *data.draw(OVERRIDES), *where]
+    result = _fuzz(tmp_path, args)
+    if command != "diagram":
+        assert_no_nan_output(result, args)
+
+
+@fuzz(CONFIG_EXAMPLES, shrink=False)
+@given(data=st.data())
+def test_random_config_files_never_give_a_traceback_or_nan(tmp_path, data):
+    random_config_file(tmp_path, data)
+
+
+@pytest.mark.long
+@fuzz(LONG_CONFIG, shrink=False)
+@given(data=st.data())
+def test_random_config_files_never_give_a_traceback_or_nan_long(tmp_path, data):
+    random_config_file(tmp_path, data)

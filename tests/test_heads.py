@@ -13,7 +13,7 @@ import torch
 from oracles import einsum_attention
 
 import mha_cli
-from mha_cli.attention import ablation
+from mha_cli.importance import ablation
 
 HEADS, HIDDENS, D = 4, 16, 4
 
@@ -509,8 +509,8 @@ def t_two_sided_p(rho: float, n: int) -> float:
 
 
 def a_record(ablation: list[float], entropy: list[float]):
-    from mha_cli.attention.spread import rho_needed
-    from mha_cli.results.head_records import HeadMeasure, HeadsRecord, PruningStep, correlations
+    from mha_cli.importance.records import HeadMeasure, HeadsRecord, PruningStep, correlations
+    from mha_cli.importance.spread import rho_needed
 
     heads = [
         HeadMeasure(i, i, a, e, 0.5 + 0.001 * i, pruned_at=i + 1)
@@ -525,7 +525,7 @@ def a_record(ablation: list[float], entropy: list[float]):
 
 
 def test_spearman_wording_for_five_heads_and_rho_0_6(cli):
-    from mha_cli.render.heads_text import agreement_lines
+    from mha_cli.importance.text import agreement_lines
 
     ablation = [0.1, 0.2, 0.3, 0.4, 0.5]
     for entropy, rho in (([2.0, 1.0, 4.0, 5.0, 3.0], 0.6), ([3.0, 5.0, 4.0, 1.0, 2.0], -0.6)):
@@ -543,7 +543,7 @@ def test_spearman_wording_for_five_heads_and_rho_0_6(cli):
 
 
 def test_spearman_wording_for_many_heads_and_a_strong_correlation():
-    from mha_cli.render.heads_text import agreement_lines
+    from mha_cli.importance.text import agreement_lines
 
     g = torch.Generator().manual_seed(0)
     n = 40

@@ -10,9 +10,10 @@ import pytest
 import torch
 from oracles import einsum_attention
 
-from mha_cli.attention.plot_data import heatmap_data
-from mha_cli.attention.run import run_attention
-from mha_cli.render.heatmap.data import compose_grid
+from mha_cli.files.sources import resolve
+from mha_cli.heatmaps.data import compose_grid
+from mha_cli.heatmaps.plot_data import heatmap_data
+from mha_cli.layer.run import run_attention
 from mha_cli.spec.spec import AttentionSpec
 
 
@@ -44,7 +45,7 @@ def test_per_head_writes_one_file_per_example_and_head(cli, tmp_path):
 
 def test_plotted_numbers_are_the_layer_weights_and_the_oracle_weights():
     spec = AttentionSpec(valid_lens=((1, 2, 3, 4), (6, 5, 4, 3)), causal=True, bias=True)
-    trace = run_attention(spec)
+    trace = run_attention(resolve(spec))
     data = heatmap_data(trace)
     grid = compose_grid(data)
     # The oracle: an einsum computation from the run's inputs and the layer's weights.
@@ -82,7 +83,7 @@ def test_export_saves_the_plotted_numbers(cli, tmp_path):
     assert cli("heatmap", "--out", str(tmp_path / "a.png"), "--export", str(export)).exit_code == 0
     exported = torch.load(export, weights_only=True)["attention_weights"]
     np.testing.assert_array_equal(
-        exported.numpy(), heatmap_data(run_attention(AttentionSpec())).weights
+        exported.numpy(), heatmap_data(run_attention(resolve(AttentionSpec()))).weights
     )
 
 

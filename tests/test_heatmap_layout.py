@@ -13,10 +13,10 @@ import pytest
 from rich.console import Console
 from svg_text import svg_texts
 
-from mha_cli.render.heatmap.data import HeatmapData, colour_scale, compose_grid, grid_plan
-from mha_cli.render.heatmap.image import render_grid
-from mha_cli.render.heatmap.layout import compute_layout
-from mha_cli.render.heatmap.terminal import terminal_grid
+from mha_cli.heatmaps.data import HeatmapData, colour_scale, compose_grid, grid_plan
+from mha_cli.heatmaps.image import render_grid
+from mha_cli.heatmaps.layout import compute_layout
+from mha_cli.heatmaps.terminal import terminal_grid
 
 
 def softmax_data(shape: tuple[int, int, int, int], seed: int = 0) -> HeatmapData:

@@ -10,16 +10,16 @@ import pytest
 from rich.console import Console
 
 from mha_cli.errors import MhaError
-from mha_cli.render.heatmap import image as heatmap
-from mha_cli.render.heatmap.data import (
+from mha_cli.heatmaps import image as heatmap
+from mha_cli.heatmaps.data import (
     HeatmapData,
     annotate_allowed,
     compose_grid,
     panel_slices,
     separator_cells,
 )
-from mha_cli.render.heatmap.image import render_grid, render_per_head
-from mha_cli.render.heatmap.terminal import MASK_GLYPH, SHADES, terminal_grid
+from mha_cli.heatmaps.image import render_grid, render_per_head
+from mha_cli.heatmaps.terminal import MASK_GLYPH, SHADES, terminal_grid
 
 
 def chapter_data(seed: int = 0) -> HeatmapData:
@@ -205,7 +205,7 @@ def test_importing_the_renderers_pulls_in_neither_matplotlib_nor_numpy() -> None
     import sys
 
     code = (
-        "import sys, mha_cli.render.heatmap.data, mha_cli.render.heatmap.terminal; "
+        "import sys, mha_cli.heatmaps.data, mha_cli.heatmaps.terminal; "
         "print(sorted(m for m in ('matplotlib', 'numpy') if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

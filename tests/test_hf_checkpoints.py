@@ -12,9 +12,9 @@ import pytest
 import torch
 from hf_models import HFModel, straddling_layer
 
-from mha_cli.attention.rope import inverse_frequencies
 from mha_cli.errors import MhaError
-from mha_cli.files.hf_checkpoint import load_hf_layer
+from mha_cli.hf.checkpoint import load_hf_layer
+from mha_cli.layer.rope import inverse_frequencies
 
 FAMILIES = ["bert", "roberta", "vit", "gpt2", "opt", "llama", "mistral", "qwen2", "qwen3"]
 FAMILIES += ["gpt_neox", "gptj"]

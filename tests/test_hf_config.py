@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from mha_cli.errors import MhaError
-from mha_cli.files.hf_config import (
+from mha_cli.hf.config import (
     FAMILIES,
     attention_from_weights,
     parse_hf_config,
@@ -44,8 +44,14 @@ def fails(config: dict[str, Any], pattern: str, layer: int = 0) -> str:
 
 def test_the_readers_import_no_torch() -> None:
     # `--config config.json --device meta` and `mha --help` must not pay for torch's import
-    modules = ("hf_config", "hf_layouts", "hf_checkpoint", "lazy_tensors", "safetensors_header")
-    imports = ", ".join(f"mha_cli.files.{name}" for name in modules)
+    modules = (
+        "hf.config",
+        "hf.layouts",
+        "hf.checkpoint",
+        "files.lazy_tensors",
+        "files.safetensors_header",
+    )
+    imports = ", ".join(f"mha_cli.{name}" for name in modules)
     code = f"import sys, {imports}; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -17,7 +17,8 @@ import pytest
 import torch
 
 import mha_cli
-from mha_cli.files.hf_config import FAMILIES as SUPPORTED
+from mha_cli.comparison.lines import failure_message
+from mha_cli.hf.config import FAMILIES as SUPPORTED
 
 pytest.importorskip("transformers")
 
@@ -147,4 +148,4 @@ def test_compare_on_a_real_models_layer(hf_models, family):
     """`mha compare` on a checkpoint: the family's formula as mha reads it is the reference, and
     torch's paths get the same rotated (and normed) queries and keys."""
     comparison = mha_cli.compare(weights=hf_models[family].folder, layer=1, valid_lens="3,2")
-    assert comparison.agrees, comparison.failure_message()
+    assert comparison.agrees, failure_message(comparison)

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from matplotlib.patches import Patch
 
-from mha_cli.render.heatmap.data import HeatmapData
-from mha_cli.render.heatmap.image import render_grid, render_per_head
-from mha_cli.render.reshape.image import render_layouts
+from mha_cli.heatmaps.data import HeatmapData
+from mha_cli.heatmaps.image import render_grid, render_per_head
 from mha_cli.reshape.explain import explain_reshape
+from mha_cli.reshape.image import render_layouts
 
 REFUSED = "Patch.set() got an unexpected keyword argument 'hatchcolor'"
 

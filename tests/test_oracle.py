@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from oracles import additive_attention, einsum_attention
 from torch.utils.flop_counter import FlopCounterMode
 
-from mha_cli.attention.run import Recorder, make_layer, run_attention
+from mha_cli.files.sources import resolve
+from mha_cli.layer.run import Recorder, make_layer, run_attention
 from mha_cli.spec.spec import AttentionSpec
 
 ATOL = 1e-5
@@ -23,7 +24,7 @@ def run_layer(
     spec: AttentionSpec, inputs: tuple[torch.Tensor, ...], valid_lens: torch.Tensor | None
 ):
     torch.manual_seed(spec.seed)
-    layer = make_layer(spec).eval()
+    layer = make_layer(spec.final()).eval()
     with torch.no_grad():
         output, weights, _ = layer(
             *inputs, valid_lens, Recorder(keep_tensors=False, catalogue=layer.stages)
@@ -35,9 +36,9 @@ def run_layer(
 def random_inputs(spec: AttentionSpec, seed: int = 1) -> tuple[torch.Tensor, ...]:
     g = torch.Generator().manual_seed(seed)
     return (
-        torch.randn(spec.batch, spec.queries, spec.q_size, generator=g),
-        torch.randn(spec.batch, spec.kv, spec.k_size, generator=g),
-        torch.randn(spec.batch, spec.kv, spec.v_size, generator=g),
+        torch.randn(spec.batch, spec.queries, spec.final().query_size, generator=g),
+        torch.randn(spec.batch, spec.kv, spec.final().key_size, generator=g),
+        torch.randn(spec.batch, spec.kv, spec.final().value_size, generator=g),
     )
 
 
@@ -82,7 +83,12 @@ def test_equals_torch_multihead_attention(bias: bool, sizes: tuple[int | None, i
     layer, output, weights = run_layer(spec, inputs, valid_lens)
     state = layer.state_dict()
     torch_mha = torch.nn.MultiheadAttention(
-        100, 5, bias=bias, batch_first=True, kdim=spec.k_size, vdim=spec.v_size
+        100,
+        5,
+        bias=bias,
+        batch_first=True,
+        kdim=spec.final().key_size,
+        vdim=spec.final().value_size,
     ).eval()
     with torch.no_grad():
         if torch_mha._qkv_same_embed_dim:
@@ -153,7 +159,7 @@ def test_any_spec_equals_independent_einsum(spec: AttentionSpec):
         *inputs,
         layer.state_dict(),
         spec.heads,
-        spec.num_kv_heads,
+        spec.final().kv_heads,
         valid_lens,
         spec.causal,
         full_values=spec.value_mode == "full",
@@ -166,7 +172,7 @@ def test_valid_lens_mask_by_position_not_by_score():
     """Seed Q5: a padded key with the highest score still gets weight 0."""
     spec = AttentionSpec(batch=1, queries=1, kv=4, hiddens=4, heads=1, valid_lens=(2,))
     torch.manual_seed(0)
-    layer = make_layer(spec).eval()
+    layer = make_layer(spec.final()).eval()
     with torch.no_grad():
         for name in ("W_q", "W_k", "W_v", "W_o"):
             getattr(layer, name).weight.copy_(torch.eye(4))
@@ -181,7 +187,7 @@ def test_valid_lens_mask_by_position_not_by_score():
 
 
 def test_row_with_no_valid_key_is_uniform_as_in_d2l():
-    trace = run_attention(AttentionSpec(valid_lens=(0, 2)))
+    trace = run_attention(resolve(AttentionSpec(valid_lens=(0, 2))))
     assert torch.allclose(trace.attention_weights[0], torch.full((5, 4, 6), 1 / 6))
     assert any("NaN" in note for note in trace.summary.notes)
 
@@ -224,5 +230,5 @@ def test_additive_attention_equals_d2l_code_and_loops():
 )
 def test_flop_count_equals_torch_flop_counter(spec: AttentionSpec):
     with FlopCounterMode(display=False) as counter:
-        trace = run_attention(spec)
+        trace = run_attention(resolve(spec))
     assert trace.summary.total_flops == counter.get_total_flops()

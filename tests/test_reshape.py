@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from mha_cli.errors import MhaError
-from mha_cli.render.reshape.image import render_layouts
-from mha_cli.render.reshape.text import reshape_markdown, reshape_renderable
 from mha_cli.reshape.explain import ReshapeExplanation, Verdict, explain_reshape, index_map
+from mha_cli.reshape.image import render_layouts
+from mha_cli.reshape.text import reshape_markdown, reshape_renderable
 
 HEADS = "(batch=2 heads=5),queries,keys"
 

@@ -107,7 +107,7 @@ def test_inspect_reads_at_80_columns(runner):
 
 def test_too_big_heatmap_suggests_sizes_that_then_work(cli, monkeypatch):
     """Finding 9: `heatmap --config gqa-long` said "use --device cpu", which said "use meta"."""
-    import mha_cli.attention.run as run
+    import mha_cli.layer.run as run
     import mha_cli.spec.memory as memory
 
     small = 48 * 2**20  # pretend this machine has 48 MiB free
@@ -221,7 +221,7 @@ def test_validation_answers_without_torch():
 def test_start_up_tricks_stay_in_the_command_line_process(monkeypatch):
     """Finding 13: gc.freeze and the dynamo marks ran in every in-process call."""
     from mha_cli import fast_start
-    from mha_cli.attention import meta_speed
+    from mha_cli.layer import meta_speed
 
     def forbidden() -> int:
         raise AssertionError("the dynamo trick ran outside the mha process")

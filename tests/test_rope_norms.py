@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mha_cli.attention.norms import rms_norm
-from mha_cli.attention.rope import apply_rope, inverse_frequencies
+from mha_cli.layer.norms import rms_norm
+from mha_cli.layer.rope import apply_rope, inverse_frequencies
 
 transformers = pytest.importorskip("transformers")
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS  # noqa: E402

@@ -79,14 +79,14 @@ def test_tokens_and_valid_lengths_come_from_the_folders_tokenizer(family: str, f
     assert report.text.tokens == expected
     lengths = [len(tokens) for tokens in expected]
     assert report.text.valid_lens == lengths
-    assert report.spec["batch"] == 2 and report.spec["queries"] == report.spec["kv"] == max(lengths)
-    assert report.spec["valid_lens"] == lengths
-    assert report.spec["inputs"] == "text"
+    assert report.spec.batch == 2 and report.spec.queries == report.spec.kv == max(lengths)
+    assert list(report.spec.valid_lens) == lengths
+    assert report.spec.inputs == "text"
     if family in ENCODERS:
         assert expected[0][0] == "[CLS]" and expected[0][-1] == "[SEP]"
-        assert report.spec["causal"] is False
+        assert report.spec.causal is False
     else:
-        assert report.spec["causal"] is True
+        assert report.spec.causal is True
     # padding keys get no weight
     short = lengths[1]
     assert float(report.attention_weights[1, :, :, short:].abs().max()) == 0.0
@@ -94,7 +94,7 @@ def test_tokens_and_valid_lengths_come_from_the_folders_tokenizer(family: str, f
 
 def test_one_text_needs_no_valid_lengths(folders) -> None:
     report = mha_cli.inspect(weights=str(folders["llama"]), layer=0, text="a dog ran")
-    assert report.spec["batch"] == 1 and report.spec["valid_lens"] is None
+    assert report.spec.batch == 1 and report.spec.valid_lens is None
     assert report.text.texts == ["a dog ran"]
 
 
@@ -205,7 +205,7 @@ def test_text_longer_than_the_model_is_refused_or_truncated(cli, folders) -> Non
     assert result.exit_code == 0, result.output
     assert "text 1 truncated to its first 64 tokens" in result.output
     report = mha_cli.inspect(weights=folder, layer=0, text=[LONG, "a dog"], truncate=True)
-    assert report.spec["queries"] == 64 and report.text.max_difference < BOUND
+    assert report.spec.queries == 64 and report.text.max_difference < BOUND
 
 
 def test_roberta_positions_leave_out_the_padding_offset(folders) -> None:
@@ -298,12 +298,12 @@ def test_heatmap_axes_are_the_tokens_and_svg_text_stays_text(cli, folders, tmp_p
 
 
 def test_long_text_labels_a_readable_subset(folders) -> None:
-    from mha_cli.api.heatmap import save_heatmaps
+    from mha_cli.heatmaps.api import save_heatmaps
 
     files = save_heatmaps(
         weights=str(folders["gpt2"]), layer=0, text=LONG, truncate=True, draw=False
     )
-    from mha_cli.render.heatmap import image
+    from mha_cli.heatmaps import image
 
     figure = image.grid_figure(files.data)
     axes = figure.axes[0]
@@ -351,7 +351,7 @@ def test_heads_on_text_measure_the_models_own_inputs(cli, hf_models, folders, tm
     on_file = mha_cli.heads(weights=str(folders["opt"]), layer=1, inputs=str(inputs))
     for a, b in zip(on_text.heads, on_file.heads, strict=True):
         assert abs(a.ablation - b.ablation) < 1e-5 and abs(a.entropy - b.entropy) < 1e-5
-    assert on_text.spec["inputs"] == "text"
+    assert on_text.spec.inputs == "text"
     assert any(n.startswith("checked against the model's own attention") for n in on_text.notes)
     result = cli("heads", "--weights", str(folders["opt"]), "--layer", "1", "--text", TEXTS[1])
     assert result.exit_code == 0, result.output
@@ -359,7 +359,7 @@ def test_heads_on_text_measure_the_models_own_inputs(cli, hf_models, folders, tm
 
 
 def test_head_patterns_in_words() -> None:
-    from mha_cli.attention.head_patterns import head_patterns
+    from mha_cli.text.patterns import head_patterns
 
     n = 5
     previous = torch.zeros(n, n)
@@ -440,7 +440,7 @@ def test_model_view_is_every_layers_own_attention(
 ) -> None:
     import transformers
 
-    from mha_cli.api.heatmap import save_heatmaps
+    from mha_cli.heatmaps.api import save_heatmaps
 
     loads = []
     original = transformers.AutoModel.from_pretrained
@@ -552,7 +552,7 @@ def test_weights_file_instead_of_folder(cli, folders) -> None:
 
 
 def test_heatmap_of_texts_hatches_the_padding_rows_and_names_the_layer(folders) -> None:
-    from mha_cli.api.heatmap import save_heatmaps
+    from mha_cli.heatmaps.api import save_heatmaps
 
     files = save_heatmaps(weights=str(folders["bert"]), layer=1, text=TEXTS, draw=False)
     short = files.report.text.valid_lens[1]
@@ -570,8 +570,8 @@ def test_heads_on_texts_of_different_lengths_leave_the_padding_rows_out(hf_model
     padded = mha_cli.heads(weights=str(folders["gpt2"]), layer=1, text=[TEXTS[1], TEXTS[0]])
     alone = [mha_cli.heads(weights=str(folders["gpt2"]), layer=1, text=t) for t in TEXTS]
     # entropy is a mean over rows: the padded batch's is the row-weighted mean of the two alone
-    lengths = padded.spec["valid_lens"]
-    for head in range(padded.spec["heads"]):
+    lengths = padded.spec.valid_lens
+    for head in range(padded.spec.heads):
         expected = (
             alone[1].heads[head].entropy * lengths[0] + alone[0].heads[head].entropy * lengths[1]
         ) / sum(lengths)
@@ -667,7 +667,7 @@ def test_page_is_self_contained_and_holds_the_weights(cli, folders, tmp_path) ->
 
 
 def test_page_of_every_layer(folders, tmp_path) -> None:
-    from mha_cli.api.heatmap import save_heatmaps
+    from mha_cli.heatmaps.api import save_heatmaps
 
     out = tmp_path / "model.html"
     save_heatmaps(weights=str(folders["gpt2"]), layer="all", text=TEXTS[1], out=out)
@@ -696,7 +696,7 @@ def test_page_in_a_real_headless_browser(folders, tmp_path) -> None:
     browser = chromium()
     if browser is None:
         pytest.skip("no Chromium here (apt-get install chromium; .ci/run installs it)")
-    from mha_cli.api.heatmap import save_heatmaps
+    from mha_cli.heatmaps.api import save_heatmaps
     from mha_cli.render.token_labels import labels
 
     out = tmp_path / "view.html"
@@ -718,7 +718,7 @@ def test_page_in_a_real_headless_browser(folders, tmp_path) -> None:
 
 
 def test_per_head_titles_say_what_the_head_does(folders) -> None:
-    from mha_cli.api.heatmap import save_heatmaps
+    from mha_cli.heatmaps.api import save_heatmaps
 
     files = save_heatmaps(weights=str(folders["qwen2"]), layer="all", text=TEXTS[0], draw=False)
     for pattern in files.report.text.heads:
@@ -727,7 +727,7 @@ def test_per_head_titles_say_what_the_head_does(folders) -> None:
             assert title == f"layer {pattern.layer}, head {pattern.head}"
         else:
             assert title == f"layer {pattern.layer}, head {pattern.head}: {pattern.pattern}"
-    from mha_cli.render.heatmap.data import HeatmapData
+    from mha_cli.heatmaps.data import HeatmapData
 
     words = HeatmapData(
         weights=torch.ones(1, 2, 2, 2).numpy() / 2,

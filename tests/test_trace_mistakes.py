@@ -163,7 +163,7 @@ def test_a_module_that_raises_in_json(cli):
 
 def test_the_api_raises_with_the_partial_report():
     from mha_cli import trace
-    from mha_cli.files.user_code import ModuleFailed
+    from mha_cli.learner.user_code import ModuleFailed
 
     with pytest.raises(ModuleFailed) as raised:
         trace(learner(RAISES))

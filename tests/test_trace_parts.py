@@ -11,7 +11,7 @@ from torch import nn
 
 import mha_cli
 from mha_cli.errors import MhaError
-from mha_cli.files.module_weights import register, to_d2l_state
+from mha_cli.learner.module_weights import register, to_d2l_state
 from mha_cli.spec.axis_guess import Axis, AxisSizes, by_size, name_shape, reshaped
 
 CHAPTER = AxisSizes(batch=2, queries=4, kv=6, heads=5, head_dim=20, hiddens=100, kv_heads=5)
@@ -85,7 +85,7 @@ def test_unknown_layout_says_what_it_found_and_more_layouts_can_register():
     try:
         assert to_d2l_state(state, "Odd")[1] == "mix"
     finally:
-        from mha_cli.files.module_weights import CONVERTERS
+        from mha_cli.learner.module_weights import CONVERTERS
 
         CONVERTERS.remove(mix)
 
@@ -106,7 +106,7 @@ def test_api_against_torchs_own_weights_sequence_first():
     output, weights = layer(query, key, key, **kwargs)
     torch.testing.assert_close(report.attention_weights, weights)  # (N, h, L, S)
     torch.testing.assert_close(report.output_tensor, output)
-    assert report.spec["valid_lens"] == [7, 4] and report.spec["heads"] == 3
+    assert report.spec.valid_lens == (7, 4) and report.spec.heads == 3
     assert report.check is not None and report.check.weights is not None
     assert report.check.weights.agrees  # and mha's reference agrees: d2l's layer, same weights
 
@@ -123,7 +123,7 @@ def test_api_takes_the_class_itself_and_seeds_its_weights():
 
 
 def test_heatmap_of_a_module_draws_its_own_zeros_as_masked():
-    from mha_cli.api.heatmap import save_heatmaps
+    from mha_cli.heatmaps.api import save_heatmaps
 
     files = save_heatmaps(draw=False, module=f"{LEARNERS / 'repeat_lens.py'}:MultiHeadAttention")
     heads, lens = 5, torch.tensor([3, 2])

@@ -291,7 +291,7 @@ def test_no_similarity_leaves_it_out_and_large_layers_skip_it_by_default(cli, mo
     document = weights_json(cli, "--no-similarity")
     assert document["layers"][0]["similarity"] is None
     assert "cosine similarity" not in cli("weights", "--no-similarity").stdout
-    from mha_cli.attention import head_weights
+    from mha_cli.circuits import head_weights
 
     monkeypatch.setattr(head_weights, "SIMILARITY_BUDGET", 1000)
     layer = weights_json(cli)["layers"][0]

@@ -16,12 +16,13 @@ def compare(options: dict[str, Any], fmt: FORMAT = Format.table) -> None:
     """Run the same weights and inputs through nn.MultiheadAttention and
     scaled_dot_product_attention (each backend); print the largest difference per stage and per
     head; exit 1 if one disagrees beyond the tolerance."""
-    from mha_cli.api.compare import compare as run_compare
+    from mha_cli.comparison.api import compare as run_compare
+    from mha_cli.comparison.lines import failure_message
 
     comparison = run_compare(**options)
-    emit(comparison, fmt, json=comparison.to_json, markdown=comparison.to_markdown)
+    emit(comparison, fmt)
     if not comparison.agrees:
-        raise ImplementationsDisagree(comparison.failure_message())
+        raise ImplementationsDisagree(failure_message(comparison))
 
 
 def register(app: typer.Typer, user_errors: Callable[..., Any]) -> None:

@@ -7,14 +7,12 @@ from typing import Annotated, Any
 
 import typer
 
-from mha_cli.commands.options import spec_options
-from mha_cli.commands.output import guarded_stdout, stdout_console, wrote
+from mha_cli.commands.options import DPI, out_option, spec_options
+from mha_cli.commands.output import emit, wrote
 
 OUT = Annotated[
     str | None,
-    typer.Option(
-        "--out",
-        "-o",
+    out_option(
         help="image file (.png, .svg with searchable text, .pdf), or an existing folder",
         show_default="./diagram.png",
     ),
@@ -25,7 +23,6 @@ TERMINAL = Annotated[
         "--terminal", help="draw the diagram in the terminal instead of a file (unless --out)"
     ),
 ]
-DPI = Annotated[int, typer.Option("--dpi", help="resolution of PNG images", min=10, max=1200)]
 
 
 def diagram(
@@ -40,7 +37,7 @@ def diagram(
     the layer: the shapes are those `mha inspect` records, traced on the meta device (nothing
     allocated).
     """
-    from mha_cli.api.diagram import save_diagram
+    from mha_cli.diagrams.api import save_diagram
 
     files = save_diagram(
         out=out,
@@ -50,10 +47,7 @@ def diagram(
         **options,
     )
     if terminal:
-        from mha_cli.render.diagram.terminal import terminal_diagram
-
-        with guarded_stdout():
-            stdout_console().print(terminal_diagram(files.diagram))
+        emit(files.diagram)
     for path in files.written:
         wrote(path)
 

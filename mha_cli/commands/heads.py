@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from mha_cli.commands.options import spec_options
+from mha_cli.commands.options import DPI, out_option, spec_options
 from mha_cli.commands.output import FORMAT, Format, emit, wrote
 from mha_cli.commands.text_options import text_options
 
@@ -32,14 +32,11 @@ TARGETS = Annotated[
 ]
 OUT = Annotated[
     str | None,
-    typer.Option(
-        "--out",
-        "-o",
+    out_option(
         help="image (.png, .svg, .pdf) of the pruning curve and the per-head measures",
         show_default=False,
     ),
 ]
-DPI = Annotated[int, typer.Option("--dpi", help="resolution of PNG images", min=10, max=1200)]
 
 
 def heads(
@@ -56,7 +53,7 @@ def heads(
     One forward pass over the spec's inputs (or --inputs); every ablated variant comes from it.
     Each figure comes with ± 1.96 standard errors over the (example, query) rows.
     """
-    from mha_cli.api.heads import heads as measure
+    from mha_cli.importance.api import heads as measure
 
     report = measure(
         config=options.pop("config"),
@@ -66,7 +63,7 @@ def heads(
         dpi=dpi,
         **options,
     )
-    emit(report, fmt, json=report.to_json, markdown=report.to_markdown)
+    emit(report, fmt)
     if out is not None:
         wrote(out)
 

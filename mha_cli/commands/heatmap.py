@@ -11,15 +11,13 @@ from typing import Annotated, Any
 
 import typer
 
-from mha_cli.commands.options import default_text, spec_options
+from mha_cli.commands.options import DPI, default_text, out_option, spec_options
 from mha_cli.commands.output import guarded_stdout, note, stdout_console, wrote
 from mha_cli.commands.text_options import text_options
 
 OUT = Annotated[
     str | None,
-    typer.Option(
-        "--out",
-        "-o",
+    out_option(
         help="image file (.png, .svg, .pdf), or a folder (an existing one, or ending in '/': "
         "created if missing)" + default_text("./attention.png; with --per-head ./attention_heads/"),
         show_default=False,
@@ -28,7 +26,6 @@ OUT = Annotated[
 PER_HEAD = Annotated[
     bool, typer.Option("--per-head", help="one file per (example, head) in the --out folder")
 ]
-DPI = Annotated[int, typer.Option("--dpi", help="resolution of PNG images", min=10, max=1200)]
 ANNOTATE = Annotated[
     bool, typer.Option("--annotate", help="print each weight in its cell (panels up to 16 x 16)")
 ]
@@ -72,6 +69,12 @@ SCALE = Annotated[
         "are under a quarter of the largest, as over hundreds of keys)",
     ),
 ]
+FORCE = Annotated[
+    bool,
+    typer.Option(
+        "--force", help="with --per-head, write more than 256 files (one per example and head)"
+    ),
+]
 EXPORT = Annotated[
     Path | None,
     typer.Option(
@@ -93,10 +96,11 @@ def heatmap(
     scale: SCALE = Scale.auto,
     export: EXPORT = None,
     module: MODULE = None,
+    force: FORCE = False,
 ) -> None:
     """Run the layer and save its attention weights as a grid: rows are examples, columns heads."""
-    from mha_cli.api.heatmap import save_heatmaps
-    from mha_cli.render.heatmap.data import annotate_allowed
+    from mha_cli.heatmaps.api import save_heatmaps
+    from mha_cli.heatmaps.data import annotate_allowed
 
     with _progress() as progress:
         files = save_heatmaps(
@@ -110,6 +114,7 @@ def heatmap(
             draw=not (terminal and out is None),
             progress=progress,
             module=module,
+            force=force,
             config=options.pop("config"),
             **options,
         )
@@ -118,7 +123,7 @@ def heatmap(
     if annotate and not annotate_allowed(files.data):
         note("note: --annotate skipped: panels are larger than 16 x 16, too small for numbers")
     if terminal:
-        from mha_cli.render.heatmap.terminal import terminal_grid
+        from mha_cli.heatmaps.terminal import terminal_grid
 
         console = stdout_console()
         with guarded_stdout():

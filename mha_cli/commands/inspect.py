@@ -51,8 +51,8 @@ def inspect(
     stages: STAGES = None,
 ) -> None:
     """Build the layer, run one forward pass, print every stage: shape, axes, params, FLOPs."""
-    from mha_cli.api.inspect import parse_expectations, run
-    from mha_cli.expectations import check, raise_if_failed
+    from mha_cli.layer.api import parse_expectations, run
+    from mha_cli.layer.expectations import check, raise_if_failed
 
     expectations = parse_expectations(expect)
     report = run(options.pop("config"), options, export=export)
@@ -60,12 +60,7 @@ def inspect(
         wrote(export)
     results = check(expectations, report)
     shown = report.showing([p.strip() for p in stages.split(",") if p.strip()]) if stages else None
-    emit(
-        shown or report,
-        fmt,
-        json=lambda: report.to_json(results),  # JSON always holds every stage
-        markdown=shown.to_markdown if shown else report.to_markdown,
-    )
+    emit(shown or report, fmt, expectations=results)  # JSON always holds every stage
     raise_if_failed(results)
 
 

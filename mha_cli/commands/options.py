@@ -171,6 +171,16 @@ def _parameter(
     )
 
 
+# The image options every drawing command shares, defined once.
+DPI = Annotated[int, typer.Option("--dpi", help="resolution of PNG images", min=10, max=1200)]
+
+
+def out_option(help: str, show_default: bool | str = False) -> Any:
+    """`--out/-o PATH` of a command that writes an image, `help` saying which image: the
+    command's `OUT = Annotated[str | None, out_option(...)]`."""
+    return typer.Option("--out", "-o", help=help, show_default=show_default)
+
+
 def default_text(shown: str | None) -> str:
     """` [default: 2]`, escaped: typer's help is rich markup, where a bare `[default: 2]` is a
     tag and vanishes (and typer's own `show_default="2"` prints `(2)`)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any
@@ -42,21 +42,66 @@ def stdout_console() -> Console:
             self.quiet = True
             raise BrokenPipeError
 
-    width = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160
-    return StdoutConsole(width=width, highlight=False)
+    terminal = sys.stdout.isatty()
+    width = None if terminal or "COLUMNS" in os.environ else 160
+    # In a pipe, rich writes through `write_stdout`, which notices a reader that went away.
+    file = None if terminal else _WholeWrites()
+    return StdoutConsole(width=width, highlight=False, file=file)  # type: ignore[arg-type]
 
 
-def emit(
-    renderable: Any, fmt: Format, *, json: Callable[[], str], markdown: Callable[[], str]
-) -> None:
-    """The answer on stdout in the chosen format: a rich renderable for `table`."""
+class _WholeWrites:
+    """A text stream onto standard output whose writes are whole or raise (`write_stdout`)."""
+
+    def write(self, text: str) -> int:
+        write_stdout(text)
+        return len(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return sys.stdout.fileno()
+
+    @property
+    def encoding(self) -> str:
+        return getattr(sys.stdout, "encoding", None) or "utf-8"
+
+
+def write_stdout(text: str) -> None:
+    """All of `text` on standard output, or an exception (BrokenPipeError when the reader went
+    away). Python's buffered writer drops the rest of a large write silently when a pipe's
+    reader closes midway (the system call reports the part written, not the error), so a real
+    file descriptor is written here directly, until every byte is out or the write fails."""
+    stream = sys.stdout
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError, AttributeError):  # not a real file: a test's capture, say
+        stream.write(text)
+        return
+    stream.flush()  # what was written before, first
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    errors = getattr(stream, "errors", None) or "strict"
+    view = memoryview(text.encode(encoding, errors))
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def emit(result: Any, fmt: Format = Format.table, **json_extra: Any) -> None:
+    """The answer on stdout in the chosen format, through the one dispatch (render/views.py):
+    the result's rich renderable for `table`; `json_extra` goes into its JSON document."""
+    from mha_cli.render import views
+
     with guarded_stdout():
         if fmt is Format.json:
-            sys.stdout.write(json() + "\n")
+            write_stdout(views.json_text(result, **json_extra) + "\n")
         elif fmt is Format.markdown:
-            sys.stdout.write(markdown())
+            write_stdout(views.markdown(result))
         else:
-            stdout_console().print(renderable)
+            console = stdout_console()
+            console.print(views.renderable(result, width=console.width))
 
 
 def note(message: str) -> None:

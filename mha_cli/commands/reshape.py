@@ -63,19 +63,12 @@ def reshape(
     fmt: FORMAT = Format.table,
 ) -> None:
     """Explain how a reshape of attention weights lays them out for show_heatmaps."""
-    from mha_cli.api.reshape import explain_reshape
-    from mha_cli.render.json_out import envelope
-    from mha_cli.render.reshape.text import reshape_markdown, reshape_renderable
+    from mha_cli.reshape.api import explain_reshape
 
     explanation = explain_reshape(shape, to, axes, batch=batch, heads=heads, render=render)
     if render is not None:
         wrote(render)
-    emit(
-        reshape_renderable(explanation),
-        fmt,
-        json=lambda: envelope("mha.reshape", explanation.to_dict()),
-        markdown=lambda: reshape_markdown(explanation),
-    )
+    emit(explanation, fmt)
 
 
 def register(app: typer.Typer, user_errors: Callable[..., Any]) -> None:

@@ -41,16 +41,16 @@ def trace(
     line naming your line, the operation and its shapes (exit 2; 1 with --check); a module
     that calls sys.exit is an error (exit 2).
     """
-    from mha_cli.api.trace import trace as run_trace
     from mha_cli.errors import ExpectationFailed
-    from mha_cli.files.user_code import ModuleFailed
+    from mha_cli.learner.user_code import ModuleFailed
+    from mha_cli.tracing.api import trace as run_trace
 
     try:
         report = run_trace(target, check=check, config=options.pop("config"), **options)
     except ModuleFailed as failed:  # the table up to where it failed, then the one line
-        emit(failed.report, fmt, json=failed.report.to_json, markdown=failed.report.to_markdown)
+        emit(failed.report, fmt)
         raise
-    emit(report, fmt, json=report.to_json, markdown=report.to_markdown)
+    emit(report, fmt)
     if report.check is not None and not report.check.agrees:
         step = report.check.divergence
         where = f"; first step that stops matching: #{step}" if step is not None else ""

@@ -25,16 +25,10 @@ VARIANT = Annotated[
 
 def variants(options: dict[str, Any], fmt: FORMAT = Format.table, variant: VARIANT = None) -> None:
     """Compare variants of the layer: shapes that differ, parameters, FLOPs, memory, kv cache."""
-    from mha_cli.api.variants import variants as compare
-    from mha_cli.render.variants import variants_json, variants_markdown, variants_renderable
+    from mha_cli.layer_variants.api import variants as compare
 
     comparison = compare(config=options.pop("config"), variant=variant, **options)
-    emit(
-        variants_renderable(comparison),
-        fmt,
-        json=lambda: variants_json(comparison),
-        markdown=lambda: variants_markdown(comparison),
-    )
+    emit(comparison, fmt)
 
 
 def register(app: typer.Typer, user_errors: Callable[..., Any]) -> None:

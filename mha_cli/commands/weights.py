@@ -8,9 +8,9 @@ from typing import Annotated, Any
 
 import typer
 
-from mha_cli.commands.options import spec_options
+from mha_cli.circuits.records import DEFAULT_STAT, STATS
+from mha_cli.commands.options import DPI, out_option, spec_options
 from mha_cli.commands.output import FORMAT, Format, emit, note, wrote
-from mha_cli.results.weight_records import DEFAULT_STAT, STATS
 
 STAT = Annotated[
     str | None,
@@ -30,15 +30,12 @@ SIMILARITY = Annotated[
 ]
 OUT = Annotated[
     str | None,
-    typer.Option(
-        "--out",
-        "-o",
+    out_option(
         help="image (.png, .svg, .pdf): the heads' similarity; with --layer all, the --stat "
         "heatmap of layers x heads",
         show_default=False,
     ),
 ]
-DPI = Annotated[int, typer.Option("--dpi", help="resolution of PNG images", min=10, max=1200)]
 
 
 def weights(
@@ -54,7 +51,7 @@ def weights(
     Loads --weights (or the seeded random layer); --layer all reads every layer of a checkpoint.
     A head is flagged for its circuit norms only when it lies beyond the spread of the others.
     """
-    from mha_cli.api.weights import weights as compute
+    from mha_cli.circuits.api import weights as compute
 
     report = compute(
         config=options.pop("config"),
@@ -65,7 +62,7 @@ def weights(
         progress=note,
         **options,
     )
-    emit(report, fmt, json=report.to_json, markdown=report.to_markdown)
+    emit(report, fmt)
     if out is not None:
         wrote(out)
 

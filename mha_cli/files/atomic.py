@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,28 +15,36 @@ from mha_cli.errors import MhaError
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary path beside `target`; on success rename it onto `target`.
 
-    On any failure (or KeyboardInterrupt) the temporary file is removed and `target`
-    is left untouched, so a reader never sees a half-written file.
+    On any failure (or KeyboardInterrupt, or SIGTERM: see `mha_cli.cli`) the temporary file
+    is removed and `target` is left untouched, so a reader never sees a half-written file.
+    A `target` that is a symbolic link is written through: its target is replaced (atomically,
+    in that target's folder) and the link stays a link.
     """
     target = Path(target)
+    if target.is_symlink():
+        target = Path(os.path.realpath(target))  # the file the link names, even a dangling one
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
         raise MhaError(f"cannot write {target}: folder {parent} does not exist; create it first")
+    tmp: Path | None = None
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
-    except OSError as exc:
-        raise MhaError(f"cannot write {target}: {exc.strerror}; choose a writable path") from None
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+        # `tmp` names the file before it exists, so that a signal arriving just after the file
+        # is created (SIGTERM, Ctrl-C) still finds it in the `finally` below, to remove.
+        while tmp is None:
+            tmp = parent / f".{target.name}.{secrets.token_hex(6)}.tmp"
+            try:
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            except FileExistsError:  # another writer's: leave it, draw another name
+                tmp = None
         yield tmp
-        # mkstemp makes the file private (0600); give it the permissions a plain open() would.
+        # Created private (0600); give it the permissions a plain open() would.
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
     except OSError as exc:
         raise MhaError(f"cannot write {target}: {exc.strerror}; choose a writable path") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
 
 
 def _umask() -> int:

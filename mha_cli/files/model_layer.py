@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from mha_cli.errors import MhaError
 from mha_cli.files.reconcile import apply_sizes
-from mha_cli.results.records import Source
+from mha_cli.layer.records import Source
 from mha_cli.spec.parse import coerce
-from mha_cli.spec.spec import AttentionSpec
+from mha_cli.spec.spec import DEPENDENTS, AttentionSpec
 
 if TYPE_CHECKING:
     import torch
@@ -54,8 +54,8 @@ def read_model_layer(
 
     Without a config.json, what the run still takes on trust is reported as an
     `AssumptionNote` warning (the command line shows it on stderr)."""
-    from mha_cli.files.hf_checkpoint import load_hf_layer
-    from mha_cli.files.hf_config import spec_fields
+    from mha_cli.hf.checkpoint import load_hf_layer
+    from mha_cli.hf.config import spec_fields
 
     path = Path(str(spec.weights))
     heads = spec.heads if "heads" in spec.explicit else None
@@ -76,6 +76,9 @@ def read_model_layer(
         if key not in spec.explicit
         and (fields[key] is not None or key in ("window", "rotary_dim", "rope_scaling"))
     }
+    for switch, (off, dependents) in DEPENDENTS.items():  # --rope none: no rotary dims either
+        if switch in spec.explicit and getattr(spec, switch) == off:
+            behaviour = {k: v for k, v in behaviour.items() if k not in dependents}
     if "dtype" not in spec.explicit:  # as transformers loads a model: in the dtype it was saved
         spec = replace(spec, dtype=_stored_dtype(layer.state))
     spec = replace(spec, **behaviour)
@@ -93,7 +96,7 @@ def read_model_layer(
 
 def model_layer_count(spec: AttentionSpec) -> int:
     """How many attention layers the whole model `spec.weights` holds."""
-    from mha_cli.files.hf_checkpoint import count_hf_layers
+    from mha_cli.hf.checkpoint import count_hf_layers
 
     try:
         return count_hf_layers(Path(str(spec.weights)))

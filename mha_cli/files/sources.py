@@ -6,15 +6,16 @@ contradicts is a mistake, reported with both values.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mha_cli.errors import MhaError
 from mha_cli.files.reconcile import apply_sizes
-from mha_cli.results.records import Source
-from mha_cli.spec.spec import AttentionSpec
+from mha_cli.layer.records import Source
+from mha_cli.spec.spec import AttentionSpec, FinalSpec
+from mha_cli.spec.validation import validate
 
 if TYPE_CHECKING:
     import torch
@@ -24,10 +25,31 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Sources:
+    """A spec with the sizes its files fix, and what they hold (`resolve` makes it final)."""
+
     spec: AttentionSpec
-    state: dict[str, torch.Tensor] | None  # weights in d2l naming
-    inputs: dict[str, torch.Tensor] | None  # queries, keys, values[, valid_lens]
-    source: Source | None  # where the weights came from
+    state: Mapping[str, torch.Tensor] | None = None  # weights in d2l naming
+    inputs: Mapping[str, torch.Tensor] | None = None  # queries, keys, values[, valid_lens]
+    source: Source | None = None  # where the weights came from
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """The final spec and what its files hold (or other tensors of the caller's)."""
+
+    spec: FinalSpec
+    state: Mapping[str, torch.Tensor] | None = None  # weights in d2l naming
+    inputs: Mapping[str, torch.Tensor] | None = None  # queries, keys, values[, valid_lens]
+    source: Source | None = None  # where the weights came from
+
+
+def resolve(spec: AttentionSpec, *, finite: bool = True) -> Resolved:
+    """The one resolve step before the layer is built: the files read, the sizes they fix
+    reconciled with the options, the result validated, and every size written out
+    (`AttentionSpec.final`). `run_attention` takes this and never changes the spec."""
+    sources = resolve_sources(spec, finite=finite)
+    final = validate(sources.spec).final()
+    return Resolved(final, sources.state, sources.inputs, sources.source)
 
 
 def resolve_sources(spec: AttentionSpec, *, finite: bool = True) -> Sources:
@@ -72,7 +94,7 @@ def holds_one_layer(path: Path) -> bool:
         weights = open_weights(path)
     except MhaError:
         return True  # the one-layer reader has the more specific message for a damaged file
-    from mha_cli.files.hf_layouts import find_layout, other_family
+    from mha_cli.hf.layouts import find_layout, other_family
 
     keys = weights.keys
     if find_layout(keys) is not None or other_family(keys) is not None:

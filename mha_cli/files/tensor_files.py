@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from mha_cli.errors import MhaError
 from mha_cli.files.atomic import write_atomically
 from mha_cli.files.tensor_io import SAFETENSORS_SUFFIX, TORCH_SUFFIXES, read_tensor_file
-from mha_cli.messages import shape_text, suggest
+from mha_cli.messages import shape_text, size_text, suggest
 
 if TYPE_CHECKING:
     import torch
@@ -88,6 +88,7 @@ def _tensor(path: Path, stored: dict[str, Any], name: str) -> torch.Tensor:
             f"{path}: '{name}' holds a {type(value).__name__}, not a tensor; "
             f"save torch.tensor(...) under '{name}'"
         )
+    check_kind(path, name, value)
     return value
 
 
@@ -96,6 +97,7 @@ def check_values(
 ) -> None:
     """Floating point, no empty axis, and finite (unless `finite` is False): what every tensor
     read from a file must be."""
+    check_kind(path, name, tensor)
     if not tensor.is_floating_point():
         raise MhaError(
             f"{path}: '{name}' holds {dtype_text(tensor)} values, expected floating point; {fix}"
@@ -106,6 +108,33 @@ def check_values(
         )
     if finite:
         check_finite(path, name, tensor)
+
+
+def check_kind(path: Path, name: str, tensor: torch.Tensor) -> None:
+    """A dense tensor with values, in a dtype torch computes with on every device: not sparse,
+    not meta (a shape without values), not float8.
+
+    float8 is refused rather than upcast: a float8 checkpoint is a quantized one, whose weights
+    mean something only with their scales (`weight_scale_inv`...), which mha does not apply."""
+    import torch
+
+    if tensor.layout != torch.strided:
+        layout = str(tensor.layout).removeprefix("torch.")
+        raise MhaError(
+            f"{path}: '{name}' is a sparse tensor ({layout}), and mha reads dense tensors only; "
+            "save it with .to_dense()"
+        )
+    if tensor.is_meta:
+        raise MhaError(
+            f"{path}: '{name}' is a meta tensor: it has a shape but no values (saved from a "
+            "layer on the meta device); save the tensor with its values"
+        )
+    if "float8" in str(tensor.dtype):
+        raise MhaError(
+            f"{path}: '{name}' holds {dtype_text(tensor)} values (a quantized model's, "
+            "meaningful only with their scales), which mha does not compute with; save it "
+            "dequantized in float32, float16 or bfloat16"
+        )
 
 
 def check_finite(path: Path, name: str, tensor: torch.Tensor) -> None:
@@ -246,6 +275,7 @@ def _standalone(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def _write(tmp: Path, tensors: dict[str, torch.Tensor], suffix: str, target: Path) -> None:
+    needed = sum(t.numel() * t.element_size() for t in tensors.values())
     try:
         if suffix == SAFETENSORS_SUFFIX:
             from safetensors.torch import save_file
@@ -255,11 +285,33 @@ def _write(tmp: Path, tensors: dict[str, torch.Tensor], suffix: str, target: Pat
             import torch
 
             torch.save(tensors, tmp)
-    except OSError:
-        raise  # atomic_path turns it into one line with the reason
-    except RuntimeError as exc:  # torch's C++ writer reports a full disk this way
+    except Exception as exc:  # the writers raise their own types (SafetensorError...)
+        # A full disk reaches us in three disguises: OSError ENOSPC, safetensors' "os error
+        # 28", and torch's "unexpected pos A vs B" (its C++ writer checks only the position).
+        if _disk_full(exc, tmp, needed):
+            raise MhaError(
+                f"cannot write {target}: no space left on device (the export needs about "
+                f"{size_text(needed)}); free some space or choose another folder"
+            ) from None
+        if isinstance(exc, OSError):
+            raise  # atomic_path turns it into one line with the reason
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise MhaError(f"cannot write {target}: {detail}; choose a writable path") from None
+
+
+def _disk_full(error: Exception, tmp: Path, needed: int) -> bool:
+    import errno
+    import shutil
+
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if "os error 28" in str(error) or "No space left" in str(error):
+        return True
+    try:  # the half-written temporary file still holds its space: is the rest missing?
+        written = tmp.stat().st_size if tmp.exists() else 0
+        return shutil.disk_usage(tmp.parent).free < max(needed - written, 1) + 4096
+    except OSError:
+        return False
 
 
 # ---------------------------------------------------------------------------------------------

@@ -74,16 +74,15 @@ def read_torch_file(path: Path, fix: str, *, mmap: bool = False) -> Any:
             f"cannot read {path}: {exc.strerror or exc}; check its permissions"
         ) from None
     except pickle.UnpicklingError as exc:
-        found = re.search(r"GLOBAL (\S+) was not an allowed global", str(exc))
-        if found:  # a real pickle, but of objects that only running code could rebuild
+        # torch words it "GLOBAL x.y was not an allowed global" or "unsupported GLOBAL x.y
+        # whose module x is blocked" (a code payload such as os.system), by version.
+        found = re.search(r"GLOBAL (\S+)", str(exc))
+        if found or _is_pickle(path):
+            what = f" ({found.group(1)})" if found else ""
             raise MhaError(
-                f"{path} refused: it holds Python objects other than tensors ({found.group(1)}), "
-                f"and weights-only loading runs no code from a file; save {fix}"
-            ) from None
-        if _is_pickle(path):  # a real pickle of objects the safe unpickler will not rebuild
-            raise MhaError(
-                f"{path} refused: it is a pickle that only its own code could load, and "
-                f"weights-only loading runs no code from a file; save {fix}"
+                f"{path} refused: it holds Python objects other than tensors{what}, which "
+                "weights-only loading refuses because rebuilding them would run code from the "
+                f"file (nothing from it was run); save {fix}"
             ) from None
         raise MhaError(_unreadable(path, "torch.load", fix)) from None
     except Exception:  # torch raises many types (KeyError, EOFError, RuntimeError) for bad bytes

@@ -79,8 +79,10 @@ def default_variants(spec: AttentionSpec) -> tuple[list[Variant], list[str]]:
         )
     if spec.heads > 1:
         variants.append(Variant("MQA, 1 kv head", {"kv_heads": 1, "value_mode": "split"}))
-    given = (spec.num_kv_heads, spec.value_mode)
-    if given not in [(apply(spec, v).num_kv_heads, apply(spec, v).value_mode) for v in variants]:
+    given = (spec.final().kv_heads, spec.value_mode)
+    if given not in [
+        (apply(spec, v).final().kv_heads, apply(spec, v).value_mode) for v in variants
+    ]:
         variants.insert(0, Variant("as given"))
     return variants, notes
 

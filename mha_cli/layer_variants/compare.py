@@ -12,9 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from mha_cli.layer.records import RunRecord, Stage
 from mha_cli.messages import shape_text
 from mha_cli.render import numbers
-from mha_cli.results.records import RunRecord, Stage
+from mha_cli.render.display import Displayed
+from mha_cli.spec.spec import FinalSpec
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ class Column:
             "label": self.label,
             "settings": self.settings,
             "kv_heads": self.record.summary.num_kv_heads,
-            "value_mode": self.record.spec["value_mode"],
+            "value_mode": self.record.spec.value_mode,
             **self.figures(),
             "stages": {s.name: list(s.shape) for s in self.record.stages},
         }
@@ -62,10 +64,10 @@ def _per_token(stage: Stage) -> int:
 
 
 @dataclass(frozen=True)
-class Comparison:
+class VariantsComparison(Displayed):
     """The variants side by side; `reference` is the column every sentence compares with."""
 
-    spec: dict[str, Any]  # the base specification
+    spec: FinalSpec  # the base specification
     columns: list[Column]
     reference: int
     notes: list[str] = field(default_factory=list)
@@ -87,7 +89,7 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "spec": self.spec,
+            "spec": self.spec.to_dict(),
             "reference": self.columns[self.reference].label,
             "columns": [c.to_dict() for c in self.columns],
             "differing_stages": self.differing_stages(),
@@ -175,7 +177,7 @@ def reason(
     """Why figure `key` differs between two runs, from what their records say about the
     values and the key-value heads."""
     parts = []
-    a_full, b_full = a.spec["value_mode"] == "full", b.spec["value_mode"] == "full"
+    a_full, b_full = a.spec.value_mode == "full", b.spec.value_mode == "full"
     if a_full != b_full:
         full, split = (b, a) if b_full else (a, b)
         whole, own = full.stage("W_v").shape[-1], split.stage("weighted_sum").shape[-1]
@@ -208,9 +210,10 @@ def reason(
             )
     # Other settings a variant changes (`--variant 'head-dim=32'`): named as they were given.
     others = [
-        f"{k.replace('_', '-')} {a.spec.get(k)} → {b.spec.get(k)}"
+        f"{k.replace('_', '-')} {getattr(a.spec, k, None)} → {getattr(b.spec, k, None)}"
         for k in (settings or {})
-        if k not in ("value_mode", "kv_heads") and a.spec.get(k) != b.spec.get(k)
+        if k not in ("value_mode", "kv_heads")
+        and getattr(a.spec, k, None) != getattr(b.spec, k, None)
     ]
     if others:
         parts.append(("of " if not parts else "with ") + ", ".join(others))

@@ -10,7 +10,7 @@ import json
 import math
 from typing import Any
 
-from mha_cli.results.records import RunRecord
+from mha_cli.layer.records import RunRecord
 
 # Bumped when a field changes meaning or goes away; new fields keep the version.
 SCHEMA_VERSIONS = {
@@ -21,6 +21,7 @@ SCHEMA_VERSIONS = {
     "mha.trace": 1,
     "mha.weights": 2,
     "mha.heads": 2,
+    "mha.diagram": 1,
 }
 
 
@@ -32,6 +33,11 @@ def envelope(schema: str, payload: dict[str, Any]) -> str:
 
 def report_json(report: RunRecord, expectations: list[dict[str, Any]] | None = None) -> str:
     return envelope("mha.inspect", {**report.to_dict(), "expectations": expectations or []})
+
+
+def shown_json(shown: Any, expectations: list[dict[str, Any]] | None = None) -> str:
+    """`--stages` shows some stages (a `StagesShown`); the JSON always holds the whole report."""
+    return report_json(shown.report, expectations)
 
 
 def _finite(value: Any) -> Any:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from typing import TYPE_CHECKING
 
+from mha_cli.layer.records import RunRecord
 from mha_cli.messages import shape_text
 from mha_cli.render import numbers
 from mha_cli.render.summary_lines import summary_lines
-from mha_cli.results.records import RunRecord
+
+if TYPE_CHECKING:
+    from mha_cli.layer.report import StagesShown
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -20,6 +24,11 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 _HEADER = ("#", "stage", "d2l code", "shape", "axes", "params", "FLOPs", "bytes", "values")
+
+
+def shown_markdown(shown: StagesShown) -> str:
+    """`mha inspect --stages --format markdown`: the table of some stages."""
+    return report_markdown(shown.report, only=shown.names)
 
 
 def report_markdown(report: RunRecord, only: Collection[str] | None = None) -> str:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from mha_cli.layer.records import RunRecord, Source
 from mha_cli.messages import listing, shape_text
 from mha_cli.render import numbers
-from mha_cli.results.records import RunRecord, Source
 from mha_cli.spec.axes import legend
+from mha_cli.spec.spec import FinalSpec
 
 FLOP_CONVENTION = (
     "matmuls only, a multiply-add = 2 FLOPs (torch.utils.flop_counter's convention); "
@@ -16,16 +17,16 @@ FLOP_CONVENTION = (
 def summary_lines(report: RunRecord) -> list[str]:
     spec, summary = report.spec, report.summary
     lines = [""]
-    if spec["score"] != "additive":
+    if spec.score != "additive":
         heads = f"{summary.num_heads} heads"
         if summary.num_kv_heads != summary.num_heads:
             group = summary.num_heads // summary.num_kv_heads
             kv = f"{summary.num_kv_heads} key-value head{'s' if summary.num_kv_heads > 1 else ''}"
             heads += f" sharing {kv} ({group} query heads each)"
-        d2l_dim = spec["hiddens"] / summary.num_heads
+        d2l_dim = spec.hiddens / summary.num_heads
         if summary.head_dim == d2l_dim:
             lines.append(
-                f"head dim: num_hiddens / num_heads = {spec['hiddens']} / {summary.num_heads} = "
+                f"head dim: num_hiddens / num_heads = {spec.hiddens} / {summary.num_heads} = "
                 f"{summary.head_dim}  ({heads})"
             )
         else:
@@ -75,11 +76,11 @@ def source_lines(source: Source) -> list[str]:
 def _notation_line(report: RunRecord) -> str:
     """The book's names for the same numbers: h heads, each p_q = p_k = p_v = p_o / h wide."""
     spec, summary = report.spec, report.summary
-    h, p_o, p = summary.num_heads, spec["hiddens"], summary.head_dim
+    h, p_o, p = summary.num_heads, spec.hiddens, summary.head_dim
     book = f"  in the book's notation: h = {h} heads"
     if p * h != p_o:
         return book + f", p_q = p_k = p_v = {p} (set on its own; p_o / h would be {p_o / h:g})"
-    if spec["value_mode"] == "full":
+    if spec.value_mode == "full":
         return (
             book + f", p_q = p_k = p_o / h = {p_o} / {h} = {p}, but p_v = p_o = {p_o}: "
             "values kept whole"
@@ -87,10 +88,10 @@ def _notation_line(report: RunRecord) -> str:
     return book + f", p_q = p_k = p_v = p_o / h = {p_o} / {h} = {p} (p_o = num_hiddens)"
 
 
-def _sequences_line(spec: dict) -> str | None:
+def _sequences_line(spec: FinalSpec) -> str | None:
     """How many sequences the queries and the key-value pairs come from: one (self-attention)
     or two (cross-attention), as far as their lengths tell."""
-    queries, kv = spec["queries"], spec["kv"]
+    queries, kv = spec.queries, spec.kv
     if queries == kv:
         return None
     both = (
@@ -98,7 +99,7 @@ def _sequences_line(spec: dict) -> str | None:
         "sequence and the keys and values from another; self-attention has one sequence, so as "
         "many queries as key-value pairs"
     )
-    if queries < kv and (spec["causal"] or spec["rope"] != "none"):
+    if queries < kv and (spec.causal or spec.rope != "none"):
         both += (
             f", unless, as here with positions, the {queries} queries are the last positions of "
             "that one sequence (decoding with a cache)"
@@ -110,11 +111,11 @@ def _params_line(report: RunRecord) -> str:
     summary = report.summary
     parts = " + ".join(f"{s.name} {numbers.count(s.params)}" for s in report.stages if s.params)
     line = f"parameters: {numbers.count(summary.total_params)} ({parts})"
-    if report.spec["score"] == "additive":
+    if report.spec.score == "additive":
         return line
     if not summary.params_depend_on_heads:
         return line + "; the same for any number of heads that divides num_hiddens"
-    if report.spec["value_mode"] == "full":
+    if report.spec.value_mode == "full":
         return (
             line
             + f"; full values make W_o {summary.num_heads} times wider (one H-wide block per head)"

@@ -8,16 +8,21 @@ layout that still reads: the d2l code moves under the stage's name, and the valu
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import TYPE_CHECKING
 
 from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from mha_cli.layer.records import RunRecord, Stage
 from mha_cli.messages import shape_text
 from mha_cli.render import numbers
 from mha_cli.render.summary_lines import summary_lines
-from mha_cli.results.records import RunRecord, Stage
+from mha_cli.spec.spec import FinalSpec
+
+if TYPE_CHECKING:
+    from mha_cli.layer.report import StagesShown
 
 WIDE = 150  # columns from which the full table fits without squeezing the code column
 
@@ -121,6 +126,11 @@ def inspect_renderable(
     return Group(stage_table(report, width, only), *lines)
 
 
+def shown_renderable(shown: StagesShown, width: int | None = None) -> RenderableType:
+    """`mha inspect --stages`: the table of some stages."""
+    return inspect_renderable(shown.report, width, only=shown.names)
+
+
 def _name_and_code(stage: Stage, width: int) -> Text:
     """The stage's name, and under it its d2l code (unless that only repeats the name), broken
     at spaces or commas so that a call such as `self.W_q(queries)` stays whole."""
@@ -145,15 +155,15 @@ def layer_title(report: RunRecord) -> str:
     """The layer and its sizes, as the table and the diagram title them."""
     spec = report.spec
     return (
-        f"{_layer_name(spec)}: batch {spec['batch']}, {spec['queries']} queries, "
-        f"{spec['kv']} key-value pairs, {spec['hiddens']} hiddens, {spec['heads']} heads"
+        f"{_layer_name(spec)}: batch {spec.batch}, {spec.queries} queries, "
+        f"{spec.kv} key-value pairs, {spec.hiddens} hiddens, {spec.heads} heads"
     )
 
 
-def _layer_name(spec: dict) -> str:  # type: ignore[type-arg]
-    if spec["score"] == "additive":
+def _layer_name(spec: FinalSpec) -> str:
+    if spec.score == "additive":
         return "AdditiveAttention"
-    if spec["kv_heads"] != spec["heads"]:
-        kind = "grouped-query" if spec["kv_heads"] > 1 else "multi-query"
+    if spec.kv_heads != spec.heads:
+        kind = "grouped-query" if spec.kv_heads > 1 else "multi-query"
         return f"MultiHeadAttention ({kind})"
     return "MultiHeadAttention"

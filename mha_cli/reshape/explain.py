@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 
 from mha_cli.errors import MhaError
 from mha_cli.messages import shape_text
+from mha_cli.render.display import Displayed
 from mha_cli.reshape.parse import DEFAULT_AXES, Axis, parse_axes, parse_shape
 from mha_cli.reshape.refine import Piece, made_of_text, place_units, refine
 from mha_cli.reshape.verdict import ROLES, Verdict, describe, judge, suggest_target
@@ -32,7 +33,7 @@ class PanelMap:
 
 
 @dataclass(frozen=True)
-class ReshapeExplanation:
+class ReshapeExplanation(Displayed):
     source_shape: tuple[int, ...]
     source_axes: tuple[Axis, ...]  # elementary: folded groups are unfolded
     source_pattern: str  # as the stage table writes axes: "(batch heads), queries, kv pairs"

@@ -67,9 +67,9 @@ class AxisSizes:
             spec.queries,
             spec.kv,
             spec.heads,
-            spec.head_width,
+            spec.final().head_dim,
             spec.hiddens,
-            spec.num_kv_heads,
+            spec.final().kv_heads,
         )
 
     def names(self) -> list[tuple[str, int]]:

@@ -8,9 +8,10 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from mha_cli.errors import MhaError
 from mha_cli.spec.configs import load_config
-from mha_cli.spec.parse import merge, parse_option
-from mha_cli.spec.spec import AttentionSpec
+from mha_cli.spec.parse import coerce, merge, parse_option
+from mha_cli.spec.spec import DEPENDENTS, AttentionSpec
 
 
 def build_spec(
@@ -35,8 +36,27 @@ def build_spec(
         # reproduces the multi-head one: those are the defaults, not choices the user made.
         chapter = merge(spec, load_config("additive"), "preset additive")
         spec = replace(chapter, explicit=frozenset())
-    if config is not None:
-        layer = given.get("layer", 0)
-        spec = merge(spec, load_config(config, int(layer)), f"config {config}")
     values = {k: parse_option(k, v) if isinstance(v, str) else v for k, v in given.items()}
-    return merge(spec, values, source)
+    if config is not None:
+        layer = coerce("layer", values.get("layer", 0), source)
+        spec = merge(spec, load_config(config, layer), f"config {config}")
+    spec = switch_off_dependents(merge(spec, values, source), frozenset(values))
+    model_config = config is not None and config.lower().endswith(".json")
+    if spec.layer > 0 and spec.weights is None and not model_config:
+        raise MhaError(
+            f"{spec.given('layer')}: the seeded random layer holds 1 attention layer (layer 0); "
+            "--layer picks a layer of a whole model: add --weights (a Hugging Face folder or "
+            "file) or --config (its config.json), or drop --layer"
+        )
+    return spec
+
+
+def switch_off_dependents(spec: AttentionSpec, given: frozenset[str]) -> AttentionSpec:
+    """Options override the config's behaviour: a switch the options turn off takes with it
+    the settings that depend on it, unless the options give those too (then validation says
+    that they conflict)."""
+    off: dict[str, Any] = {}
+    for switch, (value, dependents) in DEPENDENTS.items():
+        if switch in given and getattr(spec, switch) == value:
+            off |= {key: None for key in dependents if key not in given}
+    return replace(spec, **off) if off else spec

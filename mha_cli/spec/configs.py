@@ -49,7 +49,7 @@ def load_config(name_or_path: str, layer: int = 0) -> dict[str, Any]:
     layer `layer`). Returns the specification's keys only."""
     path = Path(name_or_path)
     if path.suffix.lower() == ".json":
-        from mha_cli.files.hf_config import read_hf_config, spec_fields
+        from mha_cli.hf.config import read_hf_config, spec_fields
 
         fields = spec_fields(read_hf_config(path, layer))
         # None is a value here too: no window, no rope scaling

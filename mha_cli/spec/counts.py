@@ -14,17 +14,23 @@ from mha_cli.spec.spec import AttentionSpec
 
 def parameter_count(spec: AttentionSpec) -> int:
     """Parameters of the layer `spec` describes: weights, biases and per-head norms."""
+    final = spec.final()  # every size written out
     hiddens = spec.hiddens
     if spec.score == "additive":  # W_q, W_k to num_hiddens, then w_v to one score
-        weights = hiddens * (spec.q_size + spec.k_size) + hiddens
+        weights = hiddens * (final.query_size + final.key_size) + hiddens
         return weights + (2 * hiddens + 1 if spec.bias else 0)
-    d, h, g = spec.head_width, spec.heads, spec.num_kv_heads
+    d, h, g = final.head_dim, spec.heads, final.kv_heads
     full = spec.value_mode == "full"
     q_out, kv_out = h * d, g * d
     v_out = hiddens if full else kv_out
     concat = h * hiddens if full else q_out  # W_o's input: every head's output, side by side
-    weights = q_out * spec.q_size + kv_out * spec.k_size + v_out * spec.v_size + hiddens * concat
-    biases = (q_out + kv_out + v_out if spec.bias else 0) + (hiddens if spec.has_out_bias else 0)
+    weights = (
+        q_out * final.query_size
+        + kv_out * final.key_size
+        + v_out * final.value_size
+        + hiddens * concat
+    )
+    biases = (q_out + kv_out + v_out if spec.bias else 0) + (hiddens if final.out_bias else 0)
     norms = 2 * d if spec.qk_norm else 0
     return weights + biases + norms
 
@@ -33,4 +39,7 @@ def parameters_depend_on_heads(spec: AttentionSpec) -> bool:
     """Would the same layer with one head have another parameter count?"""
     if spec.score == "additive":
         return False
-    return parameter_count(spec) != parameter_count(replace(spec, heads=1, kv_heads=None))
+    # head_dim follows the heads unless someone (an option, a file) fixed it
+    head_dim = spec.head_dim if "head_dim" in spec.explicit else None
+    one_head = replace(spec, heads=1, kv_heads=None, head_dim=head_dim)
+    return parameter_count(spec) != parameter_count(one_head)

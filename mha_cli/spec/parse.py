@@ -66,8 +66,9 @@ def parse_option(field: str, text: str) -> Any:
             return int(text)
         except ValueError:
             example = getattr(AttentionSpec(), field) or 1
+            only = " (only `mha weights` takes --layer all)" if field == "layer" else ""
             raise MhaError(
-                f"{option} {text!r} is not a whole number; e.g. {option} {example}"
+                f"{option} {text!r} is not a whole number; e.g. {option} {example}{only}"
             ) from None
     if field in FLOAT_FIELDS:
         try:
@@ -86,7 +87,13 @@ def merge(base: AttentionSpec, values: Mapping[str, Any], source: str) -> Attent
         if key not in SPEC_FIELDS:
             raise MhaError(f"{source}: unknown key {key!r}{suggest(key, SPEC_FIELDS)}")
         typed[key] = coerce(key, value, source)
-    return replace(base, **typed, explicit=base.explicit | frozenset(typed))
+    origins = tuple((k, v) for k, v in base.origins if k not in typed)
+    return replace(
+        base,
+        **typed,
+        explicit=base.explicit | frozenset(typed),
+        origins=origins + tuple((key, source) for key in typed),
+    )
 
 
 def coerce(key: str, value: Any, source: str) -> Any:
@@ -146,7 +153,10 @@ def _coerce_rope_scaling(value: Any, wrong: Callable[[str], MhaError]) -> RopeSc
         return None
     items = value.items() if isinstance(value, Mapping) else value
     try:
-        pairs = tuple(sorted((str(k), v) for k, v in items))
+        table = {str(k): v for k, v in items}
     except (TypeError, ValueError):
         raise wrong('a table such as {rope_type = "linear", factor = 2.0}') from None
-    return pairs
+    if "type" in table:  # the older spelling transformers still reads as rope_type
+        kind = table.pop("type")
+        table.setdefault("rope_type", kind)
+    return tuple(sorted(table.items()))

@@ -21,6 +21,12 @@ ROPES = ("none", "half", "interleaved")
 DTYPES = ("float32", "float64", "float16", "bfloat16")
 DEVICES = ("cpu", "meta", "cuda")
 INPUT_KINDS = ("randn", "ones")
+# A switch the options can turn off, and the config's settings that only mean something with
+# it on: `--rope none` turns off the config's rotary dims and scaling, `--no-causal` its window.
+DEPENDENTS: dict[str, tuple[Any, tuple[str, ...]]] = {
+    "rope": ("none", ("rotary_dim", "rope_scaling")),
+    "causal": (False, ("window",)),
+}
 
 
 @dataclass(frozen=True)
@@ -60,38 +66,25 @@ class AttentionSpec:
     device: str = "cpu"
     # Fields the user set (config or command line): sizes read from files may fill the others.
     explicit: frozenset[str] = field(default=frozenset(), compare=False)
+    # Where each set field came from ("command line", "options", "config x.toml"), for messages.
+    origins: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
-    @property
-    def num_kv_heads(self) -> int:
-        return self.heads if self.kv_heads is None else self.kv_heads
-
-    @property
-    def head_width(self) -> int:
-        """d: the features of one head's queries and keys (and values, split as d2l does)."""
-        return self.hiddens // self.heads if self.head_dim is None else self.head_dim
-
-    @property
-    def q_size(self) -> int:
-        return self.hiddens if self.query_size is None else self.query_size
-
-    @property
-    def k_size(self) -> int:
-        return self.hiddens if self.key_size is None else self.key_size
-
-    @property
-    def v_size(self) -> int:
-        return self.hiddens if self.value_size is None else self.value_size
-
-    @property
-    def has_out_bias(self) -> bool:
-        return self.bias if self.out_bias is None else self.out_bias
-
-    @property
-    def rotary_width(self) -> int:
-        """How many features of each head the rotation turns (0 without rope)."""
-        if self.rope == "none":
-            return 0
-        return self.head_width if self.rotary_dim is None else self.rotary_dim
+    def given(self, key: str) -> str:
+        """How field `key` was given, for a message: `--rope-theta inf` as an option (command
+        line or API keyword), `rope_theta = inf (config x.toml)` from a config, and
+        `rope_theta = inf` when nothing set it (a default, or a file's value)."""
+        value = getattr(self, key)
+        shown = (
+            "none" if value is None else str(value).lower() if isinstance(value, bool) else value
+        )
+        if key == "rope_scaling" and value is not None:
+            shown = "{" + ", ".join(f"{k} = {v!r}" for k, v in value) + "}"
+        origin = dict(self.origins).get(key)
+        if origin is None or origin.startswith(("config ", "preset ")):
+            return f"{key} = {shown}" + ("" if origin is None else f" ({origin})")
+        if isinstance(value, bool):
+            return "--" + ("" if value else "no-") + key.replace("_", "-")
+        return f"--{key.replace('_', '-')} {shown}"
 
     @property
     def query_offset(self) -> int:
@@ -103,26 +96,57 @@ class AttentionSpec:
     def inputs_file(self) -> str | None:
         return None if self.inputs in INPUT_KINDS else self.inputs
 
+    def final(self) -> FinalSpec:
+        """The spec with every size it leaves to a default written out: kv_heads (= heads),
+        head_dim (num_hiddens / num_heads, as d2l has it), query, key and value sizes
+        (num_hiddens), out_bias (= bias), rotary_dim (the whole head dim, with rope). This is
+        what `files.sources.resolve` hands the torch core, which reads each size under its one
+        name and never rewrites the spec; before it, read a size as `spec.final().head_dim`."""
+        head_dim = self.head_dim
+        if head_dim is None:  # 0 heads (invalid) is left for validation to say
+            head_dim = self.hiddens // self.heads if self.heads else 0
+        rotary_dim = None
+        if self.rope != "none":
+            rotary_dim = head_dim if self.rotary_dim is None else self.rotary_dim
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return FinalSpec(
+            **values
+            | {
+                "kv_heads": self.heads if self.kv_heads is None else self.kv_heads,
+                "head_dim": head_dim,
+                "query_size": self.hiddens if self.query_size is None else self.query_size,
+                "key_size": self.hiddens if self.key_size is None else self.key_size,
+                "value_size": self.hiddens if self.value_size is None else self.value_size,
+                "out_bias": self.bias if self.out_bias is None else self.out_bias,
+                "rotary_dim": rotary_dim,
+            }
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """The specification as JSON-ready data, with the derived sizes filled in."""
-        record = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "explicit"}
-        record.update(
-            kv_heads=self.num_kv_heads,
-            head_dim=self.head_width,
-            query_size=self.q_size,
-            key_size=self.k_size,
-            value_size=self.v_size,
-            out_bias=self.has_out_bias,
-            rotary_dim=self.rotary_width if self.rope != "none" else None,
-            rope_scaling=None if self.rope_scaling is None else dict(self.rope_scaling),
-        )
+        final = self.final()
+        record = {f.name: getattr(final, f.name) for f in fields(self) if f.name in SPEC_FIELDS}
+        record["rope_scaling"] = None if self.rope_scaling is None else dict(self.rope_scaling)
         if self.valid_lens is not None:
-            record["valid_lens"] = _as_lists(self.valid_lens)
+            record["valid_lens"] = as_lists(self.valid_lens)
         return record
 
 
-SPEC_FIELDS = tuple(f.name for f in fields(AttentionSpec) if f.name != "explicit")
+@dataclass(frozen=True)
+class FinalSpec(AttentionSpec):
+    """An `AttentionSpec` with every size written out, as `AttentionSpec.final` makes it: what
+    the torch core and the records hold. (The defaults are never used: `final` sets them.)"""
+
+    kv_heads: int = 0
+    head_dim: int = 0
+    query_size: int = 0
+    key_size: int = 0
+    value_size: int = 0
+    out_bias: bool = False
 
 
-def _as_lists(value: Any) -> Any:
-    return [_as_lists(v) for v in value] if isinstance(value, tuple | list) else value
+SPEC_FIELDS = tuple(f.name for f in fields(AttentionSpec) if f.name not in ("explicit", "origins"))
+
+
+def as_lists(value: Any) -> Any:
+    return [as_lists(v) for v in value] if isinstance(value, tuple | list) else value

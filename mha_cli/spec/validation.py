@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
+from typing import Any
+
 from mha_cli.errors import MhaError
 from mha_cli.messages import suggest
 from mha_cli.spec.spec import DEVICES, DTYPES, ROPES, SCORES, VALUE_MODES, AttentionSpec
@@ -75,7 +79,7 @@ def _check_sizes(spec: AttentionSpec) -> None:
     if not low <= spec.seed <= high:
         raise MhaError(f"--seed {spec.seed} is outside {low}..2**64-1, the seeds torch accepts")
     b, q, k, h = spec.batch, spec.queries, spec.kv, spec.heads
-    wide = max(spec.hiddens, h * spec.head_width)
+    wide = max(spec.hiddens, h * spec.final().head_dim)
     largest = max(b * h * q * k, b * q * wide * h, b * k * wide)
     if largest > MAX_ELEMENTS:
         raise MhaError(
@@ -132,7 +136,7 @@ def _check_choices(spec: AttentionSpec) -> None:
                 ("--rope", spec.rope != "none"),
                 ("--qk-norm", spec.qk_norm),
                 ("--head-dim", spec.head_dim is not None),
-                ("--kv-heads", spec.num_kv_heads != 1),
+                ("--kv-heads", spec.final().kv_heads != 1),
             )
             if used
         ]
@@ -147,47 +151,63 @@ def _check_positions(spec: AttentionSpec) -> None:
     """Rotary embedding, sliding window and norms: what the modern decoders add."""
     if spec.window is not None and not spec.causal:
         raise MhaError(
-            f"--window {spec.window} needs --causal: a sliding window lets query i see keys "
-            "i-W+1..i, the most recent ones; add --causal or drop --window"
+            f"{spec.given('window')} needs a causal layer, but {spec.given('causal')}: a sliding "
+            "window lets query i see keys i-W+1..i, the most recent ones; make it causal "
+            "or drop the window (--window none)"
         )
-    if not spec.norm_eps > 0:
-        raise MhaError(f"--norm-eps {spec.norm_eps:g} must be positive, e.g. 1e-6")
+    if not 0 < spec.norm_eps < math.inf:
+        raise MhaError(f"{spec.given('norm_eps')} must be a positive finite number, e.g. 1e-6")
     if spec.rope == "none":
-        if spec.rotary_dim is not None or spec.rope_scaling is not None:
+        needs = [spec.given(key) for key in ("rotary_dim", "rope_scaling") if getattr(spec, key)]
+        if needs:
+            verb, them = ("needs", "it") if len(needs) == 1 else ("need", "them")
             raise MhaError(
-                "--rotary-dim and rope_scaling need --rope: add --rope half or "
-                "--rope interleaved, or drop them"
+                f"{' and '.join(needs)} {verb} a rotary embedding, but {spec.given('rope')}: "
+                f"use --rope half or --rope interleaved, or drop {them}"
             )
         return
-    d = spec.head_width
-    if spec.rotary_width > d or spec.rotary_width % 2:
+    d, rotary_dim = spec.final().head_dim, spec.final().rotary_dim or 0
+    if rotary_dim > d or rotary_dim % 2:
         raise MhaError(
-            f"--rotary-dim {spec.rotary_width}: the rotation turns pairs of a head's {d} "
+            f"{spec.given('rotary_dim')}: the rotation turns pairs of a head's {d} "
             f"features, so give an even number up to {d}"
         )
-    if not spec.rope_theta > 0:
-        raise MhaError(f"--rope-theta {spec.rope_theta:g} must be positive, e.g. 10000")
-    _check_rope_scaling(spec)
+    if not 0 < spec.rope_theta < math.inf:
+        raise MhaError(f"{spec.given('rope_theta')} must be a positive finite number, e.g. 10000")
+    if spec.rope_scaling is not None:
+        origin = dict(spec.origins).get("rope_scaling")
+        where = "rope_scaling" + ("" if origin is None else f" ({origin})")
+        check_rope_scaling(dict(spec.rope_scaling), where)
 
 
 ROPE_SCALINGS = {"linear": ("factor",), "llama3": LLAMA3_KEYS}
 
 
-def _check_rope_scaling(spec: AttentionSpec) -> None:
-    if spec.rope_scaling is None:
-        return
-    scaling = dict(spec.rope_scaling)
+def check_rope_scaling(scaling: Mapping[str, Any], where: str) -> None:
+    """A rope scaling the rotation can use, from any source (option, TOML, config.json, API):
+    a supported kind with every number it needs, each positive and finite, and llama3's two
+    frequency factors apart (their difference divides). `where` names it in the message."""
     kind = scaling.get("rope_type", scaling.get("type", "default"))
     if kind == "default":
         return
-    if kind not in ROPE_SCALINGS:
+    if not isinstance(kind, str) or kind not in ROPE_SCALINGS:
         raise MhaError(
-            f"rope scaling {kind!r} is not supported; supported: default, "
+            f"{where}: rope scaling {kind!r} is not supported; supported: default, "
             f"{', '.join(ROPE_SCALINGS)}"
         )
-    missing = [key for key in ROPE_SCALINGS[kind] if key not in scaling]
+    missing = [key for key in ROPE_SCALINGS[kind] if scaling.get(key) is None]
     if missing:
-        raise MhaError(f"rope scaling {kind!r} lacks {', '.join(missing)}; add them to the config")
+        raise MhaError(f"{where}: rope scaling {kind!r} lacks {', '.join(missing)}; add them")
+    for key in ROPE_SCALINGS[kind]:
+        value = scaling[key]
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or not 0 < value < math.inf:
+            raise MhaError(f"{where}: {key} = {value!r} should be a positive finite number; fix it")
+    if kind == "llama3" and scaling["high_freq_factor"] == scaling["low_freq_factor"]:
+        raise MhaError(
+            f"{where}: llama3 rope scaling has high_freq_factor = low_freq_factor, which divides "
+            "by zero; make them differ (Llama 3.1: low 1, high 4)"
+        )
 
 
 def _check_valid_lens(spec: AttentionSpec) -> None:

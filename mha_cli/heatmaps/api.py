@@ -1,0 +1,212 @@
+"""`mha_cli.heatmap(...)`: the same forward pass as `inspect`; its attention weights as heatmaps."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mha_cli.errors import MhaError
+from mha_cli.files.atomic import make_folder
+from mha_cli.layer.api import run
+from mha_cli.render.images import check_format_name, format_of_path
+from mha_cli.spec.entry import load_heavy
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from mha_cli.heatmaps.data import HeatmapData
+    from mha_cli.layer.report import Report
+    from mha_cli.tracing.report import TraceReport
+
+DEFAULT_STEM = "attention"
+DEFAULT_PER_HEAD_FOLDER = "attention_heads"
+# --per-head writes one file per (example, head); past this many it asks for `force`: 100
+# examples of 100 heads would be 10,000 files and a quarter of an hour.
+MAX_PER_HEAD_FILES = 256
+Progress = Callable[[str], None]
+
+
+def heatmap(
+    *,
+    config: Any = None,
+    dpi: int = 100,
+    annotate: bool = False,
+    scale: str = "auto",
+    module: Any = None,
+    **options: Any,
+) -> Figure:
+    """The attention weights of the layer the options describe, as a matplotlib Figure: rows
+    are batch examples, columns are heads, each panel queries by keys; masked keys hatched.
+
+    `scale` is the colour scale: linear, log, or auto (log when most weights are tiny).
+    `module` ("FILE.py:NAME", or the class or function itself) draws that module's own
+    weights instead, traced as `mha_cli.trace` does (this runs its code)."""
+    check_scale(scale)
+    _, data = weights_to_draw(config, options, module=module)
+    from mha_cli.heatmaps.image import grid_figure
+
+    return grid_figure(data, dpi=dpi, annotate=annotate, scale=scale)
+
+
+def weights_to_draw(
+    config: Any,
+    options: dict[str, Any],
+    *,
+    module: Any = None,
+    export: str | os.PathLike[str] | None = None,
+) -> tuple[Report | TraceReport, HeatmapData]:
+    """The run (mha's layer, or the user's module traced) and the numbers to draw."""
+    from mha_cli.heatmaps.model_view import is_every_layer, model_view
+
+    if module is None and is_every_layer(options):  # --layer all --text: the model view
+        if export is not None:
+            raise MhaError("--export saves one layer's tensors; drop it with --layer all")
+        return model_view(config, options)
+    if module is None:
+        report: Report | TraceReport = run(
+            config, options, export=export, value_ranges=False, needs_values="heatmaps"
+        )
+    else:
+        from mha_cli.tracing.api import trace_report
+
+        if any(options.get(name) for name in ("text", "text_file")):
+            raise MhaError(
+                "--text runs a Hugging Face model's layer, --module your own module; "
+                "drop one of them"
+            )
+
+        if export is not None:
+            from mha_cli.files.tensor_files import check_export_path
+
+            check_export_path(Path(export))
+        report = trace_report(module, config, options, keep_values=True)
+    load_heavy("matplotlib.figure", "mha_cli.heatmaps.image")
+    from mha_cli.heatmaps import plot_data
+
+    if module is None:
+        return report, plot_data.heatmap_data(report)  # type: ignore[arg-type]
+    data = plot_data.traced_heatmap_data(report)  # type: ignore[arg-type]
+    if export is not None:
+        from mha_cli.files.tensor_files import save_tensors
+
+        weights, output = report.attention_weights, report.output_tensor  # type: ignore[union-attr]
+        save_tensors(Path(export), {"attention_weights": weights, "output": output})
+    return report, data
+
+
+@dataclass
+class HeatmapFiles:
+    """What `save_heatmaps` did: the run, the numbers drawn, and the files written."""
+
+    report: Report | TraceReport  # mha's layer, or the user's module (--module)
+    data: HeatmapData
+    written: list[Path] = field(default_factory=list)
+
+
+def save_heatmaps(
+    *,
+    out: str | os.PathLike[str] | None = None,
+    per_head: bool = False,
+    image_format: str | None = None,
+    dpi: int = 100,
+    annotate: bool = False,
+    scale: str = "auto",
+    export: str | os.PathLike[str] | None = None,
+    draw: bool = True,
+    progress: Progress | None = None,
+    config: Any = None,
+    module: Any = None,
+    force: bool = False,
+    **options: Any,
+) -> HeatmapFiles:
+    """Run the layer and write its heatmaps: one grid image, or one file per (example, head).
+
+    `out` is a file (its extension names the format) or a folder (an existing one, or a path
+    ending in '/', created when missing). `draw=False` runs without
+    writing images (for a terminal-only look). `module` draws a traced module's own weights.
+    `force` lets `per_head` write more than MAX_PER_HEAD_FILES files.
+    """
+    check_scale(scale)
+    from mha_cli.heatmaps import html_page
+
+    if out is not None and html_page.is_page(out):  # --out view.html: an interactive page
+        page = Path(os.fspath(out))
+        html_page.check_page(page, per_head, options)
+        report, data = weights_to_draw(config, options, export=export)
+        return HeatmapFiles(report, data, [html_page.write_page(page, report, data)])
+    target = _target(out, per_head, image_format) if draw else None
+    report, data = weights_to_draw(config, options, module=module, export=export)
+    from mha_cli.heatmaps import image
+
+    files = HeatmapFiles(report, data)
+    if target is None:
+        return files
+    path, fmt = target
+    if per_head:
+        check_per_head_count(data, force)
+        files.written = image.render_per_head(
+            data, path, fmt=fmt, dpi=dpi, annotate=annotate, scale=scale, progress=progress
+        )
+    else:
+        make_folder(path.parent, "the heatmap")  # a folder --out is created here
+        files.written = [
+            image.render_grid(
+                data, path, dpi=dpi, annotate=annotate, scale=scale, progress=progress
+            )
+        ]
+    return files
+
+
+def _target(
+    out: str | os.PathLike[str] | None, per_head: bool, image_format: str | None
+) -> tuple[Path, str]:
+    """(where to write, the format): checked before the run, which can take a while."""
+    fmt = check_format_name(image_format) if image_format is not None else None
+    text = "" if out is None else os.fspath(out)
+    path = Path(text) if text else None
+    is_folder = path is not None and (text.endswith(("/", os.sep)) or path.is_dir())
+    if per_head:
+        if path is not None and not is_folder and path.suffix:
+            raise MhaError(
+                f"--out {text}: --per-head writes one file per (example, head) into a folder; "
+                f"give a folder (e.g. --out heads/) and the format with --image-format"
+            )
+        return (path or Path(DEFAULT_PER_HEAD_FOLDER)), fmt or "png"
+    if path is None or is_folder:
+        folder = path or Path(".")
+        return folder / f"{DEFAULT_STEM}.{fmt or 'png'}", fmt or "png"
+    named = format_of_path(path, "heatmap")
+    if not (path.parent if str(path.parent) else Path(".")).is_dir():
+        raise MhaError(
+            f"cannot write heatmap {path}: folder {path.parent} does not exist; create it first, "
+            f"or give a folder --out ({path.parent}/) to have it created"
+        )
+    if fmt is not None and fmt != named:
+        raise MhaError(
+            f"--out {text} names a .{named} file but --image-format is {fmt}; "
+            "drop one of them or make them agree"
+        )
+    return path, named
+
+
+def check_per_head_count(data: HeatmapData, force: bool) -> None:
+    """Refuse a number of per-head files nobody wants by accident, before writing any."""
+    examples, heads = data.weights.shape[:2]
+    if examples * heads > MAX_PER_HEAD_FILES and not force:
+        raise MhaError(
+            f"--per-head would write {examples * heads} files ({examples} examples x {heads} "
+            f"heads), more than {MAX_PER_HEAD_FILES}; add --force to write them all, or use "
+            "fewer examples or heads (--batch, --heads), or the one grid image (drop --per-head)"
+        )
+
+
+def check_scale(scale: str) -> str:
+    """`auto`, `linear` or `log`, checked before the run."""
+    from mha_cli.heatmaps.data import SCALES
+
+    if scale not in SCALES:
+        raise MhaError(f"--scale {scale!r} is not one of {', '.join(SCALES)}")
+    return scale

@@ -1,0 +1,249 @@
+"""One attention layer of a Hugging Face model, described from its `config.json` as plain data.
+
+Pure Python (json only): `mha inspect --config config.json --device meta` needs the sizes of a
+real model's attention without importing torch. The rules follow `transformers` 5 (its config
+classes and modeling files), including its defaults for keys a config leaves out, and the places
+older config files keep the same value (`rope_theta`, `rope_scaling`, `rotary_emb_base`,
+`rotary_pct`). What the d2l layer cannot reproduce (rope scalings other than linear and llama3,
+GPT-2's unusual score scalings, relative position scores) is refused with one line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from mha_cli.errors import MhaError
+from mha_cli.files.json_values import positive, read_json_file, whole
+from mha_cli.hf.families import FAMILIES, FAMILY, UNSUPPORTED, Family, flag
+from mha_cli.hf.positions import rope_settings, sliding_window
+
+# Keys that one value has under different names (GPT-2 and GPT-J keep the old ones).
+_HIDDEN = ("hidden_size", "n_embd")
+_HEADS = ("num_attention_heads", "n_head")
+_LAYERS = ("num_hidden_layers", "n_layer")
+
+
+@dataclass(frozen=True)
+class HFAttention:
+    """The attention of layer `layer` of a Hugging Face model, in the terms mha uses."""
+
+    family: str  # model_type, one of FAMILIES
+    layer: int
+    num_layers: int
+    hiddens: int  # the model's hidden size: input of W_q, W_k, W_v and output of W_o
+    heads: int
+    kv_heads: int  # fewer than heads: grouped-query attention
+    head_dim: int  # may differ from hiddens / heads (Qwen3): W_q has heads * head_dim outputs
+    q_bias: bool
+    k_bias: bool
+    v_bias: bool
+    o_bias: bool  # Qwen2: biases on q, k and v but not on o
+    causal: bool
+    rope: str  # "none" | "half" (pairs j, j + rd/2) | "interleaved" (pairs 2j, 2j + 1)
+    rope_theta: float | None
+    rotary_dim: int | None  # the first rotary_dim features of each head rotate, the rest pass
+    rope_scaling: dict[str, Any] | None  # {"rope_type": "linear" | "llama3", ...} or None
+    window: int | None  # sliding window W of this layer: key j seen iff i - W < j <= i
+    qk_norm: bool  # per-head RMSNorm of queries and keys, after the head split, before rope
+    norm_eps: float | None  # that norm's eps (rms_norm_eps)
+    dtype: str | None  # the dtype the config says the weights were saved in, for people
+
+
+def read_hf_config(path: Path, layer: int = 0) -> HFAttention:
+    """Layer `layer`'s attention as `path` (a Hugging Face config.json) describes it."""
+    path = Path(path)
+    config = read_json_file(path, "give a config.json written by save_pretrained")
+    if not isinstance(config, dict):
+        raise MhaError(
+            f"{path} holds a JSON {type(config).__name__}, not an object; give a config.json"
+        )
+    return parse_hf_config(config, layer, str(path))
+
+
+def parse_hf_config(
+    config: Mapping[str, Any], layer: int = 0, where: str = "config.json"
+) -> HFAttention:
+    """The same, from the config's parsed contents; `where` names it in messages."""
+    family = config.get("model_type")
+    if family not in FAMILY:
+        found = f"model_type {family!r}" if family is not None else "no model_type"
+        why = (
+            f" ({UNSUPPORTED[family]})" if isinstance(family, str) and family in UNSUPPORTED else ""
+        )
+        raise MhaError(
+            f"{where}: {found} is not supported{why}; supported families: {', '.join(FAMILIES)}; "
+            "give the config.json of a model of one of those"
+        )
+    hiddens = whole(config, _HIDDEN, where)
+    heads = whole(config, _HEADS, where)
+    num_layers = whole(config, _LAYERS, where)
+    if not 0 <= layer < num_layers:
+        raise MhaError(
+            f"--layer {layer} is beyond the model: {where} gives {num_layers} layers; "
+            f"pick a layer from 0 to {num_layers - 1}"
+        )
+    rules = FAMILY[family]
+    _refuse_other_scores(config, rules, where)
+    kv_heads = heads
+    if rules.grouped:
+        # null (as written by some tools) means one key-value head per query head, as the
+        # config classes read it; a key left out takes the class's default.
+        absent = "num_key_value_heads" not in config
+        default = (rules.kv_heads_default or heads) if absent else heads
+        kv_heads = whole(config, ("num_key_value_heads",), where, default)
+    head_dim = _head_dim(config, rules, hiddens, heads, where)
+    if heads % kv_heads:
+        raise MhaError(
+            f"{where}: num_attention_heads ({heads}) is not a multiple of num_key_value_heads "
+            f"({kv_heads}); fix the config"
+        )
+    q_bias, o_bias = flag(rules.qkv_bias, config), flag(rules.o_bias, config)
+    rope = rules.rope
+    theta, rotary_dim, scaling = (None, None, None)
+    if rope != "none":
+        theta, rotary_dim, scaling = rope_settings(config, rules, head_dim, layer, where)
+    qk_norm = rules.qk_norm
+    eps = (
+        float(positive(config.get("rms_norm_eps", 1e-6), "rms_norm_eps", where))
+        if qk_norm
+        else None
+    )
+    causal = not rules.encoder or bool(config.get("is_decoder", False))
+    return HFAttention(
+        family=family,
+        layer=layer,
+        num_layers=num_layers,
+        hiddens=hiddens,
+        heads=heads,
+        kv_heads=kv_heads,
+        head_dim=head_dim,
+        q_bias=q_bias,
+        k_bias=q_bias,
+        v_bias=q_bias,
+        o_bias=o_bias,
+        causal=causal,
+        rope=rope,
+        rope_theta=theta,
+        rotary_dim=rotary_dim,
+        rope_scaling=scaling,
+        window=sliding_window(config, rules, layer, num_layers, where),
+        qk_norm=qk_norm,
+        norm_eps=eps,
+        dtype=config.get("dtype") or config.get("torch_dtype"),
+    )
+
+
+def attention_from_weights(
+    family: str,
+    shapes: Mapping[str, tuple[int, ...]],
+    heads: int | None,
+    layer: int,
+    num_layers: int,
+) -> HFAttention:
+    """The attention when there is no config.json: the family's defaults, sizes from the weights.
+
+    `shapes` maps d2l names ("W_q.weight" (out, in), "W_q.bias", "q_norm.weight") to shapes.
+    The heads cannot be read from the weights (a norm's size is checked against the head dim,
+    never used to count heads); the rope base, rope scaling and sliding window are the family's
+    defaults (none for a window), which the options given replace.
+    """
+    q_out, hiddens = shapes["W_q.weight"]
+    if heads is None:
+        raise MhaError(
+            f"without a config.json the number of heads is unknown (W_q has {q_out} outputs); "
+            "give --heads, or point at the model folder that holds config.json"
+        )
+    if heads < 1 or q_out % heads:
+        raise MhaError(
+            f"--heads {heads} does not divide the {q_out} outputs of W_q; give the right --heads"
+        )
+    head_dim = q_out // heads
+    k_out = shapes["W_k.weight"][0]
+    if k_out % head_dim:
+        raise MhaError(
+            f"--heads {heads} makes heads of {head_dim} features, which do not divide the "
+            f"{k_out} outputs of W_k into whole key-value heads; give the right --heads"
+        )
+    config: dict[str, Any] = {
+        "model_type": family,
+        "hidden_size": hiddens,
+        "num_attention_heads": heads,
+        "num_key_value_heads": shapes["W_k.weight"][0] // head_dim,
+        "head_dim": head_dim,
+        "num_hidden_layers": num_layers,
+        "sliding_window": None,
+        "rotary_dim": min(64, head_dim),  # GPT-J's default, where a head is that wide
+    }
+    try:
+        attention = parse_hf_config(config, layer, f"the {family} weights (no config.json)")
+    except MhaError as error:  # there is no config to fix: the options are the user's
+        raise MhaError(str(error).replace("fix the config", "check the options")) from None
+    present = {p: f"W_{p}.bias" in shapes for p in "qkvo"}
+    return replace(
+        attention,
+        q_bias=present["q"],
+        k_bias=present["k"],
+        v_bias=present["v"],
+        o_bias=present["o"],
+    )
+
+
+def spec_fields(attention: HFAttention) -> dict[str, Any]:
+    """The attention as the specification's fields (self-attention: every input is hiddens)."""
+    if not attention.q_bias == attention.k_bias == attention.v_bias:
+        raise MhaError(
+            f"{attention.family} layer {attention.layer} has a bias on some of W_q, W_k, W_v "
+            "but not all; the layer's one bias flag cannot build it"
+        )
+    return {
+        "hiddens": attention.hiddens,
+        "heads": attention.heads,
+        "kv_heads": attention.kv_heads,
+        "head_dim": attention.head_dim,
+        "query_size": attention.hiddens,
+        "key_size": attention.hiddens,
+        "value_size": attention.hiddens,
+        "bias": attention.q_bias,
+        "out_bias": attention.o_bias,
+        "causal": attention.causal,
+        "rope": attention.rope,
+        "rope_theta": attention.rope_theta,
+        "rotary_dim": attention.rotary_dim,
+        "rope_scaling": None if attention.rope_scaling is None else dict(attention.rope_scaling),
+        "window": attention.window,
+        "qk_norm": attention.qk_norm,
+        "norm_eps": attention.norm_eps,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Sizes and flags
+
+
+def _head_dim(
+    config: Mapping[str, Any], family: Family, hiddens: int, heads: int, where: str
+) -> int:
+    # Llama, Mistral and Qwen2 take head_dim when the config has one; Qwen3's default is 128.
+    if family.own_head_dim:
+        default = hiddens // heads
+        if family.head_dim_default is not None and "head_dim" not in config:
+            default = family.head_dim_default
+        return whole(config, ("head_dim",), where, default)
+    if hiddens % heads:
+        raise MhaError(
+            f"{where}: the hidden size ({hiddens}) is not divisible by the heads ({heads}); "
+            f"{family.name} needs head_dim = hidden size / heads; fix the config"
+        )
+    return hiddens // heads
+
+
+def _refuse_other_scores(config: Mapping[str, Any], family: Family, where: str) -> None:
+    """Scores other than q·kᵀ / sqrt(head_dim) plus a mask: the d2l layer cannot reproduce them."""
+    fix = "mha scores q·kᵀ / sqrt(head_dim) as d2l does; inspect a model with the default"
+    for requirement in family.requires:
+        value = config.get(requirement.key, requirement.expected)
+        if not requirement.holds(value):
+            raise MhaError(f"{where}: " + requirement.message.format(value=value, fix=fix))

@@ -1,0 +1,329 @@
+"""Where each Hugging Face family keeps layer i's attention tensors, and how they become d2l's.
+
+Pure Python up to the conversion itself (which receives tensors). Key names are those on disk:
+transformers 5 still writes the legacy names by default (`save_original_format=True`), and ViT's
+in-memory names (`layers.i.attention.q_proj`) appear on disk only when saved without it, so both
+ViT namings are known. Whatever wraps the model (`model.`, `bert.`, `transformer.`, `gpt_neox.`,
+`model.decoder.`, `vit.`, nothing) is found from the keys. Only the attention projections (and
+Qwen3's per-head norms) are ever named here, so mask buffers (`attn.bias`, `attn.masked_bias`),
+`rotary_emb.inv_freq`, LayerNorms and MLPs are never read.
+
+d2l names: `W_q.weight` (out, in), `W_k.weight`, `W_v.weight`, `W_o.weight`, `W_q.bias`, ...
+where present, and `q_norm.weight`, `k_norm.weight` (head_dim,).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from mha_cli.errors import MhaError
+from mha_cli.hf.families import FAMILIES, FAMILY, guess
+from mha_cli.messages import listing
+
+if TYPE_CHECKING:
+    import torch
+
+QKV = "qkv"  # the packed projection of GPT-2 and GPT-NeoX, split into W_q, W_k, W_v
+D2L_ORDER = tuple(f"W_{p}.{kind}" for p in "qkvo" for kind in ("weight", "bias"))
+D2L_ORDER += ("q_norm.weight", "k_norm.weight")
+
+
+@dataclass(frozen=True)
+class Layout:
+    name: str
+    stack: str  # the layers' container: key = prefix + stack + ".{i}." + member
+    members: Mapping[str, str]  # d2l name (or "qkv.weight") -> member under the layer
+    packing: str = "linear"  # "linear" (nn.Linear), "gpt2" (Conv1D, q|k|v), "neox" (per head)
+
+    @property
+    def markers(self) -> tuple[str, str]:
+        """The query (or packed) and output weights: every layer of the layout has both."""
+        query = self.members.get("W_q.weight") or self.members[f"{QKV}.weight"]
+        return query, self.members["W_o.weight"]
+
+
+def _linear(name: str, stack: str, q: str, k: str, v: str, o: str, norms: str = "") -> Layout:
+    members: dict[str, str] = {}
+    for d2l, member in (("W_q", q), ("W_k", k), ("W_v", v), ("W_o", o)):
+        members |= {f"{d2l}.weight": f"{member}.weight", f"{d2l}.bias": f"{member}.bias"}
+    if norms:
+        members |= {
+            "q_norm.weight": f"{norms}.q_norm.weight",
+            "k_norm.weight": f"{norms}.k_norm.weight",
+        }
+    return Layout(name, stack, members)
+
+
+def _packed(name: str, stack: str, qkv: str, o: str, packing: str) -> Layout:
+    members = {f"{QKV}.weight": f"{qkv}.weight", f"{QKV}.bias": f"{qkv}.bias"}
+    members |= {"W_o.weight": f"{o}.weight", "W_o.bias": f"{o}.bias"}
+    return Layout(name, stack, members, packing)
+
+
+_SELF = "attention.self"  # BERT's, with query, key, value under it
+_VIT = "attention.attention"  # ViT's (legacy names)
+LAYOUTS = {
+    "bert": _linear(
+        "bert", "encoder.layer", f"{_SELF}.query", f"{_SELF}.key", f"{_SELF}.value",
+        "attention.output.dense",
+    ),
+    "vit": _linear(
+        "vit", "encoder.layer", f"{_VIT}.query", f"{_VIT}.key", f"{_VIT}.value",
+        "attention.output.dense",
+    ),
+    "vit5": _linear(
+        "vit (transformers 5 names)", "layers", "attention.q_proj", "attention.k_proj",
+        "attention.v_proj", "attention.o_proj",
+    ),
+    "gpt2": _packed("gpt2", "h", "attn.c_attn", "attn.c_proj", "gpt2"),
+    "opt": _linear(
+        "opt", "decoder.layers", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+        "self_attn.out_proj",
+    ),
+    "llama": _linear(
+        "llama", "layers", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+        "self_attn.o_proj", norms="self_attn",
+    ),
+    "gpt_neox": _packed(
+        "gpt_neox", "layers", "attention.query_key_value", "attention.dense", "neox"
+    ),
+    "gptj": _linear(
+        "gptj", "h", "attn.q_proj", "attn.k_proj", "attn.v_proj", "attn.out_proj"
+    ),
+}  # fmt: skip
+_SHOWN = 6
+
+
+@dataclass(frozen=True)
+class Located:
+    """A layout found in a checkpoint's keys."""
+
+    layout: Layout
+    prefix: str  # "model.", "transformer.", "" ...
+    indices: frozenset[int]  # the layer numbers the keys name (from the keys present only)
+    where: str  # the weights' path, for messages
+
+    @property
+    def num_layers(self) -> int:
+        """How many layers there are: the keys must name layers 0..n-1, every one of them."""
+        count = len(self.indices)
+        if max(self.indices) != count - 1:
+            gap = next(i for i in range(count + 1) if i not in self.indices)
+            shown = ", ".join(str(i) for i in sorted(self.indices)[:_SHOWN])
+            more = f", ... ({count} in all)" if count > _SHOWN else ""
+            raise MhaError(
+                f"{self.where} names attention layers {shown}{more} of a {self.layout.name} "
+                f"model but not layer {gap}; the file is incomplete or its keys were renamed: "
+                "download or save it again"
+            )
+        return count
+
+    def layer_keys(self, layer: int) -> dict[str, str]:
+        """d2l name -> the file's key, for the members layer `layer` is expected to have."""
+        head = f"{self.prefix}{self.layout.stack}.{layer}."
+        return {name: head + member for name, member in self.layout.members.items()}
+
+    def describe(self) -> str:
+        """For people: "llama: model.layers.N.self_attn.q_proj.weight, ..."."""
+        query, out = self.layout.markers
+        head = f"{self.prefix}{self.layout.stack}.N."
+        return f"{self.layout.name}: {head}{query}, {head}{out}, ..."
+
+    def guess_family(self, keys: Iterable[str], layer: int) -> str:
+        """The family when there is no config: Qwen3 and Qwen2 show in their keys (Mistral has
+        Llama's; its window lives in config.json only)."""
+        present = set(keys)
+        wanted = self.layer_keys(layer)
+        name = next(key for key, layout in LAYOUTS.items() if layout is self.layout)
+        return guess(name, lambda d2l: wanted.get(d2l) in present)
+
+
+# Families mha does not read, recognised by their key names so that a message can name them.
+# (pattern on a key, the family, what is not supported)
+_OTHERS = (
+    (r"(^|\.)layers\.\d+\.mixer\.(A_log|in_proj\.weight)", "Mamba",
+     "a state-space model: it has no attention layer to inspect"),
+    (r"(^|\.)h\.\d+\.attn\.attention\.(q_proj|out_proj)\.", "GPT-Neo",
+     "its attention (unscaled scores, local layers) is not supported"),
+    (r"(^|\.)blocks\.\d+\.attn\.Wqkv\.", "MPT",
+     "its attention (ALiBi, packed Wqkv) is not supported"),
+    (r"(^|\.)encoder\.conv1\.weight$", "Whisper",
+     "encoder-decoder speech models are not supported"),
+    (r"(^|\.)encoder\.layers\.\d+\.layer_norm1\.", "CLIP (or SigLIP)",
+     "its text and vision towers are not supported"),
+    (r"(^|\.)layers\.\d+\.encoder_attn\.", "encoder-decoder (BART, mBART, Marian, ...)",
+     "encoder-decoder models are not supported"),
+    (r"(^|\.)block\.\d+\.layer\.0\.SelfAttention\.", "T5",
+     "its attention (relative position buckets, no score scaling) is not supported"),
+    (r"(^|\.)h\.\d+\.self_attention\.query_key_value\.", "Falcon or BLOOM",
+     "its attention is not supported"),
+    (r"(^|\.)layers\.\d+\.self_attn\.dense\.", "Phi", "its attention is not supported"),
+)  # fmt: skip
+
+
+def other_family(keys: Iterable[str]) -> tuple[str, str, str] | None:
+    """(family, a key that shows it, what is not supported) for a family mha does not read."""
+    keys = list(keys)
+    for pattern, family, why in _OTHERS:
+        compiled = re.compile(pattern)
+        key = next((key for key in keys if compiled.search(key)), None)
+        if key is not None:
+            return family, key, why
+    return None
+
+
+def find_layout(keys: Iterable[str]) -> str | None:
+    """The name of the supported layout the keys have, if any (nothing raised)."""
+    keys = list(keys)
+    return next((name for name in LAYOUTS if _scan(LAYOUTS[name], keys)), None)
+
+
+def locate(keys: Iterable[str], family: str | None, where: str) -> Located:
+    """The layout of the checkpoint whose keys are `keys` (the config's family's, if given)."""
+    keys = list(keys)
+    other = None if family else other_family(keys)
+    if other is not None:  # BART's and Whisper's decoders have OPT's key names
+        raise MhaError(_other_message(where, *other))
+    names = FAMILY[family].layouts if family else tuple(LAYOUTS)
+    for name in names:
+        found = _scan(LAYOUTS[name], keys)
+        if len(found) > 1:
+            shown = ", ".join(repr(p) for p in sorted(found))
+            raise MhaError(
+                f"{where} holds several {LAYOUTS[name].name} models (key prefixes {shown}); "
+                "save one model's weights per file"
+            )
+        if found:
+            prefix, layers = next(iter(found.items()))
+            return Located(LAYOUTS[name], prefix, frozenset(layers), where)
+    found_keys = listing(keys, _SHOWN)
+    if family:
+        alike = next((n for n in LAYOUTS if _scan(LAYOUTS[n], keys)), None)
+        seen = f"they look like {LAYOUTS[alike].name}" if alike else f"found {found_keys}"
+        raise MhaError(
+            f"config.json says {family}, but {where} holds no {family} attention keys "
+            f"({_example(LAYOUTS[names[0]])}); {seen}; use the config.json saved with these weights"
+        )
+    raise MhaError(
+        f"{where}: no attention layer of a known layout; found keys {found_keys}; give "
+        f"a Hugging Face model of a supported family ({', '.join(FAMILIES)}) or one "
+        "attention layer's state_dict (d2l's MultiHeadAttention, torch.nn.MultiheadAttention)"
+    )
+
+
+def _other_message(where: str, family: str, key: str, why: str) -> str:
+    return (
+        f"{where} looks like a model of the {family} family (key {key}): {why}; mha reads "
+        f"these families: {', '.join(FAMILIES)}"
+    )
+
+
+def _scan(layout: Layout, keys: list[str]) -> dict[str, set[int]]:
+    """prefix -> the layer indices that hold either marker, for the prefixes where some layer
+    holds both (a layer that lacks one is then named by what it lacks)."""
+    stack = re.escape(layout.stack)
+    found: dict[str, dict[str, set[int]]] = {}
+    for marker in layout.markers:
+        pattern = re.compile(rf"^((?:.+\.)?){stack}\.(\d+)\.{re.escape(marker)}$")
+        for key in keys:
+            match = pattern.match(key)
+            if match:
+                # an absurd index (thousands of digits) counts as far beyond any model
+                index = int(match[2]) if len(match[2]) <= 18 else 10**18
+                found.setdefault(match[1], {}).setdefault(marker, set()).add(index)
+    return {
+        prefix: m.get(layout.markers[0], set()) | m.get(layout.markers[1], set())
+        for prefix, m in found.items()
+        if m.get(layout.markers[0], set()) & m.get(layout.markers[1], set())
+    }
+
+
+def _example(layout: Layout) -> str:
+    return f"{layout.stack}.N.{layout.markers[0]}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Conversion to d2l's names
+
+
+def to_d2l(
+    layout: Layout,
+    tensors: Mapping[str, torch.Tensor],  # d2l (or "qkv.*") name -> tensor as stored
+    keys: Mapping[str, str],  # the same names -> the file's key, for `origin`
+    heads: int | None,
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(d2l-named tensors, and for each the file key and part it came from)."""
+    state = {name: t for name, t in tensors.items() if not name.startswith(QKV)}
+    origin = {name: keys[name] for name in state}
+    if layout.packing == "gpt2":
+        _split_gpt2(tensors, keys, state, origin)
+    elif layout.packing == "neox":
+        _split_neox(tensors, keys, heads, state, origin)
+    order = {name: i for i, name in enumerate(D2L_ORDER)}
+    names = sorted(state, key=lambda name: order.get(name, len(order)))
+    return {n: state[n] for n in names}, {n: origin[n] for n in names}
+
+
+Tensors = Mapping[str, "torch.Tensor"]
+
+
+def _split_gpt2(
+    tensors: Tensors, keys: Mapping[str, str], state: dict, origin: dict[str, str]
+) -> None:
+    # Conv1D stores (in, out): c_attn (H, 3H) holds q | k | v as column blocks, c_proj (H, H).
+    weight, key = tensors[f"{QKV}.weight"], keys[f"{QKV}.weight"]  # (H, 3H)
+    hiddens = weight.shape[0]
+    if weight.dim() != 2 or weight.shape[1] != 3 * hiddens:
+        raise MhaError(
+            f"{key} has shape {tuple(weight.shape)}, expected ({hiddens}, {3 * hiddens})"
+        )
+    bias = _packed_bias(tensors, keys, 3 * hiddens)
+    for i, p in enumerate("qkv"):
+        part = slice(i * hiddens, (i + 1) * hiddens)
+        state[f"W_{p}.weight"] = weight[:, part].t().contiguous()  # (H, H) as (out, in)
+        origin[f"W_{p}.weight"] = f"{key}[:, {part.start}:{part.stop}]ᵀ"
+        if bias is not None:
+            state[f"W_{p}.bias"] = bias[part].contiguous()  # (H,)
+            origin[f"W_{p}.bias"] = f"{keys[f'{QKV}.bias']}[{part.start}:{part.stop}]"
+    state["W_o.weight"] = tensors["W_o.weight"].t().contiguous()  # (H, H) as (out, in)
+    origin["W_o.weight"] = f"{keys['W_o.weight']}ᵀ"
+
+
+def _split_neox(
+    tensors: Tensors, keys: Mapping[str, str], heads: int | None, state: dict, origin: dict
+) -> None:
+    # query_key_value (3H, H) packs per head: rows of head j are q_j | k_j | v_j, each d long.
+    if heads is None:
+        raise MhaError(
+            "GPT-NeoX packs queries, keys and values per head: give --heads (or the config.json)"
+        )
+    weight, key = tensors[f"{QKV}.weight"], keys[f"{QKV}.weight"]  # (3H, H)
+    rows, hiddens = weight.shape
+    if rows % (3 * heads):
+        raise MhaError(
+            f"{key} has {rows} rows, not a multiple of 3 x {heads} heads; give the number of "
+            "heads the model was trained with"
+        )
+    head_dim = rows // (3 * heads)
+    packed = weight.view(heads, 3, head_dim, hiddens)  # (h, 3, d, H)
+    bias = _packed_bias(tensors, keys, rows)
+    packed_bias = None if bias is None else bias.view(heads, 3, head_dim)  # (h, 3, d)
+    for i, p in enumerate("qkv"):
+        state[f"W_{p}.weight"] = packed[:, i].reshape(heads * head_dim, hiddens)  # (h d, H)
+        origin[f"W_{p}.weight"] = f"{key} viewed (h, 3, d, H)[:, {i}]"
+        if packed_bias is not None:
+            state[f"W_{p}.bias"] = packed_bias[:, i].reshape(heads * head_dim)  # (h d,)
+            origin[f"W_{p}.bias"] = f"{keys[f'{QKV}.bias']} viewed (h, 3, d)[:, {i}]"
+
+
+def _packed_bias(tensors: Tensors, keys: Mapping[str, str], length: int) -> torch.Tensor | None:
+    bias = tensors.get(f"{QKV}.bias")
+    if bias is not None and tuple(bias.shape) != (length,):
+        raise MhaError(
+            f"{keys[f'{QKV}.bias']} has shape {tuple(bias.shape)}, expected ({length},) as its "
+            "packed weight; the tensors must come from one layer"
+        )
+    return bias

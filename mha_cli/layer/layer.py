@@ -1,0 +1,236 @@
+"""d2l's `MultiHeadAttention` (the Chinese edition's, with separate key, query and value sizes),
+recording every step of its forward pass.
+
+Besides the chapter's layer it builds what real models add: fewer key-value heads (grouped-
+query and multi-query attention), values kept whole per head (`value_mode="full"`),
+a head dim other than num_hiddens / num_heads, per-head RMSNorm of queries and keys, rotary
+position embedding, a sliding window, and biases on some projections only.
+Shapes use the letters of `mha_cli.spec.axes`: b batch, q queries, k key-value pairs,
+h heads, g key-value heads, d head dim, H num_hiddens, (b h) heads folded into the batch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from mha_cli.layer.masking import masked_softmax, positional_mask, query_positions
+from mha_cli.layer.norms import HeadRMSNorm
+from mha_cli.layer.recording import STAGES, Record, linear_flops
+from mha_cli.layer.rope import apply_rope
+from mha_cli.spec import axes as ax
+
+
+@dataclass(frozen=True)
+class Rotary:
+    """Rotary position embedding of the first `2 * len(inv_freq)` features of each head."""
+
+    inv_freq: torch.Tensor  # (rd/2,) float32
+    pairing: str  # "half" or "interleaved"
+
+
+def record_inputs(
+    record: Record,
+    queries: torch.Tensor,  # (b, q, query_size)
+    keys: torch.Tensor,  # (b, k, key_size)
+    values: torch.Tensor,  # (b, k, value_size)
+    valid_lens: torch.Tensor | None,  # (b,) or (b, q)
+) -> None:
+    """The first rows of every layer's table: what goes in, before any weight touches it."""
+    record("queries", queries)
+    record("keys", keys)
+    record("values", values)
+    if valid_lens is not None:
+        record("valid_lens", valid_lens, per_query=ax.QUERIES if valid_lens.dim() == 2 else "")
+
+
+def project(name: str, layer: nn.Linear, x: torch.Tensor, out: str, record: Record) -> torch.Tensor:
+    """`self.W_q(queries)` and its siblings: apply one projection and record it."""
+    y = layer(x)  # (b, n, out_features)
+    record(name, y, module=layer, flops=linear_flops(layer, y), out=out)
+    return y
+
+
+class DotProductAttention(nn.Module):
+    """d2l's `DotProductAttention`: scores, the mask, softmax, dropout and the weighted sum,
+    each recorded. `feature` names the values' last axis (head dim, or hiddens when the values
+    are kept whole)."""
+
+    def __init__(
+        self, dropout: float, causal: bool, window: int | None, feature: str = ax.HEAD_DIM
+    ) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.causal, self.window, self.feature = causal, window, feature
+
+    def forward(
+        self,
+        queries: torch.Tensor,  # ((b h), q, d)
+        keys: torch.Tensor,  # ((b h), k, d)
+        values: torch.Tensor,  # ((b h), k, d) or ((b h), k, H)
+        valid_lens: torch.Tensor | None,  # ((b h),) or ((b h), q)
+        record: Record,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        d = queries.shape[-1]
+        scores = torch.bmm(queries, keys.transpose(1, 2)) / math.sqrt(d)  # ((b h), q, k)
+        record("scores", scores, rows=ax.BATCH_HEADS, flops=2 * scores.numel() * d)
+        mask = positional_mask(
+            valid_lens, queries.shape[1], keys.shape[1], self.causal, scores.device, self.window
+        )  # ((b h), q, k), or (1, q, k) when only causal
+        weights = masked_softmax(scores, mask)  # ((b h), q, k)
+        record("masked_softmax", weights, rows=ax.BATCH_HEADS)
+        dropped = self.dropout(weights)  # ((b h), q, k): the identity in eval mode
+        if self.dropout.p > 0 and self.training:
+            record("dropout", dropped, rows=ax.BATCH_HEADS)
+        out = torch.bmm(dropped, values)  # ((b h), q, d) or ((b h), q, H)
+        flops = 2 * out.numel() * values.shape[1]
+        record("weighted_sum", out, rows=ax.BATCH_HEADS, feature=self.feature, flops=flops)
+        return out, weights, mask
+
+
+class MultiHeadAttention(nn.Module):
+    stages = STAGES  # what each recorded step is: its d2l code and axes
+
+    def __init__(
+        self,
+        key_size: int,
+        query_size: int,
+        value_size: int,
+        num_hiddens: int,
+        num_heads: int,
+        dropout: float,
+        bias: bool = False,
+        *,
+        num_kv_heads: int | None = None,
+        head_dim: int | None = None,
+        value_mode: str = "split",
+        out_bias: bool | None = None,
+        causal: bool = False,
+        window: int | None = None,
+        qk_norm: bool = False,
+        norm_eps: float = 1e-6,
+        rotary: Rotary | None = None,
+    ) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.num_kv_heads = num_kv_heads or num_heads
+        self.head_dim = head_dim or num_hiddens // num_heads
+        self.full_values = value_mode == "full"
+        self.rotary = rotary
+        d, h, g = self.head_dim, num_heads, self.num_kv_heads
+        self.feature = ax.HIDDENS if self.full_values else ax.HEAD_DIM  # each head's output
+        self.attention = DotProductAttention(dropout, causal, window, self.feature)
+        self.W_q = nn.Linear(query_size, h * d, bias=bias)
+        self.W_k = nn.Linear(key_size, g * d, bias=bias)  # only g heads get their own keys
+        self.W_v = nn.Linear(value_size, num_hiddens if self.full_values else g * d, bias=bias)
+        # Full values: every head returns H features, so the concatenation is h * H wide.
+        concat = h * num_hiddens if self.full_values else h * d
+        self.W_o = nn.Linear(concat, num_hiddens, bias=bias if out_bias is None else out_bias)
+        if qk_norm:
+            self.q_norm = HeadRMSNorm(d, norm_eps)
+            self.k_norm = HeadRMSNorm(d, norm_eps)
+        self.qk_norm = qk_norm
+        # Axis names of the projections' outputs: "hiddens" exactly when h * d is num_hiddens.
+        self.q_axis = ax.HIDDENS if h * d == num_hiddens else ax.folded(ax.HEADS, ax.HEAD_DIM)
+        self.kv_axis = self.q_axis if g == h else ax.folded(ax.KV_HEADS, ax.HEAD_DIM)
+
+    def forward(
+        self,
+        queries: torch.Tensor,  # (b, q, query_size)
+        keys: torch.Tensor,  # (b, k, key_size)
+        values: torch.Tensor,  # (b, k, value_size)
+        valid_lens: torch.Tensor | None,  # (b,) or (b, q)
+        record: Record,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        record_inputs(record, queries, keys, values, valid_lens)
+        value_axis = ax.HIDDENS if self.full_values else self.kv_axis
+        q = project("W_q", self.W_q, queries, self.q_axis, record)  # (b, q, h*d)
+        k = project("W_k", self.W_k, keys, self.kv_axis, record)  # (b, k, g*d)
+        v = project("W_v", self.W_v, values, value_axis, record)  # (b, k, g*d) or (b, k, H)
+
+        # Positions for the rotation: keys at 0..k-1, queries the last q of them.
+        key_pos = torch.arange(keys.shape[1], device=keys.device)  # (k,)
+        query_pos = query_positions(queries.shape[1], keys.shape[1], keys.device)  # (q,)
+        q = self.transpose_qkv(q, "queries", record, query_pos)  # ((b h), q, d)
+        k = self.transpose_qkv(k, "keys", record, key_pos)  # ((b h), k, d)
+        if self.full_values:
+            v = self.expand_values(v, record)  # ((b h), k, H)
+        else:
+            v = self.transpose_qkv(v, "values", record)  # ((b h), k, d)
+        valid_lens = self.repeat_valid_lens(valid_lens, record)  # ((b h),) or ((b h), q)
+        out, weights, mask = self.attention(q, k, v, valid_lens, record)  # ((b h), q, d|H)
+        concat = self.transpose_output(out, self.feature, record)  # (b, q, h*d) or (b, q, h*H)
+        output = self.W_o(concat)  # (b, q, H)
+        record("W_o", output, module=self.W_o, flops=linear_flops(self.W_o, output))
+        return output, weights, mask
+
+    def expand_values(self, v: torch.Tensor, record: Record) -> torch.Tensor:
+        """Values kept whole (seed Q12): every head gets all H features of every value."""
+        v = v.unsqueeze(1).expand(-1, self.num_heads, -1, -1)  # (b, h, k, H)
+        record("values.expand", v)
+        v = v.reshape(-1, v.shape[2], v.shape[3])  # ((b h), k, H)
+        record("values.fold", v, seq=ax.KV_PAIRS, feature=ax.HIDDENS)
+        return v
+
+    def repeat_valid_lens(
+        self, valid_lens: torch.Tensor | None, record: Record
+    ) -> torch.Tensor | None:
+        """Each head of an example sees that example's padding: batch-major, like the fold."""
+        if valid_lens is None:
+            return None
+        valid_lens = torch.repeat_interleave(valid_lens, repeats=self.num_heads, dim=0)
+        record("valid_lens.repeat", valid_lens, per_query=_per_query(valid_lens))
+        return valid_lens
+
+    def transpose_qkv(
+        self, X: torch.Tensor, role: str, record: Record, positions: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """d2l's `transpose_qkv`, one recorded step at a time: split the heads and fold them
+        into the batch, with what modern decoders do to queries and keys in between."""
+        heads = self.num_heads if role == "queries" else self.num_kv_heads
+        seq = ax.QUERIES if role == "queries" else ax.KV_PAIRS
+        head_axis = ax.HEADS if heads == self.num_heads else ax.KV_HEADS
+
+        def step(name: str, tensor: torch.Tensor, module: nn.Module | None = None) -> None:
+            record(
+                f"{role}.{name}", tensor, module=module, seq=seq, heads=head_axis,
+                feature=ax.HEAD_DIM,
+            )  # fmt: skip
+
+        X = X.reshape(X.shape[0], X.shape[1], heads, -1)  # (b, n, h, d)
+        step("split", X)
+        X = X.permute(0, 2, 1, 3)  # (b, h, n, d)
+        step("permute", X)
+        if self.qk_norm and role != "values":
+            norm = self.q_norm if role == "queries" else self.k_norm
+            X = norm(X)  # (b, h, n, d)
+            step("norm", X, norm)
+        if self.rotary is not None and positions is not None:
+            rotary_dim = 2 * self.rotary.inv_freq.shape[0]
+            X = apply_rope(X, positions, self.rotary.inv_freq, rotary_dim, self.rotary.pairing)
+            step("rope", X)
+        if heads != self.num_heads:
+            # Grouped-query attention: key-value head j serves query heads j*r .. j*r + r-1.
+            X = X.repeat_interleave(self.num_heads // heads, dim=1)  # (b, h, n, d)
+            record(f"{role}.share", X, seq=seq, feature=ax.HEAD_DIM)
+        X = X.reshape(-1, X.shape[2], X.shape[3])  # ((b h), n, d)
+        record(f"{role}.fold", X, seq=seq, feature=ax.HEAD_DIM)
+        return X
+
+    def transpose_output(self, X: torch.Tensor, feature: str, record: Record) -> torch.Tensor:
+        """d2l's `transpose_output`: undo the head fold, then concatenate the heads."""
+        X = X.reshape(-1, self.num_heads, X.shape[1], X.shape[2])  # (b, h, q, d)
+        record("output.unfold", X, feature=feature)
+        X = X.permute(0, 2, 1, 3)  # (b, q, h, d)
+        record("output.permute", X, feature=feature)
+        X = X.reshape(X.shape[0], X.shape[1], -1)  # (b, q, h*d)
+        concat = self.q_axis if feature == ax.HEAD_DIM else ax.folded(ax.HEADS, ax.HIDDENS)
+        record("output.concat", X, out=concat)
+        return X
+
+
+def _per_query(valid_lens: torch.Tensor) -> str:
+    return ax.QUERIES if valid_lens.dim() == 2 else ""
