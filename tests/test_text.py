@@ -737,3 +737,29 @@ def test_per_head_titles_say_what_the_head_does(folders) -> None:
     )
     assert words.panel(0, 0).panel_title == "example 0, head 0: previous token 0.91"
     assert words.panel(0, 1).panel_title == "example 0, head 1"
+
+
+def test_characters_the_font_lacks_are_written_as_code_points(tmp_path) -> None:
+    import warnings
+
+    import numpy as np
+    from matplotlib import font_manager
+    from matplotlib.ft2font import FT2Font
+
+    from mha_cli.heatmaps import image
+    from mha_cli.heatmaps.data import HeatmapData
+    from mha_cli.heatmaps.token_axes import token_labels
+
+    font = FT2Font(font_manager.findfont(font_manager.FontProperties()))
+    if font.get_char_index(ord("猫")) != 0:
+        pytest.skip("this machine's default font draws CJK characters")
+    data = HeatmapData(
+        weights=np.full((1, 1, 2, 2), 0.5),
+        masked=np.zeros((1, 1, 2, 2), dtype=bool),
+        title="t",
+        tokens=(("猫", "cat"),),
+    )
+    assert token_labels(data) == [["U+732B", "cat"]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "Glyph missing" warning
+        image.render_grid(data, tmp_path / "cjk.png")

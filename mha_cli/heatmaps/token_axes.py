@@ -23,7 +23,33 @@ _LABEL_H_IN = 1.3 * TICK_PT / 72  # one label's height (or width, turned), befor
 
 
 def token_labels(data: HeatmapData) -> list[list[str]]:
-    return [labels(list(tokens), MAX_CHARS) for tokens in data.tokens or ()]
+    """Each example's labels, with any character the labels' font cannot draw (a CJK character
+    where no CJK font is installed) written as its code point, U+732B, instead of a blank box."""
+    drawable = _font_has()
+    return [
+        [_shown(label, drawable) for label in labels(list(tokens), MAX_CHARS)]
+        for tokens in data.tokens or ()
+    ]
+
+
+def _shown(label: str, drawable: Any) -> str:
+    return "".join(ch if drawable(ch) else f"U+{ord(ch):04X}" for ch in label)
+
+
+def _font_has() -> Any:
+    """Whether the font matplotlib draws tick labels with has a glyph for a character."""
+    from functools import cache
+
+    from matplotlib import font_manager
+    from matplotlib.ft2font import FT2Font
+
+    font = FT2Font(font_manager.findfont(font_manager.FontProperties()))
+
+    @cache
+    def has(ch: str) -> bool:
+        return ch.isascii() or font.get_char_index(ord(ch)) != 0
+
+    return has
 
 
 def keys_are_tokens(data: HeatmapData) -> bool:
