@@ -763,3 +763,25 @@ def test_characters_the_font_lacks_are_written_as_code_points(tmp_path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no "Glyph missing" warning
         image.render_grid(data, tmp_path / "cjk.png")
+
+
+def test_terminal_grid_names_each_query_rows_token(cli_columns, folders) -> None:
+    from mha_cli.render.token_labels import labels
+
+    report = mha_cli.inspect(weights=str(folders["gpt2"]), layer=1, text=TEXTS[1])
+    result = cli_columns(
+        120,
+        "heatmap",
+        "--weights",
+        str(folders["gpt2"]),
+        "--layer",
+        "1",
+        "--text",
+        TEXTS[1],
+        "--terminal",
+    )
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.stdout.splitlines() if "│" in line]
+    shown = [row.split("│")[0].split()[-1] for row in rows]
+    assert shown == labels(report.text.tokens[0], 8)
+    assert all(len(line) <= 120 for line in result.stdout.splitlines())
