@@ -377,9 +377,10 @@ def test_head_patterns_in_words() -> None:
     assert patterns[0].pattern == "previous token 1.00" and abs(patterns[0].previous - 1) < 1e-12
     assert abs(patterns[0].distance - (4 + 2) / 8) < 1e-12  # rows 1.. at distance 1, row 0 at 0
     assert patterns[1].pattern == "first token 1.00"
-    expected_self = (sum(1 / i for i in range(1, n + 1)) + sum(1 / i for i in range(1, 4))) / 8
+    # shares over the queries after the first (4 + 2 of them): row i gives 1/(i+1) to each key
+    expected_self = (sum(1 / i for i in range(2, n + 1)) + sum(1 / i for i in range(2, 4))) / 6
     assert abs(patterns[2].itself - expected_self) < 1e-12
-    assert abs(patterns[2].first - expected_self) < 1e-12  # row i: 1/(i+1) on each key
+    assert abs(patterns[2].first - expected_self) < 1e-12
 
 
 def test_report_json_holds_head_patterns(cli, folders) -> None:

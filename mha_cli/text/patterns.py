@@ -1,9 +1,9 @@
 """What each head does on a text, in words: where its attention goes on average.
 
-For each head, over every real (unpadded) query of every text: the share of attention on the
-first token (an attention sink), on the previous token, on the token itself, and the mean
-distance back (or forward) to the keys it attends, weighted by attention. A share above
-`CLEAR` names the head's pattern ("previous token 0.91").
+For each head, over every real (unpadded) query after the first of every text: the share of
+attention on the first token (an attention sink), on the previous token, on the token itself;
+and over every real query, the mean distance back (or forward) to the keys it attends, weighted
+by attention. A share above `CLEAR` names the head's pattern ("previous token 0.91").
 """
 
 from __future__ import annotations
@@ -34,7 +34,10 @@ def head_patterns(attention: torch.Tensor, valid_lens: list[int]) -> list[HeadPa
     previous[..., 1:] = weights[..., index[1:], index[:-1]]
     distance = (weights * (index[:, None] - index[None, :]).abs().double()).sum(-1)  # (b, h, n)
     later = rows.clone()
-    later[:, 0] = False  # the first token has no previous one
+    # The first query has no previous token, and under a causal mask it sees only itself (the
+    # first token): the shares are taken over the queries after it, or a short text would call
+    # every head a sink.
+    later[:, 0] = False
     patterns = []
     for head in range(h):
 
@@ -43,9 +46,9 @@ def head_patterns(attention: torch.Tensor, valid_lens: list[int]) -> list[HeadPa
             return float(picked.mean()) if picked.numel() else 0.0
 
         shares = {
-            "first token": mean(first, rows),
+            "first token": mean(first, later),
             "previous token": mean(previous, later),
-            "itself": mean(itself, rows),
+            "itself": mean(itself, later),
         }
         name, share = max(shares.items(), key=lambda item: item[1])
         patterns.append(

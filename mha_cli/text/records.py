@@ -12,8 +12,9 @@ class HeadPattern:
     """Where one head's attention goes on the texts, averaged over their real queries."""
 
     head: int
-    first: float  # share of attention on the first token (a sink)
-    previous: float  # on the previous token (queries after the first)
+    # shares of attention, over the queries after the first:
+    first: float  # on the first token (a sink)
+    previous: float  # on the previous token
     itself: float  # on the query's own token
     distance: float  # mean |query - key| position, weighted by attention
     pattern: str  # in words: "previous token 0.91", or "spread" when no share passes 0.5
