@@ -786,3 +786,10 @@ def test_terminal_grid_names_each_query_rows_token(cli_columns, folders) -> None
     shown = [row.split("│")[0].split()[-1] for row in rows]
     assert shown == labels(report.text.tokens[0], 8)
     assert all(len(line) <= 120 for line in result.stdout.splitlines())
+
+
+def test_layer_beyond_the_model_is_refused_before_it_runs(cli, folders) -> None:
+    refused(
+        cli("inspect", "--weights", str(folders["gpt2"]), "--layer", "9", "--text", "a dog"),
+        r"--layer 9 is beyond the model",
+    )
