@@ -353,6 +353,7 @@ def test_heads_on_text_measure_the_models_own_inputs(cli, hf_models, folders, tm
         assert abs(a.ablation - b.ablation) < 1e-5 and abs(a.entropy - b.entropy) < 1e-5
     assert on_text.spec.inputs == "text"
     assert any(n.startswith("checked against the model's own attention") for n in on_text.notes)
+    assert sum(n.startswith("head ") for n in on_text.notes) == on_text.spec.heads  # in words
     result = cli("heads", "--weights", str(folders["opt"]), "--layer", "1", "--text", TEXTS[1])
     assert result.exit_code == 0, result.output
     assert "checked against the model's own attention: max difference" in result.output

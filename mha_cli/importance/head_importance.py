@@ -113,12 +113,14 @@ def measure_heads(
         output_norm=terms.output_norm,
         notes=list(report.summary.notes) + _notes(spec, ablation),
     )
-    if reference is not None:  # --text: the model's own attention weights of the layer
+    if lengths is not None:  # --text: what each head does in words, then the check
         from mha_cli.text.inputs import check_line, max_difference
+        from mha_cli.text.patterns import head_patterns
 
+        words = [p.describe() for p in head_patterns(report.attention_weights, lengths)]
         difference = max_difference(report.attention_weights, reference)
-        if difference is not None:
-            result = replace(result, notes=[*result.notes, check_line(difference)])
+        checked = [check_line(difference)] if difference is not None else []
+        result = replace(result, notes=[*result.notes, *words, *checked])
     rho, p = correlations(measures, result.measures)
     candidates = lowest_standing_out(
         [m.ablation for m in measures],
