@@ -105,8 +105,11 @@ def test_default_cache_is_under_the_home_folder(monkeypatch: pytest.MonkeyPatch,
 
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     monkeypatch.delenv("HF_HOME", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     assert hub_cache() == tmp_path / ".cache" / "huggingface" / "hub"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))  # as huggingface_hub reads it
+    assert hub_cache() == tmp_path / "xdg" / "huggingface" / "hub"
 
 
 def test_a_local_path_wins_over_an_id(cli, cache: Path, saved_model: Path, tmp_path: Path):

@@ -11,6 +11,7 @@ import typer
 
 from mha_cli.commands.options import DPI, out_option, spec_options
 from mha_cli.commands.output import FORMAT, Format, emit, wrote
+from mha_cli.commands.text_options import text_options
 
 ABLATION = Annotated[
     str,
@@ -68,4 +69,4 @@ def heads(
 
 
 def register(app: typer.Typer, user_errors: Callable[..., Any]) -> None:
-    app.command("heads")(user_errors(spec_options(heads)))
+    app.command("heads")(user_errors(spec_options(text_options(heads))))

@@ -11,6 +11,7 @@ import typer
 
 from mha_cli.commands.options import DPI, default_text, out_option, spec_options
 from mha_cli.commands.output import guarded_stdout, note, stdout_console, wrote
+from mha_cli.commands.text_options import text_options
 
 OUT = Annotated[
     str | None,
@@ -153,6 +154,13 @@ def heatmap(
         )
     for line in files.report.summary.notes:
         note(f"note: {line}")
+    summary = files.report.summary
+    every_layer = str(options.get("layer")).strip().lower() == "all"  # its notes name each layer's
+    if getattr(summary, "head_roles", None) and not every_layer:
+        from mha_cli.render.head_roles import role_words
+
+        for line in role_words(summary.head_roles):
+            note(f"note: {line.strip()}")
     if annotate and not annotate_allowed(files.data):
         note("note: --annotate skipped: panels are larger than 16 x 16, too small for numbers")
     if terminal:
@@ -168,4 +176,4 @@ def heatmap(
 
 
 def register(app: typer.Typer, user_errors: Callable[..., Any]) -> None:
-    app.command("heatmap")(user_errors(spec_options(heatmap)))
+    app.command("heatmap")(user_errors(spec_options(text_options(heatmap))))

@@ -10,6 +10,7 @@ import typer
 
 from mha_cli.commands.options import spec_options
 from mha_cli.commands.output import FORMAT, Format, emit, wrote
+from mha_cli.commands.text_options import text_options
 
 EXPECT = Annotated[
     list[str] | None,
@@ -64,4 +65,4 @@ def inspect(
 
 
 def register(app: typer.Typer, user_errors: Callable[..., Any]) -> None:
-    app.command("inspect")(user_errors(spec_options(inspect)))
+    app.command("inspect")(user_errors(spec_options(text_options(inspect))))

@@ -162,7 +162,8 @@ _SPEC_OPTIONS: list[tuple[str, type, tuple[str, ...], str, str | None, str]] = [
         str,
         ("--weights",),
         "checkpoint (.pt/.pth/.safetensors) of d2l's MultiHeadAttention or "
-        "torch.nn.MultiheadAttention",
+        "torch.nn.MultiheadAttention, or a Hugging Face model: its folder, or an id (gpt2, "
+        "org/name) in the Hugging Face cache",
         "random",
         DATA,
     ),
@@ -170,7 +171,8 @@ _SPEC_OPTIONS: list[tuple[str, type, tuple[str, ...], str, str | None, str]] = [
         "layer",
         int,
         ("--layer",),
-        "which layer of a whole-model checkpoint (mha weights: also all)",
+        "which layer of a whole-model checkpoint (mha weights, and mha heatmap with --text: "
+        "also all)",
         "0",
         DATA,
     ),

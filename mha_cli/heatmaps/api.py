@@ -74,7 +74,19 @@ def weights_to_draw(
         raise MhaError(
             "--queries-range and --keys-range draw mha's own layer; drop them with --module"
         )
-    if module is None:
+    from mha_cli.heatmaps.model_view import is_every_layer, model_view
+
+    if module is None and is_every_layer(options):  # --layer all --text: the model view
+        if export is not None:
+            raise MhaError("--export saves one layer's tensors; drop it with --layer all")
+        return model_view(config, options)
+    with_text = any(options.get(name) for name in ("text", "text_file"))
+    if with_text and (window.get("queries_range") or window.get("keys_range")):
+        raise MhaError(
+            "--queries-range and --keys-range zoom into mha's seeded or --inputs layer, not yet "
+            "into a --text run (its model's positions fit one full pass); drop them with --text"
+        )
+    if module is None and not with_text:
         from mha_cli.heatmaps.long_context import streamed_weights
 
         streamed = streamed_weights(config, options, export=export, steps=steps, **window)
@@ -86,6 +98,12 @@ def weights_to_draw(
         )
     else:
         from mha_cli.tracing.api import trace_report
+
+        if any(options.get(name) for name in ("text", "text_file")):
+            raise MhaError(
+                "--text runs a Hugging Face model's layer, --module your own module; "
+                "drop one of them"
+            )
 
         if export is not None:
             from mha_cli.files.tensor_files import check_export_path
@@ -145,6 +163,13 @@ def save_heatmaps(
     of each block of a streamed run.
     """
     check_scale(scale)
+    from mha_cli.heatmaps import html_page
+
+    if out is not None and html_page.is_page(out):  # --out view.html: an interactive page
+        page = Path(os.fspath(out))
+        html_page.check_page(page, per_head, options)
+        report, data = weights_to_draw(config, options, export=export)
+        return HeatmapFiles(report, data, [html_page.write_page(page, report, data)])
     target = _target(out, per_head, image_format) if draw else None
     window = {"queries_range": queries_range, "keys_range": keys_range, "reduction": reduce}
     report, data = weights_to_draw(

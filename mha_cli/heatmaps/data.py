@@ -44,8 +44,12 @@ class HeatmapData:
     key_start: int = 0
     key_step: int = 1
     key_count: int = 0
-    # each head's role in words, by head ("previous 0.91"), drawn beside "head h" where it fits
-    head_roles: tuple[str, ...] = ()
+    # each example's tokens (`--text`), padding left out: the axes are labelled with them
+    tokens: tuple[tuple[str, ...], ...] | None = None
+    row_name: str = "example"  # what a row of panels is: an example, or a layer (model view)
+    # what each head does in words ("prev 0.91"), per row of panels (an example: the batch's
+    # roles; a layer in the model view) and head, or None
+    head_words: tuple[tuple[str, ...], ...] | None = None
 
     def __post_init__(self) -> None:
         import numpy as np
@@ -58,6 +62,12 @@ class HeatmapData:
         object.__setattr__(self, "weights", weights)
         object.__setattr__(self, "masked", masked)
 
+    def words(self, row: int, head: int) -> str:
+        """ ": prev 0.91" for the head of that row of panels, "" when it has no words."""
+        rows = self.head_words or ()
+        words = rows[row][head] if row < len(rows) and head < len(rows[row]) else ""
+        return f": {words}" if words else ""
+
     def panel(self, example: int, head: int) -> HeatmapData:
         """One (example, head) panel as data of its own, named by `panel_title`."""
         one = (slice(example, example + 1), slice(head, head + 1))
@@ -67,17 +77,23 @@ class HeatmapData:
             self.title,
             self.query_label,
             self.key_label,
-            panel_title=f"example {example}, head {head}{self.role_text(head)}",
+            panel_title=f"{self.row_name} {example}, head {head}{self.words(example, head)}",
             query_start=self.query_start,
             query_step=self.query_step,
             key_start=self.key_start,
             key_step=self.key_step,
             key_count=self.key_count,
+            tokens=None if self.tokens is None else (self.tokens[example],),
+            row_name=self.row_name,
         )
 
     def role_text(self, head: int) -> str:
-        """ ": previous 0.91" for a head with a role, "" otherwise."""
-        return f": {self.head_roles[head]}" if head < len(self.head_roles) else ""
+        """ ": prev 0.91" when every row of panels gives the head the same words (the grid's
+        label above its column of panels), "" otherwise."""
+        if self.head_words is None:
+            return ""
+        seen = {row[head] for row in self.head_words if head < len(row)}
+        return self.words(0, head) if len(seen) == 1 else ""
 
 
 def annotate_allowed(data: HeatmapData) -> bool:

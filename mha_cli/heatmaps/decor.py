@@ -76,11 +76,18 @@ def label_panels(
         for head in range(h)
         if plan.position(b - 1, head)[0] == plan.panel_rows - 1
     ]
-    ax.set_xticks(*_ticks(k, last, x_step, data.key_start, data.key_step))
-    tops = [
-        plan.slices(e, head)[0].start for e in range(b) for head in range(0, h, plan.heads_per_row)
-    ]
-    ax.set_yticks(*_ticks(q, tops, y_step, data.query_start, data.query_step))
+    if data.tokens is not None:  # --text: the tokens name the rows and keys
+        from mha_cli.heatmaps.token_axes import token_ticks
+
+        token_ticks(ax, data, lay, last)
+    else:
+        ax.set_xticks(*_ticks(k, last, x_step, data.key_start, data.key_step))
+        tops = [
+            plan.slices(e, head)[0].start
+            for e in range(b)
+            for head in range(0, h, plan.heads_per_row)
+        ]
+        ax.set_yticks(*_ticks(q, tops, y_step, data.query_start, data.query_step))
     ax.tick_params(labelsize=tick_pt, length=2.5 * lay.text, pad=1.5 * lay.text)
     ax.set_xlabel(data.key_label, fontsize=lay.points(LABEL_PT))
     ax.set_ylabel(data.query_label, fontsize=lay.points(LABEL_PT))
@@ -102,7 +109,7 @@ def label_panels(
             )
         first, last_row = plan.slices(example, 0)[0], plan.slices(example, h - 1)[0]
         ax.annotate(
-            f"example {ids[0][example]}",
+            f"{data.row_name} {ids[0][example]}",
             (1, (first.start + last_row.stop - 1) / 2),
             xycoords=ax.get_yaxis_transform(),
             xytext=(6 * lay.text, 0),

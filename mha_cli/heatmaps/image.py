@@ -196,7 +196,7 @@ def render_per_head(
             one = data.panel(example, head)
             ids = ([example], [head])
             fig = _figure(one, ids, colours, fmt=fmt, dpi=dpi, annotate=annotate)
-            path = folder / f"example{example}_head{head}.{fmt}"
+            path = folder / f"{data.row_name}{example}_head{head}.{fmt}"
             save_figure(fig, path, dpi=dpi)
             written.append(path)
     return written

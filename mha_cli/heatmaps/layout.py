@@ -102,6 +102,12 @@ def compute_layout(data: HeatmapData, dpi: int, annotate: bool, note: str) -> La
     _, _, q, k = data.weights.shape
     single = bool(data.panel_title)
     preferred = _preferred_cell(q, k, single, annotate)
+    left_in, ticks_in = LEFT_IN, TICKS_IN
+    if data.tokens is not None:  # --text: cells tall enough for a token each, room for them
+        from mha_cli.heatmaps.token_axes import TOKEN_CELL_IN, token_room
+
+        preferred = max(preferred, TOKEN_CELL_IN)
+        left_in, ticks_in = token_room(data, LEFT_IN, TICKS_IN)
     plan = grid_plan(data, _heads_per_row(data, max(preferred, 1 / dpi)))
     cell = _cell_inches(plan.grid_shape, preferred, dpi)
     image_w = plan.grid_shape[1] * cell
@@ -113,7 +119,7 @@ def compute_layout(data: HeatmapData, dpi: int, annotate: bool, note: str) -> La
     image_h = plan.grid_shape[0] * cell
     right = (0 if single else ROW_LABELS_IN) + CBAR_GAP_IN + CBAR_W_IN + CBAR_LABELS_IN
     right *= text
-    fig_w = max(MIN_FIG_W * text, LEFT_IN * text + image_w + right)
+    fig_w = max(MIN_FIG_W * text, left_in * text + image_w + right)
     if single:
         title_lines = [data.panel_title]
         subtitle_lines = _wrap(data.title, fig_w - 0.4, SUBTITLE_PT * text)
@@ -124,10 +130,10 @@ def compute_layout(data: HeatmapData, dpi: int, annotate: bool, note: str) -> La
     # below the image for the part of the colorbar that sticks out.
     pad = max(0.0, MIN_CBAR_IN * text - image_h) / 2
     legend = LEGEND_IN if data.masked.any() else 0.0  # the masked-cell legend, where needed
-    bottom = (TICKS_IN + XLABEL_IN + legend + NOTE_LINE_IN * len(note_lines) + 0.1) * text
+    bottom = (ticks_in + XLABEL_IN + legend + NOTE_LINE_IN * len(note_lines) + 0.1) * text
     top = TITLE_LINE_IN * len(title_lines) + SUBTITLE_LINE_IN * len(subtitle_lines) + 0.15
     top = (top + (0 if single else HEAD_LABELS_IN)) * text
-    left = LEFT_IN * text + (fig_w - (LEFT_IN * text + image_w + right)) / 2  # centre it
+    left = left_in * text + (fig_w - (left_in * text + image_w + right)) / 2  # centre it
 
     def whole(inches: float) -> float:  # the image's edges on pixel boundaries
         return round(inches * dpi) / dpi

@@ -21,6 +21,7 @@ def heatmap_data(report: Report) -> HeatmapData:
     import numpy as np
 
     from mha_cli.heatmaps.data import HeatmapData
+    from mha_cli.layer.records import short_role
 
     if report.attention_weights is None or not report.tensors:
         raise MhaError(
@@ -31,10 +32,19 @@ def heatmap_data(report: Report) -> HeatmapData:
         masked = np.zeros(weights.shape, dtype=bool)
     else:
         masked = report.mask.detach().cpu().numpy()  # (b, h, q, k)
-    from mha_cli.layer.records import short_role
-
+    text = report.text  # --text: the axes are the tokens
+    tokens = None
+    title = _title(report.spec)
+    if text is not None:
+        tokens = tuple(tuple(t) for t in text.tokens)
+        masked = masked.copy()
+        for example, length in enumerate(text.valid_lens):
+            masked[example, :, length:, :] = True  # padding's own rows are no part of the text
+        many = f"{len(text.texts)} texts" if len(text.texts) > 1 else "a text"
+        title = _title(report.spec, f"layer {text.layer} of {text.model} on {many}")
     roles = tuple(short_role(role.role) for role in report.summary.head_roles)
-    return HeatmapData(weights=weights, masked=masked, title=_title(report.spec), head_roles=roles)
+    words = (roles,) * weights.shape[0] if roles else None  # the batch's roles, every example
+    return HeatmapData(weights=weights, masked=masked, title=title, tokens=tokens, head_words=words)
 
 
 def traced_heatmap_data(report: TraceReport) -> HeatmapData:
@@ -59,21 +69,26 @@ def traced_heatmap_data(report: TraceReport) -> HeatmapData:
     return HeatmapData(weights=weights, masked=weights == 0, title=title)
 
 
-def _title(spec: FinalSpec) -> str:
-    """What the grid shows, from the run's specification (JSON-ready data)."""
+def _title(spec: FinalSpec, text: str | None = None) -> str:
+    """What the grid shows, from the run's specification; `text` says which layer of which
+    model ran on the text (`--text`: no valid_lens or inputs to name)."""
     kind = "additive" if spec.score == "additive" else "scaled dot-product"
     heads = spec.heads
     parts = [f"attention weights, {kind}, {heads} head{'s' if heads > 1 else ''}"]
+    if text is not None:
+        parts[0] = f"attention weights of {text}, {heads} head{'s' if heads > 1 else ''}"
     if spec.kv_heads != heads:
         parts.append(f"{spec.kv_heads} kv heads")
-    lens = as_lists(spec.valid_lens) if spec.valid_lens is not None else "none"
-    parts.append(f"valid_lens {lens}")
+    if text is None:
+        lens = as_lists(spec.valid_lens) if spec.valid_lens is not None else "none"
+        parts.append(f"valid_lens {lens}")
     if spec.causal:
         parts.append("causal" if spec.window is None else f"causal, window {spec.window}")
     if spec.rope != "none":
         parts.append(f"rope {spec.rope}")
-    source = spec.weights or f"random weights (seed {spec.seed})"
-    parts.append(f"inputs {spec.inputs}, {source}")
+    if text is None:
+        source = spec.weights or f"random weights (seed {spec.seed})"
+        parts.append(f"inputs {spec.inputs}, {source}")
     return ", ".join(parts)
 
 

@@ -94,6 +94,24 @@ def _header(heads: range, keys: int, label_width: int, data: HeatmapData) -> Tex
     return line
 
 
+TOKEN_WIDTH = 8  # a token's label beside its query row (--text)
+
+
+def _row_labels(data: HeatmapData, queries: int) -> list[list[str]] | None:
+    """Each example's token labels for its first `queries` rows, right-aligned, or None."""
+    if data.tokens is None:
+        return None
+    from mha_cli.render.token_labels import labels
+
+    rows = []
+    for tokens in data.tokens:
+        shown = labels(list(tokens), TOKEN_WIDTH)
+        rows.append(
+            [(shown[i] if i < len(shown) else "").rjust(TOKEN_WIDTH) for i in range(queries)]
+        )
+    return rows
+
+
 def _panel_rows(
     data: HeatmapData, heads: range, fractions: np.ndarray, label_width: int
 ) -> list[Text]:
@@ -101,9 +119,12 @@ def _panel_rows(
     cells' positions on the colour scale."""
     _, _, queries, keys = fractions.shape
     lines: list[Text] = []
+    rows = _row_labels(data, queries)
     for example in range(data.weights.shape[0]):
         for query in range(queries):
-            label = f"example {example}" if query == 0 else ""
+            label = f"{data.row_name} {example}" if query == 0 else ""
+            if rows is not None:  # --text: each query row names its token
+                label = label.ljust(label_width - TOKEN_WIDTH - 1) + rows[example][query]
             line = Text(label.ljust(label_width))
             for head in heads:
                 line.append(BORDER)
@@ -165,7 +186,9 @@ def terminal_grid(data: HeatmapData, max_width: int = 120, scale: str = "auto") 
     import numpy as np
 
     b, h, q, k = data.weights.shape
-    label_width = len(f"example {b - 1}") + 1
+    label_width = len(f"{data.row_name} {b - 1}") + 1
+    if data.tokens is not None:
+        label_width += TOKEN_WIDTH + 1
     queries, keys, per_line = _fit(data, max_width, label_width)
     colours = colour_scale(data, scale)
     fractions = colours.fraction(data.weights[:, :, :queries, :keys])  # (b, h, queries, keys)

@@ -1,7 +1,8 @@
 """A model id (`gpt2`, `org/name`) instead of a folder: found in the Hugging Face cache.
 
 The cache is read as huggingface_hub lays it out, without importing it (reading weights never
-needs it): `HF_HUB_CACHE`, else `HF_HOME/hub`, else `~/.cache/huggingface/hub`; a model `org/name`
+needs it): `HF_HUB_CACHE`, else `HF_HOME/hub`, else `XDG_CACHE_HOME/huggingface/hub`, else
+`~/.cache/huggingface/hub`; a model `org/name`
 is `models--org--name/`, whose `refs/main` holds the commit of `snapshots/<commit>/` (its files
 often links into `blobs/`). mha never downloads. Pure Python: no torch.
 """
@@ -28,7 +29,8 @@ def hub_cache() -> Path:
         return Path(os.environ["HF_HUB_CACHE"]).expanduser()
     if os.environ.get("HF_HOME"):
         return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    return Path("~/.cache/huggingface/hub").expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
+    return Path(base).expanduser() / "huggingface" / "hub"
 
 
 def looks_like_model_id(name: str) -> bool:

@@ -37,6 +37,11 @@ def heads(
         folder = path.parent if str(path.parent) else Path(".")
         if not folder.is_dir():
             raise MhaError(f"cannot write {path}: folder {folder} does not exist; create it first")
+    from mha_cli.text.inputs import pop_text
+
+    text = pop_text(options)  # --text: the model's own inputs of the layer
+    if text is not None and options.get("dtype") is None:
+        options = {**options, "dtype": "float32"}  # as transformers runs the model here
     spec = specification(config, options)
     load_heavy("mha_cli.importance.head_importance")
     from mha_cli.importance.head_importance import measure_heads
@@ -49,7 +54,23 @@ def heads(
             loaded = load_targets(Path(targets))
         except MhaError as error:
             raise MhaError(f"--targets {error}") from None
-    report = measure_heads(spec, ablation, loaded)
+    inputs = reference = lengths = None
+    if text is not None:
+        from dataclasses import replace
+
+        from mha_cli.text.inputs import prepare, spec_for_report
+
+        spec, inputs, captured = prepare(spec, text)
+        reference, lengths = captured.reference, captured.valid_lens
+    report = measure_heads(
+        spec, ablation, loaded, inputs=inputs, reference=reference, lengths=lengths
+    )
+    if text is not None:
+        report = replace(
+            report,
+            spec=spec_for_report(report.spec),
+            notes=[*captured.notes, *report.notes],
+        )
     if path is not None:
         load_heavy("matplotlib.figure")
         from mha_cli.importance.image import heads_figure

@@ -27,6 +27,9 @@ def measure_heads(
     spec: AttentionSpec,
     ablation: str = "zero",
     targets: Mapping[str, torch.Tensor] | None = None,
+    inputs: Mapping[str, torch.Tensor] | None = None,
+    reference: torch.Tensor | None = None,
+    lengths: list[int] | None = None,
 ) -> HeadsReport:
     """Run the layer once (eval mode) and measure each head: ablation, entropy, confidence,
     gradient importance (with targets), a greedy pruning curve, and how the measures agree."""
@@ -47,7 +50,7 @@ def measure_heads(
         )
     from mha_cli.spec.streaming import wants_streaming
 
-    if targets is None and wants_streaming(spec, windowed=False):
+    if targets is None and inputs is None and wants_streaming(spec, windowed=False):
         # Long context: per head and block of queries, never (b h, q, k) at once.
         from mha_cli.importance.streamed_heads import stream_heads
 
@@ -56,9 +59,13 @@ def measure_heads(
         concat, output, parameters = streamed.concat, streamed.output, streamed.parameters
         focus = streamed.focus
         roles, roles_note = streamed.roles, streamed.roles_note
+        target = None
     else:
+        resolved = resolve(replace(spec, train=False))
+        if inputs is not None:  # --text: the model's own inputs of the layer
+            resolved = replace(resolved, inputs=inputs)
         report = run_attention(
-            resolve(replace(spec, train=False)),
+            resolved,
             value_ranges=False,
             needs_values=True,
             memory_for="heads",
@@ -66,11 +73,20 @@ def measure_heads(
         spec, source, run_notes = report.spec, report.source, list(report.summary.notes)
         concat = report.tensors["output.concat"]  # (b, q, h*w)
         output, parameters = report.output_tensor, report.parameters  # output (b, q, H)
-        focus = attention_focus(report.attention_weights, report.mask)
+        target = _target(targets, output) if targets is not None else None
+        mask = report.mask
+        if lengths is not None:  # --text: padding's own rows are no part of the texts
+            real = torch.arange(concat.shape[1])[None, :] < torch.tensor(lengths)[:, None]
+            real = real.to(concat.device)  # (b, q)
+            concat, output = concat[real][None], output[real][None]  # (1, real rows, ...)
+            target = None if target is None else target[real][None]
+            hidden = ~real[:, None, :, None]  # (b, 1, q, 1)
+            shape = report.attention_weights.shape
+            mask = hidden.expand(shape) if mask is None else (mask | hidden).expand(shape)
+        focus = attention_focus(report.attention_weights, mask)
         roles = report.summary.head_roles
         roles_note = report.summary.head_roles_note
     heads = spec.heads
-    target = _target(targets, output) if targets is not None else None
     terms = head_terms(
         concat,
         parameters["W_o.weight"],
@@ -114,6 +130,12 @@ def measure_heads(
         output_norm=terms.output_norm,
         notes=run_notes + _notes(spec, ablation) + roles_note,
     )
+    if lengths is not None and reference is not None:  # --text: the model's own attention
+        from mha_cli.text.inputs import check_line, max_difference
+
+        difference = max_difference(report.attention_weights, reference)
+        checked = [check_line(difference)] if difference is not None else []
+        result = replace(result, notes=[*result.notes, *checked])
     rho, p = correlations(measures, result.measures)
     candidates = lowest_standing_out(
         [m.ablation for m in measures],

@@ -50,6 +50,11 @@ def run(
 
     `needs_values` names what needs computed values ("heatmaps"), for the message that refuses
     the meta device."""
+    from mha_cli.text.inputs import pop_text
+
+    text = pop_text(options)  # --text: the model's own inputs of the layer
+    if text is not None and options.get("dtype") is None:
+        options = {**options, "dtype": "float32"}  # as transformers runs the model here
     spec = specification(config, options)
     command = "heatmap" if needs_values == "heatmaps" else "inspect"  # whose peak to estimate
     if needs_values is not None:
@@ -64,13 +69,26 @@ def run(
     from mha_cli.files.sources import resolve
     from mha_cli.layer.run import run_attention, tensors_for_export
 
+    inputs = captured = None
+    if text is not None:
+        from mha_cli.text.inputs import prepare
+
+        spec, inputs, captured = prepare(spec, text)
     resolved = resolve(spec)
+    if inputs is not None:  # the captured hidden states are the layer's inputs
+        from dataclasses import replace
+
+        resolved = replace(resolved, inputs=inputs)
     report = run_attention(
         resolved,
         value_ranges=value_ranges,
         needs_values=needs_values is not None,
         memory_for=command,
     )
+    if captured is not None:
+        from mha_cli.text.inputs import with_text
+
+        report = with_text(report, spec, captured)
     if export is not None:
         from mha_cli.files.tensor_files import save_tensors
 

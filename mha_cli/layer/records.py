@@ -11,6 +11,7 @@ from typing import Any
 from mha_cli.errors import MhaError
 from mha_cli.messages import suggest
 from mha_cli.spec.spec import FinalSpec
+from mha_cli.text.records import TextRecord
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,23 @@ class HeadRole:
     distance: float | None
     kind: str  # "sink", "previous", "itself", "spread", or "n/a" (no valid query row)
     role: str  # in words: "previous token 0.91", "spread (mean distance 3.2)"
+    layer: int | None = None  # set in the model view (--layer all): "head 3.5" is layer 3's 5
+
+    def describe(self) -> str:
+        """ "head 3.5: previous token 0.91 (sink 0.04, previous 0.91, itself 0.02, mean
+        distance 1.1)": the role, then every figure that applies."""
+        name = str(self.head) if self.layer is None else f"{self.layer}.{self.head}"
+        figures = [
+            f"{label} {value:.{digits}f}"
+            for label, value, digits in (
+                ("sink", self.sink, 2),
+                ("previous", self.previous, 2),
+                ("itself", self.itself, 2),
+                ("mean distance", self.distance, 1),
+            )
+            if value is not None
+        ]
+        return f"head {name}: {self.role}" + (f" ({', '.join(figures)})" if figures else "")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -141,6 +159,7 @@ class RunRecord:
     stages: list[Stage]
     summary: Summary
     source: Source | None = None  # None: seeded random weights
+    text: TextRecord | None = None  # the texts and their tokens, with --text
 
     def stage(self, name: str) -> Stage:
         return next(s for s in self.stages if s.name == name)
@@ -156,6 +175,7 @@ class RunRecord:
             "source": None if self.source is None else self.source.to_dict(),
             "stages": [stage.to_dict() for stage in self.stages],
             "summary": self.summary.to_dict(),
+            **({} if self.text is None else {"text": self.text.to_dict()}),
         }
 
 

@@ -18,7 +18,8 @@ def specification(
 ) -> AttentionSpec:
     """Defaults, config and options, with every check that needs no tensor and no file done:
     a wrong `heads` answers in the time of `mha --help`, even where torch is missing."""
-    return validate_early(build_spec(config, options, source))
+    spec = build_spec(config, options, source)  # a model id (gpt2) names its HF cache folder
+    return validate_early(spec)
 
 
 def load_heavy(*modules: str) -> None:
