@@ -438,7 +438,8 @@ def test_model_view_is_every_layers_own_attention(
     heads = files.report.text.heads
     assert len(heads) == hf_model.num_layers * data.weights.shape[1]
     assert {h.layer for h in heads} == set(range(hf_model.num_layers))
-    assert any(n.startswith("head 1.0: ") for n in files.report.summary.notes)
+    assert sum(n.startswith("layer ") for n in files.report.summary.notes) >= hf_model.num_layers
+    assert any(n.startswith("layer 1: ") and "head" in n for n in files.report.summary.notes)
     assert files.report.text.max_difference < BOUND
 
 
@@ -698,7 +699,7 @@ def test_per_head_titles_say_what_the_head_does(folders) -> None:
     from mha_cli.heatmaps.api import save_heatmaps
 
     files = save_heatmaps(weights=str(folders["qwen2"]), layer="all", text=TEXTS[0], draw=False)
-    from mha_cli.layer.records import short_role
+    from mha_cli.layer.role_records import short_role
 
     layers = {role.layer for role in files.report.text.heads}
     assert layers == set(range(files.data.weights.shape[0]))  # every layer's heads

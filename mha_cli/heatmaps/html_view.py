@@ -20,7 +20,7 @@ from mha_cli.render.token_labels import labels
 
 if TYPE_CHECKING:
     from mha_cli.heatmaps.data import HeatmapData
-    from mha_cli.layer.records import HeadRole as HeadPattern
+    from mha_cli.layer.role_records import HeadRole as HeadPattern
 
 DIGITS = 4  # weights are rounded to this many decimals in the page
 

@@ -47,8 +47,9 @@ def model_view(config: Any, options: dict[str, Any]) -> tuple[Report, HeatmapDat
     from mha_cli.files.model_layer import model_layer_count
     from mha_cli.files.sources import resolve
     from mha_cli.heatmaps.plot_data import heatmap_data
-    from mha_cli.layer.records import short_role
+    from mha_cli.layer.role_records import short_role
     from mha_cli.layer.run import run_attention
+    from mha_cli.render.head_roles import role_words
     from mha_cli.text.inputs import (
         attention_module,
         capture_layers,
@@ -93,7 +94,11 @@ def model_view(config: Any, options: dict[str, Any]) -> tuple[Report, HeatmapDat
         for n in first.summary.notes
         if not n.startswith("checked against")  # layer 0's: replaced by every layer's
     ]
-    notes += [role.describe() for role in roles if role.kind not in ("spread", "n/a")]
+    for layer, report in enumerate(reports):  # what each layer's heads do, one line a layer
+        words = "; ".join(
+            line.strip().removeprefix("roles: ") for line in role_words(report.summary.head_roles)
+        )
+        notes.append(f"layer {layer}: {words}")
     notes.append(check_line(worst) + f" (every layer of {len(layers)})")
     assert first.text is not None
     record = replace(first.text, heads=roles, max_difference=worst)

@@ -21,7 +21,7 @@ def heatmap_data(report: Report) -> HeatmapData:
     import numpy as np
 
     from mha_cli.heatmaps.data import HeatmapData
-    from mha_cli.layer.records import short_role
+    from mha_cli.layer.role_records import short_role
 
     if report.attention_weights is None or not report.tensors:
         raise MhaError(

@@ -20,7 +20,7 @@ from mha_cli.importance.ablation import Focus, _standard_error
 from mha_cli.layer.head_roles import RoleTally
 from mha_cli.layer.layer import MultiHeadAttention
 from mha_cli.layer.masking import MASK_VALUE, query_positions
-from mha_cli.layer.records import HeadRole
+from mha_cli.layer.role_records import HeadRole
 from mha_cli.layer.run import build_layer, make_inputs, resolve_device
 from mha_cli.layer.streamed import (
     HeadProjections,

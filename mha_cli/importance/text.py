@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mha_cli.importance.records import Z95, HeadMeasure, HeadsRecord
-from mha_cli.layer.records import short_role
+from mha_cli.layer.role_records import short_role
 from mha_cli.render.markdown import markdown_table
 
 MEASURE_LABELS = {

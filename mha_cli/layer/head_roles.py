@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from mha_cli.layer.records import HeadRole
+from mha_cli.layer.role_records import HeadRole
 from mha_cli.spec.spec import FinalSpec
 
 # A head is named by a share when the share is at least DOMINANT and at least MARGIN above what

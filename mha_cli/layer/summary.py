@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mha_cli.layer.records import HeadRole, MaskedKeys, Stage, Summary
+from mha_cli.layer.records import MaskedKeys, Stage, Summary
+from mha_cli.layer.role_records import HeadRole
 from mha_cli.spec.counts import parameters_depend_on_heads
 from mha_cli.spec.spec import FinalSpec
 

@@ -3,7 +3,8 @@ words, as plain text lines (render/markdown.py makes its Markdown table); no tor
 
 from __future__ import annotations
 
-from mha_cli.layer.records import HeadRole, Summary
+from mha_cli.layer.records import Summary
+from mha_cli.layer.role_records import HeadRole
 
 HEADER = ("head", "sink", "prev", "self", "dist", "role")
 INTRO = (

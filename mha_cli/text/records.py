@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from mha_cli.layer.records import HeadRole
+from mha_cli.layer.role_records import HeadRole
 
 
 @dataclass(frozen=True)
