@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from mha_cli.errors import MhaError
 from mha_cli.files.atomic import make_folder
+from mha_cli.heatmaps.page import is_page
 from mha_cli.layer.api import run
 from mha_cli.render.images import check_format_name, format_of_path
 from mha_cli.spec.entry import load_heavy
@@ -36,15 +37,29 @@ def heatmap(
     annotate: bool = False,
     scale: str = "auto",
     module: Any = None,
+    out: str | os.PathLike[str] | None = None,
     **options: Any,
-) -> Figure:
+) -> Figure | Path:
     """The attention weights of the layer the options describe, as a matplotlib Figure: rows
     are batch examples, columns are heads, each panel queries by keys; masked keys hatched.
 
     `scale` is the colour scale: linear, log, or auto (log when most weights are tiny).
     `module` ("FILE.py:NAME", or the class or function itself) draws that module's own
-    weights instead, traced as `mha_cli.trace` does (this runs its code)."""
+    weights instead, traced as `mha_cli.trace` does (this runs its code).
+    `out` names a file to write instead (an image, or `view.html`: the interactive page);
+    then the path written is returned."""
     check_scale(scale)
+    if out is not None:
+        files = save_heatmaps(
+            out=out,
+            dpi=dpi,
+            annotate=annotate,
+            scale=scale,
+            config=config,
+            module=module,
+            **options,
+        )
+        return files.written[0]
     _, data = weights_to_draw(config, options, module=module)
     from mha_cli.heatmaps.image import grid_figure
 
@@ -126,7 +141,11 @@ def save_heatmaps(
     if target is None:
         return files
     path, fmt = target
-    if per_head:
+    if fmt == "html":
+        from mha_cli.heatmaps.page import write_page
+
+        files.written = [write_page(path, data, report=report, scale=scale)]
+    elif per_head:
         check_per_head_count(data, force)
         files.written = image.render_per_head(
             data, path, fmt=fmt, dpi=dpi, annotate=annotate, scale=scale, progress=progress
@@ -149,6 +168,8 @@ def _target(
     text = "" if out is None else os.fspath(out)
     path = Path(text) if text else None
     is_folder = path is not None and (text.endswith(("/", os.sep)) or path.is_dir())
+    if path is not None and not is_folder and is_page(text):
+        return _page_target(path, per_head, image_format)
     if per_head:
         if path is not None and not is_folder and path.suffix:
             raise MhaError(
@@ -171,6 +192,24 @@ def _target(
             "drop one of them or make them agree"
         )
     return path, named
+
+
+def _page_target(path: Path, per_head: bool, image_format: str | None) -> tuple[Path, str]:
+    """`--out view.html`: the interactive page, every head in one file."""
+    if per_head:
+        raise MhaError(
+            f"--out {path}: the page holds every head already; drop --per-head (or give a "
+            "folder for one image per head)"
+        )
+    if image_format is not None:
+        raise MhaError(
+            f"--out {path} is the interactive page, not an image; drop --image-format "
+            f"{image_format}, or name an image file (.png, .svg, .pdf)"
+        )
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise MhaError(f"cannot write page {path}: folder {folder} does not exist; create it first")
+    return path, "html"
 
 
 def check_per_head_count(data: HeatmapData, force: bool) -> None:
