@@ -17,8 +17,9 @@ from mha_cli.commands.output import guarded_stdout, note, stdout_console, wrote
 OUT = Annotated[
     str | None,
     out_option(
-        help="image file (.png, .svg, .pdf), or a folder (an existing one, or ending in '/': "
-        "created if missing)" + default_text("./attention.png; with --per-head ./attention_heads/"),
+        help="image file (.png, .svg, .pdf), an interactive page (.html: self-contained, opens "
+        "offline), or a folder (an existing one, or ending in '/': created if missing)"
+        + default_text("./attention.png; with --per-head ./attention_heads/"),
         show_default=False,
     ),
 ]

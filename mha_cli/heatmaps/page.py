@@ -198,7 +198,11 @@ def page_data(
         # A position masked as a key for every query of every head is padding.
         key_padding = [bool(v) for v in masked.all(axis=(0, 1))]
         query_padding = [bool(v) for v in masked.all(axis=(0, 2))]
-        row_tokens = tokens[row] if tokens is not None and row < len(tokens) else None
+        row_tokens = None
+        if tokens is not None and row < len(tokens):
+            row_tokens = tokens[row]
+        elif tokens is not None and len(tokens) == 1 and row_name == "layer":
+            row_tokens = tokens[0]  # the model view: every layer of the one text
         out_rows.append(
             {
                 "name": f"{row_name} {row}",
