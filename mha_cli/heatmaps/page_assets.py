@@ -87,8 +87,8 @@ h1 { font-size: 1.05em; font-weight: 600; margin: 0 0 0.2em 0; }
   font-size: 0.85em; padding: 1px 5px; border-radius: 3px; background: #eee; cursor: pointer;
   white-space: pre; border: 2px solid transparent; }
 .chip.selected { border-color: #e4572e; }
-.chip.masked { background: repeating-linear-gradient(45deg, #d4d4d4 0 4px, #8a8a8a 4px 5px);
-  color: #444; }
+.chip.masked { background: repeating-linear-gradient(45deg, #e4e4e4 0 4px, #bdbdbd 4px 5px);
+  color: #555; }
 #readout { min-height: 1.3em; font-size: 0.9em; color: #333; }
 #main { display: flex; flex-wrap: wrap; gap: 1.5em; align-items: flex-start; margin-top: 0.5em; }
 #map-box { margin: 0; }
@@ -97,7 +97,7 @@ h1 { font-size: 1.05em; font-weight: 600; margin: 0 0 0.2em 0; }
   gap: 0.5em; flex-wrap: wrap; }
 .swatch { display: inline-block; width: 14px; height: 14px; border: 1px solid #888; }
 .masked-swatch { background: repeating-linear-gradient(45deg, #d4d4d4 0 4px, #8a8a8a 4px 5px); }
-#summary { font-size: 0.85em; }
+#summary { font-size: 0.85em; max-width: 34em; }
 #summary h2 { font-size: 1em; margin: 0 0 0.4em 0; }
 #summary table { border-collapse: collapse; }
 #summary th, #summary td { padding: 2px 8px; text-align: right; border-bottom: 1px solid #eee; }
@@ -175,7 +175,9 @@ window.addEventListener("error", function (e) {
 
   function drawMap() {
     const row = DATA.rows[state.row], w = weightsOf(state.row, state.head);
-    const cell = Math.max(5, Math.min(36, Math.floor(560 / Math.max(Q, K))));
+    /* Room beside the head summary where the window has it; every label up to ~64 tokens. */
+    const room = Math.max(320, Math.min(720, window.innerWidth - 620));
+    const cell = Math.max(5, Math.min(36, Math.floor(room / Math.max(Q, K))));
     const font = Math.max(8, Math.min(12, cell - 2));
     const ctx0 = canvas.getContext("2d");
     ctx0.font = font + "px ui-monospace, monospace";
