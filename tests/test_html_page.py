@@ -116,6 +116,11 @@ def test_python_api_writes_the_page_and_returns_its_path(tmp_path):
     assert data["heads"] == 2 and "heads 2" in data["run"]
 
 
+def test_python_api_out_names_an_image_too(tmp_path):
+    assert mha_cli.heatmap(out=tmp_path / "grid.png") == tmp_path / "grid.png"
+    assert (tmp_path / "grid.png").read_bytes().startswith(b"\x89PNG")
+
+
 def test_tokens_label_the_page_padding_found_from_the_mask_and_urls_escaped():
     data = _self_attention_data()
     tokens = [["https://example.org/a", *TOKENS[1:]]]
@@ -145,7 +150,13 @@ def test_several_layers_in_one_page_and_the_runs_figures_carried():
     data = _self_attention_data()
     layers = HeatmapData(np.concatenate([data.weights] * 2), data.masked[[0, 0]], "two layers")
     pattern = SimpleNamespace(
-        head=1, layer=1, first=0.1, previous=0.91, itself=0.2, distance=1.3, pattern="prev 0.91"
+        head=1,
+        layer=1,
+        first=0.1,
+        previous=0.91,
+        itself=float("nan"),
+        distance=1.3,
+        pattern="prev 0.91",
     )
     report = SimpleNamespace(
         spec=None, text=SimpleNamespace(tokens=[TOKENS], heads=[pattern], model="m", layer=None)
@@ -155,6 +166,8 @@ def test_several_layers_in_one_page_and_the_runs_figures_carried():
     assert payload["rows"][1]["queries"] == [token_label(t) for t in TOKENS]
     assert payload["rows"][1]["summaries"][1]["previous"] == 0.91
     assert payload["rows"][1]["summaries"][1]["words"] == "prev 0.91"
+    assert payload["rows"][1]["summaries"][1]["itself"] is None  # NaN: none, JSON stays JSON
+    page_html(layers, report=report, row_name="layer")
     assert payload["rows"][0]["summaries"][1] == {}  # layer 0 carries none: the page computes
     assert payload["run"] == "model m"
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -95,12 +96,9 @@ def _run_summaries(data: HeatmapData, report: Any, rows: int) -> list[list[dict[
         for row in row_ids:
             if 0 <= row < rows and 0 <= pattern.head < heads:
                 found[row][pattern.head] = {
-                    "first": float(pattern.first),
-                    "previous": float(pattern.previous),
-                    "itself": float(pattern.itself),
-                    "distance": float(pattern.distance),
-                    "words": str(getattr(pattern, "pattern", "")),
-                }
+                    name: _finite(getattr(pattern, name))
+                    for name in ("first", "previous", "itself", "distance")
+                } | {"words": str(getattr(pattern, "pattern", ""))}
                 any_found = True
     words = getattr(data, "head_words", None)
     if not any_found and words is None:
@@ -115,6 +113,12 @@ def _run_summaries(data: HeatmapData, report: Any, rows: int) -> list[list[dict[
             line.append(entry)
         out.append(line)
     return out
+
+
+def _finite(value: Any) -> float | None:
+    """A figure for JSON: None where the run has none (NaN: no query saw that position)."""
+    number = float(value)
+    return number if math.isfinite(number) else None
 
 
 def _encode(weights: Any, masked: Any) -> str:
@@ -196,8 +200,8 @@ def page_data(
     for row in range(rows):
         masked = np.asarray(data.masked[row])  # (h, q, k)
         # A position masked as a key for every query of every head is padding.
-        key_padding = [bool(v) for v in masked.all(axis=(0, 1))]
-        query_padding = [bool(v) for v in masked.all(axis=(0, 2))]
+        key_padding: list[bool] = np.all(masked, axis=(0, 1)).tolist()
+        query_padding: list[bool] = np.all(masked, axis=(0, 2)).tolist()
         row_tokens = None
         if tokens is not None and row < len(tokens):
             row_tokens = tokens[row]
@@ -281,5 +285,9 @@ def write_page(
     page = page_html(
         data, report=report, tokens=tokens, summaries=summaries, row_name=row_name, scale=scale
     )
-    write_atomically(Path(path), lambda tmp: tmp.write_text(page, encoding="utf-8"))
+
+    def write(tmp: Path) -> None:
+        tmp.write_text(page, encoding="utf-8")
+
+    write_atomically(Path(path), write)
     return Path(path)
