@@ -129,6 +129,10 @@ def test_tokens_label_the_page_padding_found_from_the_mask_and_urls_escaped():
     payload = _payload(page)
     assert payload["tokens"] is True
     assert payload["rows"][0]["queries"][1:3] == ["·the", "·cat"]
+    # Markup in a token stays text: the data block cannot be closed from inside.
+    tricky = page_html(data, tokens=[["</script><b>&", *TOKENS[1:]]])
+    assert tricky.count("</script>") == 2  # the data block's and the script's own
+    assert _payload(tricky)["rows"][0]["keys"][0] == "</script><b>&"
     assert payload["rows"][0]["queries"][0] == "https://example…"  # shortened to 16
     # A padded example (right or left): the tokens go to the positions that are not padding.
     weights = np.full((1, 1, 4, 4), 0.5)
@@ -137,6 +141,11 @@ def test_tokens_label_the_page_padding_found_from_the_mask_and_urls_escaped():
     masked[..., 0, :] = True
     padded = page_data(HeatmapData(weights, masked, "t"), tokens=[["a", "b", "c"]])
     assert padded["rows"][0]["keys"] == ["[pad]", "a", "b", "c"]
+    # Padding on the right whose own rows still see keys: the keys' padding names both.
+    masked = np.zeros((1, 1, 4, 4), dtype=bool)
+    masked[..., :, 3] = True
+    right = page_data(HeatmapData(weights, masked, "t"), tokens=[["a", "b", "c"]])
+    assert right["rows"][0]["queries"] == right["rows"][0]["keys"] == ["a", "b", "c", "[pad]"]
 
 
 def test_token_labels_show_space_marks_and_stay_short():
@@ -288,6 +297,11 @@ def test_browser_opens_the_commands_page_with_no_console_error(browser, cli, tmp
     assert cli("heatmap", "--causal", "--out", str(tmp_path / "view.html")).exit_code == 0
     assert _open(browser, tmp_path / "view.html") == []
     assert [chip.text for chip in _chips(browser, "keys")] == [f"k{i}" for i in range(6)]
+    # A key: the queries are shaded by their weight on it (what attends to it).
+    _chips(browser, "keys")[1].click()
+    column = [chip.get_attribute("data-weight") for chip in _chips(browser, "queries")]
+    assert all(0 < float(w) < 1 for w in column)  # no padding among example 0's queries
+    assert browser.find_element("tag name", "body").get_attribute("data-query") == ""
     rows = browser.find_elements("css selector", "#row option")
     assert [r.text for r in rows] == ["example 0", "example 1"]
     before = browser.execute_script("return document.getElementById('map').toDataURL();")

@@ -202,6 +202,8 @@ def page_data(
         # A position masked as a key for every query of every head is padding.
         key_padding: list[bool] = np.all(masked, axis=(0, 1)).tolist()
         query_padding: list[bool] = np.all(masked, axis=(0, 2)).tolist()
+        if queries == keys and sum(key_padding) > sum(query_padding):
+            query_padding = key_padding  # self-attention: a padding key is a padding query
         row_tokens = None
         if tokens is not None and row < len(tokens):
             row_tokens = tokens[row]
