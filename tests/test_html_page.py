@@ -146,6 +146,7 @@ def test_tokens_label_the_page_padding_found_from_the_mask_and_urls_escaped():
     masked[..., :, 3] = True
     right = page_data(HeatmapData(weights, masked, "t"), tokens=[["a", "b", "c"]])
     assert right["rows"][0]["queries"] == right["rows"][0]["keys"] == ["a", "b", "c", "[pad]"]
+    assert right["rows"][0]["padding"] == [3] and padded["rows"][0]["padding"] == [0]
 
 
 def test_token_labels_show_space_marks_and_stay_short():

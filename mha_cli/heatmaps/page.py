@@ -55,20 +55,21 @@ def token_label(token: str) -> str:
 
 def _labels_for(
     tokens: Sequence[str] | None, size: int, padding: list[bool], prefix: str
-) -> list[str]:
-    """`size` labels: the tokens when there is one per position, or one per unpadded position
-    (padding on either side: `padding` says which positions are padding), else positions."""
+) -> tuple[list[str], list[int]]:
+    """`size` labels, and which positions are padding: the tokens when there is one per
+    position, or one per unpadded position (padding on either side: `padding` says which
+    positions are padding; they are labelled [pad]), else positions q0.., k0.. ."""
     if tokens is not None:
         shown = [token_label(str(t)) for t in tokens]
         if len(shown) == size:
-            return shown
+            return shown, []
         real = [i for i in range(size) if not padding[i]]
         if len(shown) == len(real):
             labels = ["[pad]"] * size
             for i, label in zip(real, shown, strict=True):
                 labels[i] = label
-            return labels
-    return [f"{prefix}{i}" for i in range(size)]
+            return labels, [i for i in range(size) if padding[i]]
+    return [f"{prefix}{i}" for i in range(size)], []
 
 
 def _run_tokens(data: HeatmapData, report: Any) -> list[list[str]] | None:
@@ -209,11 +210,13 @@ def page_data(
             row_tokens = tokens[row]
         elif tokens is not None and len(tokens) == 1 and row_name == "layer":
             row_tokens = tokens[0]  # the model view: every layer of the one text
+        query_labels, padded = _labels_for(row_tokens, queries, query_padding, "q")
         out_rows.append(
             {
                 "name": f"{row_name} {row}",
-                "queries": _labels_for(row_tokens, queries, query_padding, "q"),
-                "keys": _labels_for(row_tokens, keys, key_padding, "k"),
+                "queries": query_labels,
+                "keys": _labels_for(row_tokens, keys, key_padding, "k")[0],
+                "padding": padded,  # padding queries: left out of the figures and readouts
                 "weights": [_encode(data.weights[row, h], masked[h]) for h in range(heads)],
                 "summaries": summaries[row] if summaries is not None else None,
             }

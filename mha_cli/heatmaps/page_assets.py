@@ -100,7 +100,8 @@ h1 { font-size: 1.05em; font-weight: 600; margin: 0 0 0.2em 0; }
 #summary { font-size: 0.85em; max-width: 34em; }
 #summary h2 { font-size: 1em; margin: 0 0 0.4em 0; }
 #summary table { border-collapse: collapse; }
-#summary th, #summary td { padding: 2px 8px; text-align: right; border-bottom: 1px solid #eee; }
+#summary th, #summary td { padding: 2px 8px; text-align: right; border-bottom: 1px solid #eee;
+  white-space: nowrap; }
 #summary th:last-child, #summary td:last-child { text-align: left; }
 #summary tbody tr { cursor: pointer; }
 #summary tbody tr.current { background: #e8f0fd; font-weight: 600; }
@@ -300,23 +301,23 @@ window.addEventListener("error", function (e) {
       return pick.key === null ? null : w[q * K + pick.key];
     }, pick.query);
     const row = DATA.rows[state.row], parts = [];
-    const top = function (values, labels) {
+    const top = function (values, labels, skip) {
       return values.map(function (v, i) { return [v, i]; })
-        .filter(function (p) { return !Number.isNaN(p[0]); })
+        .filter(function (p) { return !Number.isNaN(p[0]) && skip.indexOf(p[1]) < 0; })
         .sort(function (a, b) { return b[0] - a[0]; }).slice(0, 3)
         .map(function (p) { return "\u201c" + labels[p[1]] + "\u201d " + p[0].toFixed(2); })
         .join(", ");
     };
     if (pick.query !== null) {
       const line = Array.from(w.subarray(pick.query * K, (pick.query + 1) * K));
-      const most = top(line, row.keys);
+      const most = top(line, row.keys, []);
       parts.push("query \u201c" + row.queries[pick.query] + "\u201d attends to " +
         (most || "nothing (all masked)"));
     }
     if (pick.key !== null) {
       const column = [];
       for (let q = 0; q < Q; q++) { column.push(w[q * K + pick.key]); }
-      const most = top(column, row.queries);
+      const most = top(column, row.queries, row.padding || []);
       parts.push("key \u201c" + row.keys[pick.key] + "\u201d is attended by " +
         (most || "no query"));
     }
@@ -326,12 +327,12 @@ window.addEventListener("error", function (e) {
   function figures(row, head) {
     const given = DATA.rows[row].summaries ? DATA.rows[row].summaries[head] : null;
     if (given && given.first !== undefined) { return Object.assign({ from: "run" }, given); }
-    const w = weightsOf(row, head);
+    const w = weightsOf(row, head), padding = DATA.rows[row].padding || [];
     let n = 0, first = 0, prev = 0, nprev = 0, self = 0, nself = 0, dist = 0;
     for (let q = 0; q < Q; q++) {
       let real = false;
       for (let k = 0; k < K; k++) { if (!Number.isNaN(w[q * K + k])) { real = true; break; } }
-      if (!real) { continue; }
+      if (!real || padding.indexOf(q) >= 0) { continue; }
       n++;
       const at = function (k) { const v = w[q * K + k]; return Number.isNaN(v) ? 0 : v; };
       first += at(0);
@@ -380,7 +381,8 @@ window.addEventListener("error", function (e) {
     $("summary-title").textContent = "heads of " + DATA.rows[state.row].name;
     $("summary-source").textContent = fromRun
       ? "figures from the run"
-      : "figures computed in this page, averaged over the queries that see any key";
+      : "figures computed in this page, averaged over the queries that see any key" +
+        ((DATA.rows[state.row].padding || []).length ? " (padding left out)" : "");
   }
 
   function update() {
