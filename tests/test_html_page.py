@@ -80,6 +80,7 @@ def test_cli_writes_one_self_contained_page_and_says_so(cli, tmp_path):
     # Which run made it: the spec's sizes, and the chapter's title.
     assert "heads 5" in data["run"] and "valid_lens [3, 2]" in data["run"]
     assert "heads 5" in page and "random weights (seed 0)" in page
+    assert f"page written by mha {mha_cli.__version__}" in page
     assert data["rowName"] == "example" and [r["name"] for r in data["rows"]] == [
         "example 0",
         "example 1",

@@ -269,7 +269,8 @@ def page_html(
     return (
         PAGE.replace("__TITLE__", _html_text(title))
         .replace("__HEADING__", _html_text(data.title))
-        .replace("__RUN__", _html_text(payload["run"]))
+        .replace("__RUN__", _html_text(payload["run"] or data.title))
+        .replace("__VERSION__", _html_text(payload["version"]))
         .replace("__STYLE__", STYLE)
         .replace("__SCRIPT__", SCRIPT)
         .replace("__DATA__", _json_inline(payload))

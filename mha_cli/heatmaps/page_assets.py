@@ -21,7 +21,7 @@ __STYLE__
 <body>
 <header>
 <h1>__HEADING__</h1>
-<p class="run">run: <span id="run">__RUN__</span></p>
+<p class="run">run: <span id="run">__RUN__</span>; page written by mha __VERSION__</p>
 </header>
 <div id="controls">
 <label id="row-control"><span id="row-name">example</span> <select id="row"></select></label>
@@ -253,6 +253,9 @@ window.addEventListener("error", function (e) {
       chip.textContent = label;
       chip.dataset.index = String(i);
       chip.tabIndex = 0;
+      chip.addEventListener("keydown", function (e) {
+        if (e.key === "Enter" || e.key === " ") { chip.click(); e.preventDefault(); }
+      });
       chip.addEventListener("mouseenter", function () {
         state.hover = focusOn(side, i); update();
       });
