@@ -39,8 +39,15 @@ def _payload(page: str) -> dict:
     return json.loads(found.group(1))
 
 
-def _decode(text: str, shape: tuple[int, int]) -> np.ndarray:
-    return np.frombuffer(base64.urlsafe_b64decode(text), dtype="<f4").reshape(shape)
+def _decode(row: dict, head: int, shape: tuple[int, int]) -> np.ndarray:
+    """A head's (q, k) weights as the page stores them: its mask's bits, then the unmasked
+    weights as float32, row by row; masked cells NaN."""
+    masks = row["masks"]
+    bits = np.frombuffer(base64.urlsafe_b64decode(masks[head if len(masks) > 1 else 0]), "u1")
+    masked = np.unpackbits(bits)[: shape[0] * shape[1]].reshape(shape).astype(bool)
+    out = np.full(shape, np.nan)
+    out[~masked] = np.frombuffer(base64.urlsafe_b64decode(row["weights"][head]), dtype="<f4")
+    return out
 
 
 def _no_url(page: str, words: tuple[str, ...] = ("http",)) -> None:
@@ -102,12 +109,29 @@ def test_page_weights_are_the_runs_and_the_oracles_and_masked_cells_are_nan(tmp_
     )
     mask = run.mask.numpy()
     for b, row in enumerate(data["rows"]):
-        for h, text in enumerate(row["weights"]):
-            got = _decode(text, (data["queries"], data["keys"]))
+        for h in range(data["heads"]):
+            got = _decode(row, h, (data["queries"], data["keys"]))
             assert (np.isnan(got) == mask[b, h]).all()  # masked cells, and only those, NaN
             want = expected[b, h].double().numpy()
             assert np.nanmax(np.abs(got - want)) < 1e-5  # float32 carries them whole
             assert np.nanmax(np.abs(got - run.attention_weights[b, h].numpy())) <= 1e-7
+
+
+def test_heads_with_masks_of_their_own_and_a_causal_map_costs_half():
+    rng = np.random.default_rng(0)
+    weights = rng.random((1, 3, 5, 7))
+    masked = rng.random((1, 3, 5, 7)) < 0.4  # a traced module's zeros differ per head
+    payload = page_data(HeatmapData(weights, masked, "t"))
+    row = payload["rows"][0]
+    assert len(row["masks"]) == 3
+    for h in range(3):
+        got = _decode(row, h, (5, 7))
+        assert (np.isnan(got) == masked[0, h]).all()
+        assert np.nanmax(np.abs(got - weights[0, h])) < 1e-7
+    full = len(page_html(_self_attention_data(n=32), tokens=None))
+    causal = _self_attention_data(n=32)
+    unmasked = HeatmapData(causal.weights, np.zeros_like(causal.masked), "t")
+    assert full < 0.65 * len(page_html(unmasked))
 
 
 def test_python_api_writes_the_page_and_returns_its_path(tmp_path):

@@ -2,8 +2,9 @@
 
 Everything is inline (style, script, data) and nothing in the file names a URL, so the page
 opens from a file in any current browser with no network. The weights travel as base64 of
-little-endian float32 (masked cells NaN): about 5.3 characters a weight, exact to float32, and
-fewer than decimal text at four significant digits. The colour scale is the images' own
+little-endian float32, the unmasked ones only, beside each mask's bits: about 5.3 characters a
+weight, exact to float32, fewer than decimal text at four significant digits, and a causal map
+costs half a full one. The colour scale is the images' own
 (`data.colour_scale`, one for every head), and so is the colormap (sampled from matplotlib).
 
 Rows are what the heatmap's rows are: batch examples, or layers (the model view, where the
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from mha_cli.heatmaps.data import HeatmapData
 
 PAGE_SUFFIX = ".html"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 LABEL_MAX = 16  # characters of a token shown; longer ones end in an ellipsis
 COLOURS = 64  # colormap samples sent to the page (it interpolates between them)
 # A tokenizer's marks for spaces and line ends, shown as a reader reads them.
@@ -123,12 +124,21 @@ def _finite(value: Any) -> float | None:
 
 
 def _encode(weights: Any, masked: Any) -> str:
-    """One head's (q, k) weights as base64url of little-endian float32, masked cells NaN."""
+    """One head's unmasked weights, row by row, as base64url of little-endian float32: a
+    causal map holds about half its cells."""
     import numpy as np
 
-    values = np.array(weights, dtype="<f4")
-    values[np.asarray(masked, dtype=bool)] = np.nan
+    values = np.asarray(weights, dtype="<f4")[~np.asarray(masked, dtype=bool)]
     return base64.urlsafe_b64encode(values.tobytes()).decode("ascii")
+
+
+def _encode_mask(masked: Any) -> str:
+    """A (q, k) mask as base64url of its bits, row by row (numpy's packbits: first cell in
+    the highest bit)."""
+    import numpy as np
+
+    bits = np.packbits(np.asarray(masked, dtype=bool).reshape(-1))
+    return base64.urlsafe_b64encode(bits.tobytes()).decode("ascii")
 
 
 def _colormap() -> list[str]:
@@ -200,6 +210,7 @@ def page_data(
     out_rows = []
     for row in range(rows):
         masked = np.asarray(data.masked[row])  # (h, q, k)
+        shared = bool((masked == masked[:1]).all())
         # A position masked as a key for every query of every head is padding.
         key_padding: list[bool] = np.all(masked, axis=(0, 1)).tolist()
         query_padding: list[bool] = np.all(masked, axis=(0, 2)).tolist()
@@ -217,6 +228,8 @@ def page_data(
                 "queries": query_labels,
                 "keys": _labels_for(row_tokens, keys, key_padding, "k")[0],
                 "padding": padded,  # padding queries: left out of the figures and readouts
+                # Each head's mask (one for all heads when they share it), then its weights.
+                "masks": [_encode_mask(m) for m in (masked[:1] if shared else masked)],
                 "weights": [_encode(data.weights[row, h], masked[h]) for h in range(heads)],
                 "summaries": summaries[row] if summaries is not None else None,
             }

@@ -123,14 +123,27 @@ window.addEventListener("error", function (e) {
   const cache = new Map();
   const $ = function (id) { return document.getElementById(id); };
 
+  function bytesOf(text) {
+    const raw = atob(text.replace(/-/g, "+").replace(/_/g, "/"));
+    const bytes = new Uint8Array(raw.length);
+    for (let i = 0; i < raw.length; i++) { bytes[i] = raw.charCodeAt(i); }
+    return bytes;
+  }
+
+  /* A head's (Q x K) weights, row by row; masked cells NaN. */
   function weightsOf(row, head) {
     const id = row * H + head;
     if (cache.has(id)) { return cache.get(id); }
-    const text = atob(DATA.rows[row].weights[head].replace(/-/g, "+").replace(/_/g, "/"));
-    const view = new DataView(new ArrayBuffer(text.length));
-    for (let i = 0; i < text.length; i++) { view.setUint8(i, text.charCodeAt(i)); }
-    const out = new Float32Array(text.length / 4);
-    for (let i = 0; i < out.length; i++) { out[i] = view.getFloat32(4 * i, true); }
+    const masks = DATA.rows[row].masks;
+    const bits = bytesOf(masks[masks.length > 1 ? head : 0]);
+    const view = new DataView(bytesOf(DATA.rows[row].weights[head]).buffer);
+    const out = new Float32Array(Q * K);
+    let next = 0;
+    for (let i = 0; i < Q * K; i++) {
+      if (bits[i >> 3] & (128 >> (i & 7))) { out[i] = NaN; continue; }
+      out[i] = view.getFloat32(4 * next, true);
+      next++;
+    }
     cache.set(id, out);
     return out;
   }
