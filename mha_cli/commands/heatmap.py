@@ -16,8 +16,9 @@ from mha_cli.commands.text_options import text_options
 OUT = Annotated[
     str | None,
     out_option(
-        help="image file (.png, .svg, .pdf), or a folder (an existing one, or ending in '/': "
-        "created if missing)" + default_text("./attention.png; with --per-head ./attention_heads/"),
+        help="image file (.png, .svg, .pdf), an interactive page (.html: self-contained, opens "
+        "offline), or a folder (an existing one, or ending in '/': created if missing)"
+        + default_text("./attention.png; with --per-head ./attention_heads/"),
         show_default=False,
     ),
 ]
@@ -156,10 +157,11 @@ def heatmap(
         note(f"note: {line}")
     summary = files.report.summary
     every_layer = str(options.get("layer")).strip().lower() == "all"  # its notes name each layer's
-    if getattr(summary, "head_roles", None) and not every_layer:
+    roles = getattr(summary, "head_roles", None) or []
+    if any(role.kind not in ("spread", "n/a") for role in roles) and not every_layer:
         from mha_cli.render.head_roles import role_words
 
-        for line in role_words(summary.head_roles):
+        for line in role_words(roles):
             note(f"note: {line.strip()}")
     if annotate and not annotate_allowed(files.data):
         note("note: --annotate skipped: panels are larger than 16 x 16, too small for numbers")

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from mha_cli.errors import MhaError
 from mha_cli.files.atomic import make_folder
+from mha_cli.heatmaps.page import is_page
 from mha_cli.layer.api import run
 from mha_cli.render.images import check_format_name, format_of_path
 from mha_cli.spec.entry import load_heavy
@@ -40,8 +41,9 @@ def heatmap(
     queries_range: str | None = None,
     keys_range: str | None = None,
     reduce: str = "max",
+    out: str | os.PathLike[str] | None = None,
     **options: Any,
-) -> Figure:
+) -> Figure | Path:
     """The attention weights of the layer the options describe, as a matplotlib Figure: rows
     are batch examples, columns are heads, each panel queries by keys; masked keys hatched.
 
@@ -49,9 +51,25 @@ def heatmap(
     `module` ("FILE.py:NAME", or the class or function itself) draws that module's own
     weights instead, traced as `mha_cli.trace` does (this runs its code).
     `queries_range`, `keys_range` ("A:B") draw a window; long contexts are computed one head
-    at a time, each pixel the `reduce` (max or mean) of the weights it covers."""
+    at a time, each pixel the `reduce` (max or mean) of the weights it covers.
+    `out` names a file to write instead (an image, or `view.html`: the interactive page);
+    then the path written is returned."""
     check_scale(scale)
     window = {"queries_range": queries_range, "keys_range": keys_range, "reduction": reduce}
+    if out is not None:
+        files = save_heatmaps(
+            out=out,
+            dpi=dpi,
+            annotate=annotate,
+            scale=scale,
+            config=config,
+            module=module,
+            queries_range=queries_range,
+            keys_range=keys_range,
+            reduce=reduce,
+            **options,
+        )
+        return files.written[0]
     _, data = weights_to_draw(config, options, module=module, window=window)
     from mha_cli.heatmaps.image import grid_figure
 
@@ -163,13 +181,6 @@ def save_heatmaps(
     of each block of a streamed run.
     """
     check_scale(scale)
-    from mha_cli.heatmaps import html_page
-
-    if out is not None and html_page.is_page(out):  # --out view.html: an interactive page
-        page = Path(os.fspath(out))
-        html_page.check_page(page, per_head, options)
-        report, data = weights_to_draw(config, options, export=export)
-        return HeatmapFiles(report, data, [html_page.write_page(page, report, data)])
     target = _target(out, per_head, image_format) if draw else None
     window = {"queries_range": queries_range, "keys_range": keys_range, "reduction": reduce}
     report, data = weights_to_draw(
@@ -181,7 +192,11 @@ def save_heatmaps(
     if target is None:
         return files
     path, fmt = target
-    if per_head:
+    if fmt == "html":
+        from mha_cli.heatmaps.page import write_page
+
+        files.written = [write_page(path, data, report=report, scale=scale)]
+    elif per_head:
         check_per_head_count(data, force)
         files.written = image.render_per_head(
             data, path, fmt=fmt, dpi=dpi, annotate=annotate, scale=scale, progress=progress
@@ -204,6 +219,8 @@ def _target(
     text = "" if out is None else os.fspath(out)
     path = Path(text) if text else None
     is_folder = path is not None and (text.endswith(("/", os.sep)) or path.is_dir())
+    if path is not None and not is_folder and is_page(text):
+        return _page_target(path, per_head, image_format)
     if per_head:
         if path is not None and not is_folder and path.suffix:
             raise MhaError(
@@ -226,6 +243,24 @@ def _target(
             "drop one of them or make them agree"
         )
     return path, named
+
+
+def _page_target(path: Path, per_head: bool, image_format: str | None) -> tuple[Path, str]:
+    """`--out view.html`: the interactive page, every head in one file."""
+    if per_head:
+        raise MhaError(
+            f"--out {path}: the page holds every head already; drop --per-head (or give a "
+            "folder for one image per head)"
+        )
+    if image_format is not None:
+        raise MhaError(
+            f"--out {path} is the interactive page, not an image; drop --image-format "
+            f"{image_format}, or name an image file (.png, .svg, .pdf)"
+        )
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise MhaError(f"cannot write page {path}: folder {folder} does not exist; create it first")
+    return path, "html"
 
 
 def check_per_head_count(data: HeatmapData, force: bool) -> None:
