@@ -77,6 +77,7 @@ class Summary:
         record = asdict(self)
         record["output_shape"] = list(self.output_shape)
         record["masked_keys"] = [m.to_dict() for m in self.masked_keys]
+        record["head_roles"] = [role.to_dict() for role in self.head_roles]
         record["head_slices"] = [
             {"weight": name, "shape": list(shape), "slice": where}
             for name, shape, where in self.head_slices

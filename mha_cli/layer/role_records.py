@@ -40,7 +40,10 @@ class HeadRole:
         return f"head {name}: {self.role}" + (f" ({', '.join(figures)})" if figures else "")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        record = asdict(self)
+        if self.layer is None:  # one layer's run: its layer is the report's
+            del record["layer"]
+        return record
 
 
 def short_role(role: str) -> str:

@@ -24,4 +24,6 @@ class TextRecord:
     heads: list[HeadRole] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        record = asdict(self)
+        record["heads"] = [head.to_dict() for head in self.heads]  # "layer" only where set
+        return record
