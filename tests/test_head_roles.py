@@ -170,7 +170,9 @@ def test_cross_attention_says_na_and_why(cli):
     note = document["summary"]["head_roles_note"]
     assert "n/a" in note and "cross-attention" in note
     table = cli("inspect").stdout
-    assert "n/a" in table and "note: previous token, itself and distance are n/a" in table
+    assert "note: previous token, itself and distance are n/a" in table
+    shares = ", ".join(f"head {r['head']} {r['sink']:.2f}" for r in roles)  # one line, no n/a
+    assert f"share of each head's attention on the first key (sink): {shares}" in table
 
 
 def test_thirty_two_heads_fit_eighty_columns(cli_columns):

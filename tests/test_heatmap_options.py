@@ -199,3 +199,25 @@ def test_the_python_api_takes_the_scale_too():
     figure = mha_cli.heatmap(scale="log")
     labels = [t.get_text() for ax in figure.axes for t in [ax.yaxis.label]]
     assert any("log scale" in label for label in labels)
+
+
+def test_rows_whose_heads_differ_label_every_panel(tmp_path):
+    """The model view: a head does one thing in layer 0 and another in layer 1, so each panel
+    carries its own words; heads that agree on every row keep one label over the column."""
+    from mha_cli.heatmaps.data import HeatmapData
+    from mha_cli.heatmaps.image import render_grid
+
+    weights = np.full((2, 2, 16, 16), 1 / 16, dtype=np.float32)
+    varying = HeatmapData(
+        weights, np.zeros(weights.shape, bool), "t", row_name="layer",
+        head_words=(("prev 0.91", "spread"), ("sink 0.80", "spread")),
+    )  # fmt: skip
+    texts = svg_texts(render_grid(varying, tmp_path / "varying.svg"))
+    assert "head 0: prev 0.91" in texts and "sink 0.80" in texts  # layer 1's own words
+    assert "head 1: spread" in texts and texts.count("spread") == 1  # layer 1's head 1
+    same = HeatmapData(
+        weights, np.zeros(weights.shape, bool), "t",
+        head_words=(("prev 0.91", "spread"), ("prev 0.91", "spread")),
+    )  # fmt: skip
+    texts = svg_texts(render_grid(same, tmp_path / "same.svg"))
+    assert "head 0: prev 0.91" in texts and "prev 0.91" not in texts  # one label a column

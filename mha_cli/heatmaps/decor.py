@@ -53,11 +53,20 @@ def _ticks(
     return [start + i for start in starts for i in inner], labels * len(starts)
 
 
-def _head_label(data: HeatmapData, head: int, width_in: float, points: float) -> str:
+def _head_label(words: str, head: int, width_in: float, points: float) -> str:
     """ "head 3: previous 0.91" when the panel is wide enough for it, else "head 3"."""
     label = f"head {head}"
-    with_role = label + data.role_text(head)
+    with_role = label + words
     return with_role if len(with_role) * points * 0.6 / 72 <= width_in else label
+
+
+def _rows_differ(data: HeatmapData) -> bool:
+    """Whether a head's words differ from one row of panels to the next (the model view: each
+    layer's head does its own thing), so each panel needs its own."""
+    b, h = data.weights.shape[:2]
+    return any(
+        data.words(row, head) != data.words(0, head) for row in range(b) for head in range(h)
+    )
 
 
 def label_panels(
@@ -93,19 +102,27 @@ def label_panels(
     ax.set_ylabel(data.query_label, fontsize=lay.points(LABEL_PT))
     if lay.single:
         return
+    per_panel = _rows_differ(data)
     for example in range(b):
         for head in range(h):
             rows, cols = plan.slices(example, head)
-            if example > 0 and not plan.wrapped:
+            top = example == 0 or plan.wrapped
+            words = data.words(example, head) if per_panel else data.role_text(head)
+            if top:
+                label = _head_label(words, ids[1][head], k * lay.cell, lay.points(LABEL_PT))
+                points = lay.points(LABEL_PT)
+            elif per_panel and words:  # below the top row: the panel's own words, smaller
+                label, points = words.removeprefix(": "), tick_pt
+            else:
                 continue  # one row per example: the top row's labels name every column
             ax.annotate(
-                _head_label(data, ids[1][head], k * lay.cell, lay.points(LABEL_PT)),
+                label,
                 ((cols.start + cols.stop - 1) / 2, rows.start - 0.5),
                 xytext=(0, 3 * lay.text),
                 textcoords="offset points",
                 ha="center",
                 va="bottom",
-                fontsize=lay.points(LABEL_PT),
+                fontsize=points,
             )
         first, last_row = plan.slices(example, 0)[0], plan.slices(example, h - 1)[0]
         ax.annotate(

@@ -44,6 +44,8 @@ def head_role_lines(summary: Summary) -> list[str]:
     roles = summary.head_roles
     if not roles:
         return []
+    if all(r.previous is None and r.itself is None and r.distance is None for r in roles):
+        return cross_attention_lines(summary)
     cells = [role_cells(role) for role in roles]
     widths = [max(len(row[i]) for row in [HEADER, *cells]) for i in range(len(HEADER))]
     columns = 2 if len(roles) > SIDE_BY_SIDE else 1
@@ -59,6 +61,18 @@ def head_role_lines(summary: Summary) -> list[str]:
             if index + c * per_column < len(cells)
         ]
         lines.append(indent + SEPARATOR.join(parts).rstrip())
+    lines.extend(role_words(roles))
+    if summary.head_roles_note:
+        lines.append(f"note: {summary.head_roles_note}")
+    return lines
+
+
+def cross_attention_lines(summary: Summary) -> list[str]:
+    """Cross-attention (or no valid row): only the first key's share applies, so one line of
+    shares and the roles, then the note, instead of a table of n/a."""
+    roles = summary.head_roles
+    shares = ", ".join(f"head {r.head} {_number(r.sink)}" for r in roles)
+    lines = [f"share of each head's attention on the first key (sink): {shares}"]
     lines.extend(role_words(roles))
     if summary.head_roles_note:
         lines.append(f"note: {summary.head_roles_note}")
