@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from mha_cli.errors import MhaError
 from mha_cli.messages import suggest
 from mha_cli.render.images import format_of_path
 from mha_cli.spec.entry import load_heavy, specification
+from mha_cli.spec.layer_kind import layer_kinds
 
 Progress = Callable[[str], None]
 
@@ -59,7 +61,7 @@ def weights(
 
         check_weights_fit(spec, free_memory(resolve_device(spec.device)))
     indices = list(range(layer_count(spec))) if every_layer else [spec.layer]
-    layers, resolved, source = [], spec.final(), None
+    layers, resolved, source, specs = [], spec.final(), None, []
     for count, index in enumerate(indices):
         if progress is not None and len(indices) > 1:
             progress(f"layer {index + 1} of {len(indices)}")
@@ -67,6 +69,9 @@ def weights(
         if count == 0:  # the sizes and source the table's title shows
             resolved, source = params.spec, params.source
         layers.append(layer_weights(params.spec, params.state, index, similarity))
+        specs.append(params.spec)
+    kinds = layer_kinds(specs)  # Gemma 2/3: which layers are local, which global
+    layers = [replace(layer, kind=kind) for layer, kind in zip(layers, kinds, strict=True)]
     report = WeightsReport(
         spec=resolved,
         source=source,

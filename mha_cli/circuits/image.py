@@ -7,7 +7,7 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from mha_cli.circuits.records import WeightsRecord, stat_label
+from mha_cli.circuits.records import LayerWeights, WeightsRecord, stat_label
 from mha_cli.circuits.text import number, similarity_summary, title
 
 if TYPE_CHECKING:
@@ -87,6 +87,10 @@ def similarity_figure(report: WeightsRecord) -> Figure:
     return fig
 
 
+def _layer_label(layer: LayerWeights) -> str:
+    return f"{layer.layer} {layer.kind.split(' ')[0]}" if layer.kind else str(layer.layer)
+
+
 def layers_figure(report: WeightsRecord) -> Figure:
     """layers x heads heatmap of `report.stat`."""
     import matplotlib
@@ -106,7 +110,9 @@ def layers_figure(report: WeightsRecord) -> Figure:
     ax.set_ylabel("layer")
     _ticks(ax, heads, "x")
     _ticks(ax, layers, "y")
-    ax.set_yticklabels([str(report.layers[i].layer) for i in ax.get_yticks().astype(int)])
+    ax.set_yticklabels(
+        [_layer_label(report.layers[i]) for i in ax.get_yticks().astype(int)]
+    )  # "3 local" where the model's layers differ (Gemma 2/3)
     if heads <= ANNOTATE_UP_TO and layers <= 2 * ANNOTATE_UP_TO:
         finite = grid[np.isfinite(grid)]
         low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)

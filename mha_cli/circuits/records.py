@@ -84,10 +84,13 @@ class LayerWeights:
     flags: list[str] = field(default_factory=list)  # about the whole layer: all heads equal
     notes: list[str] = field(default_factory=list)  # what applies: GQA, full values, rope
     all_equal: bool = False  # every head identical to head 0 (and more than one head)
+    # where a model's layers differ (Gemma 2/3): "local (window 4096, rope base 10000)"
+    kind: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "layer": self.layer,
+            "kind": self.kind or None,
             "heads": [head.to_dict() for head in self.heads],
             "similarity": self.similarity,
             "shared_norms": dict(self.shared_norms),

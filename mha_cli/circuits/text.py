@@ -247,9 +247,10 @@ def _layer_renderables(report: WeightsRecord, layer: LayerWeights) -> list[Rende
 def stat_rows(report: WeightsRecord) -> tuple[list[str], list[list[str]]]:
     grid = report.stat_grid()
     width = max((len(row) for row in grid), default=0)
-    header = ["layer", *(f"head {i}" for i in range(width))]
+    kinds = any(layer.kind for layer in report.layers)  # Gemma 2/3: local and global layers
+    header = ["layer", *(["kind"] if kinds else []), *(f"head {i}" for i in range(width))]
     return header, [
-        [str(layer.layer), *map(number, row)]
+        [str(layer.layer), *([layer.kind] if kinds else []), *map(number, row)]
         for layer, row in zip(report.layers, grid, strict=True)
     ]
 

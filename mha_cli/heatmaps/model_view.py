@@ -50,6 +50,7 @@ def model_view(config: Any, options: dict[str, Any]) -> tuple[Report, HeatmapDat
     from mha_cli.layer.role_records import short_role
     from mha_cli.layer.run import run_attention
     from mha_cli.render.head_roles import role_words
+    from mha_cli.spec.layer_kind import layer_kinds
     from mha_cli.text.inputs import (
         attention_module,
         capture_layers,
@@ -94,11 +95,13 @@ def model_view(config: Any, options: dict[str, Any]) -> tuple[Report, HeatmapDat
         for n in first.summary.notes
         if not n.startswith("checked against")  # layer 0's: replaced by every layer's
     ]
+    kinds = layer_kinds([report.spec for report in reports])  # Gemma 2/3: local and global
     for layer, report in enumerate(reports):  # what each layer's heads do, one line a layer
         words = "; ".join(
             line.strip().removeprefix("roles: ") for line in role_words(report.summary.head_roles)
         )
-        notes.append(f"layer {layer}: {words}")
+        kind = f", {kinds[layer]}" if kinds[layer] else ""
+        notes.append(f"layer {layer}{kind}: {words}")
     notes.append(check_line(worst) + f" (every layer of {len(layers)})")
     assert first.text is not None
     record = replace(first.text, heads=roles, max_difference=worst)
