@@ -266,9 +266,9 @@ def test_unsupported_family(hf_models: dict[str, HFModel], tmp_path: Path) -> No
 
 def test_unknown_rope_scaling(hf_models: dict[str, HFModel], tmp_path: Path) -> None:
     folder = copy(hf_models["llama"], tmp_path)
-    edit_config(folder, rope_parameters={"rope_type": "longrope", "factor": 4.0, "rope_theta": 1e4})
+    edit_config(folder, rope_parameters={"rope_type": "ntk", "factor": 4.0, "rope_theta": 1e4})
     fails(
-        r"^\S+config.json: rope scaling 'longrope' is not supported; supported: linear, llama3",
+        r"^\S+config.json: rope scaling 'ntk' is not supported; supported: linear, llama3",
         folder,
     )
 

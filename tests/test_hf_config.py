@@ -203,12 +203,12 @@ def test_unsupported_family_names_the_supported_ones() -> None:
     fails({"hidden_size": 8}, r"^config.json: no model_type is not supported; supported families")
 
 
-@pytest.mark.parametrize("kind", ["longrope", "ntk"])
+@pytest.mark.parametrize("kind", ["su", "ntk"])
 def test_unknown_rope_scaling(kind: str) -> None:
     message = fails(
         llama(rope_parameters={"rope_type": kind, "factor": 4.0}),
         rf"^config.json: rope scaling '{kind}' is not supported; supported: linear, llama3, "
-        "yarn, dynamic",
+        "yarn, dynamic, longrope",
     )
     assert "inspect a model" in message
 

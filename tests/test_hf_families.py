@@ -132,7 +132,6 @@ def test_the_config_gives_window_rope_base_and_rotary_dims(
         ("falcon", {"new_decoder_architecture": True}, "new_decoder_architecture = true"),
         ("falcon", {"alibi": True}, "alibi = true"),
         ("mpt", {"n_heads": 3, "d_model": 24}, "3 heads (not a power of 2)"),
-        ("phi3", {"rope_parameters": {"rope_type": "longrope", "rope_theta": 1e4}}, "'longrope'"),
     ],
 )
 def test_what_a_family_cannot_rebuild_is_refused_by_name(

@@ -178,7 +178,7 @@ TABLE: tuple[Family, ...] = (
     Family("llama", ("llama",), qkv_bias=_BIAS, o_bias=_BIAS, grouped=True, own_head_dim=True,
            rope="half",
            reads="grouped heads, head_dim, attention_bias, rope base; linear, llama3, yarn, "
-                 "dynamic rope scaling (longrope refused)"),
+                 "dynamic, longrope rope scaling"),
     Family("mistral", ("llama",), grouped=True, kv_heads_default=8, own_head_dim=True,
            rope="half", context_default=4096 * 32, window="always",
            reads="as Llama, sliding_window on every layer"),  # Llama's keys: never guessed
@@ -223,7 +223,7 @@ TABLE: tuple[Family, ...] = (
     Family("phi3", ("phi3",), grouped=True, own_head_dim=True, rope="half", partial_rotary=1.0,
            context_default=4096, window="always", window_default=None,
            reads="packed qkv_proj split q | k | v with grouped sizes, partial rotary, "
-                 "sliding_window; longrope refused"),
+                 "sliding_window; longrope (short and long factors)"),
     Family("cohere", ("llama",), qkv_bias=_BIAS, o_bias=_BIAS, grouped=True, own_head_dim=True,
            rope="interleaved", theta_default=500_000.0, context_default=8192,
            requires=_COHERE_NORM,

@@ -16,7 +16,8 @@ from mha_cli.errors import MhaError
 from mha_cli.files.json_values import positive, whole
 from mha_cli.hf.families import Family
 
-ROPE_SCALINGS = ("linear", "llama3", "yarn", "dynamic")  # besides "default": no scaling
+# besides "default": no scaling
+ROPE_SCALINGS = ("linear", "llama3", "yarn", "dynamic", "longrope")
 _YARN_OPTIONAL = ("attention_factor", "mscale", "mscale_all_dim", "beta_fast", "beta_slow")
 _THETA_DEFAULT = 10_000.0  # RotaryEmbeddingConfigMixin.default_theta; GPT-J's fixed base
 # max_position_embeddings when a config leaves it out: llama3 scaling falls back on it.
@@ -25,6 +26,8 @@ _SCALING_KEYS = {
     "llama3": ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"),
     "yarn": ("factor", "original_max_position_embeddings"),
     "dynamic": ("factor", "original_max_position_embeddings"),
+    # longrope: its two lists of per-frequency factors are checked on their own (_longrope)
+    "longrope": ("original_max_position_embeddings",),
 }
 
 Rope = tuple[float, int, dict[str, Any] | None]  # (theta, rotary_dim, scaling)
@@ -153,7 +156,7 @@ def _scaling(
     if kind == "dynamic":  # _compute_dynamic_ntk_parameters: the context is max_position_embeddings
         context = config.get("max_position_embeddings", family.context_default)
         params["original_max_position_embeddings"] = context
-    if kind in ("llama3", "yarn"):  # standardize_rope_params: a top-level value wins, then its own
+    if kind in ("llama3", "yarn", "longrope"):  # standardize_rope_params: a top-level value wins
         top = config.get("original_max_position_embeddings")
         context = config.get("max_position_embeddings", family.context_default)
         if top is not None:
@@ -171,12 +174,36 @@ def _scaling(
         top = config.get("rope_parameters")
         truncate = top.get("truncate", True) if isinstance(top, dict) else True
         scaling["truncate"] = bool(truncate)
+    if kind == "longrope":
+        scaling |= _longrope(config, params, family, where)
     if kind == "llama3" and scaling["high_freq_factor"] == scaling["low_freq_factor"]:
         raise MhaError(
             f"{where}: llama3 rope scaling has high_freq_factor = low_freq_factor, which divides "
             "by zero; fix the config"
         )
     return scaling
+
+
+def _longrope(
+    config: Mapping[str, Any], params: Mapping[str, Any], family: Family, where: str
+) -> dict[str, Any]:
+    """_compute_longrope_parameters' numbers: the short and long factors (one per frequency,
+    as tuples), `factor` (max_position_embeddings / original when left out) and the attention
+    factor when the config gives one (rope.attention_factor infers it otherwise)."""
+    found: dict[str, Any] = {}
+    for key in ("short_factor", "long_factor"):
+        values = params.get(key)
+        if not isinstance(values, list | tuple) or not values:
+            raise MhaError(f"{where}: longrope rope scaling needs {key}, a list; fix the config")
+        found[key] = tuple(positive(v, key, where) for v in values)
+    factor = params.get("factor")
+    if factor is None:
+        context = config.get("max_position_embeddings", family.context_default)
+        factor = context / params["original_max_position_embeddings"]
+    found["factor"] = positive(factor, "factor", where)
+    if params.get("attention_factor") is not None:
+        found["attention_factor"] = positive(params["attention_factor"], "attention_factor", where)
+    return found
 
 
 def _layer_types(config: Mapping[str, Any], where: str) -> tuple[str, ...]:

@@ -22,13 +22,17 @@ PAIRINGS = ("half", "interleaved")
 
 
 def inverse_frequencies(
-    rotary_dim: int, theta: float, scaling: Mapping[str, Any] | None = None
+    rotary_dim: int,
+    theta: float,
+    scaling: Mapping[str, Any] | None = None,
+    positions: int | None = None,
 ) -> torch.Tensor:
     """`theta^(-2j/rd)` for j < rd/2, float32, (rotary_dim // 2,); `linear` or `llama3` scaled.
 
     `scaling` is None or {"rope_type": "linear", "factor": f} or {"rope_type": "llama3",
     "factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"}, as
-    `hf_config` gives it.
+    `hf_config` gives it. `positions` is how many positions the run has: longrope's factors
+    are its long ones beyond its original context, its short ones up to it.
     """
     # As _compute_default_rope_parameters: int64 arange, then float32, raised in float32.
     exponents = torch.arange(0, rotary_dim, 2, dtype=torch.int64).to(torch.float32) / rotary_dim
@@ -44,6 +48,8 @@ def inverse_frequencies(
         return inv_freq
     if kind == "yarn":
         return _yarn(rotary_dim, theta, scaling)
+    if kind == "longrope":
+        return _longrope(rotary_dim, theta, scaling, positions)
     raise ValueError(f"rope scaling {kind!r} is not implemented")  # hf_config refuses it first
 
 
@@ -66,16 +72,36 @@ def _llama3(inv_freq: torch.Tensor, scaling: Mapping[str, Any]) -> torch.Tensor:
     return torch.where(is_medium, smoothed, scaled)
 
 
+def _longrope(
+    dim: int, base: float, scaling: Mapping[str, Any], positions: int | None
+) -> torch.Tensor:
+    """_compute_longrope_parameters' frequencies: the default ones, each divided by its factor,
+    the long factors when the sequence (max position + 1) is beyond the original context, as
+    transformers' longrope_frequency_update picks them for every position at once."""
+    long = positions is not None and positions > scaling["original_max_position_embeddings"]
+    factors = scaling["long_factor" if long else "short_factor"]
+    if len(factors) != dim // 2:
+        raise ValueError(f"longrope needs {dim // 2} factors, one per frequency")  # checked first
+    ext_factors = torch.tensor(factors, dtype=torch.float32)
+    inv_freq_shape = torch.arange(0, dim, 2, dtype=torch.int64).float() / dim
+    return 1.0 / (ext_factors * base**inv_freq_shape)
+
+
 def _yarn_mscale(scale: float, mscale: float = 1.0) -> float:
     """yarn_get_mscale: `0.1 * mscale * log(scale) + 1` (1 for scale <= 1)."""
     return 1.0 if scale <= 1 else 0.1 * mscale * math.log(scale) + 1.0
 
 
 def attention_factor(scaling: Mapping[str, Any] | None) -> float:
-    """The factor YaRN multiplies cos and sin by (1 for every other scaling), as
-    _compute_yarn_parameters infers it."""
-    if scaling is None or scaling.get("rope_type") != "yarn":
+    """The factor YaRN and LongRoPE multiply cos and sin by (1 for every other scaling), as
+    _compute_yarn_parameters and _compute_longrope_parameters infer it."""
+    if scaling is None or scaling.get("rope_type") not in ("yarn", "longrope"):
         return 1.0
+    if scaling["rope_type"] == "longrope":
+        if scaling.get("attention_factor") is not None:
+            return float(scaling["attention_factor"])
+        factor, context = scaling["factor"], scaling["original_max_position_embeddings"]
+        return 1.0 if factor <= 1.0 else math.sqrt(1 + math.log(factor) / math.log(context))
     if scaling.get("attention_factor") is not None:
         return float(scaling["attention_factor"])
     factor, mscale, all_dim = (

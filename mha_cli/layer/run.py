@@ -164,9 +164,13 @@ def make_layer(spec: FinalSpec) -> MultiHeadAttention | AdditiveAttention:
     rotary = None
     if spec.rope != "none":
         scaling = None if spec.rope_scaling is None else dict(spec.rope_scaling)
+        _refuse_longrope_lengths(spec, scaling)
         with torch.device("cpu"):  # a constant of the layer, never a meta tensor
             inv_freq = inverse_frequencies(
-                spec.rotary_dim or spec.head_dim, spec.rope_theta, scaling
+                spec.rotary_dim or spec.head_dim,
+                spec.rope_theta,
+                scaling,
+                positions=max(spec.kv, spec.queries),
             )
         _refuse_non_finite_angles(spec, inv_freq)
         _refuse_beyond_dynamic(spec, scaling)
@@ -194,6 +198,19 @@ def make_layer(spec: FinalSpec) -> MultiHeadAttention | AdditiveAttention:
         qk_norm_whole=spec.qk_norm_whole,
         alibi=spec.alibi,
     )
+
+
+def _refuse_longrope_lengths(spec: FinalSpec, scaling: dict[str, Any] | None) -> None:
+    """LongRoPE divides each frequency by its own factor: one per frequency, rotary_dim / 2."""
+    if scaling is None or scaling.get("rope_type") != "longrope":
+        return
+    needed = (spec.rotary_dim or spec.head_dim) // 2
+    for key in ("short_factor", "long_factor"):
+        if len(scaling[key]) != needed:
+            raise MhaError(
+                f"longrope rope scaling: {key} has {len(scaling[key])} factors, and the rotation "
+                f"has {needed} frequencies (rotary dims / 2); fix the config"
+            )
 
 
 def _refuse_beyond_dynamic(spec: FinalSpec, scaling: dict[str, Any] | None) -> None:

@@ -206,6 +206,8 @@ ROPE_SCALINGS = {
     "yarn": ("factor", "original_max_position_embeddings"),
     # dynamic NTK: the default rotation up to original_max_position_embeddings positions
     "dynamic": ("factor", "original_max_position_embeddings"),
+    # LongRoPE (Phi-3): one factor per frequency, short ones up to the original context
+    "longrope": ("short_factor", "long_factor", "factor", "original_max_position_embeddings"),
 }
 YARN_OPTIONAL = ("attention_factor", "mscale", "mscale_all_dim", "beta_fast", "beta_slow")
 
@@ -227,9 +229,12 @@ def check_rope_scaling(scaling: Mapping[str, Any], where: str) -> None:
         raise MhaError(f"{where}: rope scaling {kind!r} lacks {', '.join(missing)}; add them")
     for key in ROPE_SCALINGS[kind]:
         value = scaling[key]
-        number = isinstance(value, int | float) and not isinstance(value, bool)
-        if not number or not 0 < value < math.inf:
-            raise MhaError(f"{where}: {key} = {value!r} should be a positive finite number; fix it")
+        listed = key in ("short_factor", "long_factor")
+        for one in value if listed and isinstance(value, list | tuple) else [value]:
+            number = isinstance(one, int | float) and not isinstance(one, bool)
+            if not number or not 0 < one < math.inf:
+                what = "a list of positive finite numbers" if listed else "a positive finite number"
+                raise MhaError(f"{where}: {key} = {value!r} should be {what}; fix it")
     for key in YARN_OPTIONAL if kind == "yarn" else ():
         value = scaling.get(key)
         number = isinstance(value, int | float) and not isinstance(value, bool)
