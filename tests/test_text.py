@@ -757,3 +757,58 @@ def test_layer_beyond_the_model_is_refused_before_it_runs(cli, folders) -> None:
         cli("inspect", "--weights", str(folders["gpt2"]), "--layer", "9", "--text", "a dog"),
         r"--layer 9 is beyond the model",
     )
+
+
+# --- a window of a text (--queries-range / --keys-range), streamed from the captured inputs ---
+
+
+def test_a_window_of_a_text_is_the_models_own_there_with_its_tokens(
+    cli, hf_models, folders, tmp_path
+) -> None:
+    from svg_text import svg_texts
+
+    from mha_cli.heatmaps.api import save_heatmaps
+    from mha_cli.render.token_labels import labels
+
+    text = TEXTS[0]
+    files = save_heatmaps(
+        weights=str(folders["llama"]), layer=1, text=text, queries_range="3:9",
+        keys_range="1:6", out=tmp_path / "window.svg",
+    )  # fmt: skip
+    expected = model_attention(hf_models["llama"], folders["llama"], [text], 1)[:, :, 3:9, 1:6]
+    drawn = torch.from_numpy(files.data.weights.copy())  # (1, h, 6, 5): every weight, no reduction
+    masked = torch.from_numpy(files.data.masked.copy())
+    assert drawn.shape == expected.shape and not bool(masked.all())
+    assert float((drawn - expected)[~masked].abs().max()) < BOUND  # the causal cells are 0 there
+    assert float(expected[masked].abs().max()) == 0.0
+    tokens = model_tokens(folders["llama"], text)
+    assert files.data.tokens == (tuple(tokens[3:9]),) and files.data.key_tokens == (
+        tuple(tokens[1:6]),
+    )
+    shown = svg_texts(tmp_path / "window.svg")
+    for label in labels(tokens[3:9]) + labels(tokens[1:6]):
+        assert label in shown, label
+    notes = files.report.summary.notes
+    assert any(n.startswith("checked against the model's own attention") for n in notes)
+    result = cli(
+        "heatmap", "--weights", str(folders["llama"]), "--layer", "1", "--text", text,
+        "--keys-range", "0:4", "--out", str(tmp_path / "w.png"),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "(the window)" in result.stderr  # checked against the model where it was drawn
+
+
+def model_tokens(folder: Path, text: str) -> list[str]:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    return tokenizer.convert_ids_to_tokens(tokenizer(text)["input_ids"])
+
+
+def test_a_window_beyond_the_text_is_one_line(cli, folders) -> None:
+    result = cli(
+        "heatmap", "--weights", str(folders["llama"]), "--layer", "1", "--text", "a dog ran",
+        "--queries-range", "0:500",
+    )  # fmt: skip
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1 and "--queries-range" in result.output

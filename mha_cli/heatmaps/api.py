@@ -98,13 +98,7 @@ def weights_to_draw(
         if export is not None:
             raise MhaError("--export saves one layer's tensors; drop it with --layer all")
         return model_view(config, options)
-    with_text = any(options.get(name) for name in ("text", "text_file"))
-    if with_text and (window.get("queries_range") or window.get("keys_range")):
-        raise MhaError(
-            "--queries-range and --keys-range zoom into mha's seeded or --inputs layer, not yet "
-            "into a --text run (its model's positions fit one full pass); drop them with --text"
-        )
-    if module is None and not with_text:
+    if module is None:
         from mha_cli.heatmaps.long_context import streamed_weights
 
         streamed = streamed_weights(config, options, export=export, steps=steps, **window)

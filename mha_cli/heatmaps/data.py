@@ -46,6 +46,9 @@ class HeatmapData:
     key_count: int = 0
     # each example's tokens (`--text`), padding left out: the axes are labelled with them
     tokens: tuple[tuple[str, ...], ...] | None = None
+    # each example's key tokens where they are not its query tokens (a window of a text whose
+    # keys start elsewhere than its queries); None: the keys are the same tokens
+    key_tokens: tuple[tuple[str, ...], ...] | None = None
     row_name: str = "example"  # what a row of panels is: an example, or a layer (model view)
     # what each head does in words ("prev 0.91"), per row of panels (an example: the batch's
     # roles; a layer in the model view) and head, or None
@@ -84,6 +87,7 @@ class HeatmapData:
             key_step=self.key_step,
             key_count=self.key_count,
             tokens=None if self.tokens is None else (self.tokens[example],),
+            key_tokens=None if self.key_tokens is None else (self.key_tokens[example],),
             row_name=self.row_name,
         )
 

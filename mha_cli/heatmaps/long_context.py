@@ -36,8 +36,21 @@ def streamed_weights(
 
     if reduction not in REDUCTIONS:
         raise MhaError(f"--reduce {reduction!r} is not one of {', '.join(REDUCTIONS)}")
-    spec = specification(config, options)
     windowed = queries_range is not None or keys_range is not None
+    from mha_cli.text.inputs import pop_text
+
+    bare = dict(options)
+    text = pop_text(bare)
+    if text is not None:  # a model's positions fit one full pass; a window is streamed
+        if not windowed:
+            return None
+        if export is not None:
+            raise MhaError(
+                "--export with --text writes the full weights of the text; drop --queries-range "
+                "and --keys-range to export them, or --export to draw the window"
+            )
+        return _text_window(config, bare, text, queries_range, keys_range, reduction, steps)
+    spec = specification(config, options)
     if not wants_streaming(spec, windowed):
         if windowed:  # only the additive layer gets here
             raise MhaError(
@@ -56,6 +69,65 @@ def streamed_weights(
 
     run, picture = stream_heatmap(spec, queries_range, keys_range, reduction, steps)
     return run, picture_data(run, picture)
+
+
+def _text_window(
+    config: Any,
+    options: dict[str, Any],
+    text: Any,
+    queries_range: str | None,
+    keys_range: str | None,
+    reduction: str,
+    steps: Steps | None,
+) -> tuple[StreamedRun, HeatmapData]:
+    """A window of a text's attention (`--text` with `--queries-range` / `--keys-range`): the
+    model runs on the text once, mha's layer streams the window from the captured inputs, and
+    a window drawn cell for cell is labelled with its tokens and checked against the model's
+    own weights there."""
+    options.setdefault("dtype", None)
+    if options["dtype"] is None:
+        options["dtype"] = "float32"  # as transformers runs the model here
+    spec = specification(config, options)
+    load_heavy("mha_cli.layer.streamed")
+    from mha_cli.heatmaps.plot_data import _title
+    from mha_cli.layer.streamed import picture_data, stream_heatmap
+    from mha_cli.text.inputs import check_line, prepare, token_lines
+
+    spec, inputs, captured = prepare(spec, text)
+    run, picture = stream_heatmap(spec, queries_range, keys_range, reduction, steps, inputs)
+    plan = run.plan
+    for example, length in enumerate(captured.valid_lens):  # padding's rows are no token's
+        first = -(-max(0, length - plan.queries.start) // plan.query_factor)  # pixel row
+        picture.masked[example, :, first:, :] = True
+        picture.values[example, :, first:, :] = 0.0
+    data = picture_data(run, picture)
+    notes = [*captured.notes, *run.summary.notes, *token_lines(captured)]
+    many = f"{len(captured.texts)} texts" if len(captured.texts) > 1 else "a text"
+    title = _title(run.spec, f"layer {spec.layer} of {spec.weights} on {many}")
+    title += data.title.removeprefix(_title(run.spec))
+    if not plan.reduced:  # cell for cell: the tokens name the rows and columns
+        rows, cols = plan.queries, plan.keys
+        queries = tuple(tuple(t[rows.start : rows.stop]) for t in captured.tokens)
+        keys = tuple(tuple(t[cols.start : cols.stop]) for t in captured.tokens)
+        data = replace(data, tokens=queries, key_tokens=None if keys == queries else keys)
+        difference = _window_difference(picture, captured, plan)
+        if difference is not None:
+            notes.append(check_line(difference) + " (the window)")
+    run.summary.notes[:] = notes
+    return run, replace(data, title=title)
+
+
+def _window_difference(picture: Any, captured: Any, plan: Any) -> float | None:
+    """The largest |mha - model| over the window's cells that are neither masked nor padding."""
+    reference = captured.reference
+    if reference is None:
+        return None
+    rows, cols = plan.queries, plan.keys
+    window = reference[:, :, rows.start : rows.stop, cols.start : cols.stop]
+    seen = ~picture.masked  # (b, h, rows, cols): padding rows are masked too
+    if not bool(seen.any()):
+        return None
+    return float((picture.values.double() - window.double()).abs()[seen].max())
 
 
 def _refuse_meta(spec: Any, reduction: str) -> None:

@@ -22,13 +22,15 @@ _CHAR_IN = 0.62 * TICK_PT / 72  # one character of a label, before the text scal
 _LABEL_H_IN = 1.3 * TICK_PT / 72  # one label's height (or width, turned), before the scale
 
 
-def token_labels(data: HeatmapData) -> list[list[str]]:
-    """Each example's labels, with any character the labels' font cannot draw (a CJK character
-    where no CJK font is installed) written as its code point, U+732B, instead of a blank box."""
+def token_labels(data: HeatmapData, keys: bool = False) -> list[list[str]]:
+    """Each example's labels (of its keys with `keys`, where they are tokens of their own), with
+    any character the labels' font cannot draw (a CJK character where no CJK font is installed)
+    written as its code point, U+732B, instead of a blank box."""
     drawable = _font_has()
+    texts = data.key_tokens if keys and data.key_tokens is not None else data.tokens
     return [
         [_shown(label, drawable) for label in labels(list(tokens), MAX_CHARS)]
-        for tokens in data.tokens or ()
+        for tokens in texts or ()
     ]
 
 
@@ -54,12 +56,13 @@ def _font_has() -> Any:
 
 def keys_are_tokens(data: HeatmapData) -> bool:
     """One text (or texts of the same tokens): the keys along the bottom are those tokens."""
-    return data.tokens is not None and len(set(data.tokens)) == 1
+    keys = data.key_tokens if data.key_tokens is not None else data.tokens
+    return keys is not None and len(set(keys)) == 1
 
 
 def token_room(data: HeatmapData, left_in: float, ticks_in: float) -> tuple[float, float]:
     """(left margin, room under the image for the key ticks), in inches before the text scale."""
-    texts = token_labels(data)
+    texts = token_labels(data) + token_labels(data, keys=True)
     widest = max((len(label) for text in texts for label in text), default=0)
     left = max(left_in, widest * _CHAR_IN + 0.45)
     bottom = max(ticks_in, widest * _CHAR_IN + 0.12) if keys_are_tokens(data) else ticks_in
@@ -82,13 +85,12 @@ def token_ticks(ax: Axes, data: HeatmapData, lay: Any, lefts: list[int]) -> None
     ax.set_yticks(ys, row_labels)
     columns = range(0, k, step)
     if keys_are_tokens(data):
-        text = texts[0]
+        text = token_labels(data, keys=True)[0]
         names = [text[j] if j < len(text) else "" for j in columns]
         ax.set_xticks([left + j for left in lefts for j in columns], names * len(lefts))
         ax.tick_params(axis="x", labelrotation=90)
     else:  # positions, spaced as wide numbers need
         width = (len(str(k - 1)) + 1) * _CHAR_IN * lay.text
         columns = range(0, k, label_step(k, lay.cell, width, most=k))
-        ax.set_xticks(
-            [left + j for left in lefts for j in columns], [str(j) for j in columns] * len(lefts)
-        )
+        names = [str(data.key_start + j * data.key_step) for j in columns]
+        ax.set_xticks([left + j for left in lefts for j in columns], names * len(lefts))

@@ -67,9 +67,11 @@ def stream_heatmap(
     keys_range: str | None,
     reduction: str = "max",
     steps: Steps | None = None,
+    inputs: dict[str, Any] | None = None,
 ) -> tuple[StreamedRun, Picture]:
     """The layer `spec` describes, its attention weights computed per (example, head) and
-    block of queries and reduced to the picture's pixels."""
+    block of queries and reduced to the picture's pixels. `inputs` (queries, keys, values)
+    replace the spec's: a text's captured hidden states."""
     sources = resolve(spec)
     asked, spec = spec, sources.spec  # every size written out (FinalSpec)
     plan = plan_stream(
@@ -87,7 +89,8 @@ def stream_heatmap(
     if not isinstance(layer, MultiHeadAttention):
         raise MhaError("streamed heatmaps need the dot-product layer; drop --score additive")
     layer.eval()
-    queries, keys = _queries_and_keys(spec, device, dtype, sources.inputs)
+    given = inputs if inputs is not None else sources.inputs
+    queries, keys = _queries_and_keys(spec, device, dtype, given)
     lens = None
     if spec.valid_lens is not None:
         lens = torch.tensor(spec.valid_lens, dtype=torch.long, device=device)  # (b,) or (b, q)

@@ -399,18 +399,25 @@ def check_line(difference: float) -> str:
     return f"checked against the model's own attention: max difference {difference:.2g}"
 
 
-def with_text(report: Any, spec: AttentionSpec, captured: Captured) -> Any:
-    """The report, holding the texts and tokens, its notes saying how the weights compare with
-    the model's own."""
+def token_lines(captured: Captured) -> list[str]:
+    """One line per text: its tokens as the axes label them (the first SHOWN_TOKENS)."""
     from mha_cli.render.token_labels import labels
-    from mha_cli.text.records import TextRecord
 
-    difference = max_difference(report.attention_weights, captured.reference)
-    notes = [*captured.notes, *report.summary.notes]
+    lines = []
     for number, tokens in enumerate(captured.tokens, 1):
         shown = labels(tokens)
         more = f" … ({len(shown)} in all)" if len(shown) > SHOWN_TOKENS else ""
-        notes.append(f"text {number}, {len(shown)} tokens: {' '.join(shown[:SHOWN_TOKENS])}{more}")
+        lines.append(f"text {number}, {len(shown)} tokens: {' '.join(shown[:SHOWN_TOKENS])}{more}")
+    return lines
+
+
+def with_text(report: Any, spec: AttentionSpec, captured: Captured) -> Any:
+    """The report, holding the texts and tokens, its notes saying how the weights compare with
+    the model's own."""
+    from mha_cli.text.records import TextRecord
+
+    difference = max_difference(report.attention_weights, captured.reference)
+    notes = [*captured.notes, *report.summary.notes, *token_lines(captured)]
     if difference is not None:
         notes.append(check_line(difference))
     record = TextRecord(
