@@ -267,9 +267,7 @@ def capture_layers(
     ids, mask = tokenized.ids, tokenized.mask
     transformers = load_transformers()
     try:
-        model = transformers.AutoModel.from_pretrained(
-            folder, attn_implementation="eager", dtype=torch.float32, local_files_only=True
-        )
+        model = _load_model(transformers, folder)
     except (OSError, ValueError, KeyError, RuntimeError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise MhaError(
@@ -327,6 +325,25 @@ def capture_layers(
             )
         )
     return captured
+
+
+def _load_model(transformers: Any, folder: Path) -> Any:
+    """The model, eager attention in float32: AutoModel's class for its config, else the class
+    config.json's `architectures` names (a tower such as SiglipTextModel has no AutoModel entry)."""
+    import json
+
+    import torch
+
+    kwargs = {"attn_implementation": "eager", "dtype": torch.float32, "local_files_only": True}
+    try:
+        return transformers.AutoModel.from_pretrained(folder, **kwargs)
+    except ValueError:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        names = [str(n) for n in config.get("architectures") or []]
+        found = [getattr(transformers, n) for n in names if hasattr(transformers, n)]
+        if not found:
+            raise
+        return found[0].from_pretrained(folder, **kwargs)
 
 
 def _find_module(model: Any, module_path: str, folder: Path) -> Any:
