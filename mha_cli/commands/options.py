@@ -176,6 +176,16 @@ _SPEC_OPTIONS: list[tuple[str, type, tuple[str, ...], str, str | None, str]] = [
         "0",
         DATA,
     ),
+    (
+        "attention",
+        str,
+        ("--attention",),
+        "which attention of an encoder-decoder model (Whisper, BART) --layer N picks: encoder "
+        "(self-attention), decoder (causal self-attention) or cross (queries from the decoder, "
+        "keys and values from the encoder's output)",
+        "encoder",
+        DATA,
+    ),
     ("dtype", str, ("--dtype",), "float32, float64, float16 or bfloat16", "float32", RUN),
     (
         "device",

@@ -67,7 +67,9 @@ def read_model_layer(
     named = ("heads", *BEHAVIOUR_FIELDS)
     given = {key: getattr(spec, key) for key in named if key in spec.explicit}
     try:
-        layer = load_hf_layer(path, spec.layer, heads=heads, given=given, finite=finite)
+        layer = load_hf_layer(
+            path, spec.layer, heads=heads, given=given, finite=finite, attention=spec.attention
+        )
         fields = spec_fields(layer.attention)
     except MhaError as error:  # name the option, unless the message already does
         message = str(error)
@@ -86,7 +88,7 @@ def read_model_layer(
             behaviour = {k: v for k, v in behaviour.items() if k not in dependents}
     if "dtype" not in spec.explicit:  # as transformers loads a model: in the dtype it was saved
         spec = replace(spec, dtype=_stored_dtype(layer.state))
-    spec = replace(spec, **behaviour)
+    spec = replace(spec, **behaviour, attention=layer.attention.attention)
     if layer.assumed:
         import warnings
 
@@ -104,7 +106,7 @@ def model_layer_count(spec: AttentionSpec) -> int:
     from mha_cli.hf.checkpoint import count_hf_layers
 
     try:
-        return count_hf_layers(Path(str(spec.weights)))
+        return count_hf_layers(Path(str(spec.weights)), attention=spec.attention)
     except MhaError as error:
         message = str(error)
         raise MhaError(message if message.startswith("--") else f"--weights {message}") from None
@@ -122,6 +124,13 @@ def _source(path: Path, layer: Any, index: int) -> Source:
     shards = tuple(files[key].name for key in files) if shown_files else ()
     layers = layer.attention.num_layers
     layout = f"{layer.layout}; layer {index} of {layers}"
+    if layer.attention.attention is not None:  # Whisper, BART: which attention, and its inputs
+        layout = f"{layer.attention.family} {layout}"
+        layout += {
+            "encoder": "; queries, keys and values: the encoder's states",
+            "decoder": "; queries, keys and values: the decoder's states (causal)",
+            "cross": "; queries: the decoder's states; keys and values: the encoder's output",
+        }[layer.attention.attention]
     if layer.config is not None:
         layout += f"; sizes from {layer.config.name}"
     return Source(str(path), layout, tuple(files), shards)

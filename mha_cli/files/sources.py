@@ -68,6 +68,11 @@ def resolve_sources(spec: AttentionSpec, *, finite: bool = True) -> Sources:
                 f"--layer {spec.layer}: {spec.weights} holds 1 attention layer (layer 0); "
                 "drop --layer, or give a whole model's checkpoint"
             )
+        if spec.attention is not None:
+            raise MhaError(
+                f"{spec.given('attention')}: {spec.weights} holds 1 attention layer, not an "
+                "encoder-decoder model; drop --attention, or give the model's folder"
+            )
         state = checkpoint.state
         source = Source(spec.weights, checkpoint.layout, checkpoint.keys_found)
         spec = apply_sizes(spec, sizes_from_weights(state, spec.heads, spec.weights), spec.weights)

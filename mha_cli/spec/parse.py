@@ -29,7 +29,7 @@ OPTIONAL_BOOL_FIELDS = ("out_bias",)
 FLOAT_FIELDS = ("dropout", "rope_theta", "norm_eps")
 OPTIONAL_FLOAT_FIELDS = ("score_scale", "softcap", "clip_qkv")
 STR_FIELDS = ("score", "value_mode", "rope", "inputs", "dtype", "device")
-OPTIONAL_STR_FIELDS = ("weights",)
+OPTIONAL_STR_FIELDS = ("weights", "attention")
 _EXAMPLES = {
     "dropout": "0.1",
     "rope_theta": "500000",

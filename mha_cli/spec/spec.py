@@ -20,6 +20,10 @@ VALUE_MODES = ("split", "full")
 ROPES = ("none", "half", "interleaved")
 DTYPES = ("float32", "float64", "float16", "bfloat16")
 DEVICES = ("cpu", "meta", "cuda")
+# Which attention of an encoder-decoder model (Whisper, BART) `--layer N` picks: the encoder's
+# self-attention, the decoder's (causal) self-attention, or the decoder's cross-attention
+# (queries from the decoder, keys and values from the encoder's output).
+ATTENTIONS = ("encoder", "decoder", "cross")
 INPUT_KINDS = ("randn", "ones")
 # A switch the options can turn off, and the config's settings that only mean something with
 # it on: `--rope none` turns off the config's rotary dims and scaling, `--no-causal` its window.
@@ -70,6 +74,9 @@ class AttentionSpec:
     inputs: str = "randn"  # randn, ones, or a file path
     weights: str | None = None  # a checkpoint path, or None for seeded random weights
     layer: int = 0  # which attention layer of a whole-model checkpoint
+    # Which attention of an encoder-decoder model (one of ATTENTIONS); None for the others,
+    # and for an encoder-decoder model before its config is read (then: "encoder").
+    attention: str | None = None
     dtype: str = "float32"
     device: str = "cpu"
     # Fields the user set (config or command line): sizes read from files may fill the others.
