@@ -296,8 +296,7 @@ def spec_fields(attention: HFAttention) -> dict[str, Any]:
         "softcap": attention.softcap,
         "clip_qkv": attention.clip_qkv,
         "alibi": attention.alibi,
-        "attention": attention.attention,
-    }
+    } | ({} if attention.attention is None else {"attention": attention.attention})
 
 
 # ---------------------------------------------------------------------------------------------
