@@ -516,3 +516,15 @@ def test_text_on_an_encoder_decoder_model_is_refused(models, tmp_path, cli):
     assert result.exit_code == 2, result.output
     assert "encoder-decoder model (Whisper, BART), is not supported" in result.stderr
     assert "--inputs" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_compare_agrees_on_whispers_attentions(models, kind):
+    """`mha compare` builds torch's layers from the same weights (Whisper's zero key bias
+    included) and agrees, on each of the three attentions."""
+    from mha_cli.comparison.lines import failure_message
+
+    comparison = mha_cli.compare(
+        weights=models["whisper"].folder, layer=1, attention=kind, valid_lens="3,2"
+    )
+    assert comparison.agrees, failure_message(comparison)
