@@ -438,9 +438,11 @@ def test_encoder_decoder_attention_reproduces_transformers(models, tmp_path, fam
             theirs = getattr(module, name)
             ours = report.parameters[f"{d2l}.weight"]
             torch.testing.assert_close(ours, theirs.weight, atol=1e-5, rtol=0)
-            bias = report.parameters[f"{d2l}.bias"]
-            expected = theirs.bias if theirs.bias is not None else torch.zeros_like(bias)
-            torch.testing.assert_close(bias, expected, atol=1e-5, rtol=0)
+            if theirs.bias is None:  # Whisper's k_proj: the layer has none either
+                assert f"{d2l}.bias" not in report.parameters
+            else:
+                bias = report.parameters[f"{d2l}.bias"]
+                torch.testing.assert_close(bias, theirs.bias, atol=1e-5, rtol=0)
         weights = report.attention_weights
         torch.testing.assert_close(weights, run["weights"], atol=1e-5, rtol=0)
         if report.mask is not None:
@@ -455,15 +457,19 @@ def test_cross_attention_has_fewer_queries_than_keys(models, tmp_path):
     assert run["weights"].shape == (2, 2, 5, 6)  # the decoder's 2 heads
 
 
-def test_whispers_key_projection_has_no_bias_and_it_changes_nothing(models, cli):
-    """Whisper's k_proj has no bias: the source names the zeros; its stage rows still count
-    the parameters the layer holds."""
+def test_whispers_key_projection_has_no_bias(models, cli):
+    """Whisper's k_proj has no bias, its q_proj, v_proj and out_proj have: W_k's stage row
+    counts its weight alone, and the layer's parameters are the model's."""
     folder = str(models["whisper"].folder)
     result = cli("inspect", "--weights", folder, "--layer", "1", "--format", "json")
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     assert "whisper encoder self-attention" in document["source"]["layout"]
-    assert not any(key.endswith("k_proj.bias") for key in document["source"]["keys"])
+    assert document["spec"]["bias"] is True and document["spec"]["key_bias"] is False
+    params = {stage["name"]: stage["params"] for stage in document["stages"]}
+    assert params["W_k"] == 32 * 32 and params["W_q"] == params["W_v"] == 32 * 32 + 32
+    module = models["whisper"].attention(1, "encoder")
+    assert sum(params[p] or 0 for p in params) == sum(p.numel() for p in module.parameters())
 
 
 @pytest.mark.parametrize(

@@ -79,6 +79,14 @@ _SPEC_OPTIONS: list[tuple[str, type, tuple[str, ...], str, str | None, str]] = [
         VARIANT,
     ),
     (
+        "key_bias",
+        bool,
+        ("--key-bias/--no-key-bias",),
+        "bias in W_k alone (Whisper: --bias --no-key-bias)",
+        "as --bias",
+        VARIANT,
+    ),
+    (
         "dropout",
         float,
         ("--dropout",),

@@ -33,6 +33,7 @@ WEIGHT_FIELDS = (
     "value_size",
     "bias",
     "out_bias",
+    "key_bias",
     "qk_norm",
 )
 # How the layer is run: the config's value unless the command line sets its own.

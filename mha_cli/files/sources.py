@@ -131,6 +131,8 @@ def sizes_from_weights(state: dict[str, torch.Tensor], heads: int, path: str) ->
         return {**sizes, "score": "additive", "heads": 1}
     value_out, value_size = state["W_v.weight"].shape
     sizes |= {"value_size": value_size, "score": "dot"}
+    if ("W_k.bias" in state) != sizes["bias"]:  # W_k alone with(out) a bias (Whisper's)
+        sizes["key_bias"] = "W_k.bias" in state
     if hiddens % heads or (key_out * heads) % hiddens:
         raise MhaError(
             f"--heads {heads} does not fit {path}: W_q has {hiddens} outputs and W_k {key_out}, "

@@ -111,7 +111,6 @@ def load_hf_layer(
                     state[name] = 1.0 + state[name].float()
                     origin[name] = f"1 + {origin[name]}"
     check_against(described, state, origin, str(config or path))
-    _zero_key_bias(described, state, origin)
     return HFLayer(described, state, origin, read.files, located.describe(), config, assumed)
 
 
@@ -264,30 +263,6 @@ def _assumptions(
     if attention.qk_norm:
         assumed.append("q/k norm: RMSNorm times its weight, per head (Qwen3's)")
     return tuple(assumed)
-
-
-def _zero_key_bias(
-    attention: HFAttention, state: dict[str, torch.Tensor], origin: dict[str, str]
-) -> None:
-    """Whisper's k_proj has no bias, its q_proj and v_proj have: the layer's one bias flag
-    builds W_k with a bias of zeros, which changes no score's weight (q·b_k is the same for
-    every key of a query, and softmax takes it away)."""
-    if attention.k_bias or not attention.q_bias:
-        return
-    import torch
-
-    weight = state["W_k.weight"]
-    state["W_k.bias"] = torch.zeros(weight.shape[0], dtype=weight.dtype)
-    origin["W_k.bias"] = f"zeros ({origin['W_k.weight'].rsplit('.', 1)[0]} has no bias)"
-    order = list(state)
-    order.remove("W_k.bias")
-    order.insert(order.index("W_k.weight") + 1, "W_k.bias")
-    state_items = {name: state[name] for name in order}
-    origin_items = {name: origin[name] for name in order}
-    state.clear()
-    state.update(state_items)
-    origin.clear()
-    origin.update(origin_items)
 
 
 def count_hf_layers(path: Path, *, config: Path | None = None, attention: str | None = None) -> int:

@@ -264,14 +264,11 @@ def attention_from_weights(
 
 def spec_fields(attention: HFAttention) -> dict[str, Any]:
     """The attention as the specification's fields (every input is hiddens: self-attention, and
-    cross-attention, whose decoder states and encoder output have the same width).
-
-    No bias on W_k alone (Whisper) is built as a bias of zeros (`hf.checkpoint` adds them): a
-    key bias adds q·b_k to every score of a query alike, which softmax takes away."""
-    if not attention.q_bias == attention.v_bias or (attention.k_bias and not attention.q_bias):
+    cross-attention, whose decoder states and encoder output have the same width)."""
+    if attention.q_bias != attention.v_bias:
         raise MhaError(
-            f"{attention.family} layer {attention.layer} has a bias on some of W_q, W_k, W_v "
-            "but not all; the layer's one bias flag cannot build it"
+            f"{attention.family} layer {attention.layer} has a bias on one of W_q, W_v but not "
+            "the other; the layer's bias flags (one for W_q, W_v; W_k's, W_o's) cannot build it"
         )
     return {
         "hiddens": attention.hiddens,
@@ -283,6 +280,7 @@ def spec_fields(attention: HFAttention) -> dict[str, Any]:
         "value_size": attention.hiddens,
         "bias": attention.q_bias,
         "out_bias": attention.o_bias,
+        "key_bias": attention.k_bias,
         "causal": attention.causal,
         "rope": attention.rope,
         "rope_theta": attention.rope_theta,
