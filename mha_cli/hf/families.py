@@ -300,8 +300,8 @@ TABLE: tuple[Family, ...] = (
     Family("whisper", ("encoder", "decoder", "cross"), encoder_decoder=True, qkv_bias=True,
            k_bias=False, o_bias=True,
            reads="--attention encoder | decoder (causal) | cross (queries from the decoder, "
-                 "keys and values from the encoder); k_proj without bias (zeros: no weight "
-                 "changes); queries x head_dim^-0.5 after q_proj, the same as scores / sqrt(d); "
+                 "keys and values from the encoder); k_proj without bias (--no-key-bias); "
+                 "queries x head_dim^-0.5 after q_proj, the same as scores / sqrt(d); "
                  "no padding mask in the encoder and cross-attention"),
     Family("bart", ("encoder", "decoder", "cross"), encoder_decoder=True, qkv_bias=True,
            o_bias=True,

@@ -147,6 +147,7 @@ def _check_choices(spec: AttentionSpec) -> None:
                 ("--qk-norm", spec.qk_norm),
                 ("--head-dim", spec.head_dim is not None),
                 ("--kv-heads", spec.final().kv_heads != 1),
+                ("--key-bias", spec.key_bias is not None and spec.key_bias != spec.bias),
             )
             if used
         ]
