@@ -59,7 +59,7 @@ SPECS = [
     ),
     # Whisper's cross-attention: fewer queries than keys, biases on all but W_k.
     AttentionSpec(
-        batch=2, heads=4, hiddens=32, queries=11, kv=27, valid_lens=None, bias=True,
+        batch=2, heads=4, hiddens=32, queries=11, kv=27, valid_lens=(27, 5), bias=True,
         key_bias=False,
     ),
 ]  # fmt: skip
