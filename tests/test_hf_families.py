@@ -534,3 +534,28 @@ def test_compare_agrees_on_whispers_attentions(models, kind):
         weights=models["whisper"].folder, layer=1, attention=kind, valid_lens="3,2"
     )
     assert comparison.agrees, failure_message(comparison)
+
+
+@pytest.mark.parametrize("family", ENCODER_DECODER)
+def test_encoder_decoder_weights_alone_are_exact_with_their_config(models, tmp_path, family):
+    """The weights file alone is refused (see above); given the model's config.json with
+    --config, it is read as the folder is, exactly."""
+    model = models[family]
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(model.folder / "model.safetensors", alone / "model.safetensors")
+    run = encoder_decoder_run(model, 1, "cross")
+    inputs = {
+        name: run[name] for name in ("queries", "keys", "values", "valid_lens") if name in run
+    }
+    torch.save(inputs, tmp_path / "inputs.pt")
+    report = mha_cli.inspect(
+        weights=alone / "model.safetensors",
+        config=model.folder / "config.json",
+        layer=1,
+        attention="cross",
+        inputs=str(tmp_path / "inputs.pt"),
+    )
+    assert report.spec.heads == 2  # the decoder's, not the encoder's 4
+    torch.testing.assert_close(report.attention_weights, run["weights"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(report.output_tensor, run["output"], atol=1e-4, rtol=0)

@@ -69,7 +69,13 @@ def read_model_layer(
     given = {key: getattr(spec, key) for key in named if key in spec.explicit}
     try:
         layer = load_hf_layer(
-            path, spec.layer, heads=heads, given=given, finite=finite, attention=spec.attention
+            path,
+            spec.layer,
+            heads=heads,
+            given=given,
+            finite=finite,
+            attention=spec.attention,
+            fallback_config=_given_model_config(spec),
         )
         fields = spec_fields(layer.attention)
     except MhaError as error:  # name the option, unless the message already does
@@ -102,12 +108,23 @@ def read_model_layer(
     return dict(layer.state), _source(path, layer, spec.layer), spec
 
 
+def _given_model_config(spec: AttentionSpec) -> Path | None:
+    """The Hugging Face config.json given with `--config` (its fields' origin), if any."""
+    for _, origin in spec.origins:
+        if origin.startswith("config ") and origin.lower().endswith(".json"):
+            return Path(origin.removeprefix("config "))
+    return None
+
+
 def model_layer_count(spec: AttentionSpec) -> int:
     """How many attention layers the whole model `spec.weights` holds."""
+    from mha_cli.files.lazy_tensors import open_weights
     from mha_cli.hf.checkpoint import count_hf_layers
 
     try:
-        return count_hf_layers(Path(str(spec.weights)), attention=spec.attention)
+        path = Path(str(spec.weights))
+        config = None if open_weights(path).config else _given_model_config(spec)
+        return count_hf_layers(path, config=config, attention=spec.attention)
     except MhaError as error:
         message = str(error)
         raise MhaError(message if message.startswith("--") else f"--weights {message}") from None

@@ -53,6 +53,7 @@ def load_hf_layer(
     given: Mapping[str, Any] | None = None,
     finite: bool = True,
     attention: str | None = None,
+    fallback_config: Path | None = None,
 ) -> HFLayer:
     """Layer `layer`'s attention from the weights at `path`, with `config` or the one beside them.
 
@@ -62,16 +63,17 @@ def load_hf_layer(
     is then needed too. `finite=False` lets NaN and infinite values through (`mha weights`).
     `attention` picks the encoder's, the decoder's or the cross-attention of an
     encoder-decoder model (Whisper, BART), which is read with its config.json only.
+    `fallback_config` (the `--config config.json` given) serves weights without one beside them.
     """
     path = Path(path)
     weights = open_weights(path)
-    config = Path(config) if config is not None else weights.config
+    config = Path(config) if config is not None else weights.config or fallback_config
     described = read_hf_config(config, layer, attention) if config is not None else None
     if described is None and attention is not None:
         raise MhaError(
             f"--attention {attention} picks an attention of an encoder-decoder model, which mha "
             f"reads with its config.json, and {path} has none beside it: give --config "
-            "config.json (the model's own)"
+            "config.json (the model's own) or the model's folder"
         )
     family = described.family if described else None
     located = locate(weights.keys, family, str(path), described and described.attention)
