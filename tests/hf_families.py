@@ -14,6 +14,9 @@ from hf_models import _redraw
 from torch import nn
 
 VISION = ("dinov2", "clip_vision_model", "siglip_vision_model")  # run on pixels, no padding
+# An encoder and a decoder: three attentions per layer number (mha's --attention), run with
+# tests/test_hf_families.py's encoder_decoder_run rather than with input_ids alone.
+ENCODER_DECODER = ("whisper", "bart")
 
 
 @dataclass(frozen=True)
@@ -27,8 +30,18 @@ class FamilyModel:
     def num_layers(self) -> int:
         return int(self.config.num_hidden_layers)
 
-    def attention(self, layer: int) -> nn.Module:
+    def attention(self, layer: int, kind: str = "encoder") -> nn.Module:
+        if self.family in ENCODER_DECODER:
+            stack = self.model.model.encoder if kind == "encoder" else self.model.model.decoder
+            block = stack.layers[layer]
+            return block.encoder_attn if kind == "cross" else block.self_attn
         return _ATTENTION[self.family](self.model, layer)
+
+    def layers_of(self, kind: str) -> int:
+        """Layers of the stack an encoder-decoder model's `kind` of attention is in."""
+        if kind == "encoder":
+            return int(self.config.encoder_layers)
+        return int(self.config.decoder_layers)
 
 
 _ATTENTION = {
@@ -60,6 +73,8 @@ _ATTENTION = {
     "clip_vision_model": lambda m, i: getattr(m, "vision_model", m).encoder.layers[i].self_attn,
     "siglip_text_model": lambda m, i: getattr(m, "text_model", m).encoder.layers[i].self_attn,
     "siglip_vision_model": lambda m, i: getattr(m, "vision_model", m).encoder.layers[i].self_attn,
+    "whisper": lambda m, i: m.model.encoder.layers[i].self_attn,
+    "bart": lambda m, i: m.model.encoder.layers[i].self_attn,
 }
 
 
@@ -76,6 +91,11 @@ def _configs() -> dict[str, tuple[Any, Any]]:
     yarn = {"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0}
     yarn |= {"original_max_position_embeddings": 16, "beta_fast": 8.0, "beta_slow": 1.0}
     dynamic = {"rope_type": "dynamic", "rope_theta": 10000.0, "factor": 2.0}
+    # 3 encoder layers of 4 heads, 2 decoder layers of 2 heads: each read from its own keys
+    seq2seq = {"d_model": 32, "encoder_layers": 3, "decoder_layers": 2, "vocab_size": 64}
+    seq2seq |= {"encoder_attention_heads": 4, "decoder_attention_heads": 2}
+    seq2seq |= {"encoder_ffn_dim": 64, "decoder_ffn_dim": 64, "pad_token_id": 0}
+    seq2seq |= {"bos_token_id": 1, "eos_token_id": 2, "decoder_start_token_id": 1}
     experts = {"num_experts": 2, "num_experts_per_tok": 1, "moe_intermediate_size": 16}
     return {
         "mixtral": (
@@ -222,6 +242,16 @@ def _configs() -> dict[str, tuple[Any, Any]]:
         "siglip_vision_model": (
             t.SiglipVisionConfig(num_hidden_layers=2, image_size=8, patch_size=4, **tower),
             t.SiglipVisionModel,
+        ),
+        "whisper": (  # 8 mel bins x 12 frames in, 6 encoder positions after the convolutions
+            t.WhisperConfig(
+                num_mel_bins=8, max_source_positions=6, max_target_positions=64, **seq2seq
+            ),
+            t.WhisperForConditionalGeneration,
+        ),
+        "bart": (
+            t.BartConfig(max_position_embeddings=64, **seq2seq),
+            t.BartForConditionalGeneration,
         ),
     }  # fmt: skip
 

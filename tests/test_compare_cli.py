@@ -243,6 +243,7 @@ def test_python_api_returns_a_comparison_that_prints_as_the_tables():
     [
         ["--no-bias", "--out-bias", "--heads", "4", "--kv-heads", "2"],
         ["--bias", "--no-out-bias", "--kv-heads", "1"],
+        ["--bias", "--no-key-bias", "--heads", "4"],  # Whisper's: none on W_k alone
         ["--bias", "--key-size", "7", "--kv-heads", "1", "--causal", "--window", "2"],
     ],
     ids=" ".join,

@@ -151,6 +151,7 @@ def test_spec_fields() -> None:
         "value_size": 64,
         "bias": True,
         "out_bias": False,
+        "key_bias": True,
         "causal": True,
         "rope": "half",
         "rope_theta": 10000.0,
@@ -165,6 +166,35 @@ def test_spec_fields() -> None:
         "clip_qkv": None,
         "alibi": False,
     }
+
+
+@pytest.mark.parametrize(
+    ("attention", "heads", "layers", "causal"),
+    [
+        (None, 4, 3, False),
+        ("encoder", 4, 3, False),
+        ("decoder", 2, 5, True),
+        ("cross", 2, 5, False),
+    ],
+)
+def test_encoder_decoder_sizes_come_from_the_picked_stack(attention, heads, layers, causal) -> None:
+    config = {"model_type": "whisper", "d_model": 32, "encoder_layers": 3, "decoder_layers": 5}
+    config |= {"encoder_attention_heads": 4, "decoder_attention_heads": 2}
+    att = parse_hf_config(config, 0, attention=attention)
+    assert (att.heads, att.num_layers, att.causal) == (heads, layers, causal)
+    assert att.attention == (attention or "encoder")
+    assert (att.q_bias, att.k_bias, att.v_bias, att.o_bias) == (True, False, True, True)
+    fields = spec_fields(att)
+    assert (fields["bias"], fields["key_bias"], fields["attention"]) == (True, False, att.attention)
+    bart = parse_hf_config(config | {"model_type": "bart"}, 4, attention="cross")
+    assert bart.k_bias is True and bart.num_layers == 5
+    with pytest.raises(MhaError, match=r"gives 3 encoder layers; pick a layer from 0 to 2"):
+        parse_hf_config(config, 3, attention="encoder")
+
+
+def test_attention_is_refused_on_a_model_with_one_kind() -> None:
+    with pytest.raises(MhaError, match=r"^--attention cross: config.json describes a qwen2"):
+        parse_hf_config(llama(model_type="qwen2"), attention="cross")
 
 
 def test_attention_from_weights() -> None:
@@ -198,7 +228,7 @@ def test_read_from_file(tmp_path: Path) -> None:
 
 
 def test_unsupported_family_names_the_supported_ones() -> None:
-    message = fails(llama(model_type="bart"), r"^config.json: model_type 'bart' is not supported")
+    message = fails(llama(model_type="mamba"), r"^config.json: model_type 'mamba' is not supported")
     assert ", ".join(FAMILIES) in message
     fails({"hidden_size": 8}, r"^config.json: no model_type is not supported; supported families")
 

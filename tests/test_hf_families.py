@@ -21,7 +21,7 @@ import mha_cli
 
 pytest.importorskip("transformers")
 
-from hf_families import FAMILIES, VISION, build_families
+from hf_families import ENCODER_DECODER, FAMILIES, VISION, build_families
 
 MASK = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]])  # right padding: valid_lens [6, 4]
 
@@ -78,7 +78,7 @@ def _layers(model: Any) -> tuple[int, ...]:
     return tuple(sorted({0, 1, model.num_layers - 1}))
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", [f for f in FAMILIES if f not in ENCODER_DECODER])
 def test_each_family_reproduces_transformers(models, tmp_path, family):
     model = models[family]
     for layer in _layers(model):
@@ -356,3 +356,205 @@ def test_blooms_alibi_is_a_stage_row_with_blooms_slopes(models):
     keys = torch.arange(scores.shape[-1], dtype=torch.float64)
     expected = scores + (slopes[:, None] * keys).repeat(2, 1)[:, None, :]  # batch 2, b-major
     torch.testing.assert_close(biased, expected, atol=1e-5, rtol=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoder-decoder models (Whisper, BART): --attention encoder | decoder | cross
+
+DECODER_MASK = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])  # decoder valid_lens [5, 3]
+KINDS = ("encoder", "decoder", "cross")
+
+
+def encoder_decoder_run(model: Any, layer: int, kind: str) -> dict[str, torch.Tensor]:
+    """What layer `layer`'s `kind` attention got (queries from `hidden_states`, keys and values
+    from `key_value_states` for cross-attention) and gave, and its weights (b, h, q, k)."""
+    attention = model.attention(layer, kind)
+    caught: dict[str, torch.Tensor] = {}
+
+    def grab_input(_module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        caught["queries"] = args[0] if args else kwargs["hidden_states"]
+        caught["keys"] = kwargs.get("key_value_states")
+
+    def grab_output(_module: Any, _args: Any, output: Any) -> None:
+        caught["output"] = output[0]
+
+    hooks = [
+        attention.register_forward_pre_hook(grab_input, with_kwargs=True),
+        attention.register_forward_hook(grab_output),
+    ]
+    generator = torch.Generator().manual_seed(7)
+    decoder_ids = torch.randint(3, 64, DECODER_MASK.shape, generator=generator)
+    inputs: dict[str, Any] = {"decoder_input_ids": decoder_ids}
+    inputs["decoder_attention_mask"] = DECODER_MASK
+    if model.family == "whisper":  # 8 mel bins x 12 frames: no padding mask in its encoder
+        inputs["input_features"] = torch.randn(2, 8, 12, generator=generator)
+    else:
+        inputs["input_ids"] = torch.randint(3, 64, MASK.shape, generator=generator)
+        inputs["attention_mask"] = MASK
+    with torch.no_grad():
+        result = model.model(**inputs, output_attentions=True, use_cache=False)
+    for hook in hooks:
+        hook.remove()
+    weights = {
+        "encoder": result.encoder_attentions,
+        "decoder": result.decoder_attentions,
+        "cross": result.cross_attentions,
+    }[kind][layer]
+    keys = caught["keys"] if kind == "cross" else caught["queries"]
+    run = {"queries": caught["queries"], "keys": keys, "values": keys}
+    if kind == "decoder":
+        run["valid_lens"] = DECODER_MASK.sum(-1)
+    elif model.family == "bart":  # the encoder's padding masks its keys, in both attentions
+        run["valid_lens"] = MASK.sum(-1)
+    return run | {"weights": weights, "output": caught["output"]}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("family", ENCODER_DECODER)
+def test_encoder_decoder_attention_reproduces_transformers(models, tmp_path, family, kind):
+    model = models[family]
+    last = model.layers_of(kind) - 1
+    for layer in sorted({0, 1, last}):
+        run = encoder_decoder_run(model, layer, kind)
+        inputs = {
+            name: run[name] for name in ("queries", "keys", "values", "valid_lens") if name in run
+        }
+        torch.save(inputs, tmp_path / "inputs.pt")
+        report = mha_cli.inspect(
+            weights=model.folder, layer=layer, attention=kind, inputs=str(tmp_path / "inputs.pt")
+        )
+        assert report.spec.attention == kind
+        assert report.spec.causal is (kind == "decoder")
+        assert report.spec.queries == run["queries"].shape[1]
+        assert report.spec.kv == run["keys"].shape[1]
+        module = model.attention(layer, kind)
+        for d2l, name in (
+            ("W_q", "q_proj"),
+            ("W_k", "k_proj"),
+            ("W_v", "v_proj"),
+            ("W_o", "out_proj"),
+        ):
+            theirs = getattr(module, name)
+            ours = report.parameters[f"{d2l}.weight"]
+            torch.testing.assert_close(ours, theirs.weight, atol=1e-5, rtol=0)
+            if theirs.bias is None:  # Whisper's k_proj: the layer has none either
+                assert f"{d2l}.bias" not in report.parameters
+            else:
+                bias = report.parameters[f"{d2l}.bias"]
+                torch.testing.assert_close(bias, theirs.bias, atol=1e-5, rtol=0)
+        weights = report.attention_weights
+        torch.testing.assert_close(weights, run["weights"], atol=1e-5, rtol=0)
+        if report.mask is not None:
+            assert float(weights[report.mask].abs().max()) == 0.0
+        torch.testing.assert_close(report.output_tensor, run["output"], atol=1e-4, rtol=0)
+
+
+def test_cross_attention_has_fewer_queries_than_keys(models, tmp_path):
+    """The chapter's queries != key-value pairs: 5 decoder positions ask 6 encoder positions."""
+    run = encoder_decoder_run(models["bart"], 1, "cross")
+    assert run["queries"].shape[1] == 5 and run["keys"].shape[1] == 6
+    assert run["weights"].shape == (2, 2, 5, 6)  # the decoder's 2 heads
+
+
+def test_whispers_key_projection_has_no_bias(models, cli):
+    """Whisper's k_proj has no bias, its q_proj, v_proj and out_proj have: W_k's stage row
+    counts its weight alone, and the layer's parameters are the model's."""
+    folder = str(models["whisper"].folder)
+    result = cli("inspect", "--weights", folder, "--layer", "1", "--format", "json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert "whisper encoder self-attention" in document["source"]["layout"]
+    assert document["spec"]["bias"] is True and document["spec"]["key_bias"] is False
+    params = {stage["name"]: stage["params"] for stage in document["stages"]}
+    assert params["W_k"] == 32 * 32 and params["W_q"] == params["W_v"] == 32 * 32 + 32
+    module = models["whisper"].attention(1, "encoder")
+    assert sum(params[p] or 0 for p in params) == sum(p.numel() for p in module.parameters())
+
+
+@pytest.mark.parametrize(
+    ("kind", "heads", "causal", "words"),
+    [
+        ("encoder", 4, False, "bart encoder self-attention: model.encoder.layers.N.self_attn"),
+        ("decoder", 2, True, "bart decoder self-attention: model.decoder.layers.N.self_attn"),
+        ("cross", 2, False, "bart cross-attention: model.decoder.layers.N.encoder_attn"),
+    ],
+)
+def test_attention_picks_the_stack_its_heads_and_its_mask(models, cli, kind, heads, causal, words):
+    folder = str(models["bart"].folder)
+    result = cli("inspect", "--weights", folder, "--attention", kind, "--format", "json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["spec"]["heads"] == heads and document["spec"]["causal"] is causal
+    assert document["spec"]["attention"] == kind
+    assert words in document["source"]["layout"]
+    meta = cli("inspect", "--config", folder, "--attention", kind, "--device", "meta",
+               "--format", "json")  # fmt: skip
+    assert meta.exit_code == 0, meta.output
+    assert json.loads(meta.stdout)["spec"]["heads"] == heads
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--attention", "cross"], "--attention cross picks an attention of an encoder-decoder"),
+        (["--weights", "{bloom}", "--attention", "cross"], "which has one kind of attention"),
+        (["--weights", "{bart}", "--attention", "crosss"], "did you mean 'cross'"),
+        (["--weights", "{bart}", "--attention", "decoder", "--layer", "2"],
+         "gives 2 decoder layers; pick a layer from 0 to 1"),
+        (["--weights", "{alone}", "--attention", "cross"], "--config config.json"),
+    ],
+)  # fmt: skip
+def test_attention_misused_is_one_line(models, tmp_path, cli, args, words):
+    alone = tmp_path / "model.safetensors"
+    shutil.copy(models["bart"].folder / "model.safetensors", alone)
+    folders = {"bloom": models["bloom"].folder, "bart": models["bart"].folder, "alone": alone}
+    result = cli("inspect", *[a.format(**folders) for a in args])
+    assert result.exit_code == 2, result.output
+    assert words in result.stderr
+    assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_text_on_an_encoder_decoder_model_is_refused(models, tmp_path, cli):
+    folder = Path(shutil.copytree(models["bart"].folder, tmp_path / "bart"))
+    (folder / "tokenizer_config.json").write_text("{}")  # past the tokenizer check
+    result = cli("inspect", "--weights", str(folder), "--text", "hello there")
+    assert result.exit_code == 2, result.output
+    assert "encoder-decoder model (Whisper, BART), is not supported" in result.stderr
+    assert "--inputs" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_compare_agrees_on_whispers_attentions(models, kind):
+    """`mha compare` builds torch's layers from the same weights (Whisper's zero key bias
+    included) and agrees, on each of the three attentions."""
+    from mha_cli.comparison.lines import failure_message
+
+    comparison = mha_cli.compare(
+        weights=models["whisper"].folder, layer=1, attention=kind, valid_lens="3,2"
+    )
+    assert comparison.agrees, failure_message(comparison)
+
+
+@pytest.mark.parametrize("family", ENCODER_DECODER)
+def test_encoder_decoder_weights_alone_are_exact_with_their_config(models, tmp_path, family):
+    """The weights file alone is refused (see above); given the model's config.json with
+    --config, it is read as the folder is, exactly."""
+    model = models[family]
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(model.folder / "model.safetensors", alone / "model.safetensors")
+    run = encoder_decoder_run(model, 1, "cross")
+    inputs = {
+        name: run[name] for name in ("queries", "keys", "values", "valid_lens") if name in run
+    }
+    torch.save(inputs, tmp_path / "inputs.pt")
+    report = mha_cli.inspect(
+        weights=alone / "model.safetensors",
+        config=model.folder / "config.json",
+        layer=1,
+        attention="cross",
+        inputs=str(tmp_path / "inputs.pt"),
+    )
+    assert report.spec.heads == 2  # the decoder's, not the encoder's 4
+    torch.testing.assert_close(report.attention_weights, run["weights"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(report.output_tensor, run["output"], atol=1e-4, rtol=0)

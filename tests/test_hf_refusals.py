@@ -117,8 +117,6 @@ def test_gemma3_without_config_is_not_run_as_qwen3(cli, others, tmp_path) -> Non
     ("family", "seen", "why"),
     [
         ("gpt_neo", "GPT-Neo", "not supported"),
-        ("bart", "BART", "encoder-decoder models are not supported"),
-        ("whisper", "Whisper", "not supported"),
         ("mamba", "Mamba", "no attention layer"),
     ],
 )
@@ -132,6 +130,19 @@ def test_unsupported_families_are_named(cli, others, tmp_path, family, seen, why
     assert "not supported yet" not in line
     if family == "mamba":
         assert "has no attention layer" in line
+
+
+@pytest.mark.parametrize(("family", "seen"), [("bart", "BART"), ("whisper", "Whisper")])
+def test_encoder_decoder_weights_need_their_config(cli, others, tmp_path, family, seen) -> None:
+    """Whisper and BART are read with their config.json (BartModel's keys have no `model.`
+    prefix); their weights alone are refused by name, never read as OPT's or CLIP's layers."""
+    folder = others[family]
+    for kind in ("encoder", "decoder", "cross"):
+        result = cli("inspect", "--weights", str(folder), "--attention", kind, "--layer", "1")
+        assert result.exit_code == 0, result.output
+    line = refused(cli("inspect", "--weights", str(bare(folder, tmp_path))), seen)
+    assert "give --config config.json" in line and "--attention" in line
+    assert "not supported" not in line  # it is, with its config.json
 
 
 @pytest.mark.parametrize("family", ["opt", "gptj", "gpt2", "llama"])

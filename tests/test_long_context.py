@@ -57,6 +57,11 @@ SPECS = [
         rope="half", rope_scaling=(("factor", 4.0), ("original_max_position_embeddings", 8),
                                    ("rope_type", "yarn")),
     ),
+    # Whisper's cross-attention: fewer queries than keys, biases on all but W_k.
+    AttentionSpec(
+        batch=2, heads=4, hiddens=32, queries=11, kv=27, valid_lens=(27, 5), bias=True,
+        key_bias=False,
+    ),
 ]  # fmt: skip
 
 
@@ -287,6 +292,10 @@ HEAD_SPECS = [
     AttentionSpec(
         batch=2, heads=4, kv_heads=2, hiddens=32, queries=20, kv=20, valid_lens=None,
         causal=True, qk_norm=True, qk_norm_whole=True, score_scale=0.2, rope="half",
+    ),
+    AttentionSpec(  # Whisper's: biases on all but W_k, fewer queries than keys
+        batch=2, heads=4, hiddens=32, queries=9, kv=21, valid_lens=(21, 8), bias=True,
+        key_bias=False,
     ),
 ]  # fmt: skip
 

@@ -66,6 +66,12 @@ def test_bias_and_out_bias(cli):
     assert [qwen2[n]["params"] for n in ("W_q", "W_o")] == [100 * 100 + 100, 100 * 100]
     only_out = stages(run_json(cli, "--out-bias"))
     assert [only_out[n]["params"] for n in ("W_q", "W_o")] == [100 * 100, 100 * 100 + 100]
+    whisper = run_json(cli, "--bias", "--no-key-bias")
+    names = ("W_q", "W_k", "W_v", "W_o")
+    assert [stages(whisper)[n]["params"] for n in names] == [10100, 10000, 10100, 10100]
+    assert whisper["summary"]["total_params"] == 4 * 100 * 100 + 3 * 100
+    only_key = stages(run_json(cli, "--key-bias"))
+    assert [only_key[n]["params"] for n in names] == [10000, 10100, 10000, 10000]
 
 
 def test_seed_changes_weights_and_inputs_and_repeats_them(cli, tmp_path):

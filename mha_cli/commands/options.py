@@ -79,6 +79,14 @@ _SPEC_OPTIONS: list[tuple[str, type, tuple[str, ...], str, str | None, str]] = [
         VARIANT,
     ),
     (
+        "key_bias",
+        bool,
+        ("--key-bias/--no-key-bias",),
+        "bias in W_k alone (Whisper: --bias --no-key-bias)",
+        "as --bias",
+        VARIANT,
+    ),
+    (
         "dropout",
         float,
         ("--dropout",),
@@ -174,6 +182,16 @@ _SPEC_OPTIONS: list[tuple[str, type, tuple[str, ...], str, str | None, str]] = [
         "which layer of a whole-model checkpoint (mha weights, and mha heatmap with --text: "
         "also all)",
         "0",
+        DATA,
+    ),
+    (
+        "attention",
+        str,
+        ("--attention",),
+        "which attention of an encoder-decoder model (Whisper, BART) --layer N picks: encoder "
+        "(self-attention), decoder (causal self-attention) or cross (queries from the decoder, "
+        "keys and values from the encoder's output)",
+        "encoder",
         DATA,
     ),
     ("dtype", str, ("--dtype",), "float32, float64, float16 or bfloat16", "float32", RUN),

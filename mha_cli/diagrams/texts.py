@@ -64,6 +64,8 @@ def describe(stage: Stage, before: Stage | None, record: RunRecord) -> tuple[str
     kind = TITLES.get(step, ("", "compute"))[1]
     if step in ("project", "W_o", "w_v") and before is not None:
         bias = spec.out_bias if step == "W_o" else spec.bias
+        if stage.name == "W_k" and spec.key_bias is not None:  # Whisper: none on W_k alone
+            bias = spec.key_bias
         return kind, f"Linear {before.shape[-1]} → {shape[-1]}{' + bias' if bias else ''}"
     if step == "scores" and spec.score != "additive":
         head_dim = _last_of(record, "queries").shape[-1]

@@ -33,6 +33,7 @@ WEIGHT_FIELDS = (
     "value_size",
     "bias",
     "out_bias",
+    "key_bias",
     "qk_norm",
 )
 # How the layer is run: the config's value unless the command line sets its own.
@@ -67,7 +68,15 @@ def read_model_layer(
     named = ("heads", *BEHAVIOUR_FIELDS)
     given = {key: getattr(spec, key) for key in named if key in spec.explicit}
     try:
-        layer = load_hf_layer(path, spec.layer, heads=heads, given=given, finite=finite)
+        layer = load_hf_layer(
+            path,
+            spec.layer,
+            heads=heads,
+            given=given,
+            finite=finite,
+            attention=spec.attention,
+            fallback_config=_given_model_config(spec),
+        )
         fields = spec_fields(layer.attention)
     except MhaError as error:  # name the option, unless the message already does
         message = str(error)
@@ -86,7 +95,7 @@ def read_model_layer(
             behaviour = {k: v for k, v in behaviour.items() if k not in dependents}
     if "dtype" not in spec.explicit:  # as transformers loads a model: in the dtype it was saved
         spec = replace(spec, dtype=_stored_dtype(layer.state))
-    spec = replace(spec, **behaviour)
+    spec = replace(spec, **behaviour, attention=layer.attention.attention)
     if layer.assumed:
         import warnings
 
@@ -99,12 +108,23 @@ def read_model_layer(
     return dict(layer.state), _source(path, layer, spec.layer), spec
 
 
+def _given_model_config(spec: AttentionSpec) -> Path | None:
+    """The Hugging Face config.json given with `--config` (its fields' origin), if any."""
+    for _, origin in spec.origins:
+        if origin.startswith("config ") and origin.lower().endswith(".json"):
+            return Path(origin.removeprefix("config "))
+    return None
+
+
 def model_layer_count(spec: AttentionSpec) -> int:
     """How many attention layers the whole model `spec.weights` holds."""
+    from mha_cli.files.lazy_tensors import open_weights
     from mha_cli.hf.checkpoint import count_hf_layers
 
     try:
-        return count_hf_layers(Path(str(spec.weights)))
+        path = Path(str(spec.weights))
+        config = None if open_weights(path).config else _given_model_config(spec)
+        return count_hf_layers(path, config=config, attention=spec.attention)
     except MhaError as error:
         message = str(error)
         raise MhaError(message if message.startswith("--") else f"--weights {message}") from None
@@ -122,6 +142,13 @@ def _source(path: Path, layer: Any, index: int) -> Source:
     shards = tuple(files[key].name for key in files) if shown_files else ()
     layers = layer.attention.num_layers
     layout = f"{layer.layout}; layer {index} of {layers}"
+    if layer.attention.attention is not None:  # Whisper, BART: which attention, and its inputs
+        layout = f"{layer.attention.family} {layout}"
+        layout += {
+            "encoder": "; queries, keys and values: the encoder's states",
+            "decoder": "; queries, keys and values: the decoder's states (causal)",
+            "cross": "; queries: the decoder's states; keys and values: the encoder's output",
+        }[layer.attention.attention]
     if layer.config is not None:
         layout += f"; sizes from {layer.config.name}"
     return Source(str(path), layout, tuple(files), shards)

@@ -19,6 +19,7 @@ def _resolved(spec: AttentionSpec, key: str) -> Any:
         "kv_heads": final.kv_heads,
         "head_dim": final.head_dim,
         "out_bias": final.out_bias,
+        "key_bias": final.key_bias,
     }
     return derived.get(key, getattr(spec, key))
 

@@ -68,6 +68,11 @@ def resolve_sources(spec: AttentionSpec, *, finite: bool = True) -> Sources:
                 f"--layer {spec.layer}: {spec.weights} holds 1 attention layer (layer 0); "
                 "drop --layer, or give a whole model's checkpoint"
             )
+        if spec.attention is not None:
+            raise MhaError(
+                f"{spec.given('attention')}: {spec.weights} holds 1 attention layer, not an "
+                "encoder-decoder model; drop --attention, or give the model's folder"
+            )
         state = checkpoint.state
         source = Source(spec.weights, checkpoint.layout, checkpoint.keys_found)
         spec = apply_sizes(spec, sizes_from_weights(state, spec.heads, spec.weights), spec.weights)
@@ -126,6 +131,8 @@ def sizes_from_weights(state: dict[str, torch.Tensor], heads: int, path: str) ->
         return {**sizes, "score": "additive", "heads": 1}
     value_out, value_size = state["W_v.weight"].shape
     sizes |= {"value_size": value_size, "score": "dot"}
+    if ("W_k.bias" in state) != sizes["bias"]:  # W_k alone with(out) a bias (Whisper's)
+        sizes["key_bias"] = "W_k.bias" in state
     if hiddens % heads or (key_out * heads) % hiddens:
         raise MhaError(
             f"--heads {heads} does not fit {path}: W_q has {hiddens} outputs and W_k {key_out}, "

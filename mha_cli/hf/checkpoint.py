@@ -52,6 +52,8 @@ def load_hf_layer(
     heads: int | None = None,
     given: Mapping[str, Any] | None = None,
     finite: bool = True,
+    attention: str | None = None,
+    fallback_config: Path | None = None,
 ) -> HFLayer:
     """Layer `layer`'s attention from the weights at `path`, with `config` or the one beside them.
 
@@ -59,15 +61,26 @@ def load_hf_layer(
     ...): the layer is read only when `given` (the spec fields the user set) holds every value
     the keys leave unknown, and `HFLayer.assumed` lists what is still taken on trust. `heads`
     is then needed too. `finite=False` lets NaN and infinite values through (`mha weights`).
+    `attention` picks the encoder's, the decoder's or the cross-attention of an
+    encoder-decoder model (Whisper, BART), which is read with its config.json only.
+    `fallback_config` (the `--config config.json` given) serves weights without one beside them.
     """
     path = Path(path)
     weights = open_weights(path)
-    config = Path(config) if config is not None else weights.config
-    described = read_hf_config(config, layer) if config is not None else None
-    located = locate(weights.keys, described.family if described else None, str(path))
-    if described is not None and described.num_layers != located.num_layers:
+    config = Path(config) if config is not None else weights.config or fallback_config
+    described = read_hf_config(config, layer, attention) if config is not None else None
+    if described is None and attention is not None:
         raise MhaError(
-            f"{config} gives {described.num_layers} layers but {path} holds "
+            f"--attention {attention} picks an attention of an encoder-decoder model, which mha "
+            f"reads with its config.json, and {path} has none beside it: give --config "
+            "config.json (the model's own) or the model's folder"
+        )
+    family = described.family if described else None
+    located = locate(weights.keys, family, str(path), described and described.attention)
+    if described is not None and described.num_layers != located.num_layers:
+        stack = f"{located.layout.name} " if described.attention else ""
+        raise MhaError(
+            f"{config} gives {described.num_layers} {stack}layers but {path} holds "
             f"{located.num_layers}; use the config.json saved with these weights"
         )
     if not 0 <= layer < located.num_layers:
@@ -254,14 +267,16 @@ def _assumptions(
     return tuple(assumed)
 
 
-def count_hf_layers(path: Path, *, config: Path | None = None) -> int:
-    """How many layers the model at `path` holds, from its key names (and config.json): no
-    tensor is read."""
+def count_hf_layers(path: Path, *, config: Path | None = None, attention: str | None = None) -> int:
+    """How many layers the model at `path` holds (of an encoder-decoder model, its
+    `attention`'s stack), from its key names (and config.json): no tensor is read."""
     path = Path(path)
     weights = open_weights(path)
     config = Path(config) if config is not None else weights.config
-    family = read_hf_config(config, 0).family if config is not None else None
-    return locate(weights.keys, family, str(path)).num_layers
+    described = read_hf_config(config, 0, attention) if config is not None else None
+    family = described.family if described is not None else None
+    where = str(path)
+    return locate(weights.keys, family, where, described and described.attention).num_layers
 
 
 def _present_keys(

@@ -19,6 +19,8 @@ from mha_cli.errors import MhaError
 from mha_cli.files.json_values import positive, read_json_file, whole
 from mha_cli.hf.families import FAMILIES, FAMILY, UNSUPPORTED, Family, flag
 from mha_cli.hf.positions import rope_settings, sliding_window
+from mha_cli.messages import suggest
+from mha_cli.spec.spec import ATTENTIONS
 
 # Keys that one value has under different names (GPT-2 and GPT-J keep the old ones).
 _HIDDEN = ("hidden_size", "n_embd", "dim", "d_model")  # DistilBERT: dim; MPT: d_model
@@ -55,21 +57,27 @@ class HFAttention:
     clip_qkv: float | None  # OLMo's clamp of the projections, or None
     alibi: bool  # ALiBi position biases (Bloom)
     dtype: str | None  # the dtype the config says the weights were saved in, for people
+    # Of an encoder-decoder model (Whisper, BART): "encoder", "decoder" or "cross"; else None.
+    attention: str | None = None
 
 
-def read_hf_config(path: Path, layer: int = 0) -> HFAttention:
-    """Layer `layer`'s attention as `path` (a Hugging Face config.json) describes it."""
+def read_hf_config(path: Path, layer: int = 0, attention: str | None = None) -> HFAttention:
+    """Layer `layer`'s attention as `path` (a Hugging Face config.json) describes it (of an
+    encoder-decoder model, its `attention`: encoder, decoder or cross; encoder when None)."""
     path = Path(path)
     config = read_json_file(path, "give a config.json written by save_pretrained")
     if not isinstance(config, dict):
         raise MhaError(
             f"{path} holds a JSON {type(config).__name__}, not an object; give a config.json"
         )
-    return parse_hf_config(config, layer, str(path))
+    return parse_hf_config(config, layer, str(path), attention)
 
 
 def parse_hf_config(
-    config: Mapping[str, Any], layer: int = 0, where: str = "config.json"
+    config: Mapping[str, Any],
+    layer: int = 0,
+    where: str = "config.json",
+    attention: str | None = None,
 ) -> HFAttention:
     """The same, from the config's parsed contents; `where` names it in messages."""
     family = config.get("model_type")
@@ -82,15 +90,20 @@ def parse_hf_config(
             f"{where}: {found} is not supported{why}; supported families: {', '.join(FAMILIES)}; "
             "give the config.json of a model of one of those"
         )
+    rules = FAMILY[family]
+    attention = _which_attention(rules, attention, where)
     hiddens = whole(config, _HIDDEN, where)
-    heads = whole(config, _HEADS, where)
-    num_layers = whole(config, _LAYERS, where)
+    heads_keys, layers_keys, stack = _HEADS, _LAYERS, ""
+    if attention is not None:  # Whisper, BART: the encoder's sizes, or the decoder's
+        stack = "encoder" if attention == "encoder" else "decoder"
+        heads_keys, layers_keys = (f"{stack}_attention_heads",), (f"{stack}_layers",)
+    heads = whole(config, heads_keys, where)
+    num_layers = whole(config, layers_keys, where)
     if not 0 <= layer < num_layers:
         raise MhaError(
-            f"--layer {layer} is beyond the model: {where} gives {num_layers} layers; "
-            f"pick a layer from 0 to {num_layers - 1}"
+            f"--layer {layer} is beyond the model: {where} gives {num_layers} "
+            f"{stack + ' ' if stack else ''}layers; pick a layer from 0 to {num_layers - 1}"
         )
-    rules = FAMILY[family]
     if rules.nested:  # MPT keeps its attention's settings in attn_config
         inner = config.get(rules.nested) or {}
         if not isinstance(inner, dict):
@@ -124,6 +137,8 @@ def parse_hf_config(
         else None
     )
     causal = not rules.encoder or bool(config.get("is_decoder", False))
+    if attention is not None:  # only the decoder's self-attention is causal
+        causal = attention == "decoder"
     if flag(rules.alibi, config) and rules.alibi_power_of_two and heads & (heads - 1):
         raise MhaError(
             f"{where}: {family} ALiBi with {heads} heads (not a power of 2) is not supported: its "
@@ -152,7 +167,7 @@ def parse_hf_config(
         kv_heads=kv_heads,
         head_dim=head_dim,
         q_bias=q_bias,
-        k_bias=q_bias,
+        k_bias=q_bias if rules.k_bias is None else rules.k_bias,
         v_bias=q_bias,
         o_bias=o_bias,
         causal=causal,
@@ -169,7 +184,27 @@ def parse_hf_config(
         clip_qkv=clip,
         alibi=flag(rules.alibi, config),
         dtype=config.get("dtype") or config.get("torch_dtype"),
+        attention=attention,
     )
+
+
+def _which_attention(family: Family, attention: str | None, where: str) -> str | None:
+    """The attention `--attention` picks: of an encoder-decoder model, one of ATTENTIONS
+    (encoder when not given); of any other model, None, and the option is refused."""
+    if attention is not None and attention not in ATTENTIONS:
+        raise MhaError(
+            f"--attention {attention!r} is not one of {', '.join(ATTENTIONS)}"
+            f"{suggest(attention, ATTENTIONS)}"
+        )
+    if family.encoder_decoder:
+        return attention or "encoder"
+    if attention is not None:
+        raise MhaError(
+            f"--attention {attention}: {where} describes a {family.name} model, which has one "
+            "kind of attention (--attention picks one of an encoder-decoder model's: Whisper, "
+            "BART); drop --attention"
+        )
+    return None
 
 
 def attention_from_weights(
@@ -228,11 +263,12 @@ def attention_from_weights(
 
 
 def spec_fields(attention: HFAttention) -> dict[str, Any]:
-    """The attention as the specification's fields (self-attention: every input is hiddens)."""
-    if not attention.q_bias == attention.k_bias == attention.v_bias:
+    """The attention as the specification's fields (every input is hiddens: self-attention, and
+    cross-attention, whose decoder states and encoder output have the same width)."""
+    if attention.q_bias != attention.v_bias:
         raise MhaError(
-            f"{attention.family} layer {attention.layer} has a bias on some of W_q, W_k, W_v "
-            "but not all; the layer's one bias flag cannot build it"
+            f"{attention.family} layer {attention.layer} has a bias on one of W_q, W_v but not "
+            "the other; the layer's bias flags (one for W_q, W_v; W_k's, W_o's) cannot build it"
         )
     return {
         "hiddens": attention.hiddens,
@@ -244,6 +280,7 @@ def spec_fields(attention: HFAttention) -> dict[str, Any]:
         "value_size": attention.hiddens,
         "bias": attention.q_bias,
         "out_bias": attention.o_bias,
+        "key_bias": attention.k_bias,
         "causal": attention.causal,
         "rope": attention.rope,
         "rope_theta": attention.rope_theta,
@@ -257,7 +294,7 @@ def spec_fields(attention: HFAttention) -> dict[str, Any]:
         "softcap": attention.softcap,
         "clip_qkv": attention.clip_qkv,
         "alibi": attention.alibi,
-    }
+    } | ({} if attention.attention is None else {"attention": attention.attention})
 
 
 # ---------------------------------------------------------------------------------------------

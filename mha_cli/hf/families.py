@@ -38,7 +38,12 @@ class Family:
     layouts: tuple[str, ...]  # the key layouts of its checkpoints, tried in this order
     reads: str = ""  # for people (`mha families`): what mha reads of its config beyond sizes
     encoder: bool = False  # bidirectional (not causal) unless the config says is_decoder
+    # An encoder and a decoder (Whisper, BART): `layouts` are then "encoder", "decoder" and
+    # "cross", one per attention `--attention` picks; the heads and layers of each stack come
+    # from encoder_attention_heads, encoder_layers (decoder_... for the decoder and cross).
+    encoder_decoder: bool = False
     qkv_bias: Flag = False  # bias on W_q, W_k and W_v
+    k_bias: bool | None = None  # None: as qkv_bias; False: none on W_k (Whisper's k_proj)
     o_bias: Flag = False  # bias on W_o
     grouped: bool = False  # reads num_key_value_heads (grouped-query attention)
     multi_query: bool = False  # one key-value head (GPTBigCode with multi_query)
@@ -291,6 +296,17 @@ TABLE: tuple[Family, ...] = (
                  "new_decoder_architecture, multi_query = false and alibi refused"),
     Family("distilbert", ("distilbert",), encoder=True, qkv_bias=True, o_bias=True,
            reads="q_lin, k_lin, v_lin, out_lin; dim, n_heads, n_layers"),
+    # Encoder-decoder: --attention encoder (default), decoder (causal) or cross.
+    Family("whisper", ("encoder", "decoder", "cross"), encoder_decoder=True, qkv_bias=True,
+           k_bias=False, o_bias=True,
+           reads="--attention encoder | decoder (causal) | cross (queries from the decoder, "
+                 "keys and values from the encoder); k_proj without bias (--no-key-bias); "
+                 "queries x head_dim^-0.5 after q_proj, the same as scores / sqrt(d); "
+                 "no padding mask in the encoder and cross-attention"),
+    Family("bart", ("encoder", "decoder", "cross"), encoder_decoder=True, qkv_bias=True,
+           o_bias=True,
+           reads="--attention encoder | decoder (causal) | cross (queries from the decoder, "
+                 "keys and values from the encoder), biases"),
 )
 # fmt: on
 
@@ -306,8 +322,6 @@ UNSUPPORTED |= {
     "phi": "its packed dense layout and partial rotary are not rebuilt",
     "t5": "relative position buckets and unscaled scores are not rebuilt",
     "mt5": "relative position buckets and unscaled scores are not rebuilt",
-    "whisper": "encoder-decoder (cross-attention) models are not rebuilt",
-    "bart": "encoder-decoder (cross-attention) models are not rebuilt",
     "clip": "two towers in one config; give a tower's config (model_type clip_text_model or "
     "clip_vision_model)",
     "siglip": "two towers in one config; give a tower's config (model_type siglip_text_model "

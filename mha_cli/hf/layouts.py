@@ -114,7 +114,23 @@ LAYOUTS = {
         "distilbert", "transformer.layer", "attention.q_lin", "attention.k_lin",
         "attention.v_lin", "attention.out_lin",
     ),
+    # Encoder-decoder models (Whisper, BART), one layout per attention (spec.ATTENTIONS): only
+    # their config.json picks these (the decoder's keys are OPT's, the encoder's CLIP's).
+    "encoder": _linear(
+        "encoder self-attention", "encoder.layers", "self_attn.q_proj", "self_attn.k_proj",
+        "self_attn.v_proj", "self_attn.out_proj",
+    ),
+    "decoder": _linear(
+        "decoder self-attention", "decoder.layers", "self_attn.q_proj", "self_attn.k_proj",
+        "self_attn.v_proj", "self_attn.out_proj",
+    ),
+    "cross": _linear(
+        "cross-attention", "decoder.layers", "encoder_attn.q_proj", "encoder_attn.k_proj",
+        "encoder_attn.v_proj", "encoder_attn.out_proj",
+    ),
 }  # fmt: skip
+# Reached only through an encoder-decoder family's config.json, never by their keys alone.
+_CONFIG_ONLY = ("encoder", "decoder", "cross")
 _SHOWN = 6
 
 
@@ -172,13 +188,17 @@ _OTHERS = (
     (r"(^|\.)blocks\.\d+\.attn\.Wqkv\.", "MPT",
      "its ALiBi, scale and clamp are in its config.json: give --config config.json"),
     (r"(^|\.)encoder\.conv1\.weight$", "Whisper",
-     "encoder-decoder speech models are not supported"),
+     "without its config.json the heads of its encoder and decoder are unknown: give --config "
+     "config.json (the model's own, model_type whisper) and --attention encoder, decoder or "
+     "cross"),
     (r"(^|\.)encoder\.layers\.\d+\.layer_norm1\.", "CLIP (or SigLIP)",
      "mha reads its towers with their config.json, which says whether the tower is causal: "
      "give --config config.json (model_type clip_text_model, clip_vision_model, "
      "siglip_text_model or siglip_vision_model)"),
     (r"(^|\.)layers\.\d+\.encoder_attn\.", "encoder-decoder (BART, mBART, Marian, ...)",
-     "encoder-decoder models are not supported"),
+     "without its config.json the family and the heads of its encoder and decoder are unknown: "
+     "give --config config.json (the model's own; mha reads model_type bart and whisper) and "
+     "--attention encoder, decoder or cross"),
     (r"(^|\.)block\.\d+\.layer\.0\.SelfAttention\.", "T5",
      "its attention (relative position buckets, no score scaling) is not supported"),
     (r"(^|\.)h\.\d+\.self_attention\.query_key_value\.", "Falcon or BLOOM",
@@ -202,16 +222,22 @@ def other_family(keys: Iterable[str]) -> tuple[str, str, str] | None:
 def find_layout(keys: Iterable[str]) -> str | None:
     """The name of the supported layout the keys have, if any (nothing raised)."""
     keys = list(keys)
-    return next((name for name in LAYOUTS if _scan(LAYOUTS[name], keys)), None)
+    names = (name for name in LAYOUTS if name not in _CONFIG_ONLY)
+    return next((name for name in names if _scan(LAYOUTS[name], keys)), None)
 
 
-def locate(keys: Iterable[str], family: str | None, where: str) -> Located:
-    """The layout of the checkpoint whose keys are `keys` (the config's family's, if given)."""
+def locate(
+    keys: Iterable[str], family: str | None, where: str, attention: str | None = None
+) -> Located:
+    """The layout of the checkpoint whose keys are `keys` (the config's family's, if given;
+    of an encoder-decoder family, the layout of its `attention`, "encoder" by default)."""
     keys = list(keys)
     other = None if family else other_family(keys)
     if other is not None:  # BART's and Whisper's decoders have OPT's key names
         raise MhaError(_other_message(where, *other))
-    names = FAMILY[family].layouts if family else tuple(LAYOUTS)
+    names = FAMILY[family].layouts if family else tuple(n for n in LAYOUTS if n not in _CONFIG_ONLY)
+    if family and FAMILY[family].encoder_decoder:
+        names = (attention or "encoder",)
     for name in names:
         found = _scan(LAYOUTS[name], keys)
         if len(found) > 1:

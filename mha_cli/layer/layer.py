@@ -139,6 +139,7 @@ class MultiHeadAttention(nn.Module):
         head_dim: int | None = None,
         value_mode: str = "split",
         out_bias: bool | None = None,
+        key_bias: bool | None = None,
         causal: bool = False,
         window: int | None = None,
         qk_norm: bool = False,
@@ -163,7 +164,8 @@ class MultiHeadAttention(nn.Module):
             dropout, causal, window, self.feature, scale, softcap, num_heads if alibi else None
         )
         self.W_q = nn.Linear(query_size, h * d, bias=bias)
-        self.W_k = nn.Linear(key_size, g * d, bias=bias)  # only g heads get their own keys
+        # Only g heads get their own keys; Whisper's W_k alone has no bias.
+        self.W_k = nn.Linear(key_size, g * d, bias=bias if key_bias is None else key_bias)
         self.W_v = nn.Linear(value_size, num_hiddens if self.full_values else g * d, bias=bias)
         # Full values: every head returns H features, so the concatenation is h * H wide.
         concat = h * num_hiddens if self.full_values else h * d

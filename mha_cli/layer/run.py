@@ -187,6 +187,7 @@ def make_layer(spec: FinalSpec) -> MultiHeadAttention | AdditiveAttention:
         head_dim=spec.head_dim,
         value_mode=spec.value_mode,
         out_bias=spec.out_bias,
+        key_bias=spec.key_bias,
         causal=spec.causal,
         window=spec.window,
         qk_norm=spec.qk_norm,

@@ -20,7 +20,7 @@ from mha_cli.spec.validation import divisors
 REFERENCE = "MHA, values split (d2l)"
 WHOLE = "MHA, values whole per head"
 # Settings a variant may change: the layer's shape, never where it runs or what it reads.
-NOT_VARIED = ("device", "weights", "inputs", "layer", "seed")
+NOT_VARIED = ("device", "weights", "inputs", "layer", "attention", "seed")
 VARIED = tuple(name for name in SPEC_FIELDS if name not in NOT_VARIED)
 _TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
 

@@ -39,7 +39,8 @@ def build_spec(
     values = {k: parse_option(k, v) if isinstance(v, str) else v for k, v in given.items()}
     if config is not None:
         layer = coerce("layer", values.get("layer", 0), source)
-        spec = merge(spec, load_config(config, layer), f"config {config}")
+        attention = coerce("attention", values.get("attention"), source)
+        spec = merge(spec, load_config(config, layer, attention), f"config {config}")
     spec = switch_off_dependents(merge(spec, values, source), frozenset(values))
     if spec.weights is not None:  # a model id (`gpt2`) names its folder in the HF cache
         from mha_cli.hf.cache import resolve_weights
@@ -51,6 +52,12 @@ def build_spec(
             f"{spec.given('layer')}: the seeded random layer holds 1 attention layer (layer 0); "
             "--layer picks a layer of a whole model: add --weights (a Hugging Face folder or "
             "file) or --config (its config.json), or drop --layer"
+        )
+    if spec.attention is not None and spec.weights is None and not model_config:
+        raise MhaError(
+            f"{spec.given('attention')} picks an attention of an encoder-decoder model "
+            "(Whisper, BART), and the seeded random layer is one self-attention layer: add "
+            "--weights (the model's folder) or --config (its config.json), or drop --attention"
         )
     return spec
 

@@ -52,14 +52,15 @@ def model_config_file(name_or_path: str) -> str:
     return name_or_path
 
 
-def load_config(name_or_path: str, layer: int = 0) -> dict[str, Any]:
+def load_config(name_or_path: str, layer: int = 0, attention: str | None = None) -> dict[str, Any]:
     """A preset's name, a TOML file's path, or a Hugging Face config.json (the attention of its
-    layer `layer`). Returns the specification's keys only."""
+    layer `layer`; of an encoder-decoder model, its `attention` one). Returns the
+    specification's keys only."""
     path = Path(model_config_file(name_or_path))
     if path.suffix.lower() == ".json":
         from mha_cli.hf.config import read_hf_config, spec_fields
 
-        fields = spec_fields(read_hf_config(path, layer))
+        fields = spec_fields(read_hf_config(path, layer, attention))
         # None is a value here too: no window, no rope scaling
         kept = ("window", "rope_scaling") if fields["rope"] != "none" else ("window",)
         return {key: value for key, value in fields.items() if value is not None} | {

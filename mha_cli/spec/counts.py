@@ -30,7 +30,8 @@ def parameter_count(spec: AttentionSpec) -> int:
         + v_out * final.value_size
         + hiddens * concat
     )
-    biases = (q_out + kv_out + v_out if spec.bias else 0) + (hiddens if final.out_bias else 0)
+    biases = (q_out + v_out if spec.bias else 0) + (hiddens if final.out_bias else 0)
+    biases += kv_out if final.key_bias else 0
     norms = 2 * d if spec.qk_norm else 0
     if spec.qk_norm and spec.qk_norm_whole:  # OLMo 2: one weight per feature of W_q and W_k
         norms = q_out + kv_out

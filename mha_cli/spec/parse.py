@@ -25,11 +25,11 @@ OPTIONAL_INT_FIELDS = (
     "rotary_dim",
 )
 BOOL_FIELDS = ("causal", "bias", "train", "qk_norm", "qk_norm_whole", "alibi")
-OPTIONAL_BOOL_FIELDS = ("out_bias",)
+OPTIONAL_BOOL_FIELDS = ("out_bias", "key_bias")
 FLOAT_FIELDS = ("dropout", "rope_theta", "norm_eps")
 OPTIONAL_FLOAT_FIELDS = ("score_scale", "softcap", "clip_qkv")
 STR_FIELDS = ("score", "value_mode", "rope", "inputs", "dtype", "device")
-OPTIONAL_STR_FIELDS = ("weights",)
+OPTIONAL_STR_FIELDS = ("weights", "attention")
 _EXAMPLES = {
     "dropout": "0.1",
     "rope_theta": "500000",

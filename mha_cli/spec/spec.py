@@ -20,6 +20,10 @@ VALUE_MODES = ("split", "full")
 ROPES = ("none", "half", "interleaved")
 DTYPES = ("float32", "float64", "float16", "bfloat16")
 DEVICES = ("cpu", "meta", "cuda")
+# Which attention of an encoder-decoder model (Whisper, BART) `--layer N` picks: the encoder's
+# self-attention, the decoder's (causal) self-attention, or the decoder's cross-attention
+# (queries from the decoder, keys and values from the encoder's output).
+ATTENTIONS = ("encoder", "decoder", "cross")
 INPUT_KINDS = ("randn", "ones")
 # A switch the options can turn off, and the config's settings that only mean something with
 # it on: `--rope none` turns off the config's rotary dims and scaling, `--no-causal` its window.
@@ -53,6 +57,7 @@ class AttentionSpec:
     alibi: bool = False  # ALiBi: head h adds slope_h * j to key j's score (Bloom, MPT, Falcon)
     bias: bool = False  # on W_q, W_k, W_v (and W_o unless out_bias says otherwise)
     out_bias: bool | None = None  # None: as `bias`; Qwen2 has q/k/v biases and none on W_o
+    key_bias: bool | None = None  # None: as `bias`; Whisper has biases on all but W_k
     dropout: float = 0.0
     train: bool = False
     score: str = "dot"
@@ -70,6 +75,9 @@ class AttentionSpec:
     inputs: str = "randn"  # randn, ones, or a file path
     weights: str | None = None  # a checkpoint path, or None for seeded random weights
     layer: int = 0  # which attention layer of a whole-model checkpoint
+    # Which attention of an encoder-decoder model (one of ATTENTIONS); None for the others,
+    # and for an encoder-decoder model before its config is read (then: "encoder").
+    attention: str | None = None
     dtype: str = "float32"
     device: str = "cpu"
     # Fields the user set (config or command line): sizes read from files may fill the others.
@@ -107,9 +115,10 @@ class AttentionSpec:
     def final(self) -> FinalSpec:
         """The spec with every size it leaves to a default written out: kv_heads (= heads),
         head_dim (num_hiddens / num_heads, as d2l has it), query, key and value sizes
-        (num_hiddens), out_bias (= bias), rotary_dim (the whole head dim, with rope). This is
-        what `files.sources.resolve` hands the torch core, which reads each size under its one
-        name and never rewrites the spec; before it, read a size as `spec.final().head_dim`."""
+        (num_hiddens), out_bias and key_bias (= bias), rotary_dim (the whole head dim, with
+        rope). This is what `files.sources.resolve` hands the torch core, which reads each size
+        under its one name and never rewrites the spec; before it, read a size as
+        `spec.final().head_dim`."""
         head_dim = self.head_dim
         if head_dim is None:  # 0 heads (invalid) is left for validation to say
             head_dim = self.hiddens // self.heads if self.heads else 0
@@ -126,6 +135,7 @@ class AttentionSpec:
                 "key_size": self.hiddens if self.key_size is None else self.key_size,
                 "value_size": self.hiddens if self.value_size is None else self.value_size,
                 "out_bias": self.bias if self.out_bias is None else self.out_bias,
+                "key_bias": self.bias if self.key_bias is None else self.key_bias,
                 "rotary_dim": rotary_dim,
             }
         )
@@ -151,6 +161,7 @@ class FinalSpec(AttentionSpec):
     key_size: int = 0
     value_size: int = 0
     out_bias: bool = False
+    key_bias: bool = False
 
 
 SPEC_FIELDS = tuple(f.name for f in fields(AttentionSpec) if f.name not in ("explicit", "origins"))

@@ -8,7 +8,15 @@ from typing import Any
 
 from mha_cli.errors import MhaError
 from mha_cli.messages import suggest
-from mha_cli.spec.spec import DEVICES, DTYPES, ROPES, SCORES, VALUE_MODES, AttentionSpec
+from mha_cli.spec.spec import (
+    ATTENTIONS,
+    DEVICES,
+    DTYPES,
+    ROPES,
+    SCORES,
+    VALUE_MODES,
+    AttentionSpec,
+)
 
 # Far beyond today's largest models and contexts, and small enough that every tensor's
 # element count stays inside the int64 that torch indexes with.
@@ -119,6 +127,8 @@ def _check_choices(spec: AttentionSpec) -> None:
         "--dtype": (spec.dtype, DTYPES),
         "--device": (spec.device, DEVICES),
     }
+    if spec.attention is not None:
+        choices["--attention"] = (spec.attention, ATTENTIONS)
     for option, (value, allowed) in choices.items():
         if value not in allowed:
             raise MhaError(
@@ -137,6 +147,7 @@ def _check_choices(spec: AttentionSpec) -> None:
                 ("--qk-norm", spec.qk_norm),
                 ("--head-dim", spec.head_dim is not None),
                 ("--kv-heads", spec.final().kv_heads != 1),
+                ("--key-bias", spec.key_bias is not None and spec.key_bias != spec.bias),
             )
             if used
         ]

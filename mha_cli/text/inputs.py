@@ -386,7 +386,13 @@ def attention_module(spec: AttentionSpec) -> str:
     parent (mha's reader of the layer finds it, in every layout it reads)."""
     from mha_cli.files.model_layer import read_model_layer
 
-    _, source, _ = read_model_layer(spec)
+    _, source, read = read_model_layer(spec)
+    if read.attention is not None:
+        raise MhaError(
+            f"--text on {spec.weights}, an encoder-decoder model (Whisper, BART), is not "
+            "supported: a text feeds one stack; give the layer's inputs with --inputs "
+            "(queries, keys, values: the decoder's states and the encoder's output)"
+        )
     return source.keys[0].rsplit(".", 2)[0]
 
 
