@@ -125,12 +125,8 @@ def test_the_config_gives_window_rope_base_and_rotary_dims(
 @pytest.mark.parametrize(
     ("family", "change", "words"),
     [
-        ("stablelm", {"qk_layernorm": True}, "qk_layernorm = true"),
         ("gemma", {"use_bidirectional_attention": True}, "use_bidirectional_attention = true"),
-        ("cohere", {"use_qk_norm": True}, "use_qk_norm = true"),
         ("mpt", {"attn_config": {"qk_ln": True}}, "qk_ln = true"),
-        ("falcon", {"new_decoder_architecture": True}, "new_decoder_architecture = true"),
-        ("falcon", {"alibi": True}, "alibi = true"),
         ("mpt", {"n_heads": 3, "d_model": 24}, "3 heads (not a power of 2)"),
         ("phi3", {"rope_parameters": {"rope_type": "longrope", "rope_theta": 1e4}}, "'longrope'"),
     ],

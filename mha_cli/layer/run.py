@@ -193,6 +193,8 @@ def make_layer(spec: FinalSpec) -> MultiHeadAttention | AdditiveAttention:
         clip_qkv=spec.clip_qkv,
         qk_norm_whole=spec.qk_norm_whole,
         alibi=spec.alibi,
+        qk_norm_layer=spec.qk_norm_layer,
+        alibi_scaled=spec.alibi_scaled,
     )
 
 
