@@ -14,6 +14,13 @@ from hf_models import _redraw
 from torch import nn
 
 VISION = ("dinov2", "clip_vision_model", "siglip_vision_model")  # run on pixels, no padding
+# Tiny models of a family with the config switches its first model leaves off: their model_type.
+VARIANTS = {
+    "falcon_new": "falcon",
+    "falcon_alibi": "falcon",
+    "stablelm_qk_layernorm": "stablelm",
+    "cohere_qk_norm": "cohere",
+}
 
 
 @dataclass(frozen=True)

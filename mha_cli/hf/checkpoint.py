@@ -81,13 +81,12 @@ def load_hf_layer(
         _refuse_layer_norms(path, keys, per_head)
     read = read_tensors(weights, [*keys.values(), *(k for ks in per_head.values() for k in ks)])
     stored = {name: read.tensors[key] for name, key in keys.items()}
-    layer_norms = described is not None and described.qk_norm_layer
     for name, tensor in stored.items():
         dims = 1 if name.endswith(("bias", "norm.weight")) else 2
-        if name.endswith("norm.weight") and (layer_norms or described is None):
-            dims = 2 if layer_norms or tensor.dim() == 2 else 1  # (heads, d)
-            if described is None and dims == 2:
+        if name.endswith("norm.weight") and tensor.dim() == 2:  # (heads, d): Cohere's
+            if described is None:
                 raise MhaError(_cohere_norm(path, keys[name], tensor))
+            dims = 2  # check_against says whether the config has such a norm
         _check_tensor(path, keys[name], tensor, dims, finite)
     for name, head_keys in per_head.items():  # StableLM: one (d,) weight per head, stacked
         for key in head_keys:
