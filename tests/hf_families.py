@@ -17,6 +17,13 @@ VISION = ("dinov2", "clip_vision_model", "siglip_vision_model")  # run on pixels
 # An encoder and a decoder: three attentions per layer number (mha's --attention), run with
 # tests/test_hf_families.py's encoder_decoder_run rather than with input_ids alone.
 ENCODER_DECODER = ("whisper", "bart")
+# Tiny models of a family with the config switches its first model leaves off: their model_type.
+VARIANTS = {
+    "falcon_new": "falcon",
+    "falcon_alibi": "falcon",
+    "stablelm_qk_layernorm": "stablelm",
+    "cohere_qk_norm": "cohere",
+}
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,10 @@ _ATTENTION = {
     "bloom": lambda m, i: m.transformer.h[i].self_attention,
     "mpt": lambda m, i: m.transformer.blocks[i].attn,
     "falcon": lambda m, i: m.transformer.h[i].self_attention,
+    "falcon_new": lambda m, i: m.transformer.h[i].self_attention,
+    "falcon_alibi": lambda m, i: m.transformer.h[i].self_attention,
+    "stablelm_qk_layernorm": lambda m, i: m.model.layers[i].self_attn,
+    "cohere_qk_norm": lambda m, i: m.model.layers[i].self_attn,
     "clip_text_model": lambda m, i: getattr(m, "text_model", m).encoder.layers[i].self_attn,
     "clip_vision_model": lambda m, i: getattr(m, "vision_model", m).encoder.layers[i].self_attn,
     "siglip_text_model": lambda m, i: getattr(m, "text_model", m).encoder.layers[i].self_attn,
@@ -252,6 +263,36 @@ def _configs() -> dict[str, tuple[Any, Any]]:
         "bart": (
             t.BartConfig(max_position_embeddings=64, **seq2seq),
             t.BartForConditionalGeneration,
+        ),
+        "falcon_new": (  # new decoder architecture: query_key_value packed per key-value group
+            t.FalconConfig(
+                hidden_size=48, num_attention_heads=6, num_kv_heads=2, num_hidden_layers=2,
+                vocab_size=64, new_decoder_architecture=True, alibi=False, bias=True,
+                pad_token_id=0, bos_token_id=1, eos_token_id=2,
+            ),
+            t.FalconForCausalLM,
+        ),
+        "falcon_alibi": (  # ALiBi (5 heads: Bloom's odd extra slopes), q, k, v packed per head
+            t.FalconConfig(
+                hidden_size=40, num_attention_heads=5, num_hidden_layers=2, vocab_size=64,
+                multi_query=False, new_decoder_architecture=False, alibi=True, bias=True,
+                pad_token_id=0, bos_token_id=1, eos_token_id=2,
+            ),
+            t.FalconForCausalLM,
+        ),
+        "stablelm_qk_layernorm": (  # a LayerNorm per head of queries and keys, no bias
+            t.StableLmConfig(
+                num_hidden_layers=2, use_qkv_bias=True, qk_layernorm=True, layer_norm_eps=1e-3,
+                **gqa,
+            ),
+            t.StableLmForCausalLM,
+        ),
+        "cohere_qk_norm": (  # CohereLayerNorm over (heads, head_dim): one weight per head
+            t.CohereConfig(
+                num_hidden_layers=2, use_qk_norm=True, layer_norm_eps=1e-3, pad_token_id=0,
+                bos_token_id=1, eos_token_id=2, **gqa,
+            ),
+            t.CohereForCausalLM,
         ),
     }  # fmt: skip
 

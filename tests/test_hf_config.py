@@ -165,6 +165,8 @@ def test_spec_fields() -> None:
         "softcap": None,
         "clip_qkv": None,
         "alibi": False,
+        "qk_norm_layer": False,
+        "alibi_scaled": False,
     }
 
 

@@ -21,7 +21,7 @@ import mha_cli
 
 pytest.importorskip("transformers")
 
-from hf_families import ENCODER_DECODER, FAMILIES, VISION, build_families
+from hf_families import ENCODER_DECODER, FAMILIES, VARIANTS, VISION, build_families
 
 MASK = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]])  # right padding: valid_lens [6, 4]
 
@@ -125,12 +125,8 @@ def test_the_config_gives_window_rope_base_and_rotary_dims(
 @pytest.mark.parametrize(
     ("family", "change", "words"),
     [
-        ("stablelm", {"qk_layernorm": True}, "qk_layernorm = true"),
         ("gemma", {"use_bidirectional_attention": True}, "use_bidirectional_attention = true"),
-        ("cohere", {"use_qk_norm": True}, "use_qk_norm = true"),
         ("mpt", {"attn_config": {"qk_ln": True}}, "qk_ln = true"),
-        ("falcon", {"new_decoder_architecture": True}, "new_decoder_architecture = true"),
-        ("falcon", {"alibi": True}, "alibi = true"),
         ("mpt", {"n_heads": 3, "d_model": 24}, "3 heads (not a power of 2)"),
     ],
 )
@@ -227,7 +223,7 @@ def test_families_lists_every_family_with_what_it_needs(cli):
     assert result.exit_code == 0, result.output
     for family in FAMILIES:
         if not family.startswith("llama_"):  # Llama's rope scalings: one model_type
-            assert family in result.stdout
+            assert VARIANTS.get(family, family) in result.stdout
 
 
 def test_every_supported_family_has_a_tiny_model():
@@ -558,3 +554,107 @@ def test_encoder_decoder_weights_alone_are_exact_with_their_config(models, tmp_p
     assert report.spec.heads == 2  # the decoder's, not the encoder's 4
     torch.testing.assert_close(report.attention_weights, run["weights"], atol=1e-5, rtol=0)
     torch.testing.assert_close(report.output_tensor, run["output"], atol=1e-4, rtol=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Falcon's layouts and ALiBi, StableLM's and Cohere's per-head LayerNorm (issue 19)
+
+
+@pytest.mark.parametrize(
+    ("family", "kv_heads", "rope", "alibi"),
+    [
+        ("falcon", 1, "half", False),  # multi-query
+        ("falcon_new", 2, "half", False),  # num_kv_heads key-value groups
+        ("falcon_alibi", 5, "none", True),  # one key-value head per head, ALiBi instead of rope
+    ],
+)
+def test_falcons_config_says_its_heads_and_positions(models, cli, family, kv_heads, rope, alibi):
+    folder = str(models[family].folder)
+    result = cli("inspect", "--config", folder, "--device", "meta", "--format", "json")
+    assert result.exit_code == 0, result.output
+    spec = json.loads(result.stdout)["spec"]
+    assert (spec["kv_heads"], spec["rope"], spec["alibi"]) == (kv_heads, rope, alibi)
+    assert spec["alibi_scaled"] is alibi
+
+
+def test_falcons_alibi_is_a_stage_row_scaled_with_the_scores(models, cli):
+    folder = str(models["falcon_alibi"].folder)
+    result = cli("inspect", "--weights", folder, "--layer", "1", "--format", "json")
+    assert result.exit_code == 0, result.output
+    stages = {stage["name"]: stage for stage in json.loads(result.stdout)["stages"]}
+    assert "Falcon" in stages["alibi"]["code"] and "sqrt(d)" in stages["alibi"]["code"]
+
+
+@pytest.mark.parametrize("family", ["stablelm_qk_layernorm", "cohere_qk_norm"])
+def test_the_per_head_layer_norm_is_a_stage_row_with_a_weight_per_head(models, cli, family):
+    folder = str(models[family].folder)
+    result = cli("inspect", "--weights", folder, "--layer", "1", "--format", "json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["spec"]["qk_norm_layer"] is True
+    assert document["spec"]["norm_eps"] == pytest.approx(1e-3)  # layer_norm_eps
+    stages = {stage["name"]: stage for stage in document["stages"]}
+    for role, heads in (("queries", 4), ("keys", 2)):
+        norm = stages[f"{role}.norm"]
+        assert "LayerNorm per head" in norm["code"]
+        assert norm["params"] == heads * 8  # (heads, head_dim) weights
+
+
+@pytest.mark.parametrize(
+    ("family", "change", "words"),
+    [
+        # The grouped weights read as multi-query: their rows do not fit
+        ("falcon_new", {"new_decoder_architecture": False}, "query_key_value"),
+        ("stablelm_qk_layernorm", {"qk_layernorm": False}, "layernorm.norms.{0..1}"),
+        ("cohere_qk_norm", {"use_qk_norm": False}, "self_attn.k_norm.weight"),
+        ("stablelm", {"qk_layernorm": True}, "q_norm weight"),
+    ],
+)
+def test_a_config_that_contradicts_the_weights_is_refused(
+    models, tmp_path, cli, family, change, words
+):
+    folder = tmp_path / "model"
+    shutil.copytree(models[family].folder, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(config | change))
+    result = cli("inspect", "--weights", str(folder), "--layer", "1")
+    assert result.exit_code == 2, result.output
+    assert words in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        (["--qk-norm-layer"], "--qk-norm-layer says which q/k norm applies"),
+        (["--qk-norm", "--qk-norm-layer", "--qk-norm-whole"], "keep one of them"),
+        (["--alibi-scaled"], "--alibi-scaled says how the ALiBi bias is scaled"),
+    ],
+)
+def test_the_new_switches_need_what_they_modify(cli, options, words):
+    result = cli("inspect", *options)
+    assert result.exit_code == 2, result.output
+    assert words in result.stderr
+
+
+def test_falcons_alibi_matches_a_float64_computation():
+    """Independent of the layer: (q·kᵀ + bf16(slope_h · j)) / sqrt(d), masked, softmaxed."""
+    from mha_cli.files.sources import resolve
+    from mha_cli.layer.run import run_attention
+    from mha_cli.spec.spec import AttentionSpec
+
+    spec = AttentionSpec(
+        batch=1, heads=4, hiddens=32, queries=9, kv=9, valid_lens=None, causal=True,
+        alibi=True, alibi_scaled=True,
+    )  # fmt: skip
+    full = run_attention(resolve(spec))
+    p = {name: t.double() for name, t in full.parameters.items()}
+    x_q, x_k = full.tensors["queries"].double()[0], full.tensors["keys"].double()[0]
+    q = (x_q @ p["W_q.weight"].T).reshape(9, 4, 8).permute(1, 0, 2)
+    k = (x_k @ p["W_k.weight"].T).reshape(9, 4, 8).permute(1, 0, 2)
+    slopes = torch.tensor([2.0 ** (-2 * (h + 1)) for h in range(4)], dtype=torch.float64)
+    alibi = (slopes[:, None] * torch.arange(9)).bfloat16().double()  # Falcon rounds to bf16
+    scores = (torch.einsum("hqd,hkd->hqk", q, k) + alibi[:, None, :]) / 8**0.5
+    future = torch.triu(torch.ones(9, 9, dtype=torch.bool), diagonal=1)
+    expected = torch.softmax(scores.masked_fill(future, -torch.inf), dim=-1)
+    got = full.attention_weights[0].double()
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)

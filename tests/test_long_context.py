@@ -62,6 +62,17 @@ SPECS = [
         batch=2, heads=4, hiddens=32, queries=11, kv=27, valid_lens=(27, 5), bias=True,
         key_bias=False,
     ),
+    # Falcon's ALiBi (bfloat16, scaled with the scores); StableLM's and Cohere's per-head
+    # LayerNorm of queries and keys.
+    AttentionSpec(
+        batch=2, heads=5, hiddens=40, queries=19, kv=19, valid_lens=(19, 11), causal=True,
+        alibi=True, alibi_scaled=True, bias=True,
+    ),
+    AttentionSpec(
+        batch=2, heads=4, kv_heads=2, hiddens=32, queries=21, kv=21, valid_lens=(21, 9),
+        causal=True, rope="half", rotary_dim=4, qk_norm=True, qk_norm_layer=True,
+        norm_eps=1e-3,
+    ),
 ]  # fmt: skip
 
 
@@ -96,6 +107,33 @@ def test_streamed_weights_match_a_float64_einsum():
     _, values, hidden = _streamed(spec, "0:40")
     np.testing.assert_array_equal(hidden[0], np.broadcast_to(future.numpy(), (3, 40, 40)))
     np.testing.assert_allclose(values[0][~hidden[0]], oracle[~hidden[0]], atol=1e-6)
+
+
+def test_streamed_heads_use_their_own_layer_norm_weights():
+    """A per-head LayerNorm (StableLM, Cohere) has a weight per head: a group of heads streamed
+    from the middle gets its own rows of it, as the full pass's normed queries and keys."""
+    spec = AttentionSpec(
+        batch=1, heads=4, kv_heads=2, hiddens=32, queries=9, kv=9, valid_lens=None,
+        causal=True, qk_norm=True, qk_norm_layer=True, rope="half",
+    )  # fmt: skip
+    layer = run_module.build_layer(spec.final(), torch.device("cpu"), torch.float32, None)
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for norm in (layer.q_norm, layer.k_norm):
+            norm.weight.copy_(1 + 0.5 * torch.randn(norm.weight.shape, generator=generator))
+    x_q, x_k, values = (torch.randn(1, 9, 32, generator=generator) for _ in range(3))
+    positions = torch.arange(9)
+    recorded: dict[str, torch.Tensor] = {}
+
+    def record(name: str, tensor: torch.Tensor, **_: object) -> None:
+        recorded[name] = tensor
+
+    with torch.no_grad():
+        layer(x_q, x_k, values, None, record)
+        for role, x, first, count in (("queries", x_q, 2, 2), ("keys", x_k, 1, 1)):
+            rows = streamed.head_rows(layer, x[0], first, role, positions, count)
+            expected = recorded[f"{role}.rope"][0, first : first + count]
+            torch.testing.assert_close(rows, expected, atol=1e-6, rtol=0)
 
 
 def test_a_window_is_the_full_pass_cut_to_it():
@@ -296,6 +334,11 @@ HEAD_SPECS = [
     AttentionSpec(  # Whisper's: biases on all but W_k, fewer queries than keys
         batch=2, heads=4, hiddens=32, queries=9, kv=21, valid_lens=(21, 8), bias=True,
         key_bias=False,
+    ),
+    AttentionSpec(
+        batch=2, heads=4, kv_heads=2, hiddens=32, queries=20, kv=20, valid_lens=(20, 9),
+        causal=True, qk_norm=True, qk_norm_layer=True, alibi=True, alibi_scaled=True,
+        score_scale=0.3,
     ),
 ]  # fmt: skip
 

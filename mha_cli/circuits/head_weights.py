@@ -225,7 +225,7 @@ def _notes(spec: FinalSpec, slices: HeadSlices) -> list[str]:
         )
     if spec.qk_norm:
         notes.append(
-            "queries and keys are RMS-normalised and scaled (q_norm, k_norm) between the "
+            "queries and keys are normalised and scaled (q_norm, k_norm) between the "
             "projections: W_QK is of W_q and W_k alone"
         )
     return notes

@@ -124,6 +124,15 @@ _SPEC_OPTIONS: list[tuple[str, type, tuple[str, ...], str, str | None, str]] = [
         MODERN,
     ),
     (
+        "qk_norm_layer",
+        bool,
+        ("--qk-norm-layer/--qk-norm-rms",),
+        "with --qk-norm: a LayerNorm per head (mean subtracted, no bias, one weight per head "
+        "and feature: StableLM, Cohere) instead of an RMSNorm",
+        "qk-norm-rms",
+        MODERN,
+    ),
+    (
         "score_scale",
         float,
         ("--score-scale",),
@@ -145,6 +154,15 @@ _SPEC_OPTIONS: list[tuple[str, type, tuple[str, ...], str, str | None, str]] = [
         ("--alibi/--no-alibi",),
         "ALiBi: head h adds slope_h x j to the score of key j (Bloom, MPT, Falcon)",
         "no-alibi",
+        MODERN,
+    ),
+    (
+        "alibi_scaled",
+        bool,
+        ("--alibi-scaled/--alibi-unscaled",),
+        "with --alibi: Falcon's ALiBi, slope_h x j rounded to bfloat16 and scaled with the "
+        "scores (by 1/sqrt(head dim)), instead of added after the scaling (Bloom, MPT)",
+        "alibi-unscaled",
         MODERN,
     ),
     (

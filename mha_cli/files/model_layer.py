@@ -35,6 +35,7 @@ WEIGHT_FIELDS = (
     "out_bias",
     "key_bias",
     "qk_norm",
+    "qk_norm_layer",
 )
 # How the layer is run: the config's value unless the command line sets its own.
 BEHAVIOUR_FIELDS = (
@@ -50,6 +51,7 @@ BEHAVIOUR_FIELDS = (
     "clip_qkv",
     "qk_norm_whole",
     "alibi",
+    "alibi_scaled",
 )
 
 

@@ -89,11 +89,22 @@ def load_hf_layer(
             f"pick a layer from 0 to {located.num_layers - 1}"
         )
     keys = _present_keys(located, weights.keys, layer, path)
-    read = read_tensors(weights, keys.values())
+    per_head = _head_norm_keys(located, weights.keys, layer)
+    if described is None:
+        _refuse_layer_norms(path, keys, per_head)
+    read = read_tensors(weights, [*keys.values(), *(k for ks in per_head.values() for k in ks)])
     stored = {name: read.tensors[key] for name, key in keys.items()}
     for name, tensor in stored.items():
         dims = 1 if name.endswith(("bias", "norm.weight")) else 2
+        if name.endswith("norm.weight") and tensor.dim() == 2:  # (heads, d): Cohere's
+            if described is None:
+                raise MhaError(_cohere_norm(path, keys[name], tensor))
+            dims = 2  # check_against says whether the config has such a norm
         _check_tensor(path, keys[name], tensor, dims, finite)
+    for name, head_keys in per_head.items():  # StableLM: one (d,) weight per head, stacked
+        for key in head_keys:
+            _check_tensor(path, key, read.tensors[key], 1, finite)
+        _stack_heads(path, name, head_keys, read.tensors, stored, keys)
     assumed: tuple[str, ...] = ()
     if described is None:
         given = dict(given or {})
@@ -106,7 +117,10 @@ def load_hf_layer(
         described = attention_from_weights(family, shapes, heads, layer, located.num_layers)
         assumed = _assumptions(family, reason, described, given)
     else:
-        state, origin = to_d2l(located.layout, stored, keys, described.heads, described.head_dim)
+        state, origin = to_d2l(
+            located.layout, stored, keys, described.heads, described.head_dim,
+            described.packing, described.kv_heads,
+        )  # fmt: skip
         if FAMILY[described.family].norm_plus_one:  # Gemma 3's norm multiplies by 1 + w
             for name in ("q_norm.weight", "k_norm.weight"):
                 if name in state:
@@ -114,6 +128,56 @@ def load_hf_layer(
                     origin[name] = f"1 + {origin[name]}"
     check_against(described, state, origin, str(config or path))
     return HFLayer(described, state, origin, read.files, located.describe(), config, assumed)
+
+
+def _head_norm_keys(located: Located, keys: tuple[str, ...], layer: int) -> dict[str, list[str]]:
+    """d2l norm name -> the keys of its per-head weights (heads 0, 1, ... while present)."""
+    present = set(keys)
+    found: dict[str, list[str]] = {}
+    names = ("q_norm.weight", "k_norm.weight")
+    for name, template in zip(names, located.head_norm_keys(layer), strict=False):
+        head_keys = []
+        while template.format(i=len(head_keys)) in present:
+            head_keys.append(template.format(i=len(head_keys)))
+        if head_keys:
+            found[name] = head_keys
+    return found
+
+
+def _stack_heads(
+    path: Path,
+    name: str,
+    head_keys: list[str],
+    tensors: Mapping[str, torch.Tensor],
+    stored: dict[str, torch.Tensor],
+    keys: dict[str, str],
+) -> None:
+    """One (heads, d) weight out of the per-head (d,) ones, as `stored[name]`."""
+    import torch
+
+    sizes = {tuple(tensors[key].shape) for key in head_keys}
+    if len(sizes) > 1:
+        raise MhaError(
+            f"{path}: the per-head weights {head_keys[0]}, ... have different shapes "
+            f"({', '.join(str(s) for s in sorted(sizes))}); the file is damaged"
+        )
+    stored[name] = torch.stack([tensors[key] for key in head_keys])  # (heads, d)
+    keys[name] = head_keys[0].replace(".0.weight", f".{{0..{len(head_keys) - 1}}}.weight")
+
+
+def _refuse_layer_norms(
+    path: Path, keys: Mapping[str, str], per_head: Mapping[str, list[str]]
+) -> None:
+    """Without a config.json, a LayerNorm of queries and keys (StableLM, Cohere) is refused: the
+    keys do not say its eps, and Llama's layout would drop it."""
+    if per_head:
+        key = next(iter(per_head.values()))[0]
+        family, kind = "stablelm", "one LayerNorm per head of queries and keys (qk_layernorm)"
+        raise MhaError(
+            f"{path}: {key} is {kind}, as StableLM has; without config.json its eps, heads, "
+            "rope base and rotary dims are unknown: give --config config.json (the model's own, "
+            f"model_type {family})"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,6 +280,15 @@ def _refuse_unknown(
         f"a layout shared by {_LOOKALIKES.get(base, base)}; key names tell the sizes, not the "
         f"behaviour, so {unknown} are unknown; give --config config.json (the model's own), "
         f"or set them with {options}"
+    )
+
+
+def _cohere_norm(path: Path, key: str, tensor: torch.Tensor) -> str:
+    return (
+        f"{path}: {key} has shape {shape_text(tensor)}, (heads, head_dim): a LayerNorm of "
+        "queries and keys with one weight per head, as Cohere's use_qk_norm; without "
+        "config.json its eps, heads and rope base are unknown: give --config config.json "
+        "(the model's own, model_type cohere)"
     )
 
 
@@ -329,6 +402,9 @@ def check_against(
     if a.qk_norm and a.qk_norm_whole:  # OLMo 2: one weight per output of W_q, W_k
         expected["q_norm.weight"] = ((q_out,), because["q"])
         expected["k_norm.weight"] = ((kv_out,), because["kv"])
+    elif a.qk_norm and a.qk_norm_layer:  # StableLM, Cohere: one weight per head and feature
+        expected["q_norm.weight"] = ((a.heads, a.head_dim), because["q"])
+        expected["k_norm.weight"] = ((a.kv_heads, a.head_dim), because["kv"])
     elif a.qk_norm:
         for name in ("q_norm.weight", "k_norm.weight"):
             expected[name] = ((a.head_dim,), f"head_dim {a.head_dim}")

@@ -51,11 +51,15 @@ class HFAttention:
     window: int | None  # sliding window W of this layer: key j seen iff i - W < j <= i
     qk_norm: bool  # per-head RMSNorm of queries and keys, after the head split, before rope
     qk_norm_whole: bool  # that norm over the whole projection, before the split (OLMo 2)
-    norm_eps: float | None  # that norm's eps (rms_norm_eps)
+    qk_norm_layer: bool  # that norm a LayerNorm with (heads, head_dim) weights (StableLM, Cohere)
+    norm_eps: float | None  # that norm's eps (rms_norm_eps; layer_norm_eps for a LayerNorm)
     scale: float | None  # the scores' factor (Granite's attention_multiplier); None: 1/sqrt(d)
     softcap: float | None  # logit soft-capping (Gemma 2's attn_logit_softcapping), or None
     clip_qkv: float | None  # OLMo's clamp of the projections, or None
     alibi: bool  # ALiBi position biases (Bloom)
+    alibi_scaled: bool  # Falcon's ALiBi: in bfloat16, scaled with the scores
+    packing: str | None  # how the packed projection is laid out (Falcon: by config); None: the
+    # layout's
     dtype: str | None  # the dtype the config says the weights were saved in, for people
     # Of an encoder-decoder model (Whisper, BART): "encoder", "decoder" or "cross"; else None.
     attention: str | None = None
@@ -119,6 +123,16 @@ def parse_hf_config(
         kv_heads = whole(config, ("num_key_value_heads",), where, default)
     if rules.multi_query:
         kv_heads = 1
+    packing = None
+    if rules.packings or rules.packing_otherwise[0]:
+        packing, kv_rule = next(
+            ((name, kv) for key, default, name, kv in rules.packings if config.get(key, default)),
+            rules.packing_otherwise,
+        )
+        if kv_rule == "config":  # FalconConfig: num_kv_heads, one per head when left out
+            kv_heads = whole(config, (rules.kv_heads_key,), where, heads)
+        else:
+            kv_heads = 1 if kv_rule == "one" else heads
     head_dim = _head_dim(config, rules, hiddens, heads, where)
     if heads % kv_heads:
         raise MhaError(
@@ -126,20 +140,18 @@ def parse_hf_config(
             f"({kv_heads}); fix the config"
         )
     q_bias, o_bias = flag(rules.qkv_bias, config), flag(rules.o_bias, config)
-    rope = rules.rope
+    alibi = flag(rules.alibi, config)
+    rope = "none" if alibi else rules.rope  # Falcon with alibi: no rotation
     theta, rotary_dim, scaling = (None, None, None)
     if rope != "none":
         theta, rotary_dim, scaling = rope_settings(config, rules, head_dim, layer, where)
-    qk_norm = rules.qk_norm
-    eps = (
-        float(positive(config.get("rms_norm_eps", 1e-6), "rms_norm_eps", where))
-        if qk_norm
-        else None
-    )
+    qk_norm = flag(rules.qk_norm, config)
+    eps_key, eps_default = ("layer_norm_eps", 1e-5) if rules.norm_layer else ("rms_norm_eps", 1e-6)
+    eps = float(positive(config.get(eps_key, eps_default), eps_key, where)) if qk_norm else None
     causal = not rules.encoder or bool(config.get("is_decoder", False))
     if attention is not None:  # only the decoder's self-attention is causal
         causal = attention == "decoder"
-    if flag(rules.alibi, config) and rules.alibi_power_of_two and heads & (heads - 1):
+    if alibi and rules.alibi_power_of_two and heads & (heads - 1):
         raise MhaError(
             f"{where}: {family} ALiBi with {heads} heads (not a power of 2) is not supported: its "
             "slopes are ordered differently from Bloom's, which mha builds; inspect a model with "
@@ -178,11 +190,14 @@ def parse_hf_config(
         window=sliding_window(config, rules, layer, num_layers, where),
         qk_norm=qk_norm,
         qk_norm_whole=rules.qk_norm_whole,
+        qk_norm_layer=qk_norm and rules.norm_layer,
         norm_eps=eps,
         scale=scale,
         softcap=softcap,
         clip_qkv=clip,
-        alibi=flag(rules.alibi, config),
+        alibi=alibi,
+        alibi_scaled=alibi and rules.alibi_scaled,
+        packing=packing,
         dtype=config.get("dtype") or config.get("torch_dtype"),
         attention=attention,
     )
@@ -294,6 +309,8 @@ def spec_fields(attention: HFAttention) -> dict[str, Any]:
         "softcap": attention.softcap,
         "clip_qkv": attention.clip_qkv,
         "alibi": attention.alibi,
+        "qk_norm_layer": attention.qk_norm_layer,
+        "alibi_scaled": attention.alibi_scaled,
     } | ({} if attention.attention is None else {"attention": attention.attention})
 
 

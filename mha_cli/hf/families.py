@@ -49,6 +49,14 @@ class Family:
     multi_query: bool = False  # one key-value head (GPTBigCode with multi_query)
     alibi: Flag = False  # ALiBi position biases instead of a rotation (Bloom; MPT's attn_config)
     alibi_power_of_two: bool = False  # MPT: its slopes are Bloom's for 2, 4, 8, ... heads only
+    alibi_scaled: bool = False  # Falcon: the bias (bfloat16) is scaled with the scores
+    # How a packed projection is laid out, by config: the first (key, its value when left out,
+    # packing, key-value heads) whose key is true, else `packing_otherwise`. Packings as
+    # `hf/layouts.Layout.packing`; key-value heads "config" (`kv_heads_key`, one per head when
+    # left out), "one" or "heads" (one per head). Empty: the layout's packing.
+    packings: tuple[tuple[str, bool, str, str], ...] = ()
+    packing_otherwise: tuple[str, str] = ("", "")
+    kv_heads_key: str = "num_key_value_heads"
     nested: str = ""  # a config object whose keys count as top-level ones (MPT: attn_config)
     kv_heads_default: int | None = None  # num_key_value_heads left out (None: one per head)
     own_head_dim: bool = False  # reads head_dim (else hidden size / heads, which must divide)
@@ -73,7 +81,10 @@ class Family:
     # (Qwen2-MoE: layers 0, 2, 4, ... below max_window_layers), "even" (Gemma 2: 0, 2, 4...) or
     # "pattern" (Gemma 3: all but every sliding_window_pattern-th layer, 6 when left out).
     window_layers: str = "from_max"
-    qk_norm: bool = False  # per-head RMSNorm of queries and keys (rms_norm_eps), before rope
+    qk_norm: Flag = False  # per-head RMSNorm of queries and keys (rms_norm_eps), before rope
+    # That norm is a LayerNorm (mean subtracted, no bias) with one weight per head, (heads, d),
+    # its eps layer_norm_eps (StableLM's qk_layernorm, Cohere's use_qk_norm).
+    norm_layer: bool = False
     qk_norm_whole: bool = False  # that norm spans the whole projection, before the split (OLMo 2)
     norm_plus_one: bool = False  # that norm multiplies by (1 + w), w as stored (Gemma 3)
     theta_local: float | None = None  # the rope base of sliding layers left out (Gemma 3: 1e4)
@@ -109,22 +120,6 @@ _ABSOLUTE = (
     ),
 )
 _BIAS = ("attention_bias", False)
-_QK_LAYERNORM = (
-    Requirement(
-        "qk_layernorm",
-        False,
-        "qk_layernorm = true (a LayerNorm per head of queries and keys) is not supported; "
-        "inspect a StableLM model without it",
-    ),
-)
-_COHERE_NORM = (
-    Requirement(
-        "use_qk_norm",
-        False,
-        "use_qk_norm = true (a LayerNorm per head of queries and keys) is not supported; "
-        "inspect a Cohere model without it",
-    ),
-)
 _BIGCODE = (
     Requirement(
         "multi_query",
@@ -139,25 +134,11 @@ _MPT = (
     ),
     Requirement("alibi_bias_max", 8, "alibi_bias_max = {value} is not supported (8 only); {fix}"),
 )
-_FALCON = (
-    Requirement(
-        "new_decoder_architecture",
-        False,
-        "new_decoder_architecture = true (query_key_value packed per key-value group) is not "
-        "supported; inspect a multi-query Falcon (Falcon-7B's layout)",
-    ),
-    Requirement(
-        "multi_query",
-        True,
-        "multi_query = false (query_key_value packed per head) is not supported; inspect a "
-        "multi-query Falcon (Falcon-7B's layout)",
-    ),
-    Requirement(
-        "alibi",
-        False,
-        "alibi = true (Falcon adds ALiBi before scaling the scores) is not supported; inspect "
-        "a rotary Falcon",
-    ),
+# FalconAttention.forward: the new decoder architecture packs per key-value group (its query
+# heads, then its key and its value), multi-query packs q | k | v, the rest per head (q, k, v).
+_FALCON_PACKINGS = (
+    ("new_decoder_architecture", False, "grouped", "config"),
+    ("multi_query", True, "phi3", "one"),
 )
 _CAUSAL = (
     Requirement(
@@ -222,18 +203,19 @@ TABLE: tuple[Family, ...] = (
            context_default=4096, window="always", window_default=None,
            reads="use_bias on all four projections, sliding_window"),
     Family("stablelm", ("llama",), qkv_bias=("use_qkv_bias", False), o_bias=False, grouped=True,
-           kv_heads_default=32, rope="half", partial_rotary=0.25, requires=_QK_LAYERNORM,
+           kv_heads_default=32, rope="half", partial_rotary=0.25,
+           qk_norm=("qk_layernorm", False), norm_layer=True,
            reads="partial rotary (partial_rotary_factor, 0.25 by default), use_qkv_bias; "
-                 "qk_layernorm refused"),
+                 "qk_layernorm: a LayerNorm per head, one weight each (a stage row)"),
     Family("phi3", ("phi3",), grouped=True, own_head_dim=True, rope="half", partial_rotary=1.0,
            context_default=4096, window="always", window_default=None,
            reads="packed qkv_proj split q | k | v with grouped sizes, partial rotary, "
                  "sliding_window; longrope (short and long factors)"),
     Family("cohere", ("llama",), qkv_bias=_BIAS, o_bias=_BIAS, grouped=True, own_head_dim=True,
            rope="interleaved", theta_default=500_000.0, context_default=8192,
-           requires=_COHERE_NORM,
-           reads="interleaved rope (pairs 2j, 2j + 1), rope base 5e5 by default; "
-                 "use_qk_norm refused"),
+           qk_norm=("use_qk_norm", False), norm_layer=True,
+           reads="interleaved rope (pairs 2j, 2j + 1), rope base 5e5 by default; use_qk_norm: "
+                 "a LayerNorm over (heads, head_dim), one weight per head (a stage row)"),
     Family("olmo", ("llama",), qkv_bias=_BIAS, o_bias=_BIAS, grouped=True, own_head_dim=True,
            rope="half", clip_key="clip_qkv",
            reads="clip_qkv: W_q, W_k, W_v outputs clamped (a stage row), as Llama otherwise"),
@@ -291,9 +273,11 @@ TABLE: tuple[Family, ...] = (
            reads="attn_config: ALiBi (slopes as Bloom's, 2^k heads), softmax_scale, clip_qkv; "
                  "Wqkv split q | k | v; qk_ln refused"),
     Family("falcon", ("falcon",), qkv_bias=("bias", False), o_bias=("bias", False),
-           multi_query=True, rope="half", requires=_FALCON,
-           reads="multi-query query_key_value split h x d | d | d, rope, bias; "
-                 "new_decoder_architecture, multi_query = false and alibi refused"),
+           rope="half", alibi=("alibi", False), alibi_scaled=True, packings=_FALCON_PACKINGS,
+           packing_otherwise=("neox", "heads"), kv_heads_key="num_kv_heads",
+           reads="query_key_value: per key-value group with new_decoder_architecture "
+                 "(num_kv_heads), h x d | d | d with multi_query, else per head; rope, or with "
+                 "alibi ALiBi in bfloat16 scaled with the scores (a stage row); bias"),
     Family("distilbert", ("distilbert",), encoder=True, qkv_bias=True, o_bias=True,
            reads="q_lin, k_lin, v_lin, out_lin; dim, n_heads, n_layers"),
     # Encoder-decoder: --attention encoder (default), decoder (causal) or cross.

@@ -37,8 +37,11 @@ class Layout:
     stack: str  # the layers' container: key = prefix + stack + ".{i}." + member
     members: Mapping[str, str]  # d2l name (or "qkv.weight") -> member under the layer
     # "linear" (nn.Linear), "gpt2" (Conv1D, q|k|v), "neox" (per head), "phi3" (nn.Linear,
-    # rows q (heads x d) | k (kv_heads x d) | v (kv_heads x d))
+    # rows q (heads x d) | k (kv_heads x d) | v (kv_heads x d)), "grouped" (Falcon's new
+    # decoder architecture: per key-value group, its query heads, then its key, then its value)
     packing: str = "linear"
+    # Per-head norms kept one key per head (StableLM's q_layernorm.norms.{i}): q and k templates
+    head_norms: tuple[str, str] = ()
 
     @property
     def markers(self) -> tuple[str, str]:
@@ -47,7 +50,9 @@ class Layout:
         return query, self.members["W_o.weight"]
 
 
-def _linear(name: str, stack: str, q: str, k: str, v: str, o: str, norms: str = "") -> Layout:
+def _linear(
+    name: str, stack: str, q: str, k: str, v: str, o: str, norms: str = "", per_head: str = ""
+) -> Layout:
     members: dict[str, str] = {}
     for d2l, member in (("W_q", q), ("W_k", k), ("W_v", v), ("W_o", o)):
         members |= {f"{d2l}.weight": f"{member}.weight", f"{d2l}.bias": f"{member}.bias"}
@@ -56,7 +61,13 @@ def _linear(name: str, stack: str, q: str, k: str, v: str, o: str, norms: str = 
             "q_norm.weight": f"{norms}.q_norm.weight",
             "k_norm.weight": f"{norms}.k_norm.weight",
         }
-    return Layout(name, stack, members)
+    head_norms: tuple[str, str] = ()
+    if per_head:
+        head_norms = (
+            f"{per_head}.q_layernorm.norms.{{i}}.weight",
+            f"{per_head}.k_layernorm.norms.{{i}}.weight",
+        )
+    return Layout(name, stack, members, head_norms=head_norms)
 
 
 def _packed(name: str, stack: str, qkv: str, o: str, packing: str) -> Layout:
@@ -87,7 +98,7 @@ LAYOUTS = {
     ),
     "llama": _linear(
         "llama", "layers", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-        "self_attn.o_proj", norms="self_attn",
+        "self_attn.o_proj", norms="self_attn", per_head="self_attn",
     ),
     "gpt_neox": _packed(
         "gpt_neox", "layers", "attention.query_key_value", "attention.dense", "neox"
@@ -103,7 +114,7 @@ LAYOUTS = {
         "bloom", "h", "self_attention.query_key_value", "self_attention.dense", "neox"
     ),
     "mpt": _packed("mpt", "blocks", "attn.Wqkv", "attn.out_proj", "phi3"),  # q | k | v blocks
-    "falcon": _packed(  # multi-query: q (h x d) | k (d) | v (d), as Phi-3's qkv_proj
+    "falcon": _packed(  # multi-query: q (h x d) | k (d) | v (d); its config may say otherwise
         "falcon", "h", "self_attention.query_key_value", "self_attention.dense", "phi3"
     ),
     "clip": _linear(
@@ -163,6 +174,11 @@ class Located:
         head = f"{self.prefix}{self.layout.stack}.{layer}."
         return {name: head + member for name, member in self.layout.members.items()}
 
+    def head_norm_keys(self, layer: int) -> tuple[str, str]:
+        """The templates (`{i}`: the head) of layer `layer`'s per-head q and k norm keys, or ()."""
+        head = f"{self.prefix}{self.layout.stack}.{layer}."
+        return tuple(head + t for t in self.layout.head_norms)  # type: ignore[return-value]
+
     def describe(self) -> str:
         """For people: "llama: model.layers.N.self_attn.q_proj.weight, ..."."""
         query, out = self.layout.markers
@@ -203,7 +219,7 @@ _OTHERS = (
      "its attention (relative position buckets, no score scaling) is not supported"),
     (r"(^|\.)h\.\d+\.self_attention\.query_key_value\.", "Falcon or BLOOM",
      "its packing and position biases are in its config.json: give --config config.json "
-     "(BLOOM and multi-query Falcon are read with it)"),
+     "(BLOOM and Falcon are read with it)"),
     (r"(^|\.)layers\.\d+\.self_attn\.dense\.", "Phi", "its attention is not supported"),
 )  # fmt: skip
 
@@ -305,17 +321,23 @@ def to_d2l(
     keys: Mapping[str, str],  # the same names -> the file's key, for `origin`
     heads: int | None,
     head_dim: int | None = None,
+    packing: str | None = None,
+    kv_heads: int | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """(d2l-named tensors, and for each the file key and part it came from). `head_dim` (the
-    config's; else hidden size / heads) places Phi-3's query rows."""
+    config's; else hidden size / heads) places Phi-3's query rows; `packing` (the config's,
+    Falcon's) replaces the layout's, and `kv_heads` sizes its groups."""
     state = {name: t for name, t in tensors.items() if not name.startswith(QKV)}
     origin = {name: keys[name] for name in state}
-    if layout.packing == "gpt2":
+    packing = packing or layout.packing
+    if packing == "gpt2":
         _split_gpt2(tensors, keys, state, origin)
-    elif layout.packing == "neox":
+    elif packing == "neox":
         _split_neox(tensors, keys, heads, state, origin)
-    elif layout.packing == "phi3":
+    elif packing == "phi3":
         _split_phi3(tensors, keys, heads, head_dim, state, origin)
+    elif packing == "grouped":
+        _split_grouped(tensors, keys, heads, kv_heads, state, origin)
     order = {name: i for i, name in enumerate(D2L_ORDER)}
     names = sorted(state, key=lambda name: order.get(name, len(order)))
     return {n: state[n] for n in names}, {n: origin[n] for n in names}
@@ -405,6 +427,40 @@ def _split_phi3(
         if bias is not None:
             state[f"W_{p}.bias"] = bias[start:stop].contiguous()
             origin[f"W_{p}.bias"] = f"{keys[f'{QKV}.bias']}[{start}:{stop}]"
+
+
+def _split_grouped(
+    tensors: Tensors,
+    keys: Mapping[str, str],
+    heads: int | None,
+    kv_heads: int | None,
+    state: dict,
+    origin: dict,
+) -> None:
+    # FalconAttention.forward (new_decoder_architecture): rows viewed (g, h/g + 2, d, H): each
+    # key-value group's h/g query heads, then its key head, then its value head.
+    weight, key = tensors[f"{QKV}.weight"], keys[f"{QKV}.weight"]  # (rows, H)
+    rows, hiddens = weight.shape
+    if heads is None or kv_heads is None or heads % kv_heads:  # the config says both
+        raise MhaError(f"{key}: packed per key-value group: give the model's config.json")
+    per_group = heads // kv_heads + 2
+    if rows % (kv_heads * per_group):
+        raise MhaError(
+            f"{key} has {rows} rows, not {kv_heads} key-value groups of {per_group} heads "
+            "(their queries, a key, a value); use the config.json saved with these weights"
+        )
+    d = rows // (kv_heads * per_group)
+    packed = weight.view(kv_heads, per_group, d, hiddens)  # (g, r + 2, d, H)
+    bias = _packed_bias(tensors, keys, rows)
+    packed_bias = None if bias is None else bias.view(kv_heads, per_group, d)  # (g, r + 2, d)
+    parts = {"q": slice(0, per_group - 2), "k": per_group - 2, "v": per_group - 1}
+    shown = {"q": f":{per_group - 2}", "k": str(per_group - 2), "v": str(per_group - 1)}
+    for p, part in parts.items():
+        state[f"W_{p}.weight"] = packed[:, part].reshape(-1, hiddens).contiguous()
+        origin[f"W_{p}.weight"] = f"{key} viewed (g, h/g + 2, d, H)[:, {shown[p]}]"
+        if packed_bias is not None:
+            state[f"W_{p}.bias"] = packed_bias[:, part].reshape(-1).contiguous()
+            origin[f"W_{p}.bias"] = f"{keys[f'{QKV}.bias']} viewed (g, h/g + 2, d)[:, {shown[p]}]"
 
 
 def _packed_bias(tensors: Tensors, keys: Mapping[str, str], length: int) -> torch.Tensor | None:

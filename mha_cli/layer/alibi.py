@@ -1,6 +1,9 @@
 """ALiBi (attention with linear biases, Press et al.): each head adds `slope_h * j` to the score
 of key j, as Bloom's `build_alibi_tensor` builds it (MPT and Falcon use the same slopes).
 
+Falcon builds the same slopes but rounds them and the products to bfloat16, and adds the bias
+to the mask, so that it is scaled with the scores: (q·k + slope_h * j) / sqrt(d).
+
 A bias that grows with the key's position j differs from the paper's `-slope_h * (i - j)` by a
 constant per query row, which the softmax does not see: the weights are the paper's.
 """
@@ -28,10 +31,21 @@ def alibi_slopes(num_heads: int) -> torch.Tensor:
     return slopes
 
 
-def alibi_bias(num_heads: int, batch: int, keys: int, device: torch.device) -> torch.Tensor:
+def alibi_values(slopes: torch.Tensor, positions: torch.Tensor, bfloat16: bool) -> torch.Tensor:
+    """(h, k) float32: slope of head h times key position j. `bfloat16`: as Falcon's
+    `build_alibi_tensor` makes them, slopes and products rounded to bfloat16."""
+    if bfloat16:  # slopes[..., None].bfloat16() * arange_tensor (an integer tensor)
+        rounded = slopes.bfloat16()[:, None] * positions.to(torch.int64)[None, :]  # bfloat16
+        return rounded.to(torch.float32)
+    return slopes[:, None] * positions.to(torch.float32)[None, :]
+
+
+def alibi_bias(
+    num_heads: int, batch: int, keys: int, device: torch.device, bfloat16: bool = False
+) -> torch.Tensor:
     """((b h), 1, k): slope of head h times the key's position j, batch-major as the folded
-    scores ((b h) with b outer)."""
+    scores ((b h) with b outer); `bfloat16`: Falcon's rounding."""
     slopes = alibi_slopes(num_heads).to(device)  # (h,)
-    positions = torch.arange(keys, device=device, dtype=torch.float32)  # (k,)
-    bias = slopes[:, None] * positions[None, :]  # (h, k)
+    positions = torch.arange(keys, device=device)  # (k,)
+    bias = alibi_values(slopes, positions, bfloat16)  # (h, k)
     return bias.repeat(batch, 1)[:, None, :]  # ((b h), 1, k)

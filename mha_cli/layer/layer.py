@@ -19,7 +19,7 @@ from torch import nn
 
 from mha_cli.layer.alibi import alibi_bias
 from mha_cli.layer.masking import masked_softmax, positional_mask, query_positions
-from mha_cli.layer.norms import HeadRMSNorm
+from mha_cli.layer.norms import HeadLayerNorm, HeadRMSNorm
 from mha_cli.layer.recording import STAGES, Record, linear_flops
 from mha_cli.layer.rope import apply_rope
 from mha_cli.spec import axes as ax
@@ -75,9 +75,11 @@ class DotProductAttention(nn.Module):
         scale: float | None = None,
         softcap: float | None = None,
         alibi_heads: int | None = None,
+        alibi_scaled: bool = False,
     ) -> None:
         super().__init__()
         self.alibi_heads = alibi_heads  # ALiBi with this many heads (Bloom), or None
+        self.alibi_scaled = alibi_scaled  # Falcon's: bfloat16, scaled with the scores
         self.dropout = nn.Dropout(dropout)
         self.causal, self.window, self.feature = causal, window, feature
         self.scale = scale  # None: 1/sqrt(d), d2l's
@@ -102,9 +104,18 @@ class DotProductAttention(nn.Module):
             record("scores", scores, rows=ax.BATCH_HEADS, flops=flops, code=code)
         if self.alibi_heads is not None:  # Bloom: a bias per head growing with the key position
             batch = scores.shape[0] // self.alibi_heads
-            bias = alibi_bias(self.alibi_heads, batch, keys.shape[1], scores.device)
-            scores = scores + bias.to(scores.dtype)  # ((b h), q, k)
-            record("alibi", scores, rows=ax.BATCH_HEADS, flops=scores.numel())
+            bias = alibi_bias(
+                self.alibi_heads, batch, keys.shape[1], scores.device, self.alibi_scaled
+            ).to(scores.dtype)  # ((b h), 1, k)
+            if not self.alibi_scaled:
+                scores = scores + bias  # ((b h), q, k)
+                record("alibi", scores, rows=ax.BATCH_HEADS, flops=scores.numel())
+            else:  # Falcon: the bias goes into the mask, scaled as the scores are
+                factor = f"* {self.scale:g}" if self.scale is not None else "/ math.sqrt(d)"
+                bias = bias * self.scale if self.scale is not None else bias / math.sqrt(d)
+                scores = scores + bias  # ((b h), q, k)
+                code = f"scores + alibi {factor}  # Falcon: slopes[h] * j in bfloat16, scaled"
+                record("alibi", scores, rows=ax.BATCH_HEADS, flops=2 * scores.numel(), code=code)
         if self.softcap is not None:  # Gemma 2: before the mask, as its eager_attention_forward
             scores = torch.tanh(scores / self.softcap) * self.softcap  # ((b h), q, k)
             record("softcap", scores, rows=ax.BATCH_HEADS, flops=3 * scores.numel())
@@ -150,6 +161,8 @@ class MultiHeadAttention(nn.Module):
         clip_qkv: float | None = None,
         qk_norm_whole: bool = False,
         alibi: bool = False,
+        qk_norm_layer: bool = False,
+        alibi_scaled: bool = False,
     ) -> None:
         super().__init__()
         self.clip_qkv = clip_qkv  # OLMo: projections clamped to [-c, c]
@@ -161,8 +174,9 @@ class MultiHeadAttention(nn.Module):
         d, h, g = self.head_dim, num_heads, self.num_kv_heads
         self.feature = ax.HIDDENS if self.full_values else ax.HEAD_DIM  # each head's output
         self.attention = DotProductAttention(
-            dropout, causal, window, self.feature, scale, softcap, num_heads if alibi else None
-        )
+            dropout, causal, window, self.feature, scale, softcap, num_heads if alibi else None,
+            alibi_scaled,
+        )  # fmt: skip
         self.W_q = nn.Linear(query_size, h * d, bias=bias)
         # Only g heads get their own keys; Whisper's W_k alone has no bias.
         self.W_k = nn.Linear(key_size, g * d, bias=bias if key_bias is None else key_bias)
@@ -171,7 +185,11 @@ class MultiHeadAttention(nn.Module):
         concat = h * num_hiddens if self.full_values else h * d
         self.W_o = nn.Linear(concat, num_hiddens, bias=bias if out_bias is None else out_bias)
         self.qk_norm_whole = qk_norm and qk_norm_whole  # OLMo 2: over h*d (g*d) features
-        if qk_norm:
+        self.qk_norm_layer = qk_norm and qk_norm_layer  # StableLM, Cohere: (heads, d) weights
+        if self.qk_norm_layer:
+            self.q_norm = HeadLayerNorm(h, d, norm_eps)
+            self.k_norm = HeadLayerNorm(g, d, norm_eps)
+        elif qk_norm:
             self.q_norm = HeadRMSNorm(h * d if self.qk_norm_whole else d, norm_eps)
             self.k_norm = HeadRMSNorm(g * d if self.qk_norm_whole else d, norm_eps)
         self.qk_norm = qk_norm
@@ -260,7 +278,14 @@ class MultiHeadAttention(nn.Module):
         if self.qk_norm and not self.qk_norm_whole and role != "values":
             norm = self.q_norm if role == "queries" else self.k_norm
             X = norm(X)  # (b, h, n, d)
-            step("norm", X, norm)
+            if self.qk_norm_layer:
+                code = f"self.{role[0]}_norm(X)  # LayerNorm per head: weight (heads, d), no bias"
+                record(
+                    f"{role}.norm", X, module=norm, seq=seq, heads=head_axis,
+                    feature=ax.HEAD_DIM, code=code,
+                )  # fmt: skip
+            else:
+                step("norm", X, norm)
         if self.rotary is not None and positions is not None:
             rotary_dim = 2 * self.rotary.inv_freq.shape[0]
             X = apply_rope(

@@ -1,4 +1,5 @@
-"""The per-head RMSNorm of queries and keys (Qwen3's `q_norm`, `k_norm`), as transformers has it.
+"""The per-head norms of queries and keys, as transformers has them: Qwen3's RMSNorm (`q_norm`,
+`k_norm`), and the LayerNorm with one weight per head of StableLM and Cohere.
 
 Applied to each head's vector (the last axis, head_dim) after the head split and before the
 rotary embedding. Dtypes as `Qwen3RMSNorm.forward`: the statistics in float32, the normalised
@@ -35,3 +36,31 @@ class HeadRMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (b, h, n, d)
         return rms_norm(x, self.weight, self.eps)
+
+
+def layer_norm(
+    x: torch.Tensor,  # (b, h, n, d): queries or keys after the head split
+    weight: torch.Tensor,  # (h, d): one weight per head and feature
+    eps: float,
+) -> torch.Tensor:
+    """`weight[h] * (x - mean) / sqrt(var + eps)` over the last axis, no bias: Cohere's
+    `CohereLayerNorm` over (heads, head_dim), and StableLM's `StableLmLayerNormPerHead` (one
+    bias-free nn.LayerNorm per head). Statistics in float32, the result in the input's dtype."""
+    input_dtype = x.dtype
+    x32 = x.to(torch.float32)
+    mean = x32.mean(-1, keepdim=True)  # (b, h, n, 1)
+    variance = (x32 - mean).pow(2).mean(-1, keepdim=True)  # (b, h, n, 1)
+    normed = (x32 - mean) * torch.rsqrt(variance + eps)  # (b, h, n, d)
+    return (weight.to(torch.float32)[:, None, :] * normed).to(input_dtype)
+
+
+class HeadLayerNorm(nn.Module):
+    """`layer_norm` with its (heads, head_dim) weight as a parameter."""
+
+    def __init__(self, heads: int, head_dim: int, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(heads, head_dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (b, h, n, d)
+        return layer_norm(x, self.weight, self.eps)

@@ -20,7 +20,7 @@ from mha_cli import fast_start
 from mha_cli.errors import MhaError
 from mha_cli.files.sources import Resolved
 from mha_cli.layer.layer import MultiHeadAttention, Rotary
-from mha_cli.layer.norms import HeadRMSNorm
+from mha_cli.layer.norms import HeadLayerNorm, HeadRMSNorm
 from mha_cli.layer.recording import Recorder
 from mha_cli.layer.report import Report
 from mha_cli.layer.rope import attention_factor, inverse_frequencies
@@ -150,7 +150,7 @@ def init_weights(layer: nn.Module, generator: torch.Generator) -> None:
                 module.weight.uniform_(-bound, bound, generator=generator)
                 if module.bias is not None:
                     module.bias.uniform_(-bound, bound, generator=generator)
-            elif isinstance(module, HeadRMSNorm):
+            elif isinstance(module, HeadRMSNorm | HeadLayerNorm):
                 module.weight.fill_(1.0)
 
 
@@ -198,6 +198,8 @@ def make_layer(spec: FinalSpec) -> MultiHeadAttention | AdditiveAttention:
         clip_qkv=spec.clip_qkv,
         qk_norm_whole=spec.qk_norm_whole,
         alibi=spec.alibi,
+        qk_norm_layer=spec.qk_norm_layer,
+        alibi_scaled=spec.alibi_scaled,
     )
 
 

@@ -22,9 +22,10 @@ from torch import nn
 
 from mha_cli.errors import MhaError
 from mha_cli.files.sources import resolve
-from mha_cli.layer.alibi import alibi_slopes
+from mha_cli.layer.alibi import alibi_slopes, alibi_values
 from mha_cli.layer.layer import MultiHeadAttention
 from mha_cli.layer.masking import MASK_VALUE, query_positions
+from mha_cli.layer.norms import layer_norm
 from mha_cli.layer.rope import apply_rope
 from mha_cli.layer.run import build_layer, resolve_device, stream_seed
 from mha_cli.spec import memory
@@ -149,7 +150,9 @@ def head_rows(
         if layer.clip_qkv is not None:  # OLMo: a clamp per feature, so a slice is the same
             y = y.clamp(-layer.clip_qkv, layer.clip_qkv)
     y = y.reshape(1, x.shape[0], count, d).permute(0, 2, 1, 3)  # (1, count, n, d)
-    if norm is not None and not layer.qk_norm_whole:
+    if norm is not None and layer.qk_norm_layer:  # StableLM, Cohere: these heads' weights
+        y = layer_norm(y, norm.weight[first : first + count], norm.eps)
+    elif norm is not None and not layer.qk_norm_whole:
         y = norm(y)
     if layer.rotary is not None:
         rotary_dim = 2 * layer.rotary.inv_freq.shape[0]
@@ -198,8 +201,14 @@ def head_scores(
     else:
         scores.mul_(attention.scale)
     if attention.alibi_heads is not None:  # slope of this head times the key's position
-        slope = alibi_slopes(attention.alibi_heads)[head].to(scores.device)
-        scores.add_((slope * key_pos.to(torch.float32)).to(scores.dtype)[None, :])
+        slopes = alibi_slopes(attention.alibi_heads)[head : head + 1].to(scores.device)
+        bias = alibi_values(slopes, key_pos, attention.alibi_scaled)[0].to(scores.dtype)  # (n,)
+        if attention.alibi_scaled:  # Falcon: scaled as the scores are
+            if attention.scale is None:
+                bias = bias / math.sqrt(rows.shape[-1])
+            else:
+                bias = bias * attention.scale
+        scores.add_(bias[None, :])
     if attention.softcap is not None:
         scores = torch.tanh(scores / attention.softcap) * attention.softcap
     return scores

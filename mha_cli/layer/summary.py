@@ -138,6 +138,12 @@ def _notes(spec: FinalSpec, attention: torch.Tensor | None, layer: nn.Module) ->
             "qk-norm: queries and keys are RMS-normalised over all heads' features at once, "
             "after W_q and W_k and before the split into heads (OLMo 2)"
         )
+    elif spec.qk_norm and spec.qk_norm_layer:
+        notes.append(
+            "qk-norm: each head's queries and keys are layer-normalised over their "
+            f"{spec.head_dim} features (mean subtracted, no bias, one weight per head: StableLM, "
+            "Cohere) before the rotation"
+        )
     elif spec.qk_norm:
         notes.append(
             "qk-norm: each head's queries and keys are RMS-normalised over their "

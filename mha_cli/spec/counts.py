@@ -35,6 +35,8 @@ def parameter_count(spec: AttentionSpec) -> int:
     norms = 2 * d if spec.qk_norm else 0
     if spec.qk_norm and spec.qk_norm_whole:  # OLMo 2: one weight per feature of W_q and W_k
         norms = q_out + kv_out
+    if spec.qk_norm and spec.qk_norm_layer:  # StableLM, Cohere: one weight per head and feature
+        norms = q_out + kv_out
     return weights + biases + norms
 
 

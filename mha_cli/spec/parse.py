@@ -24,7 +24,16 @@ OPTIONAL_INT_FIELDS = (
     "window",
     "rotary_dim",
 )
-BOOL_FIELDS = ("causal", "bias", "train", "qk_norm", "qk_norm_whole", "alibi")
+BOOL_FIELDS = (
+    "causal",
+    "bias",
+    "train",
+    "qk_norm",
+    "qk_norm_whole",
+    "qk_norm_layer",
+    "alibi",
+    "alibi_scaled",
+)
 OPTIONAL_BOOL_FIELDS = ("out_bias", "key_bias")
 FLOAT_FIELDS = ("dropout", "rope_theta", "norm_eps")
 OPTIONAL_FLOAT_FIELDS = ("score_scale", "softcap", "clip_qkv")

@@ -30,6 +30,7 @@ INPUT_KINDS = ("randn", "ones")
 DEPENDENTS: dict[str, tuple[Any, tuple[str, ...]]] = {
     "rope": ("none", ("rotary_dim", "rope_scaling")),
     "causal": (False, ("window",)),
+    "alibi": (False, ("alibi_scaled",)),
 }
 
 
@@ -55,6 +56,9 @@ class AttentionSpec:
     softcap: float | None = None  # logit soft-capping c: scores -> tanh(scores / c) * c (Gemma 2)
     clip_qkv: float | None = None  # c: W_q, W_k, W_v outputs clamped to [-c, c] (OLMo)
     alibi: bool = False  # ALiBi: head h adds slope_h * j to key j's score (Bloom, MPT, Falcon)
+    # With alibi: Falcon's: slope_h * j rounded to bfloat16, then scaled with the scores (by
+    # 1/sqrt(head_dim), or score_scale), instead of Bloom's bias added after the scaling.
+    alibi_scaled: bool = False
     bias: bool = False  # on W_q, W_k, W_v (and W_o unless out_bias says otherwise)
     out_bias: bool | None = None  # None: as `bias`; Qwen2 has q/k/v biases and none on W_o
     key_bias: bool | None = None  # None: as `bias`; Whisper has biases on all but W_k
@@ -71,6 +75,9 @@ class AttentionSpec:
     # With qk_norm: one norm over the whole projection (all heads' features, OLMo 2), applied
     # before the split into heads, instead of one per head.
     qk_norm_whole: bool = False
+    # With qk_norm: a LayerNorm (mean subtracted, no bias) with one weight per head, (heads, d)
+    # (StableLM's qk_layernorm, Cohere's use_qk_norm), instead of an RMSNorm shared by the heads.
+    qk_norm_layer: bool = False
     seed: int = 0
     inputs: str = "randn"  # randn, ones, or a file path
     weights: str | None = None  # a checkpoint path, or None for seeded random weights

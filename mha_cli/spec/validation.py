@@ -186,6 +186,22 @@ def _check_positions(spec: AttentionSpec) -> None:
             f"{spec.given('qk_norm_whole')} says where the q/k norm applies, but there is none "
             "(--no-qk-norm); add --qk-norm or drop --qk-norm-whole"
         )
+    if spec.qk_norm_layer and not spec.qk_norm:
+        raise MhaError(
+            f"{spec.given('qk_norm_layer')} says which q/k norm applies, but there is none "
+            "(--no-qk-norm); add --qk-norm or drop --qk-norm-layer"
+        )
+    if spec.qk_norm_layer and spec.qk_norm_whole:
+        raise MhaError(
+            f"{spec.given('qk_norm_layer')} (a LayerNorm per head) and "
+            f"{spec.given('qk_norm_whole')} (one RMSNorm over all heads) are two different "
+            "norms; keep one of them"
+        )
+    if spec.alibi_scaled and not spec.alibi:
+        raise MhaError(
+            f"{spec.given('alibi_scaled')} says how the ALiBi bias is scaled, but there is none "
+            "(--no-alibi); add --alibi or drop --alibi-scaled"
+        )
     if not 0 < spec.norm_eps < math.inf:
         raise MhaError(f"{spec.given('norm_eps')} must be a positive finite number, e.g. 1e-6")
     if spec.rope == "none":
