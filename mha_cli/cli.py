@@ -223,7 +223,11 @@ class Terminated(BaseException):
     BaseException, so that no `except Exception` of the core swallows it."""
 
 
+_SIGTERM_SEEN: list[bool] = []  # set once SIGTERM arrived
+
+
 def _on_sigterm(signum: int, frame: Any) -> None:
+    _SIGTERM_SEEN.append(True)
     raise Terminated
 
 
@@ -248,6 +252,14 @@ def main() -> None:
     try:
         app()
     except Terminated:
+        sys.stderr.write("mha: terminated\n")
+        sys.exit(EXIT_TERMINATED)
+    except Exception:
+        # Terminated raised inside a C extension's import or callback comes back as another
+        # exception ("ImportError: initialization failed" from matplotlib's Agg backend): once
+        # SIGTERM has arrived, whatever ends the run is the termination, not a bug to show.
+        if not _SIGTERM_SEEN:
+            raise
         sys.stderr.write("mha: terminated\n")
         sys.exit(EXIT_TERMINATED)
     except BrokenPipeError:  # help or usage text that typer wrote, its reader gone
