@@ -34,7 +34,8 @@ def parameter_count(spec: AttentionSpec) -> int:
     norms = 2 * d if spec.qk_norm else 0
     if spec.qk_norm and spec.qk_norm_whole:  # OLMo 2: one weight per feature of W_q and W_k
         norms = q_out + kv_out
-    return weights + biases + norms
+    table = spec.relative_buckets * h if spec.relative_buckets is not None else 0  # T5
+    return weights + biases + norms + table
 
 
 def parameters_depend_on_heads(spec: AttentionSpec) -> bool:

@@ -51,6 +51,10 @@ class AttentionSpec:
     softcap: float | None = None  # logit soft-capping c: scores -> tanh(scores / c) * c (Gemma 2)
     clip_qkv: float | None = None  # c: W_q, W_k, W_v outputs clamped to [-c, c] (OLMo)
     alibi: bool = False  # ALiBi: head h adds slope_h * j to key j's score (Bloom, MPT, Falcon)
+    # T5: a learned bias per head and bucket of the distance j - i (a table of this many
+    # buckets); distances from relative_max_distance on share the last bucket. None: no bias.
+    relative_buckets: int | None = None
+    relative_max_distance: int = 128
     bias: bool = False  # on W_q, W_k, W_v (and W_o unless out_bias says otherwise)
     out_bias: bool | None = None  # None: as `bias`; Qwen2 has q/k/v biases and none on W_o
     dropout: float = 0.0
