@@ -34,6 +34,7 @@ WEIGHT_FIELDS = (
     "bias",
     "out_bias",
     "qk_norm",
+    "relative_buckets",
 )
 # How the layer is run: the config's value unless the command line sets its own.
 BEHAVIOUR_FIELDS = (
@@ -49,6 +50,7 @@ BEHAVIOUR_FIELDS = (
     "clip_qkv",
     "qk_norm_whole",
     "alibi",
+    "relative_max_distance",
 )
 
 

@@ -22,8 +22,8 @@ from mha_cli.hf.positions import rope_settings, sliding_window
 
 # Keys that one value has under different names (GPT-2 and GPT-J keep the old ones).
 _HIDDEN = ("hidden_size", "n_embd", "dim", "d_model")  # DistilBERT: dim; MPT: d_model
-_HEADS = ("num_attention_heads", "n_head", "n_heads")
-_LAYERS = ("num_hidden_layers", "n_layer", "n_layers")
+_HEADS = ("num_attention_heads", "n_head", "n_heads", "num_heads")  # T5: num_heads
+_LAYERS = ("num_hidden_layers", "n_layer", "n_layers", "num_layers")  # T5: num_layers
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,8 @@ class HFAttention:
     softcap: float | None  # logit soft-capping (Gemma 2's attn_logit_softcapping), or None
     clip_qkv: float | None  # OLMo's clamp of the projections, or None
     alibi: bool  # ALiBi position biases (Bloom)
+    relative_buckets: int | None  # T5's relative position bias: its buckets, or None
+    relative_max_distance: int  # and the distance from which all share the last bucket
     dtype: str | None  # the dtype the config says the weights were saved in, for people
 
 
@@ -138,6 +140,12 @@ def parse_hf_config(
         value = config.get(key, default)
         scale = None if value is None else float(positive(value, key, where))
         scale = scale**-0.5 if scale is not None and rules.scale_inverse_sqrt else scale
+    if rules.scale_fixed is not None:  # T5: the scores are not scaled at all
+        scale = rules.scale_fixed
+    buckets, distance = None, 128
+    if rules.relative_bias:  # T5Config's defaults: 32 buckets, 128 positions
+        buckets = whole(config, ("relative_attention_num_buckets",), where, 32)
+        distance = whole(config, ("relative_attention_max_distance",), where, 128)
     softcap = None
     if rules.softcap_key is not None:
         key, default = rules.softcap_key
@@ -168,6 +176,8 @@ def parse_hf_config(
         softcap=softcap,
         clip_qkv=clip,
         alibi=flag(rules.alibi, config),
+        relative_buckets=buckets,
+        relative_max_distance=distance,
         dtype=config.get("dtype") or config.get("torch_dtype"),
     )
 
@@ -209,6 +219,7 @@ def attention_from_weights(
         "num_attention_heads": heads,
         "num_key_value_heads": shapes["W_k.weight"][0] // head_dim,
         "head_dim": head_dim,
+        "d_kv": head_dim,  # T5's name for it
         "num_hidden_layers": num_layers,
         "sliding_window": None,
         "rotary_dim": min(64, head_dim),  # GPT-J's default, where a head is that wide
@@ -257,6 +268,8 @@ def spec_fields(attention: HFAttention) -> dict[str, Any]:
         "softcap": attention.softcap,
         "clip_qkv": attention.clip_qkv,
         "alibi": attention.alibi,
+        "relative_buckets": attention.relative_buckets,
+        "relative_max_distance": attention.relative_max_distance,
     }
 
 
@@ -270,9 +283,9 @@ def _head_dim(
     # Llama, Mistral and Qwen2 take head_dim when the config has one; Qwen3's default is 128.
     if family.own_head_dim:
         default = hiddens // heads
-        if family.head_dim_default is not None and "head_dim" not in config:
+        if family.head_dim_default is not None and family.head_dim_key not in config:
             default = family.head_dim_default
-        return whole(config, ("head_dim",), where, default)
+        return whole(config, (family.head_dim_key,), where, default)
     if hiddens % heads:
         raise MhaError(
             f"{where}: the hidden size ({hiddens}) is not divisible by the heads ({heads}); "

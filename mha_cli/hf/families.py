@@ -80,6 +80,11 @@ class Family:
     softcap_key: tuple[str, float | None] | None = None  # Gemma 2: attn_logit_softcapping, 50
     clip_key: str | None = None  # OLMo: clip_qkv (None when left out: no clamping)
     window_switch: bool = True  # use_sliding_window turns the window on (Gemma 2: always on)
+    head_dim_key: str = "head_dim"  # where own_head_dim reads it (T5: d_kv)
+    scale_fixed: float | None = None  # the scores' factor, always (T5: 1, no 1/sqrt(d))
+    # T5: a relative position bias table of relative_attention_num_buckets (32 when left out),
+    # distances up to relative_attention_max_distance (128); bidirectional unless is_decoder.
+    relative_bias: bool = False
     requires: tuple[Requirement, ...] = ()  # what the d2l layer cannot reproduce otherwise
     # Without a config.json, how its checkpoints differ from the others of the same layout:
     # d2l names its layers have, and names they lack (no entry: the layout's first family).
@@ -289,6 +294,16 @@ TABLE: tuple[Family, ...] = (
            multi_query=True, rope="half", requires=_FALCON,
            reads="multi-query query_key_value split h x d | d | d, rope, bias; "
                  "new_decoder_architecture, multi_query = false and alibi refused"),
+    Family("t5", ("t5",), encoder=True, own_head_dim=True, head_dim_key="d_kv",
+           head_dim_default=64, scale_fixed=1.0, relative_bias=True,
+           reads="the encoder's self-attention (encoder.block.N): d_kv, no 1/sqrt(d), relative "
+                 "position bias (a stage row) from layer 0's table, shared by every layer; "
+                 "the decoder is not read"),
+    Family("mt5", ("t5",), encoder=True, own_head_dim=True, head_dim_key="d_kv",
+           head_dim_default=64, scale_fixed=1.0, relative_bias=True, reads="as T5"),
+    Family("umt5", ("umt5",), encoder=True, own_head_dim=True, head_dim_key="d_kv",
+           head_dim_default=64, scale_fixed=1.0, relative_bias=True,
+           reads="as T5, with each layer's own relative position bias table"),
     Family("distilbert", ("distilbert",), encoder=True, qkv_bias=True, o_bias=True,
            reads="q_lin, k_lin, v_lin, out_lin; dim, n_heads, n_layers"),
 )
@@ -304,8 +319,6 @@ UNSUPPORTED |= {
     "gemma3": "a multimodal config (text_config inside); give the text model's config "
     "(model_type gemma3_text)",
     "phi": "its packed dense layout and partial rotary are not rebuilt",
-    "t5": "relative position buckets and unscaled scores are not rebuilt",
-    "mt5": "relative position buckets and unscaled scores are not rebuilt",
     "whisper": "encoder-decoder (cross-attention) models are not rebuilt",
     "bart": "encoder-decoder (cross-attention) models are not rebuilt",
     "clip": "two towers in one config; give a tower's config (model_type clip_text_model or "

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from mha_cli.errors import MhaError
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 QKV = "qkv"  # the packed projection of GPT-2 and GPT-NeoX, split into W_q, W_k, W_v
 D2L_ORDER = tuple(f"W_{p}.{kind}" for p in "qkvo" for kind in ("weight", "bias"))
-D2L_ORDER += ("q_norm.weight", "k_norm.weight")
+D2L_ORDER += ("q_norm.weight", "k_norm.weight", "relative_bias.weight")
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,9 @@ class Layout:
     # "linear" (nn.Linear), "gpt2" (Conv1D, q|k|v), "neox" (per head), "phi3" (nn.Linear,
     # rows q (heads x d) | k (kv_heads x d) | v (kv_heads x d))
     packing: str = "linear"
+    # d2l name -> member read from layer 0 whatever the layer (T5's relative position bias
+    # table, which every later layer shares)
+    shared: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def markers(self) -> tuple[str, str]:
@@ -47,7 +50,9 @@ class Layout:
         return query, self.members["W_o.weight"]
 
 
-def _linear(name: str, stack: str, q: str, k: str, v: str, o: str, norms: str = "") -> Layout:
+def _linear(
+    name: str, stack: str, q: str, k: str, v: str, o: str, norms: str = "", bias_table: str = ""
+) -> Layout:
     members: dict[str, str] = {}
     for d2l, member in (("W_q", q), ("W_k", k), ("W_v", v), ("W_o", o)):
         members |= {f"{d2l}.weight": f"{member}.weight", f"{d2l}.bias": f"{member}.bias"}
@@ -56,6 +61,8 @@ def _linear(name: str, stack: str, q: str, k: str, v: str, o: str, norms: str = 
             "q_norm.weight": f"{norms}.q_norm.weight",
             "k_norm.weight": f"{norms}.k_norm.weight",
         }
+    if bias_table:  # UMT5: every layer's own relative position bias table
+        members["relative_bias.weight"] = bias_table
     return Layout(name, stack, members)
 
 
@@ -67,6 +74,7 @@ def _packed(name: str, stack: str, qkv: str, o: str, packing: str) -> Layout:
 
 _SELF = "attention.self"  # BERT's, with query, key, value under it
 _VIT = "attention.attention"  # ViT's (legacy names)
+_T5 = "layer.0.SelfAttention"  # T5's self-attention in an encoder block
 LAYOUTS = {
     "bert": _linear(
         "bert", "encoder.layer", f"{_SELF}.query", f"{_SELF}.key", f"{_SELF}.value",
@@ -110,6 +118,18 @@ LAYOUTS = {
         "clip", "encoder.layers", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
         "self_attn.out_proj",
     ),
+    # T5 and mT5: the encoder's self-attention, no biases; layer 0's relative_attention_bias
+    # (buckets, heads) serves every layer. UMT5: each layer has its own.
+    "t5": replace(
+        _linear(
+            "t5", "encoder.block", f"{_T5}.q", f"{_T5}.k", f"{_T5}.v", f"{_T5}.o"
+        ),
+        shared={"relative_bias.weight": f"{_T5}.relative_attention_bias.weight"},
+    ),
+    "umt5": _linear(
+        "umt5", "encoder.block", f"{_T5}.q", f"{_T5}.k", f"{_T5}.v", f"{_T5}.o",
+        bias_table=f"{_T5}.relative_attention_bias.weight",
+    ),
     "distilbert": _linear(
         "distilbert", "transformer.layer", "attention.q_lin", "attention.k_lin",
         "attention.v_lin", "attention.out_lin",
@@ -145,7 +165,9 @@ class Located:
     def layer_keys(self, layer: int) -> dict[str, str]:
         """d2l name -> the file's key, for the members layer `layer` is expected to have."""
         head = f"{self.prefix}{self.layout.stack}.{layer}."
-        return {name: head + member for name, member in self.layout.members.items()}
+        first = f"{self.prefix}{self.layout.stack}.0."
+        keys = {name: head + member for name, member in self.layout.members.items()}
+        return keys | {name: first + member for name, member in self.layout.shared.items()}
 
     def describe(self) -> str:
         """For people: "llama: model.layers.N.self_attn.q_proj.weight, ..."."""
@@ -179,8 +201,9 @@ _OTHERS = (
      "siglip_text_model or siglip_vision_model)"),
     (r"(^|\.)layers\.\d+\.encoder_attn\.", "encoder-decoder (BART, mBART, Marian, ...)",
      "encoder-decoder models are not supported"),
-    (r"(^|\.)block\.\d+\.layer\.0\.SelfAttention\.", "T5",
-     "its attention (relative position buckets, no score scaling) is not supported"),
+    (r"(^|\.)block\.\d+\.layer\.0\.SelfAttention\.", "T5 (or mT5, UMT5)",
+     "its relative position bias settings (buckets, maximum distance) are in its config.json: "
+     "give --config config.json (T5, mT5 and UMT5 encoders are read with it)"),
     (r"(^|\.)h\.\d+\.self_attention\.query_key_value\.", "Falcon or BLOOM",
      "its packing and position biases are in its config.json: give --config config.json "
      "(BLOOM and multi-query Falcon are read with it)"),
