@@ -60,6 +60,9 @@ _ATTENTION = {
     "clip_vision_model": lambda m, i: getattr(m, "vision_model", m).encoder.layers[i].self_attn,
     "siglip_text_model": lambda m, i: getattr(m, "text_model", m).encoder.layers[i].self_attn,
     "siglip_vision_model": lambda m, i: getattr(m, "vision_model", m).encoder.layers[i].self_attn,
+    "t5": lambda m, i: m.encoder.block[i].layer[0].SelfAttention,
+    "mt5": lambda m, i: m.encoder.block[i].layer[0].SelfAttention,
+    "umt5": lambda m, i: m.encoder.block[i].layer[0].SelfAttention,
 }
 
 
@@ -76,6 +79,10 @@ def _configs() -> dict[str, tuple[Any, Any]]:
     yarn = {"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0}
     yarn |= {"original_max_position_embeddings": 16, "beta_fast": 8.0, "beta_slow": 1.0}
     dynamic = {"rope_type": "dynamic", "rope_theta": 10000.0, "factor": 2.0}
+    # T5: d_kv 12 (not 32 / 4), 8 buckets up to distance 5, so 6 tokens reach the log buckets
+    t5 = {"d_model": 32, "d_kv": 12, "num_heads": 4, "num_layers": 3, "d_ff": 64}
+    t5 |= {"vocab_size": 64, "relative_attention_num_buckets": 8}
+    t5 |= {"relative_attention_max_distance": 5}
     experts = {"num_experts": 2, "num_experts_per_tok": 1, "moe_intermediate_size": 16}
     return {
         "mixtral": (
@@ -223,6 +230,9 @@ def _configs() -> dict[str, tuple[Any, Any]]:
             t.SiglipVisionConfig(num_hidden_layers=2, image_size=8, patch_size=4, **tower),
             t.SiglipVisionModel,
         ),
+        "t5": (t.T5Config(**t5), t.T5EncoderModel),  # layer 0's bias table serves all three
+        "mt5": (t.MT5Config(**t5), t.MT5EncoderModel),
+        "umt5": (t.UMT5Config(**t5), t.UMT5EncoderModel),  # a bias table in every layer
     }  # fmt: skip
 
 

@@ -159,6 +159,15 @@ _FALCON = (
         "a rotary Falcon",
     ),
 )
+_T5_ENCODER = (
+    Requirement(
+        "is_decoder",
+        False,
+        "is_decoder = true is not supported: mha reads the encoder's self-attention "
+        "(encoder.block.N); the decoder's self-attention and its cross-attention are not read; "
+        "give the model's own config.json (is_decoder false)",
+    ),
+)
 _CAUSAL = (
     Requirement(
         "use_bidirectional_attention",
@@ -296,13 +305,16 @@ TABLE: tuple[Family, ...] = (
                  "new_decoder_architecture, multi_query = false and alibi refused"),
     Family("t5", ("t5",), encoder=True, own_head_dim=True, head_dim_key="d_kv",
            head_dim_default=64, scale_fixed=1.0, relative_bias=True,
+           requires=_T5_ENCODER,
            reads="the encoder's self-attention (encoder.block.N): d_kv, no 1/sqrt(d), relative "
                  "position bias (a stage row) from layer 0's table, shared by every layer; "
-                 "the decoder is not read"),
+                 "the decoder (self- and cross-attention) is not read"),
     Family("mt5", ("t5",), encoder=True, own_head_dim=True, head_dim_key="d_kv",
-           head_dim_default=64, scale_fixed=1.0, relative_bias=True, reads="as T5"),
+           head_dim_default=64, scale_fixed=1.0, relative_bias=True,
+           requires=_T5_ENCODER, reads="as T5"),
     Family("umt5", ("umt5",), encoder=True, own_head_dim=True, head_dim_key="d_kv",
            head_dim_default=64, scale_fixed=1.0, relative_bias=True,
+           requires=_T5_ENCODER,
            reads="as T5, with each layer's own relative position bias table"),
     Family("distilbert", ("distilbert",), encoder=True, qkv_bias=True, o_bias=True,
            reads="q_lin, k_lin, v_lin, out_lin; dim, n_heads, n_layers"),
