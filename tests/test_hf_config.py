@@ -164,6 +164,8 @@ def test_spec_fields() -> None:
         "softcap": None,
         "clip_qkv": None,
         "alibi": False,
+        "relative_buckets": None,
+        "relative_max_distance": 128,
     }
 
 
