@@ -506,3 +506,23 @@ def test_relative_bias_option_adds_the_tables_column_by_bucket():
     ).repeat(2, 1, 1)
     added = report.tensors["relative_bias"].double() - report.tensors["scores"].double()
     torch.testing.assert_close(added, expected, atol=1e-6, rtol=0)
+    from mha_cli.spec.counts import parameter_count
+
+    assert report.summary.total_params == 4 * 8 * 8 + 16 * 2  # W_q, W_k, W_v, W_o and the table
+    assert parameter_count(report.spec) == report.summary.total_params
+
+
+def test_t5_text_is_checked_against_its_attention_weights_not_its_position_bias(
+    models, tmp_path, cli
+):
+    """T5Attention returns (output, position_bias, weights): --text compares mha's weights with
+    the third, and they agree (the second, the bias, would differ by units)."""
+    from text_models import wordpiece
+
+    folder = tmp_path / "t5"
+    shutil.copytree(models["t5"].folder, folder)
+    wordpiece().save_pretrained(folder)
+    result = cli("inspect", "--weights", str(folder), "--layer", "1", "--text", "the cat sat")
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.output.splitlines() if "max difference" in x)
+    assert float(line.rsplit(" ", 1)[1]) < 1e-5, line
