@@ -86,6 +86,9 @@ _ATTENTION = {
     "siglip_vision_model": lambda m, i: getattr(m, "vision_model", m).encoder.layers[i].self_attn,
     "whisper": lambda m, i: m.model.encoder.layers[i].self_attn,
     "bart": lambda m, i: m.model.encoder.layers[i].self_attn,
+    "t5": lambda m, i: m.encoder.block[i].layer[0].SelfAttention,
+    "mt5": lambda m, i: m.encoder.block[i].layer[0].SelfAttention,
+    "umt5": lambda m, i: m.encoder.block[i].layer[0].SelfAttention,
 }
 
 
@@ -107,6 +110,10 @@ def _configs() -> dict[str, tuple[Any, Any]]:
     seq2seq |= {"encoder_attention_heads": 4, "decoder_attention_heads": 2}
     seq2seq |= {"encoder_ffn_dim": 64, "decoder_ffn_dim": 64, "pad_token_id": 0}
     seq2seq |= {"bos_token_id": 1, "eos_token_id": 2, "decoder_start_token_id": 1}
+    # T5: d_kv 12 (not 32 / 4), 8 buckets up to distance 5, so 6 tokens reach the log buckets
+    t5 = {"d_model": 32, "d_kv": 12, "num_heads": 4, "num_layers": 3, "d_ff": 64}
+    t5 |= {"vocab_size": 64, "relative_attention_num_buckets": 8}
+    t5 |= {"relative_attention_max_distance": 5}
     experts = {"num_experts": 2, "num_experts_per_tok": 1, "moe_intermediate_size": 16}
     return {
         "mixtral": (
@@ -294,6 +301,9 @@ def _configs() -> dict[str, tuple[Any, Any]]:
             ),
             t.CohereForCausalLM,
         ),
+        "t5": (t.T5Config(**t5), t.T5EncoderModel),  # layer 0's bias table serves all three
+        "mt5": (t.MT5Config(**t5), t.MT5EncoderModel),
+        "umt5": (t.UMT5Config(**t5), t.UMT5EncoderModel),  # a bias table in every layer
     }  # fmt: skip
 
 

@@ -167,6 +167,8 @@ def test_spec_fields() -> None:
         "alibi": False,
         "qk_norm_layer": False,
         "alibi_scaled": False,
+        "relative_buckets": None,
+        "relative_max_distance": 128,
     }
 
 

@@ -658,3 +658,176 @@ def test_falcons_alibi_matches_a_float64_computation():
     expected = torch.softmax(scores.masked_fill(future, -torch.inf), dim=-1)
     got = full.attention_weights[0].double()
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# T5, mT5, UMT5: relative position bias (issue 19)
+
+
+@pytest.mark.parametrize("bidirectional", [True, False])
+@pytest.mark.parametrize(("buckets", "distance"), [(32, 128), (8, 5), (6, 10), (64, 1000)])
+def test_t5_buckets_are_transformers_buckets(bidirectional, buckets, distance):
+    """Every distance from -600 to 600, against T5Attention._relative_position_bucket."""
+    from transformers.models.t5.modeling_t5 import T5Attention
+
+    from mha_cli.layer.relative_bias import relative_position_bucket
+
+    relative = torch.arange(-600, 601)[None, :] - torch.arange(3)[:, None]  # (3, 1201)
+    expected = T5Attention._relative_position_bucket(relative, bidirectional, buckets, distance)
+    got = relative_position_bucket(relative, bidirectional, buckets, distance)
+    assert torch.equal(got, expected)
+    assert int(got.min()) >= 0 and int(got.max()) < buckets
+
+
+@pytest.mark.parametrize("family", ["t5", "umt5"])
+def test_t5s_relative_bias_is_a_stage_row_from_the_right_table(models, cli, family):
+    """Layer 2 of T5 adds layer 0's table (T5 shares it); UMT5's layer 2 its own. The row's
+    values are the scores plus transformers' own compute_bias (float64), and the scores are
+    not scaled."""
+    model = models[family]
+    folder = str(model.folder)
+    result = cli("inspect", "--weights", folder, "--layer", "2", "--format", "json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["spec"]["relative_buckets"] == 8
+    assert document["spec"]["relative_max_distance"] == 5
+    assert document["spec"]["score_scale"] == 1.0
+    names = [stage["name"] for stage in document["stages"]]
+    assert names.index("scores") < names.index("relative_bias") < names.index("masked_softmax")
+    row = document["stages"][names.index("relative_bias")]
+    assert "relative_attention_bias" in row["code"] and row["params"] == 8 * 4
+    assert "not / sqrt(d)" in document["stages"][names.index("scores")]["code"]
+    owner = 0 if family == "t5" else 2
+    table = f"encoder.block.{owner}.layer.0.SelfAttention.relative_attention_bias.weight"
+    assert table in result.stdout
+    report = mha_cli.inspect(weights=folder, layer=2, valid_lens="none", queries=6, kv=6)
+    added = report.tensors["relative_bias"].double() - report.tensors["scores"].double()
+    with torch.no_grad():
+        bias = model.attention(owner).compute_bias(6, 6)  # (1, h, q, k)
+    expected = bias[0].double().repeat(2, 1, 1)  # ((b h), q, k), batch-major
+    torch.testing.assert_close(added, expected, atol=1e-5, rtol=0)
+
+
+def test_a_whole_t5_model_reads_its_encoder_exactly(tmp_path):
+    """T5ForConditionalGeneration holds an encoder and a decoder: --layer N is the encoder's
+    layer N, against transformers' encoder run with a padded batch."""
+    import transformers as t
+    from hf_models import _redraw
+
+    config = t.T5Config(
+        d_model=32, d_kv=8, num_heads=4, num_layers=2, num_decoder_layers=3, d_ff=64,
+        vocab_size=64, relative_attention_num_buckets=16, relative_attention_max_distance=20,
+    )  # fmt: skip
+    config._attn_implementation = "eager"
+    model = t.T5ForConditionalGeneration(config).eval()
+    _redraw(model, 7)
+    model.save_pretrained(tmp_path / "t5")
+    ids = torch.randint(2, 64, MASK.shape, generator=torch.Generator().manual_seed(3))
+    caught: dict[str, torch.Tensor] = {}
+    for layer in (0, 1):
+        attention = model.encoder.block[layer].layer[0].SelfAttention
+        caught.clear()
+        hooks = [
+            attention.register_forward_pre_hook(
+                lambda _m, args, kwargs: caught.update(input=args[0]), with_kwargs=True
+            ),
+            attention.register_forward_hook(lambda _m, _a, out: caught.update(output=out[0])),
+        ]
+        with torch.no_grad():
+            result = model.encoder(input_ids=ids, attention_mask=MASK, output_attentions=True)
+        for hook in hooks:
+            hook.remove()
+        report = run_mha(tmp_path / "t5", layer, caught["input"], tmp_path, vision=False)
+        torch.testing.assert_close(
+            report.attention_weights, result.attentions[layer], atol=1e-5, rtol=0
+        )
+        torch.testing.assert_close(report.output_tensor, caught["output"], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"relative_attention_num_buckets": 16}, "relative_attention_num_buckets 16 x heads 4"),
+        ({"d_kv": 8}, "head_dim 8"),
+    ],
+)
+def test_a_t5_config_that_contradicts_the_weights_is_refused(models, tmp_path, cli, change, words):
+    folder = tmp_path / "t5"
+    shutil.copytree(models["t5"].folder, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(config | change))
+    result = cli("inspect", "--weights", str(folder), "--layer", "1")
+    assert result.exit_code == 2, result.output
+    assert words in result.stderr and "Traceback" not in result.output
+
+
+def test_t5s_decoder_config_is_refused_by_name(models, tmp_path, cli):
+    config = json.loads((models["t5"].folder / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps(config | {"is_decoder": True}))
+    result = cli("inspect", "--config", str(tmp_path / "config.json"))
+    assert result.exit_code == 2, result.output
+    assert "is_decoder = true is not supported" in result.stderr
+    assert "cross-attention are not read" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        (["--relative-buckets", "3"], "--relative-buckets 3: a relative position bias needs at "
+         "least 4 buckets"),
+        (["--relative-buckets", "8", "--relative-max-distance", "2"],
+         "--relative-max-distance 2 must be more than the 2 distances"),
+        (["--relative-buckets", "8", "--score", "additive", "--heads", "1"],
+         "--relative-buckets"),
+    ],
+)  # fmt: skip
+def test_relative_bias_options_are_checked(cli, options, words):
+    result = cli("inspect", *options)
+    assert result.exit_code == 2, result.output
+    assert words in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_relative_bias_option_adds_the_tables_column_by_bucket():
+    """--relative-buckets on the seeded layer: the row adds table[bucket(j - i), h], the buckets
+    recomputed here in float64 from T5's formula (bidirectional: 4 exact, then log-spaced)."""
+    import math
+
+    report = mha_cli.inspect(
+        relative_buckets="16", relative_max_distance="12", valid_lens="none", heads=2,
+        hiddens=8, queries=9, kv=9,
+    )  # fmt: skip
+    table = report.parameters["relative_bias.weight"].double()  # (16, 2)
+    assert table.shape == (16, 2)
+
+    def bucket(rel: int) -> int:  # T5's, written out: 8 buckets a side, 4 of them exact
+        side = 8 if rel > 0 else 0
+        n = abs(rel)
+        if n < 4:
+            return side + n
+        return side + min(7, 4 + int(math.log(n / 4) / math.log(12 / 4) * 4))
+
+    expected = torch.tensor(
+        [[[table[bucket(j - i), h] for j in range(9)] for i in range(9)] for h in range(2)]
+    ).repeat(2, 1, 1)
+    added = report.tensors["relative_bias"].double() - report.tensors["scores"].double()
+    torch.testing.assert_close(added, expected, atol=1e-6, rtol=0)
+    from mha_cli.spec.counts import parameter_count
+
+    assert report.summary.total_params == 4 * 8 * 8 + 16 * 2  # W_q, W_k, W_v, W_o and the table
+    assert parameter_count(report.spec) == report.summary.total_params
+
+
+def test_t5_text_is_checked_against_its_attention_weights_not_its_position_bias(
+    models, tmp_path, cli
+):
+    """T5Attention returns (output, position_bias, weights): --text compares mha's weights with
+    the third, and they agree (the second, the bias, would differ by units)."""
+    from text_models import wordpiece
+
+    folder = tmp_path / "t5"
+    shutil.copytree(models["t5"].folder, folder)
+    wordpiece().save_pretrained(folder)
+    result = cli("inspect", "--weights", str(folder), "--layer", "1", "--text", "the cat sat")
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.output.splitlines() if "max difference" in x)
+    assert float(line.rsplit(" ", 1)[1]) < 1e-5, line

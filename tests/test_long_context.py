@@ -73,6 +73,16 @@ SPECS = [
         causal=True, rope="half", rotary_dim=4, qk_norm=True, qk_norm_layer=True,
         norm_eps=1e-3,
     ),
+    # T5's relative position bias: both sides (the encoder), and causal (the decoder), with
+    # distances beyond the exact buckets and beyond relative_max_distance; queries the last.
+    AttentionSpec(
+        batch=2, heads=4, hiddens=32, head_dim=12, queries=27, kv=31, valid_lens=(31, 17),
+        score_scale=1.0, relative_buckets=8, relative_max_distance=12,
+    ),
+    AttentionSpec(
+        batch=2, heads=4, hiddens=32, queries=26, kv=26, valid_lens=None, causal=True,
+        relative_buckets=6, relative_max_distance=10,
+    ),
 ]  # fmt: skip
 
 
@@ -339,6 +349,14 @@ HEAD_SPECS = [
         batch=2, heads=4, kv_heads=2, hiddens=32, queries=20, kv=20, valid_lens=(20, 9),
         causal=True, qk_norm=True, qk_norm_layer=True, alibi=True, alibi_scaled=True,
         score_scale=0.3,
+    ),
+    AttentionSpec(
+        batch=2, heads=4, hiddens=32, queries=22, kv=25, valid_lens=(25, 11), score_scale=1.0,
+        relative_buckets=8, relative_max_distance=12,
+    ),
+    AttentionSpec(
+        batch=2, heads=4, hiddens=32, queries=20, kv=20, valid_lens=None, causal=True,
+        relative_buckets=6, relative_max_distance=10,
     ),
 ]  # fmt: skip
 

@@ -228,6 +228,11 @@ def _notes(spec: FinalSpec, slices: HeadSlices) -> list[str]:
             "queries and keys are normalised and scaled (q_norm, k_norm) between the "
             "projections: W_QK is of W_q and W_k alone"
         )
+    if spec.relative_buckets is not None:
+        notes.append(
+            "the relative position bias (T5) is added to the scores by distance, whatever the "
+            "query and the key: it is not part of W_QK"
+        )
     return notes
 
 

@@ -166,6 +166,23 @@ _SPEC_OPTIONS: list[tuple[str, type, tuple[str, ...], str, str | None, str]] = [
         MODERN,
     ),
     (
+        "relative_buckets",
+        int,
+        ("--relative-buckets",),
+        "T5's relative position bias: a learned bias per head for each of this many buckets "
+        "of the distance j - i",
+        "none",
+        MODERN,
+    ),
+    (
+        "relative_max_distance",
+        int,
+        ("--relative-max-distance",),
+        "with --relative-buckets: distances from this on share the last bucket",
+        "128",
+        MODERN,
+    ),
+    (
         "clip_qkv",
         float,
         ("--clip-qkv",),

@@ -155,8 +155,9 @@ def torch_runs(spec: FinalSpec, report: Report, mapping: torch_mapping.WeightMap
             (ImplementationResult("torch_mha", "nn.MultiheadAttention", "", False, why), None),
             (ImplementationResult("sdpa", "scaled_dot_product_attention", "", False, why), None),
         ]
-    if spec.softcap is not None or spec.alibi:
+    if spec.softcap is not None or spec.alibi or spec.relative_buckets is not None:
         step = "soft-capping" if spec.softcap is not None else "ALiBi"
+        step = "relative position bias" if spec.relative_buckets is not None else step
         why = f"has no {step} step between the scores and the softmax"
         return [
             (ImplementationResult("torch_mha", "nn.MultiheadAttention", "", False, why), None),

@@ -55,6 +55,10 @@ def unmapped_reasons(spec: FinalSpec) -> list[str]:
         reasons.append("clip_qkv: nn.MultiheadAttention cannot clamp its projections")
     if spec.alibi:
         reasons.append("ALiBi: nn.MultiheadAttention adds no per-head position bias")
+    if spec.relative_buckets is not None:
+        reasons.append(
+            "relative position bias: nn.MultiheadAttention adds no learned per-head position bias"
+        )
     if spec.softcap is not None:
         reasons.append("soft-capping: nn.MultiheadAttention has no step between scores and softmax")
     if spec.score_scale is not None:

@@ -36,6 +36,7 @@ WEIGHT_FIELDS = (
     "key_bias",
     "qk_norm",
     "qk_norm_layer",
+    "relative_buckets",
 )
 # How the layer is run: the config's value unless the command line sets its own.
 BEHAVIOUR_FIELDS = (
@@ -52,6 +53,7 @@ BEHAVIOUR_FIELDS = (
     "qk_norm_whole",
     "alibi",
     "alibi_scaled",
+    "relative_max_distance",
 )
 
 

@@ -29,8 +29,16 @@ from mha_cli.hf.layouts import Located, locate, to_d2l
 if TYPE_CHECKING:
     import torch
 
-# Every layer has these weights (GPT-2 and GPT-NeoX: "qkv.weight" instead of W_q, W_k, W_v).
-_REQUIRED = ("W_q.weight", "W_k.weight", "W_v.weight", "W_o.weight", "qkv.weight")
+# Every layer has these weights (GPT-2 and GPT-NeoX: "qkv.weight" instead of W_q, W_k, W_v),
+# and T5's relative position bias table where its layout has one.
+_REQUIRED = (
+    "W_q.weight",
+    "W_k.weight",
+    "W_v.weight",
+    "W_o.weight",
+    "qkv.weight",
+    "relative_bias.weight",
+)
 
 
 @dataclass(frozen=True)
@@ -408,6 +416,11 @@ def check_against(
     elif a.qk_norm:
         for name in ("q_norm.weight", "k_norm.weight"):
             expected[name] = ((a.head_dim,), f"head_dim {a.head_dim}")
+    if a.relative_buckets is not None:  # T5: (buckets, heads), as its nn.Embedding stores it
+        expected["relative_bias.weight"] = (
+            (a.relative_buckets, a.heads),
+            f"relative_attention_num_buckets {a.relative_buckets} x heads {a.heads}",
+        )
     for name, (shape, reason) in expected.items():
         if name not in state:
             raise MhaError(

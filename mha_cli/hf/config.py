@@ -24,8 +24,8 @@ from mha_cli.spec.spec import ATTENTIONS
 
 # Keys that one value has under different names (GPT-2 and GPT-J keep the old ones).
 _HIDDEN = ("hidden_size", "n_embd", "dim", "d_model")  # DistilBERT: dim; MPT: d_model
-_HEADS = ("num_attention_heads", "n_head", "n_heads")
-_LAYERS = ("num_hidden_layers", "n_layer", "n_layers")
+_HEADS = ("num_attention_heads", "n_head", "n_heads", "num_heads")  # T5: num_heads
+_LAYERS = ("num_hidden_layers", "n_layer", "n_layers", "num_layers")  # T5: num_layers
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,8 @@ class HFAttention:
     alibi_scaled: bool  # Falcon's ALiBi: in bfloat16, scaled with the scores
     packing: str | None  # how the packed projection is laid out (Falcon: by config); None: the
     # layout's
+    relative_buckets: int | None  # T5's relative position bias: its buckets, or None
+    relative_max_distance: int  # and the distance from which all share the last bucket
     dtype: str | None  # the dtype the config says the weights were saved in, for people
     # Of an encoder-decoder model (Whisper, BART): "encoder", "decoder" or "cross"; else None.
     attention: str | None = None
@@ -165,6 +167,12 @@ def parse_hf_config(
         value = config.get(key, default)
         scale = None if value is None else float(positive(value, key, where))
         scale = scale**-0.5 if scale is not None and rules.scale_inverse_sqrt else scale
+    if rules.scale_fixed is not None:  # T5: the scores are not scaled at all
+        scale = rules.scale_fixed
+    buckets, distance = None, 128
+    if rules.relative_bias:  # T5Config's defaults: 32 buckets, 128 positions
+        buckets = whole(config, ("relative_attention_num_buckets",), where, 32)
+        distance = whole(config, ("relative_attention_max_distance",), where, 128)
     softcap = None
     if rules.softcap_key is not None:
         key, default = rules.softcap_key
@@ -198,6 +206,8 @@ def parse_hf_config(
         alibi=alibi,
         alibi_scaled=alibi and rules.alibi_scaled,
         packing=packing,
+        relative_buckets=buckets,
+        relative_max_distance=distance,
         dtype=config.get("dtype") or config.get("torch_dtype"),
         attention=attention,
     )
@@ -259,6 +269,7 @@ def attention_from_weights(
         "num_attention_heads": heads,
         "num_key_value_heads": shapes["W_k.weight"][0] // head_dim,
         "head_dim": head_dim,
+        "d_kv": head_dim,  # T5's name for it
         "num_hidden_layers": num_layers,
         "sliding_window": None,
         "rotary_dim": min(64, head_dim),  # GPT-J's default, where a head is that wide
@@ -311,6 +322,8 @@ def spec_fields(attention: HFAttention) -> dict[str, Any]:
         "alibi": attention.alibi,
         "qk_norm_layer": attention.qk_norm_layer,
         "alibi_scaled": attention.alibi_scaled,
+        "relative_buckets": attention.relative_buckets,
+        "relative_max_distance": attention.relative_max_distance,
     } | ({} if attention.attention is None else {"attention": attention.attention})
 
 
@@ -324,9 +337,9 @@ def _head_dim(
     # Llama, Mistral and Qwen2 take head_dim when the config has one; Qwen3's default is 128.
     if family.own_head_dim:
         default = hiddens // heads
-        if family.head_dim_default is not None and "head_dim" not in config:
+        if family.head_dim_default is not None and family.head_dim_key not in config:
             default = family.head_dim_default
-        return whole(config, ("head_dim",), where, default)
+        return whole(config, (family.head_dim_key,), where, default)
     if hiddens % heads:
         raise MhaError(
             f"{where}: the hidden size ({hiddens}) is not divisible by the heads ({heads}); "

@@ -96,6 +96,11 @@ class Family:
     softcap_key: tuple[str, float | None] | None = None  # Gemma 2: attn_logit_softcapping, 50
     clip_key: str | None = None  # OLMo: clip_qkv (None when left out: no clamping)
     window_switch: bool = True  # use_sliding_window turns the window on (Gemma 2: always on)
+    head_dim_key: str = "head_dim"  # where own_head_dim reads it (T5: d_kv)
+    scale_fixed: float | None = None  # the scores' factor, always (T5: 1, no 1/sqrt(d))
+    # T5: a relative position bias table of relative_attention_num_buckets (32 when left out),
+    # distances up to relative_attention_max_distance (128); bidirectional unless is_decoder.
+    relative_bias: bool = False
     requires: tuple[Requirement, ...] = ()  # what the d2l layer cannot reproduce otherwise
     # Without a config.json, how its checkpoints differ from the others of the same layout:
     # d2l names its layers have, and names they lack (no entry: the layout's first family).
@@ -139,6 +144,15 @@ _MPT = (
 _FALCON_PACKINGS = (
     ("new_decoder_architecture", False, "grouped", "config"),
     ("multi_query", True, "phi3", "one"),
+)
+_T5_ENCODER = (
+    Requirement(
+        "is_decoder",
+        False,
+        "is_decoder = true is not supported: mha reads the encoder's self-attention "
+        "(encoder.block.N); the decoder's self-attention and its cross-attention are not read; "
+        "give the model's own config.json (is_decoder false)",
+    ),
 )
 _CAUSAL = (
     Requirement(
@@ -278,6 +292,19 @@ TABLE: tuple[Family, ...] = (
            reads="query_key_value: per key-value group with new_decoder_architecture "
                  "(num_kv_heads), h x d | d | d with multi_query, else per head; rope, or with "
                  "alibi ALiBi in bfloat16 scaled with the scores (a stage row); bias"),
+    Family("t5", ("t5",), encoder=True, own_head_dim=True, head_dim_key="d_kv",
+           head_dim_default=64, scale_fixed=1.0, relative_bias=True,
+           requires=_T5_ENCODER,
+           reads="the encoder's self-attention (encoder.block.N): d_kv, no 1/sqrt(d), relative "
+                 "position bias (a stage row) from layer 0's table, shared by every layer; "
+                 "the decoder (self- and cross-attention) is not read"),
+    Family("mt5", ("t5",), encoder=True, own_head_dim=True, head_dim_key="d_kv",
+           head_dim_default=64, scale_fixed=1.0, relative_bias=True,
+           requires=_T5_ENCODER, reads="as T5"),
+    Family("umt5", ("umt5",), encoder=True, own_head_dim=True, head_dim_key="d_kv",
+           head_dim_default=64, scale_fixed=1.0, relative_bias=True,
+           requires=_T5_ENCODER,
+           reads="as T5, with each layer's own relative position bias table"),
     Family("distilbert", ("distilbert",), encoder=True, qkv_bias=True, o_bias=True,
            reads="q_lin, k_lin, v_lin, out_lin; dim, n_heads, n_layers"),
     # Encoder-decoder: --attention encoder (default), decoder (causal) or cross.
@@ -304,8 +331,6 @@ UNSUPPORTED |= {
     "gemma3": "a multimodal config (text_config inside); give the text model's config "
     "(model_type gemma3_text)",
     "phi": "its packed dense layout and partial rotary are not rebuilt",
-    "t5": "relative position buckets and unscaled scores are not rebuilt",
-    "mt5": "relative position buckets and unscaled scores are not rebuilt",
     "clip": "two towers in one config; give a tower's config (model_type clip_text_model or "
     "clip_vision_model)",
     "siglip": "two towers in one config; give a tower's config (model_type siglip_text_model "

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from mha_cli.errors import MhaError
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 QKV = "qkv"  # the packed projection of GPT-2 and GPT-NeoX, split into W_q, W_k, W_v
 D2L_ORDER = tuple(f"W_{p}.{kind}" for p in "qkvo" for kind in ("weight", "bias"))
-D2L_ORDER += ("q_norm.weight", "k_norm.weight")
+D2L_ORDER += ("q_norm.weight", "k_norm.weight", "relative_bias.weight")
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,9 @@ class Layout:
     packing: str = "linear"
     # Per-head norms kept one key per head (StableLM's q_layernorm.norms.{i}): q and k templates
     head_norms: tuple[str, str] = ()
+    # d2l name -> member read from layer 0 whatever the layer (T5's relative position bias
+    # table, which every later layer shares)
+    shared: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def markers(self) -> tuple[str, str]:
@@ -51,7 +54,15 @@ class Layout:
 
 
 def _linear(
-    name: str, stack: str, q: str, k: str, v: str, o: str, norms: str = "", per_head: str = ""
+    name: str,
+    stack: str,
+    q: str,
+    k: str,
+    v: str,
+    o: str,
+    norms: str = "",
+    per_head: str = "",
+    bias_table: str = "",
 ) -> Layout:
     members: dict[str, str] = {}
     for d2l, member in (("W_q", q), ("W_k", k), ("W_v", v), ("W_o", o)):
@@ -67,6 +78,8 @@ def _linear(
             f"{per_head}.q_layernorm.norms.{{i}}.weight",
             f"{per_head}.k_layernorm.norms.{{i}}.weight",
         )
+    if bias_table:  # UMT5: every layer's own relative position bias table
+        members["relative_bias.weight"] = bias_table
     return Layout(name, stack, members, head_norms=head_norms)
 
 
@@ -78,6 +91,7 @@ def _packed(name: str, stack: str, qkv: str, o: str, packing: str) -> Layout:
 
 _SELF = "attention.self"  # BERT's, with query, key, value under it
 _VIT = "attention.attention"  # ViT's (legacy names)
+_T5 = "layer.0.SelfAttention"  # T5's self-attention in an encoder block
 LAYOUTS = {
     "bert": _linear(
         "bert", "encoder.layer", f"{_SELF}.query", f"{_SELF}.key", f"{_SELF}.value",
@@ -120,6 +134,18 @@ LAYOUTS = {
     "clip": _linear(
         "clip", "encoder.layers", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
         "self_attn.out_proj",
+    ),
+    # T5 and mT5: the encoder's self-attention, no biases; layer 0's relative_attention_bias
+    # (buckets, heads) serves every layer. UMT5: each layer has its own.
+    "t5": replace(
+        _linear(
+            "t5", "encoder.block", f"{_T5}.q", f"{_T5}.k", f"{_T5}.v", f"{_T5}.o"
+        ),
+        shared={"relative_bias.weight": f"{_T5}.relative_attention_bias.weight"},
+    ),
+    "umt5": _linear(
+        "umt5", "encoder.block", f"{_T5}.q", f"{_T5}.k", f"{_T5}.v", f"{_T5}.o",
+        bias_table=f"{_T5}.relative_attention_bias.weight",
     ),
     "distilbert": _linear(
         "distilbert", "transformer.layer", "attention.q_lin", "attention.k_lin",
@@ -172,7 +198,9 @@ class Located:
     def layer_keys(self, layer: int) -> dict[str, str]:
         """d2l name -> the file's key, for the members layer `layer` is expected to have."""
         head = f"{self.prefix}{self.layout.stack}.{layer}."
-        return {name: head + member for name, member in self.layout.members.items()}
+        first = f"{self.prefix}{self.layout.stack}.0."
+        keys = {name: head + member for name, member in self.layout.members.items()}
+        return keys | {name: first + member for name, member in self.layout.shared.items()}
 
     def head_norm_keys(self, layer: int) -> tuple[str, str]:
         """The templates (`{i}`: the head) of layer `layer`'s per-head q and k norm keys, or ()."""
@@ -215,8 +243,9 @@ _OTHERS = (
      "without its config.json the family and the heads of its encoder and decoder are unknown: "
      "give --config config.json (the model's own; mha reads model_type bart and whisper) and "
      "--attention encoder, decoder or cross"),
-    (r"(^|\.)block\.\d+\.layer\.0\.SelfAttention\.", "T5",
-     "its attention (relative position buckets, no score scaling) is not supported"),
+    (r"(^|\.)block\.\d+\.layer\.0\.SelfAttention\.", "T5 (or mT5, UMT5)",
+     "its relative position bias settings (buckets, maximum distance) are in its config.json: "
+     "give --config config.json (T5, mT5 and UMT5 encoders are read with it)"),
     (r"(^|\.)h\.\d+\.self_attention\.query_key_value\.", "Falcon or BLOOM",
      "its packing and position biases are in its config.json: give --config config.json "
      "(BLOOM and Falcon are read with it)"),

@@ -148,8 +148,9 @@ def _stream(
                 )
                 low, high = span if span is not None and narrow else (0, k)
                 scores = head_scores(
-                    layer, head_queries[start:stop], head_keys[low:high], key_pos[low:high], head
-                )  # (r, high - low)
+                    layer, head_queries[start:stop], head_keys[low:high], key_pos[low:high],
+                    head, query_pos[start:stop],
+                )  # fmt: skip
                 example_lens = None
                 if lens is not None:
                     example_lens = lens[example]

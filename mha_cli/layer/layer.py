@@ -21,6 +21,7 @@ from mha_cli.layer.alibi import alibi_bias
 from mha_cli.layer.masking import masked_softmax, positional_mask, query_positions
 from mha_cli.layer.norms import HeadLayerNorm, HeadRMSNorm
 from mha_cli.layer.recording import STAGES, Record, linear_flops
+from mha_cli.layer.relative_bias import RelativeBias
 from mha_cli.layer.rope import apply_rope
 from mha_cli.spec import axes as ax
 
@@ -92,6 +93,8 @@ class DotProductAttention(nn.Module):
         values: torch.Tensor,  # ((b h), k, d) or ((b h), k, H)
         valid_lens: torch.Tensor | None,  # ((b h),) or ((b h), q)
         record: Record,
+        position_bias: torch.Tensor | None = None,  # (h, q, k): T5's relative position bias
+        bias_table: nn.Module | None = None,  # the table it came from, for its parameters
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         d = queries.shape[-1]
         flops = 2 * scores_size(queries, keys) * d
@@ -116,6 +119,14 @@ class DotProductAttention(nn.Module):
                 scores = scores + bias  # ((b h), q, k)
                 code = f"scores + alibi {factor}  # Falcon: slopes[h] * j in bfloat16, scaled"
                 record("alibi", scores, rows=ax.BATCH_HEADS, flops=2 * scores.numel(), code=code)
+        if position_bias is not None:  # T5: a learned bias per head and bucket of j - i
+            h = position_bias.shape[0]
+            biased = scores.reshape(-1, h, *scores.shape[1:]) + position_bias.to(scores.dtype)
+            scores = biased.reshape(scores.shape)  # ((b h), q, k)
+            record(
+                "relative_bias", scores, module=bias_table, rows=ax.BATCH_HEADS,
+                flops=scores.numel(),
+            )  # fmt: skip
         if self.softcap is not None:  # Gemma 2: before the mask, as its eager_attention_forward
             scores = torch.tanh(scores / self.softcap) * self.softcap  # ((b h), q, k)
             record("softcap", scores, rows=ax.BATCH_HEADS, flops=3 * scores.numel())
@@ -163,6 +174,8 @@ class MultiHeadAttention(nn.Module):
         alibi: bool = False,
         qk_norm_layer: bool = False,
         alibi_scaled: bool = False,
+        relative_buckets: int | None = None,
+        relative_max_distance: int = 128,
     ) -> None:
         super().__init__()
         self.clip_qkv = clip_qkv  # OLMo: projections clamped to [-c, c]
@@ -193,6 +206,12 @@ class MultiHeadAttention(nn.Module):
             self.q_norm = HeadRMSNorm(h * d if self.qk_norm_whole else d, norm_eps)
             self.k_norm = HeadRMSNorm(g * d if self.qk_norm_whole else d, norm_eps)
         self.qk_norm = qk_norm
+        # T5: a table of biases (buckets, h), added to the scores by the bucket of j - i
+        self.relative_bias = (
+            None
+            if relative_buckets is None
+            else RelativeBias(relative_buckets, h, relative_max_distance)
+        )
         # Axis names of the projections' outputs: "hiddens" exactly when h * d is num_hiddens.
         self.q_axis = ax.HIDDENS if h * d == num_hiddens else ax.folded(ax.HEADS, ax.HEAD_DIM)
         self.kv_axis = self.q_axis if g == h else ax.folded(ax.KV_HEADS, ax.HEAD_DIM)
@@ -232,7 +251,12 @@ class MultiHeadAttention(nn.Module):
         else:
             v = self.transpose_qkv(v, "values", record)  # ((b h), k, d)
         valid_lens = self.repeat_valid_lens(valid_lens, record)  # ((b h),) or ((b h), q)
-        out, weights, mask = self.attention(q, k, v, valid_lens, record)  # ((b h), q, d|H)
+        position_bias = None
+        if self.relative_bias is not None:  # the encoder's buckets see both sides (not causal)
+            position_bias = self.relative_bias(query_pos, key_pos, not self.attention.causal)
+        out, weights, mask = self.attention(
+            q, k, v, valid_lens, record, position_bias, self.relative_bias
+        )  # ((b h), q, d|H)
         concat = self.transpose_output(out, self.feature, record)  # (b, q, h*d) or (b, q, h*H)
         output = self.W_o(concat)  # (b, q, H)
         record("W_o", output, module=self.W_o, flops=linear_flops(self.W_o, output))

@@ -68,6 +68,10 @@ STAGES: dict[str, tuple[str, tuple[str, ...]]] = {
         "scores + slopes[h] * j  # ALiBi, Bloom's build_alibi_tensor",
         ("{rows}", QUERIES, KV_PAIRS),
     ),
+    "relative_bias": (
+        "scores + relative_attention_bias(bucket(j - i))[h]  # T5's compute_bias, one table",
+        ("{rows}", QUERIES, KV_PAIRS),
+    ),
     "softcap": ("torch.tanh(scores / softcap) * softcap", ("{rows}", QUERIES, KV_PAIRS)),
     "masked_softmax": (
         "self.attention_weights = masked_softmax(scores, valid_lens)",

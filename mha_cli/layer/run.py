@@ -22,6 +22,7 @@ from mha_cli.files.sources import Resolved
 from mha_cli.layer.layer import MultiHeadAttention, Rotary
 from mha_cli.layer.norms import HeadLayerNorm, HeadRMSNorm
 from mha_cli.layer.recording import Recorder
+from mha_cli.layer.relative_bias import RelativeBias
 from mha_cli.layer.report import Report
 from mha_cli.layer.rope import attention_factor, inverse_frequencies
 from mha_cli.layer.summary import summarize
@@ -142,7 +143,7 @@ def materialize(layer: nn.Module) -> None:
 
 def init_weights(layer: nn.Module, generator: torch.Generator) -> None:
     """nn.Linear's own distribution, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases,
-    drawn from `generator`; norms start at one."""
+    drawn from `generator`; norms start at one, a relative bias table N(0, 1)."""
     with torch.no_grad():
         for module in layer.modules():
             if isinstance(module, nn.Linear):
@@ -152,6 +153,8 @@ def init_weights(layer: nn.Module, generator: torch.Generator) -> None:
                     module.bias.uniform_(-bound, bound, generator=generator)
             elif isinstance(module, HeadRMSNorm | HeadLayerNorm):
                 module.weight.fill_(1.0)
+            elif isinstance(module, RelativeBias):  # nn.Embedding's N(0, 1), as T5's table
+                module.weight.normal_(0.0, 1.0, generator=generator)
 
 
 def make_layer(spec: FinalSpec) -> MultiHeadAttention | AdditiveAttention:
@@ -200,6 +203,8 @@ def make_layer(spec: FinalSpec) -> MultiHeadAttention | AdditiveAttention:
         alibi=spec.alibi,
         qk_norm_layer=spec.qk_norm_layer,
         alibi_scaled=spec.alibi_scaled,
+        relative_buckets=spec.relative_buckets,
+        relative_max_distance=spec.relative_max_distance,
     )
 
 

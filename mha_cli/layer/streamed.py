@@ -191,9 +191,11 @@ def head_scores(
     keys: torch.Tensor,  # (n, d): its keys
     key_pos: torch.Tensor,  # (n,) the keys' positions
     head: int,
+    query_pos: torch.Tensor | None = None,  # (r,) the queries' positions (T5's bias needs them)
 ) -> torch.Tensor:
     """One head's scores (r, n), as `DotProductAttention` makes them before the mask: the
-    scale (1/sqrt(d), or the family's), ALiBi's bias and Gemma 2's soft-capping."""
+    scale (1/sqrt(d), or the family's), ALiBi's bias, T5's relative position bias and Gemma 2's
+    soft-capping."""
     attention = layer.attention
     scores = rows @ keys.T  # (r, n)
     if attention.scale is None:
@@ -209,6 +211,11 @@ def head_scores(
             else:
                 bias = bias * attention.scale
         scores.add_(bias[None, :])
+    if layer.relative_bias is not None:  # this head's column of the table, by bucket of j - i
+        if query_pos is None:
+            raise ValueError("head_scores: a relative position bias needs the queries' positions")
+        bias = layer.relative_bias.head(query_pos, key_pos, not attention.causal, head)
+        scores.add_(bias.to(scores.dtype))
     if attention.softcap is not None:
         scores = torch.tanh(scores / attention.softcap) * attention.softcap
     return scores
@@ -364,7 +371,9 @@ def _block(
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """One block's pixels, which pixels are masked, and the first pixel column they start at."""
     low, high = span
-    scores = head_scores(layer, rows, keys[low:high], key_pos[low:high], head)  # (r, high-low)
+    scores = head_scores(
+        layer, rows, keys[low:high], key_pos[low:high], head, query_pos
+    )  # (r, high-low)
     mask = block_mask(lens, query_pos, key_pos[low:high], spec.causal, spec.window)
     if mask is not None:  # masking.masked_softmax's fill, in place
         scores.masked_fill_(mask, max(MASK_VALUE, torch.finfo(scores.dtype).min))

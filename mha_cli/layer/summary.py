@@ -149,6 +149,14 @@ def _notes(spec: FinalSpec, attention: torch.Tensor | None, layer: nn.Module) ->
             "qk-norm: each head's queries and keys are RMS-normalised over their "
             f"{spec.head_dim} features (one weight shared by all heads) before the rotation"
         )
+    if spec.relative_buckets is not None:
+        sides = "keys after the query all in bucket 0" if spec.causal else "each side its half"
+        notes.append(
+            f"relative position bias (T5): each head adds a learned number to the score of "
+            f"query i and key j, from a table of {spec.relative_buckets} buckets of the distance "
+            f"j - i ({sides}): a bucket per distance up to a quarter (causal: half) of them, "
+            f"then logarithmically wider ones up to {spec.relative_max_distance}"
+        )
     if attention is None:
         notes.append(
             "meta device: shapes, parameters, FLOPs and bytes are traced without allocating "

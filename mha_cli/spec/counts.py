@@ -37,7 +37,8 @@ def parameter_count(spec: AttentionSpec) -> int:
         norms = q_out + kv_out
     if spec.qk_norm and spec.qk_norm_layer:  # StableLM, Cohere: one weight per head and feature
         norms = q_out + kv_out
-    return weights + biases + norms
+    table = spec.relative_buckets * h if spec.relative_buckets is not None else 0  # T5
+    return weights + biases + norms + table
 
 
 def parameters_depend_on_heads(spec: AttentionSpec) -> bool:

@@ -14,7 +14,16 @@ from mha_cli.errors import MhaError
 from mha_cli.messages import suggest
 from mha_cli.spec.spec import SPEC_FIELDS, AttentionSpec, RopeScaling, ValidLens
 
-INT_FIELDS = ("batch", "queries", "kv", "hiddens", "heads", "seed", "layer")
+INT_FIELDS = (
+    "batch",
+    "queries",
+    "kv",
+    "hiddens",
+    "heads",
+    "seed",
+    "layer",
+    "relative_max_distance",
+)
 OPTIONAL_INT_FIELDS = (
     "kv_heads",
     "head_dim",
@@ -23,6 +32,7 @@ OPTIONAL_INT_FIELDS = (
     "value_size",
     "window",
     "rotary_dim",
+    "relative_buckets",
 )
 BOOL_FIELDS = (
     "causal",

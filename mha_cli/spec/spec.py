@@ -59,6 +59,10 @@ class AttentionSpec:
     # With alibi: Falcon's: slope_h * j rounded to bfloat16, then scaled with the scores (by
     # 1/sqrt(head_dim), or score_scale), instead of Bloom's bias added after the scaling.
     alibi_scaled: bool = False
+    # T5: a learned bias per head and bucket of the distance j - i (a table of this many
+    # buckets); distances from relative_max_distance on share the last bucket. None: no bias.
+    relative_buckets: int | None = None
+    relative_max_distance: int = 128
     bias: bool = False  # on W_q, W_k, W_v (and W_o unless out_bias says otherwise)
     out_bias: bool | None = None  # None: as `bias`; Qwen2 has q/k/v biases and none on W_o
     key_bias: bool | None = None  # None: as `bias`; Whisper has biases on all but W_k

@@ -145,6 +145,7 @@ def _check_choices(spec: AttentionSpec) -> None:
             for option, used in (
                 ("--rope", spec.rope != "none"),
                 ("--qk-norm", spec.qk_norm),
+                ("--relative-buckets", spec.relative_buckets is not None),
                 ("--head-dim", spec.head_dim is not None),
                 ("--kv-heads", spec.final().kv_heads != 1),
                 ("--key-bias", spec.key_bias is not None and spec.key_bias != spec.bias),
@@ -181,6 +182,8 @@ def _check_positions(spec: AttentionSpec) -> None:
             f"{spec.given('clip_qkv')} must be a positive finite number (W_q, W_k and W_v's "
             "outputs are clamped to [-c, c], e.g. 8), or none for no clamping"
         )
+    if spec.relative_buckets is not None:
+        _check_relative(spec)
     if spec.qk_norm_whole and not spec.qk_norm:
         raise MhaError(
             f"{spec.given('qk_norm_whole')} says where the q/k norm applies, but there is none "
@@ -318,3 +321,21 @@ def _format(lens: tuple) -> str:  # type: ignore[type-arg]
     if lens and isinstance(lens[0], tuple):
         return ";".join(",".join(map(str, row)) for row in lens)
     return ",".join(map(str, lens))
+
+
+def _check_relative(spec: AttentionSpec) -> None:
+    """T5's buckets: half of them (half of each side's, both ways) exact, the rest logarithmic
+    up to relative_max_distance, which must lie beyond the exact ones."""
+    buckets = spec.relative_buckets or 0
+    least = 2 if spec.causal else 4
+    if buckets < least:
+        raise MhaError(
+            f"{spec.given('relative_buckets')}: a relative position bias needs at least "
+            f"{least} buckets ({'causal' if spec.causal else 'both sides'}), e.g. 32 as T5"
+        )
+    exact = buckets // 2 if spec.causal else buckets // 4
+    if spec.relative_max_distance <= exact:
+        raise MhaError(
+            f"{spec.given('relative_max_distance')} must be more than the {exact} distances "
+            f"with a bucket each ({spec.given('relative_buckets')}), e.g. 128 as T5"
+        )

@@ -249,6 +249,9 @@ def tokenize(folder: Path, request: TextRequest) -> Tokenized:
     return Tokenized(ids, mask, tokens, notes)
 
 
+_BIAS_FIRST = ("T5Attention", "MT5Attention")  # their forward returns the position bias second
+
+
 def capture(folder: Path, layer: int, request: TextRequest, module_path: str) -> Captured:
     """Run the model on the texts up to layer `layer`; capture its attention's input and weights.
 
@@ -288,8 +291,10 @@ def capture_layers(
             if isinstance(hidden, torch.Tensor):  # what the attention module receives
                 seen[layer]["hidden"] = hidden.detach().clone()
 
-        def after(_module: Any, _args: Any, output: Any) -> None:
-            weights = output[1] if isinstance(output, tuple) and len(output) > 1 else None
+        def after(module: Any, _args: Any, output: Any) -> None:
+            # (output, weights); T5's and mT5's attention return (output, position_bias, weights)
+            at = 2 if type(module).__name__ in _BIAS_FIRST else 1
+            weights = output[at] if isinstance(output, tuple) and len(output) > at else None
             if isinstance(weights, torch.Tensor):
                 seen[layer]["weights"] = weights.detach().clone()
             if layer == last:
