@@ -454,3 +454,22 @@ def test_meta_device_at_long_context_points_to_cpu(cli):
         "mha: heatmaps need computed values, and --device meta computes none; use --device cpu "
         "(a long context is computed one head at a time)"
     )
+
+
+def test_inspect_that_cannot_fit_points_to_the_streamed_commands(cli, tmp_path, monkeypatch):
+    """`mha inspect` holds every stage's tensor: at a size it cannot hold, its refusal names
+    the commands that compute one head at a time, and `mha heatmap` indeed runs there."""
+    spec = AttentionSpec(batch=1, heads=2, hiddens=16, queries=3072, kv=3072, valid_lens=None)
+    full = memory.estimate_bytes(spec, "inspect")[0]
+    plan = streaming.plan_stream(spec, streaming.Window(0, 3072), streaming.Window(0, 3072))
+    room = 4 * streaming.streamed_bytes(spec, plan)
+    assert room < full * 0.8
+    monkeypatch.setattr(memory, "available_bytes", lambda: room)
+    monkeypatch.setattr(run_module, "available_bytes", lambda: room)
+    args = ["--batch", "1", "--heads", "2", "--hiddens", "16", "--valid-lens", "none"]
+    args += ["--queries", "3072", "--kv", "3072"]
+    result = cli("inspect", *args)
+    assert result.exit_code == 2, result.output
+    assert "mha heatmap and mha heads compute it one head at a time" in result.output
+    drawn = cli("heatmap", *args, "--out", str(tmp_path / "long.png"))
+    assert drawn.exit_code == 0, drawn.output

@@ -120,9 +120,14 @@ def check_fits(
     )
     if needs_values:  # the meta device would give no values: only smaller sizes help
         raise MhaError(f"{need}; {smaller_sizes(spec, available, command)}")
+    streams = (
+        ""
+        if spec.score != "dot"
+        else ("; mha heatmap and mha heads compute it one head at a time and run at this size")
+    )
     raise MhaError(
         f"{need}; add --device meta for its shapes, parameters, FLOPs and bytes without "
-        "allocating anything"
+        f"allocating anything{streams}"
     )
 
 
