@@ -288,6 +288,8 @@ HEAD_SPECS = [
         batch=2, heads=4, kv_heads=2, hiddens=32, queries=20, kv=20, valid_lens=None,
         causal=True, qk_norm=True, qk_norm_whole=True, score_scale=0.2, rope="half",
     ),
+    # one valid length per example, nothing causal: the mask is one row for a whole block
+    AttentionSpec(batch=2, heads=4, hiddens=32, queries=20, kv=20, valid_lens=(20, 9)),
 ]  # fmt: skip
 
 

@@ -213,6 +213,8 @@ def _block(
             example_lens = example_lens[start:stop]
     block_queries, block_keys = query_pos[start:stop], key_pos[low:high]
     mask = block_mask(example_lens, block_queries, block_keys, spec.causal, spec.window)
+    if mask is not None:  # one valid length, nothing causal: one row, the block's every row
+        mask = mask.expand(stop - start, high - low)
     if mask is None or narrow:
         seen = torch.ones(stop - start, dtype=torch.float64)
     else:
