@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
@@ -490,6 +491,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="run the children in this environment as is (no pycache prefix)",
     )
     parser.add_argument("--json", type=Path, metavar="FILE", help="write the raw numbers here")
+    parser.add_argument(
+        "--only",
+        metavar="KEYS",
+        help="time only these cases (comma-separated keys, e.g. heatmap,d2l-loop), with "
+        "`import torch`",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.runs = 3
@@ -509,8 +516,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     with tempfile.TemporaryDirectory(prefix="mha-bench-") as tmp:
         cases = build_cases(mha_executable(), Path(tmp))
+        if args.only:
+            keys = {"import-torch", *args.only.split(",")}
+            unknown = keys - {case.key for case in cases}
+            if unknown:
+                sys.exit(f"bench: no case {', '.join(sorted(unknown))}")
+            cases = [case for case in cases if case.key in keys]
         env = child_env(Path(tmp), args.inherit_env)
-        results = measure(cases, args.runs, Path(tmp), env)
+        # cases left out read as never run: no figures, no verdict, no note
+        results = defaultdict(Result, measure(cases, args.runs, Path(tmp), env))
     console.print(
         f"{args.runs} whole-process runs per case after one warm-up; peak = max RSS "
         "of the child; x import torch = median / median of bare import torch; bytecode "

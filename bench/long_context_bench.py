@@ -44,8 +44,9 @@ print(float(y[0, 0, 0]))
 """
 
 
-def timed(command: list[str]) -> tuple[float, int, int]:
-    """(wall seconds, peak RSS bytes, exit status) of one child process."""
+def timed(command: list[str]) -> tuple[float, int, int, float]:
+    """(wall seconds, peak RSS bytes, exit status, CPU seconds) of one child process. The CPU
+    time (user + system, all threads) moves less than the wall time on a shared machine."""
     start = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(child.pid, 0)
@@ -53,7 +54,8 @@ def timed(command: list[str]) -> tuple[float, int, int]:
     code = os.waitstatus_to_exitcode(status)
     if code != 0 and child.stderr is not None:
         sys.stderr.write(child.stderr.read().decode(errors="replace")[-2000:])
-    return wall, usage.ru_maxrss * 1024, code  # ru_maxrss is in KiB on Linux
+    cpu = usage.ru_utime + usage.ru_stime
+    return wall, usage.ru_maxrss * 1024, code, cpu  # ru_maxrss is in KiB on Linux
 
 
 def gib(n: float) -> str:
@@ -90,7 +92,7 @@ def main() -> None:
             ]  # fmt: skip
         if args.no_loop:
             del cases["bare loop"]
-        results: dict[str, list[tuple[float, int, int]]] = {name: [] for name in cases}
+        results: dict[str, list[tuple[float, int, int, float]]] = {name: [] for name in cases}
         load_before = os.getloadavg()
         for _ in range(args.runs):
             for name, command in cases.items():
@@ -102,12 +104,17 @@ def main() -> None:
         f"{load_after[0]:.1f} after; {args.runs} run(s), median"
     )
     summary = {}
+    cpu_of = {}
     for name, runs in results.items():
         wall = statistics.median(r[0] for r in runs)
         peak = max(r[1] for r in runs)
         ok = all(r[2] == 0 for r in runs)
+        cpu_of[name] = statistics.median(r[3] for r in runs)
         summary[name] = (wall, peak)
-        print(f"  {name:13} {wall:8.2f} s   peak {gib(peak)}{'' if ok else '   FAILED'}")
+        print(
+            f"  {name:13} {wall:8.2f} s   peak {gib(peak)}   cpu {cpu_of[name]:.1f} s"
+            f"{'' if ok else '   FAILED'}"
+        )
     base = summary["import torch"][1]
     heat_t, heat_p = summary["mha heatmap"]
     print(f"  mha heatmap peak above import torch: {gib(heat_p - base)}")
@@ -115,13 +122,15 @@ def main() -> None:
         loop_t, loop_p = summary["bare loop"]
         print(
             f"  ratio mha heatmap / bare loop: time {heat_t / loop_t:.2f}x (target <= 1.5x), "
-            f"peak {gib(heat_p - loop_p)} over the loop's (target <= 0.50 GiB)"
+            f"peak {gib(heat_p - loop_p)} over the loop's (target <= 0.50 GiB); "
+            f"cpu {cpu_of['mha heatmap'] / cpu_of['bare loop']:.2f}x"
         )
         if "mha heads" in summary:
             heads_t, heads_p = summary["mha heads"]
             print(
                 f"  ratio mha heads / bare loop: time {heads_t / loop_t:.2f}x (target <= 2x), "
-                f"peak {gib(heads_p - loop_p)} over the loop's"
+                f"peak {gib(heads_p - loop_p)} over the loop's; "
+                f"cpu {cpu_of['mha heads'] / cpu_of['bare loop']:.2f}x"
             )
 
 

@@ -234,7 +234,10 @@ def test_interrupted_heatmap_leaves_no_partial_image(cli, tmp_path, monkeypatch)
     from matplotlib.figure import Figure
 
     def interrupted(self, *args, **kwargs):
-        Path(args[0]).write_bytes(b"half an image")
+        if isinstance(args[0], (str, Path)):
+            Path(args[0]).write_bytes(b"half an image")
+        else:  # a PNG is drawn into memory first, then written by `render.png`
+            args[0].write(b"half an image")
         raise KeyboardInterrupt
 
     monkeypatch.setattr(Figure, "savefig", interrupted)

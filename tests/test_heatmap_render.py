@@ -118,14 +118,28 @@ def test_per_head_rejects_a_bad_format_and_a_file_as_folder(tmp_path: Path) -> N
         render_per_head(chapter_data(), tmp_path / "taken")
 
 
-def test_a_failed_write_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("failing", ["savefig", "write_png"])
+def test_a_failed_write_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    """Whether matplotlib fails while drawing or the PNG fails half written, no file is left
+    and an old file of that name is kept."""
     from matplotlib.figure import Figure
 
-    def broken_savefig(self: Figure, fname: Path, **kwargs: object) -> None:
-        Path(fname).write_bytes(b"half an image")  # a partial file, then the failure
+    from mha_cli.render import png
+
+    def broken(*args: object, **kwargs: object) -> None:
+        target = args[1] if failing == "savefig" else args[0]  # (figure, fname) or (out, ...)
+        if isinstance(target, (str, Path)):
+            Path(target).write_bytes(b"half an image")  # a partial file, then the failure
+        else:
+            target.write(b"half an image")  # type: ignore[attr-defined]
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(Figure, "savefig", broken_savefig)
+    if failing == "savefig":
+        monkeypatch.setattr(Figure, "savefig", broken)
+    else:
+        monkeypatch.setattr(png, "write_png", broken)
     (tmp_path / "old.png").write_bytes(b"old")
     with pytest.raises(RuntimeError, match="disk full"):
         render_grid(chapter_data(), tmp_path / "grid.png")
@@ -210,3 +224,69 @@ def test_importing_the_renderers_pulls_in_neither_matplotlib_nor_numpy() -> None
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_png_writer_round_trips_pixels_dpi_and_text(tmp_path: Path) -> None:
+    """`render.png` writes what Pillow reads back byte for byte, over several row pieces."""
+    from PIL import Image
+
+    from mha_cli.render import png
+
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 256, size=(png.ROWS_PER_PIECE * 2 + 7, 33, 4), dtype=np.uint8)
+    pixels[:5, :, 3] = 0  # transparent rows stay transparent, colours kept (straight alpha)
+    with open(tmp_path / "x.png", "wb") as out:
+        png.write_png(out, pixels, 72, {"Software": "mha test"})
+    with Image.open(tmp_path / "x.png") as image:
+        assert image.mode == "RGBA" and image.size == (33, png.ROWS_PER_PIECE * 2 + 7)
+        assert image.info["dpi"] == pytest.approx((72, 72), abs=0.01)
+        assert image.info["Software"] == "mha test"
+        np.testing.assert_array_equal(np.asarray(image), pixels)
+
+
+def matplotlib_png(fig: object) -> np.ndarray:
+    """The figure as matplotlib itself writes a PNG (Pillow), its image resampled by matplotlib
+    from float32 colours: the reference for the fast path's pixels."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=fig.dpi)  # type: ignore[attr-defined]
+    with Image.open(buffer) as image:
+        return np.asarray(image).copy()
+
+
+@pytest.mark.parametrize(
+    ("shape", "dpi"),
+    [((12, 12, 128, 128), 100), ((2, 5, 4, 6), 100), ((1, 3, 9, 9), 72), ((3, 16, 40, 40), 50)],
+)
+def test_png_pixels_are_matplotlibs_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shape: tuple[int, ...], dpi: int
+) -> None:
+    """The heatmap PNG (cells of one pixel and of many, masked cells, NaN) is drawn without
+    matplotlib's float32 resampling, and has exactly the pixels that resampling and savefig
+    give for the same figure."""
+    from matplotlib import image as mpl_image
+    from PIL import Image
+
+    rng = np.random.default_rng(4)
+    weights = rng.random(shape).astype(np.float32)
+    masked = rng.random(shape) < 0.1
+    weights[0, 0, 0, 0] = np.nan
+    data = HeatmapData(weights, masked, "reference")
+    resampled = []
+    resample = mpl_image._ImageBase._make_image
+
+    def counted(self: object, *args: object, **kwargs: object) -> object:
+        resampled.append(args[0].shape)  # type: ignore[attr-defined]
+        return resample(self, *args, **kwargs)
+
+    monkeypatch.setattr(mpl_image._ImageBase, "_make_image", counted)
+    path = render_grid(data, tmp_path / "fast.png", dpi=dpi)
+    assert resampled == []  # whole pixels per cell: each cell repeated, nothing resampled
+    reference = heatmap.grid_figure(data, dpi=dpi)
+    drawn = reference.axes[0].images[0]
+    del drawn.make_image  # matplotlib's own resampling of the float32 colours
+    grid = compose_grid(data, heatmap.compute_layout(data, dpi, False, "").plan)
+    drawn.set_data(heatmap._rgba(grid, heatmap.colour_scale(data, "auto")))
+    with Image.open(path) as image:
+        np.testing.assert_array_equal(np.asarray(image), matplotlib_png(reference))

@@ -358,6 +358,8 @@ HEAD_SPECS = [
         batch=2, heads=4, hiddens=32, queries=20, kv=20, valid_lens=None, causal=True,
         relative_buckets=6, relative_max_distance=10,
     ),
+    # one valid length per example, nothing causal: the mask is one row for a whole block
+    AttentionSpec(batch=2, heads=4, hiddens=32, queries=20, kv=20, valid_lens=(20, 9)),
 ]  # fmt: skip
 
 
@@ -473,3 +475,36 @@ def test_inspect_that_cannot_fit_points_to_the_streamed_commands(cli, tmp_path, 
     assert "mha heatmap and mha heads compute it one head at a time" in result.output
     drawn = cli("heatmap", *args, "--out", str(tmp_path / "long.png"))
     assert drawn.exit_code == 0, drawn.output
+
+
+@pytest.mark.parametrize("mode", ["zero", "mean"])
+def test_head_terms_against_each_head_s_own_output_change(mode):
+    """Every figure `mha heads` draws from one pass (Gram, Σa², Σas, Σs², gradient) equals the
+    same sums over explicit per-head output changes δ_i = (c_i - m_i) W_o_iᵀ, in float64."""
+    from mha_cli.importance import ablation
+
+    heads, width, hiddens = 3, 4, 5
+    generator = torch.Generator().manual_seed(7)
+    concat = torch.randn(2, 6, heads * width, generator=generator)
+    w_o = torch.randn(hiddens, heads * width, generator=generator)
+    b_o = torch.randn(hiddens, generator=generator)
+    targets = torch.randn(2, 6, hiddens, generator=generator)
+    got = ablation.head_terms(concat, w_o, b_o, heads, mode, targets)
+    c = concat.double().reshape(12, heads, width)
+    w = w_o.double().reshape(hiddens, heads, width)
+    y_i = torch.stack([c[:, i] @ w[:, i].T for i in range(heads)])  # (h, n, H)
+    y = y_i.sum(0) + b_o.double()
+    mean = c.mean(0) if mode == "mean" else torch.zeros(heads, width, dtype=torch.float64)
+    delta = torch.stack([(c[:, i] - mean[i]) @ w[:, i].T for i in range(heads)])
+    a = (delta**2).sum(-1)  # (h, n)
+    s = (y**2).sum(-1)  # (n,)
+    flat = delta.reshape(heads, -1)
+    close = {"rtol": 1e-10, "atol": 1e-10}
+    torch.testing.assert_close(got.gram, flat @ flat.T, **close)
+    torch.testing.assert_close(got.a_squares, (a**2).sum(-1), **close)
+    torch.testing.assert_close(got.a_s, a @ s, **close)
+    assert got.s_squares == pytest.approx(float((s**2).sum()), rel=1e-10)
+    assert got.output_norm == pytest.approx(float(y.norm()), rel=1e-10)
+    error = (y - targets.double().reshape(12, hiddens)).reshape(2, 6, hiddens)
+    dots = torch.einsum("hbqo,bqo->hb", y_i.reshape(heads, 2, 6, hiddens), error)
+    torch.testing.assert_close(got.gradient, (dots * 2 / (6 * hiddens)).abs().mean(1), **close)

@@ -233,6 +233,31 @@ def test_start_up_tricks_stay_in_the_command_line_process(monkeypatch):
     assert not fast_start.enabled()
 
 
+def test_matplotlib_docstrings_are_skipped_only_in_the_command_line_process():
+    """`mha` leaves matplotlib's per-Artist `set()` property listings unwritten while it
+    imports matplotlib (nobody reads them there), restores `kwdoc`, and the Python API keeps
+    them. Each in a fresh process, matplotlib not yet imported."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from mha_cli import fast_start\n"
+        "if sys.argv[1] == 'cli':\n"
+        "    fast_start.enable()\n"
+        "fast_start.import_heavy('matplotlib.figure')\n"
+        "import matplotlib.artist, matplotlib.lines\n"
+        "restored = matplotlib.artist.kwdoc(matplotlib.lines.Line2D) != ''\n"
+        "listed = 'Properties:' in (matplotlib.lines.Line2D.set.__doc__ or '')\n"
+        "print(restored, listed)\n"
+    )
+    for where, listed in (("cli", False), ("api", True)):
+        done = subprocess.run(
+            [sys.executable, "-c", probe, where], capture_output=True, text=True, check=True
+        )
+        assert done.stdout.split() == ["True", str(listed)], (where, done.stdout, done.stderr)
+
+
 def test_api_errors_raise_and_never_exit():
     with pytest.raises(MhaError, match=r"^--heads 7: num_hiddens \(100\) is not divisible"):
         mha_cli.inspect(heads=7)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mha_cli.errors import MhaError
 from mha_cli.files.atomic import make_folder
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     import numpy as np
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+    from matplotlib.image import AxesImage
 
 Progress = Callable[[str], None]
 
@@ -46,25 +47,96 @@ LARGE_CELLS = 2_000_000  # above this a render takes long enough to report its s
 PER_HEAD_QUIET = 12  # up to this many per-head files are written without progress messages
 
 
-def _rgba(grid: np.ma.MaskedArray, scale: ColourScale) -> np.ndarray:
-    """Colours, masked cells transparent. Colouring once here, as float32 RGBA, is several
-    times cheaper than letting imshow colour (or convert from bytes) a large image; and the
-    colormap's own table indexed as it indexes it is cheaper still than calling the colormap
-    on millions of cells (its float64 lookup is most of the time of a 12 x 12 grid)."""
+def _colour_index(grid: np.ma.MaskedArray, scale: ColourScale) -> tuple[Any, np.ndarray, Any]:
+    """The colormap, each cell's index in its table, and which cells have no colour (masked
+    cells and separators, NaN weights). The colormap's own table indexed as it indexes it is
+    much cheaper than calling the colormap on millions of cells (its float64 lookup)."""
     import matplotlib
     import numpy as np
 
     cmap = matplotlib.colormaps[CMAP]
-    table = cmap(np.arange(cmap.N)).astype(np.float32)  # (N, 4): integers index the table
     fraction = scale.fraction(np.ma.getdata(grid))  # (rows, cols) in [0, 1], NaN if undefined
     undefined = ~np.isfinite(fraction)
     index = np.nan_to_num(fraction, nan=0.0, posinf=1.0, neginf=0.0) * cmap.N
     # As Colormap.__call__: floor of fraction x N, and 1.0 on the last colour.
-    rgba = table[np.clip(index.astype(np.intp), 0, cmap.N - 1)]  # (rows, cols, 4)
+    index = np.clip(index.astype(np.intp), 0, cmap.N - 1)  # (rows, cols)
+    return cmap, index, np.ma.getmaskarray(grid) | undefined
+
+
+def _table(cmap: Any) -> np.ndarray:
+    import numpy as np
+
+    return cmap(np.arange(cmap.N)).astype(np.float32)  # (N, 4): integers index the table
+
+
+def _rgba(grid: np.ma.MaskedArray, scale: ColourScale) -> np.ndarray:
+    """Colours, masked cells transparent. Colouring once here, as float32 RGBA, is several
+    times cheaper than letting imshow colour (or convert from bytes) a large image."""
+    cmap, index, clear = _colour_index(grid, scale)
+    rgba = _table(cmap)[index]  # (rows, cols, 4)
     # Transparent where masked: the hatched grey box behind each panel shows through, and the
     # separators show the white background; a NaN weight has no colour either.
-    rgba[np.ma.getmaskarray(grid) | undefined, 3] = 0.0
+    rgba[clear, 3] = 0.0
     return rgba
+
+
+def _rgba_bytes(grid: np.ma.MaskedArray, scale: ColourScale) -> np.ndarray:
+    """`_rgba` as the bytes matplotlib turns it into when it draws it at whole pixels per
+    cell: each channel times 255, truncated, as float32; a transparent cell all 0 (its
+    colour is premultiplied by its alpha)."""
+    import numpy as np
+
+    cmap, index, clear = _colour_index(grid, scale)
+    rgba = (_table(cmap) * 255).astype(np.uint8)[index]  # (rows, cols, 4)
+    rgba[clear] = 0
+    return rgba
+
+
+def _whole_pixels(image: AxesImage, colours: np.ndarray, floats: Callable[[], np.ndarray]) -> None:
+    """Draw `image` (imshow of `colours`, uint8, nearest) by repeating each cell k x k times
+    where matplotlib would resample it to exactly k x k whole pixels per cell on pixel
+    boundaries: the same pixels as its float32 resampling (premultiply, resample, divide,
+    x 255), a few times faster. Anywhere else (a fraction of a pixel, clipped, magnified),
+    matplotlib resamples the float32 colours `floats()` as before."""
+    import math
+
+    import numpy as np
+    from matplotlib.transforms import Bbox, TransformedBbox
+
+    def make_image(renderer: Any, magnification: float = 1.0, unsampled: bool = False) -> Any:
+        x1, x2, y1, y2 = image.get_extent()
+        bbox = Bbox(np.array([[x1, y1], [x2, y2]]))
+        placed = TransformedBbox(bbox, image.get_transform())
+        clip = (
+            (image.get_clip_box() or image.axes.bbox)
+            if image.get_clip_on()
+            else image.get_figure(root=True).bbox
+        )
+        inside = Bbox.intersection(placed, clip)  # as `_make_image` clips it (ordered)
+        if (
+            not unsampled
+            and magnification == 1.0
+            and image.origin == "upper"
+            and inside is not None
+            and abs(inside.width - abs(placed.width)) < 1e-6  # not clipped
+            and abs(inside.height - abs(placed.height)) < 1e-6
+        ):
+            left, bottom, right, top = inside.extents
+            # matplotlib's rounding to output pixels (`_make_image`, round_to_pixel_border)
+            x0, y0 = math.floor(left + 0.5), math.ceil(bottom - 0.5 - 1e-8)
+            x1_, y1_ = math.floor(right + 0.5 + 1e-8), math.ceil(top - 0.5)
+            rows, cols = colours.shape[:2]
+            k = (x1_ - x0) // cols
+            aligned = all(
+                abs(a - b) < 1e-6 for a, b in zip(inside.extents, (x0, y0, x1_, y1_), strict=True)
+            )
+            if k >= 1 and (x1_ - x0, y1_ - y0) == (k * cols, k * rows) and aligned:
+                pixels = np.repeat(np.repeat(colours, k, axis=0), k, axis=1) if k > 1 else colours
+                # rows bottom first, as `_make_image` hands them to the renderer
+                return np.ascontiguousarray(pixels[::-1]), float(x0), float(y0), None
+        return image._make_image(floats(), bbox, placed, clip, magnification, unsampled=unsampled)
+
+    image.make_image = make_image  # type: ignore[method-assign]
 
 
 def _annotate_cells(
@@ -108,7 +180,12 @@ def _figure(
     ax = fig.add_axes(image_rect(lay))
     whole_pixels = lay.cell * dpi >= 1
     interpolation = "none" if fmt != "png" else ("nearest" if whole_pixels else "antialiased")
-    ax.imshow(_rgba(grid, scale), interpolation=interpolation, aspect="equal", zorder=1)
+    if interpolation == "nearest":  # a png at whole pixels per cell: drawn as bytes
+        colours = _rgba_bytes(grid, scale)
+        image = ax.imshow(colours, interpolation=interpolation, aspect="equal", zorder=1)
+        _whole_pixels(image, colours, lambda: _rgba(grid, scale))
+    else:
+        ax.imshow(_rgba(grid, scale), interpolation=interpolation, aspect="equal", zorder=1)
     for spine in ax.spines.values():
         spine.set_visible(False)
     draw_panel_boxes(ax, data, lay)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-CHUNK_BYTES = 256 * 2**20  # float64 per-head terms held at once (smaller chunks: slower products)
+CHUNK_BYTES = 64 * 2**20  # float64 per-head terms held at once (cache-sized: faster Gram)
 
 
 @dataclass(frozen=True)
@@ -52,39 +52,45 @@ def head_terms(
 ) -> HeadTerms:
     b, q, _ = concat.shape
     hiddens = w_o.shape[0]
-    c = concat.to(torch.float64).reshape(b * q, heads, -1)  # (n, h, w)
-    wo = w_o.to(torch.float64).reshape(hiddens, heads, -1)  # (H, h, w)
+    c = concat.to(torch.float64).reshape(b * q, heads, -1).transpose(0, 1)  # (h, n, w)
+    # (h, w, H): each head's W_o slice, transposed and contiguous, so one batched product per
+    # chunk gives every head's term (faster than einsum's own layout)
+    wo = w_o.to(torch.float64).reshape(hiddens, heads, -1).permute(1, 2, 0).contiguous()
     bias = b_o.to(torch.float64) if b_o is not None else None
     mean_term = None
+    removed = c  # (h, n, w): what removing each head takes away, before W_o
     if ablation == "mean":
-        mean_c = c.mean(dim=0)  # (h, w): over examples and queries
-        mean_term = torch.einsum("hw,ohw->ho", mean_c, wo)  # (h, H)
+        mean_c = c.mean(dim=1, keepdim=True)  # (h, 1, w): over examples and queries
+        mean_term = torch.bmm(mean_c, wo)  # (h, 1, H)
+        removed = c - mean_c
+    # a_n = ||δ_i,n||² = r_in (W_o_iᵀ W_o_i) r_inᵀ, r_in head i's removed slice of row n:
+    # a (w x w) quadratic form per head instead of a pass over the (h, n, H) terms
+    quadratic = torch.bmm(wo, wo.transpose(1, 2))  # (h, w, w)
+    a = (torch.bmm(removed, quadratic) * removed).sum(-1)  # (h, n)
+    a_squares = (a * a).sum(-1)
     gram = torch.zeros(heads, heads, dtype=torch.float64, device=c.device)
     squares = torch.zeros((), dtype=torch.float64, device=c.device)
     s_squares = torch.zeros((), dtype=torch.float64, device=c.device)
-    a_squares = torch.zeros(heads, dtype=torch.float64, device=c.device)
-    a_s = torch.zeros(heads, dtype=torch.float64, device=c.device)
+    per_rows = []
     # (h, b): Σ over the example's queries of <y - t, y_i>
     dot_error = torch.zeros(heads, b, dtype=torch.float64, device=c.device)
     rows = max(1, CHUNK_BYTES // (8 * heads * hiddens))  # (h, rows, H) float64 at a time
     example_of = torch.arange(b * q, device=c.device) // q  # (n,): each row's example
     for start in range(0, b * q, rows):
-        part = c[start : start + rows]  # (n, h, w)
-        terms = torch.einsum("nhw,ohw->hno", part, wo)  # (h, n, H): y_i
+        terms = torch.bmm(c[:, start : start + rows], wo)  # (h, n, H): y_i
         y = terms.sum(0) if bias is None else terms.sum(0) + bias  # (n, H)
         per_row = (y * y).sum(-1)  # (n,): s_n
+        per_rows.append(per_row)
         squares += per_row.sum()
         s_squares += (per_row * per_row).sum()
-        delta = terms if mean_term is None else terms - mean_term[:, None, :]  # (h, n, H)
-        a = (delta * delta).sum(-1)  # (h, n): a_n
-        a_squares += (a * a).sum(-1)
-        a_s += a @ per_row
-        flat = delta.reshape(heads, -1)
-        gram += flat @ flat.T
         if targets is not None:
             t = targets.to(torch.float64).reshape(b * q, hiddens)[start : start + rows]
             dots = torch.einsum("hno,no->hn", terms, y - t)  # (h, n)
             dot_error.index_add_(1, example_of[start : start + rows], dots)
+        delta = terms if mean_term is None else terms.sub_(mean_term)  # (h, n, H)
+        flat = delta.reshape(heads, -1)
+        gram += flat @ flat.T
+    a_s = a @ torch.cat(per_rows)  # (h,): Σ_n a_n s_n
     gradient = None
     if targets is not None:
         # L_x = mean over (queries, hiddens) of (y - t)²: ∂L_x/∂ξ_i = 2/(q H) <y_x - t_x, y_i,x>

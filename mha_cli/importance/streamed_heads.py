@@ -31,7 +31,7 @@ from mha_cli.layer.streamed import (
 )
 from mha_cli.spec import memory
 from mha_cli.spec.spec import AttentionSpec, FinalSpec
-from mha_cli.spec.streaming import Window, check_stream_fits, plan_stream
+from mha_cli.spec.streaming import StreamPlan, Window, check_stream_fits, plan_stream
 
 
 @dataclass
@@ -135,6 +135,7 @@ def _stream(
         projected = layer.W_v(values[example])  # (k, g*d), or (k, H) when kept whole
         if layer.clip_qkv is not None:  # OLMo clamps the values too
             projected = projected.clamp(-layer.clip_qkv, layer.clip_qkv)
+        blocks: dict[int, _Block] = {}  # the mask is every head's: made once per block
         for head in range(h):
             head_keys = key_heads(head // group)  # grouped-query heads share one key head
             head_values = (
@@ -143,25 +144,28 @@ def _stream(
             head_queries = query_heads(head)
             for start in range(0, q, block):
                 stop = min(q, start + block)
-                span = key_span(
-                    start + offset, stop - 1 + offset, k, spec.causal, spec.window, plan
-                )
-                low, high = span if span is not None and narrow else (0, k)
+                if start not in blocks:
+                    blocks[start] = _block(
+                        spec, example, start, stop, offset, narrow, plan, lens, query_pos,
+                        key_pos, tally,
+                    )  # fmt: skip
+                    if head == 0:  # one baseline per block
+                        shared = blocks[start]
+                        tally.add_baseline(
+                            shared.hidden, shared.queries, shared.keys, shared.tally_rows
+                        )
+                shared = blocks[start]
+                low, high = shared.low, shared.high
                 scores = head_scores(
-                    layer, head_queries[start:stop], head_keys[low:high], key_pos[low:high],
-                    head, query_pos[start:stop],
-                )  # fmt: skip
-                example_lens = None
-                if lens is not None:
-                    example_lens = lens[example]
-                    if example_lens.dim() == 1:
-                        example_lens = example_lens[start:stop]
-                mask = block_mask(
-                    example_lens, query_pos[start:stop], key_pos[low:high], spec.causal,
-                    spec.window,
-                )  # fmt: skip
-                if mask is not None:  # masking.masked_softmax's fill, in place
-                    scores.masked_fill_(mask, max(MASK_VALUE, torch.finfo(scores.dtype).min))
+                    layer,
+                    head_queries[start:stop],
+                    head_keys[low:high],
+                    key_pos[low:high],
+                    head,
+                    query_pos[start:stop],
+                )  # (r, high - low)
+                if shared.mask is not None:  # masking.masked_softmax's fill, in place
+                    scores.masked_fill_(shared.mask, max(MASK_VALUE, torch.finfo(scores.dtype).min))
                 weights = torch.softmax(scores, dim=-1)  # (r, high - low)
                 del scores
                 cols = slice(head * width, (head + 1) * width)
@@ -172,15 +176,58 @@ def _stream(
                 row_entropy = -torch.special.xlogy(p, p).sum(-1)  # (r,)
                 entropy[example, head, start:stop] = row_entropy.to(torch.float64).cpu()
                 confidence[example, head, start:stop] = p.amax(-1).to(torch.float64).cpu()
-                if mask is None or narrow:
-                    rows_seen[example, head, start:stop] = 1.0
-                else:
-                    seen = (~mask).any(-1).cpu()
-                    rows_seen[example, head, start:stop] = seen.to(torch.float64)
-                hidden = mask if mask is not None else torch.zeros_like(p, dtype=torch.bool)
-                block_queries, block_keys = query_pos[start:stop], key_pos[low:high]
-                rows = tally.rows(example, block_queries, hidden).to(device)
-                if head == 0:  # the mask is every head's: one baseline per block
-                    tally.add_baseline(hidden, block_queries, block_keys, rows)
-                tally.add(head, p, block_queries, block_keys, rows)
+                rows_seen[example, head, start:stop] = shared.seen
+                tally.add(head, p, shared.queries, shared.keys, shared.tally_rows)
     return concat, entropy, confidence, rows_seen
+
+
+@dataclass
+class _Block:
+    """What a block of queries shares across heads: its keys, its mask, the rows it counts."""
+
+    low: int
+    high: int
+    mask: torch.Tensor | None  # (r, high - low) True where masked
+    hidden: torch.Tensor  # (r, high - low): the mask, or no cell hidden
+    queries: torch.Tensor  # (r,) positions
+    keys: torch.Tensor  # (high - low,) positions
+    seen: torch.Tensor  # (r,) float64 on the cpu: 1 for a row with a key to see
+    tally_rows: torch.Tensor  # (r,) float64: the rows the head roles count
+
+
+def _block(
+    spec: FinalSpec,
+    example: int,
+    start: int,
+    stop: int,
+    offset: int,
+    narrow: bool,
+    plan: StreamPlan,
+    lens: torch.Tensor | None,
+    query_pos: torch.Tensor,
+    key_pos: torch.Tensor,
+    tally: RoleTally,
+) -> _Block:
+    k = spec.kv
+    span = key_span(start + offset, stop - 1 + offset, k, spec.causal, spec.window, plan)
+    low, high = span if span is not None and narrow else (0, k)
+    example_lens = None
+    if lens is not None:
+        example_lens = lens[example]
+        if example_lens.dim() == 1:
+            example_lens = example_lens[start:stop]
+    block_queries, block_keys = query_pos[start:stop], key_pos[low:high]
+    mask = block_mask(example_lens, block_queries, block_keys, spec.causal, spec.window)
+    if mask is not None:  # one valid length, nothing causal: one row, the block's every row
+        mask = mask.expand(stop - start, high - low)
+    if mask is None or narrow:
+        seen = torch.ones(stop - start, dtype=torch.float64)
+    else:
+        seen = (~mask).any(-1).cpu().to(torch.float64)
+    hidden = (
+        mask
+        if mask is not None
+        else torch.zeros((stop - start, high - low), dtype=torch.bool, device=query_pos.device)
+    )
+    rows = tally.rows(example, block_queries, hidden).to(query_pos.device)
+    return _Block(low, high, mask, hidden, block_queries, block_keys, seen, rows)

@@ -150,8 +150,14 @@ class RoleTally:
 
         figures["itself"] = at(query_pos)
         figures["previous"] = at(query_pos - 1)
-        distances = (query_pos[:, None] - key_pos[None, :]).abs().to(weights.dtype)  # (r, n)
-        figures["distance"] = (weights * distances).sum(-1, dtype=torch.float64)
+        if weights.dtype in (torch.float32, torch.float64):  # positions are exact in both
+            # one (r, n) tensor, made in place: the same numbers as the int64 way, 3 passes less
+            distances = torch.sub(
+                query_pos.to(weights.dtype)[:, None], key_pos.to(weights.dtype)[None, :]
+            ).abs_()
+        else:
+            distances = (query_pos[:, None] - key_pos[None, :]).abs().to(weights.dtype)
+        figures["distance"] = distances.mul_(weights).sum(-1, dtype=torch.float64)  # (r,)
         return figures
 
     def roles(self) -> tuple[list[HeadRole], str | None]:
