@@ -75,7 +75,7 @@ def _artist_docs_left_empty() -> Iterator[None]:
     if kwdoc is None:
         yield
         return
-    artist.kwdoc = lambda _: ""
+    artist.kwdoc = lambda _: ""  # type: ignore[assignment]
     try:
         yield
     finally:

@@ -110,7 +110,7 @@ def _whole_pixels(image: AxesImage, colours: np.ndarray, floats: Callable[[], np
         clip = (
             (image.get_clip_box() or image.axes.bbox)
             if image.get_clip_on()
-            else image.get_figure(root=True).bbox
+            else image.get_figure(root=True).bbox  # type: ignore[union-attr]
         )
         inside = Bbox.intersection(placed, clip)  # as `_make_image` clips it (ordered)
         if (
@@ -134,7 +134,9 @@ def _whole_pixels(image: AxesImage, colours: np.ndarray, floats: Callable[[], np
                 pixels = np.repeat(np.repeat(colours, k, axis=0), k, axis=1) if k > 1 else colours
                 # rows bottom first, as `_make_image` hands them to the renderer
                 return np.ascontiguousarray(pixels[::-1]), float(x0), float(y0), None
-        return image._make_image(floats(), bbox, placed, clip, magnification, unsampled=unsampled)
+        return image._make_image(  # type: ignore[attr-defined]
+            floats(), bbox, placed, clip, magnification, unsampled=unsampled
+        )
 
     image.make_image = make_image  # type: ignore[method-assign]
 

@@ -84,7 +84,7 @@ def load_hf_layer(
             "config.json (the model's own) or the model's folder"
         )
     family = described.family if described else None
-    located = locate(weights.keys, family, str(path), described and described.attention)
+    located = locate(weights.keys, family, str(path), described.attention if described else None)
     if described is not None and described.num_layers != located.num_layers:
         stack = f"{located.layout.name} " if described.attention else ""
         raise MhaError(
@@ -144,7 +144,7 @@ def _head_norm_keys(located: Located, keys: tuple[str, ...], layer: int) -> dict
     found: dict[str, list[str]] = {}
     names = ("q_norm.weight", "k_norm.weight")
     for name, template in zip(names, located.head_norm_keys(layer), strict=False):
-        head_keys = []
+        head_keys: list[str] = []
         while template.format(i=len(head_keys)) in present:
             head_keys.append(template.format(i=len(head_keys)))
         if head_keys:
@@ -357,7 +357,8 @@ def count_hf_layers(path: Path, *, config: Path | None = None, attention: str | 
     described = read_hf_config(config, 0, attention) if config is not None else None
     family = described.family if described is not None else None
     where = str(path)
-    return locate(weights.keys, family, where, described and described.attention).num_layers
+    stack = described.attention if described is not None else None
+    return locate(weights.keys, family, where, stack).num_layers
 
 
 def _present_keys(

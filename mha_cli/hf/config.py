@@ -99,7 +99,9 @@ def parse_hf_config(
     rules = FAMILY[family]
     attention = _which_attention(rules, attention, where)
     hiddens = whole(config, _HIDDEN, where)
-    heads_keys, layers_keys, stack = _HEADS, _LAYERS, ""
+    heads_keys: tuple[str, ...] = _HEADS
+    layers_keys: tuple[str, ...] = _LAYERS
+    stack = ""
     if attention is not None:  # Whisper, BART: the encoder's sizes, or the decoder's
         stack = "encoder" if attention == "encoder" else "decoder"
         heads_keys, layers_keys = (f"{stack}_attention_heads",), (f"{stack}_layers",)
@@ -163,20 +165,20 @@ def parse_hf_config(
     clip = None if clip is None else float(positive(clip, str(rules.clip_key), where))
     scale = None
     if rules.scale_key is not None:
-        key, default = rules.scale_key
-        value = config.get(key, default)
+        key, fallback = rules.scale_key
+        value = config.get(key, fallback)
         scale = None if value is None else float(positive(value, key, where))
         scale = scale**-0.5 if scale is not None and rules.scale_inverse_sqrt else scale
     if rules.scale_fixed is not None:  # T5: the scores are not scaled at all
-        scale = rules.scale_fixed
+        scale = float(rules.scale_fixed)
     buckets, distance = None, 128
     if rules.relative_bias:  # T5Config's defaults: 32 buckets, 128 positions
         buckets = whole(config, ("relative_attention_num_buckets",), where, 32)
         distance = whole(config, ("relative_attention_max_distance",), where, 128)
     softcap = None
     if rules.softcap_key is not None:
-        key, default = rules.softcap_key
-        value = config.get(key, default)
+        key, fallback = rules.softcap_key
+        value = config.get(key, fallback)
         softcap = None if value is None else float(positive(value, key, where))
     return HFAttention(
         family=family,

@@ -41,7 +41,7 @@ class Layout:
     # decoder architecture: per key-value group, its query heads, then its key, then its value)
     packing: str = "linear"
     # Per-head norms kept one key per head (StableLM's q_layernorm.norms.{i}): q and k templates
-    head_norms: tuple[str, str] = ()
+    head_norms: tuple[str, ...] = ()
     # d2l name -> member read from layer 0 whatever the layer (T5's relative position bias
     # table, which every later layer shares)
     shared: Mapping[str, str] = field(default_factory=dict)
@@ -72,7 +72,7 @@ def _linear(
             "q_norm.weight": f"{norms}.q_norm.weight",
             "k_norm.weight": f"{norms}.k_norm.weight",
         }
-    head_norms: tuple[str, str] = ()
+    head_norms: tuple[str, ...] = ()
     if per_head:
         head_norms = (
             f"{per_head}.q_layernorm.norms.{{i}}.weight",
@@ -482,7 +482,11 @@ def _split_grouped(
     packed = weight.view(kv_heads, per_group, d, hiddens)  # (g, r + 2, d, H)
     bias = _packed_bias(tensors, keys, rows)
     packed_bias = None if bias is None else bias.view(kv_heads, per_group, d)  # (g, r + 2, d)
-    parts = {"q": slice(0, per_group - 2), "k": per_group - 2, "v": per_group - 1}
+    parts: dict[str, slice | int] = {
+        "q": slice(0, per_group - 2),
+        "k": per_group - 2,
+        "v": per_group - 1,
+    }
     shown = {"q": f":{per_group - 2}", "k": str(per_group - 2), "v": str(per_group - 1)}
     for p, part in parts.items():
         state[f"W_{p}.weight"] = packed[:, part].reshape(-1, hiddens).contiguous()

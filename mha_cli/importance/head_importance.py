@@ -103,7 +103,7 @@ def measure_heads(
     ]
     step_of = {p.head: p.step for p in pruning}
     group = heads // spec.kv_heads
-    roles_note = [] if roles_note is None else [roles_note]
+    role_notes = [] if roles_note is None else [roles_note]
     gradient = None if terms.gradient is None else terms.gradient.tolist()
     measures = [
         HeadMeasure(
@@ -128,7 +128,7 @@ def measure_heads(
         heads=measures,
         pruning=pruning,
         output_norm=terms.output_norm,
-        notes=run_notes + _notes(spec, ablation) + roles_note,
+        notes=run_notes + _notes(spec, ablation) + role_notes,
     )
     if lengths is not None and reference is not None:  # --text: the model's own attention
         from mha_cli.text.inputs import check_line, max_difference

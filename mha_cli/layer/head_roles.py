@@ -110,10 +110,11 @@ class RoleTally:
         has_previous = (query_pos >= 1).to(rows)  # query 0 has no previous key: left out
         weights_of = {"previous": rows * has_previous}
         for i, name in enumerate(self.NAMES):
-            if figures[name] is None:
+            figure = figures[name]
+            if figure is None:
                 continue
             weight = weights_of.get(name, rows)
-            self.sums[head, i] += float((figures[name].double() * weight).sum())
+            self.sums[head, i] += float((figure.double() * weight).sum())
             self.counts[head, i] += float(weight.sum())
 
     def add_baseline(

@@ -199,6 +199,8 @@ class MultiHeadAttention(nn.Module):
         self.W_o = nn.Linear(concat, num_hiddens, bias=bias if out_bias is None else out_bias)
         self.qk_norm_whole = qk_norm and qk_norm_whole  # OLMo 2: over h*d (g*d) features
         self.qk_norm_layer = qk_norm and qk_norm_layer  # StableLM, Cohere: (heads, d) weights
+        self.q_norm: HeadLayerNorm | HeadRMSNorm
+        self.k_norm: HeadLayerNorm | HeadRMSNorm
         if self.qk_norm_layer:
             self.q_norm = HeadLayerNorm(h, d, norm_eps)
             self.k_norm = HeadLayerNorm(g, d, norm_eps)

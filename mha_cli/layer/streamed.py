@@ -142,6 +142,7 @@ def head_rows(
         y = linear(x)  # (n, heads * d)
         if layer.clip_qkv is not None:
             y = y.clamp(-layer.clip_qkv, layer.clip_qkv)
+        assert norm is not None  # whole-projection norms come with qk_norm
         y = norm(y)[:, first * d : (first + count) * d]  # (n, count * d)
     else:
         rows = slice(first * d, (first + count) * d)

@@ -44,7 +44,7 @@ def write_png(out: IO[bytes], rgba: np.ndarray, dpi: float, text: dict[str, str]
     for start in range(0, height, ROWS_PER_PIECE):
         piece = rgba[start : start + ROWS_PER_PIECE].reshape(-1, 4 * width)
         rows[: piece.shape[0], 1:] = piece
-        data = packer.compress(memoryview(rows[: piece.shape[0]]))
+        data = packer.compress(rows[: piece.shape[0]].data)  # contiguous rows: no copy
         if data:
             out.write(_chunk(b"IDAT", data))
     out.write(_chunk(b"IDAT", packer.flush()))

@@ -9,9 +9,12 @@ from typing import Protocol
 
 
 class _LayerSpec(Protocol):
-    window: int | None
-    rope: str
-    rope_theta: float
+    @property
+    def window(self) -> int | None: ...
+    @property
+    def rope(self) -> str: ...
+    @property
+    def rope_theta(self) -> float: ...
 
 
 def layer_kind(spec: _LayerSpec) -> str:
