@@ -14,24 +14,22 @@ from typing import Any
 
 import torch
 
-from mha_cli.errors import MhaError
 from mha_cli.files.sources import resolve
 from mha_cli.importance.ablation import Focus, _standard_error
 from mha_cli.layer.head_roles import RoleTally
-from mha_cli.layer.layer import MultiHeadAttention
 from mha_cli.layer.masking import MASK_VALUE, query_positions
 from mha_cli.layer.role_records import HeadRole
-from mha_cli.layer.run import build_layer, make_inputs, resolve_device
+from mha_cli.layer.run import make_inputs
 from mha_cli.layer.streamed import (
     HeadProjections,
     _notes,
     block_mask,
     head_scores,
     key_span,
+    streamed_layer,
 )
-from mha_cli.spec import memory
 from mha_cli.spec.spec import AttentionSpec, FinalSpec
-from mha_cli.spec.streaming import StreamPlan, Window, check_stream_fits, plan_stream
+from mha_cli.spec.streaming import StreamPlan, Window, plan_stream
 
 
 @dataclass
@@ -53,15 +51,10 @@ def stream_heads(spec: AttentionSpec) -> StreamedHeads:
     sources = resolve(spec)
     asked, spec = spec, sources.spec  # every size written out (FinalSpec)
     whole = plan_stream(spec, Window(0, spec.queries), Window(0, spec.kv))
-    device = resolve_device(spec.device)
-    free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
-    available = memory.available_bytes() if device.type == "cpu" else free
-    check_stream_fits(spec, whole, available, asked)
-    dtype = getattr(torch, spec.dtype)
-    layer = build_layer(spec, device, dtype, sources.state)
-    if not isinstance(layer, MultiHeadAttention):
-        raise MhaError("mha heads streams the dot-product layer only; use --score dot")
-    layer.eval()
+    layer, device, dtype = streamed_layer(
+        spec, asked, whole, sources.state, "mha heads streams the dot-product layer only; use "
+        "--score dot",
+    )  # fmt: skip
     queries, keys, values = make_inputs(spec, device, dtype, sources.inputs)
     lens = None
     if spec.valid_lens is not None:

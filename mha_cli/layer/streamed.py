@@ -81,15 +81,10 @@ def stream_heatmap(
         parse_range(keys_range, spec.kv, "--keys-range", "keys"),
         reduction,
     )
-    device = resolve_device(spec.device)
-    free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
-    available = memory.available_bytes() if device.type == "cpu" else free
-    check_stream_fits(spec, plan, available, asked)
-    dtype = getattr(torch, spec.dtype)
-    layer = build_layer(spec, device, dtype, sources.state)
-    if not isinstance(layer, MultiHeadAttention):
-        raise MhaError("streamed heatmaps need the dot-product layer; drop --score additive")
-    layer.eval()
+    layer, device, dtype = streamed_layer(
+        spec, asked, plan, sources.state, "streamed heatmaps need the dot-product layer; drop "
+        "--score additive",
+    )  # fmt: skip
     given = inputs if inputs is not None else sources.inputs
     queries, keys = _queries_and_keys(spec, device, dtype, given)
     lens = None
@@ -98,6 +93,23 @@ def stream_heatmap(
     with torch.no_grad():
         picture = _stream(spec, plan, layer, queries, keys, lens, steps)
     return StreamedRun(sources.spec, StreamedSummary(_notes(spec, plan, layer)), plan), picture
+
+
+def streamed_layer(
+    spec: FinalSpec, asked: AttentionSpec, plan: StreamPlan, state: Any, refusal: str
+) -> tuple[MultiHeadAttention, torch.device, torch.dtype]:
+    """The layer a streamed run computes with, in eval mode, once its plan is known to fit the
+    device's free memory; `refusal` is the line for a layer that does not stream."""
+    device = resolve_device(spec.device)
+    free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
+    available = memory.available_bytes() if device.type == "cpu" else free
+    check_stream_fits(spec, plan, available, asked)
+    dtype = getattr(torch, spec.dtype)
+    layer = build_layer(spec, device, dtype, state)
+    if not isinstance(layer, MultiHeadAttention):
+        raise MhaError(refusal)
+    layer.eval()
+    return layer, device, dtype
 
 
 def _queries_and_keys(
