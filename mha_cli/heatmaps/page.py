@@ -300,20 +300,9 @@ def page_html(
     )
 
 
-def write_page(
-    path: Path,
-    data: HeatmapData,
-    *,
-    report: Any = None,
-    tokens: list[list[str]] | None = None,
-    summaries: list[list[dict[str, Any]]] | None = None,
-    row_name: str | None = None,
-    scale: str = "auto",
-) -> Path:
-    """Write the page to `path`, whole or not at all."""
-    page = page_html(
-        data, report=report, tokens=tokens, summaries=summaries, row_name=row_name, scale=scale
-    )
+def write_page(path: Path, data: HeatmapData, **options: Any) -> Path:
+    """Write the page to `path`, whole or not at all; `options` as `page_data` takes them."""
+    page = page_html(data, **options)
 
     def write(tmp: Path) -> None:
         tmp.write_text(page, encoding="utf-8")
