@@ -363,7 +363,7 @@ def test_blooms_alibi_is_a_stage_row_with_blooms_slopes(models):
 
 
 # ---------------------------------------------------------------------------------------------
-# Encoder-decoder models (Whisper, BART): --attention encoder | decoder | cross
+# Encoder-decoder models (Whisper, BART; T5's at the end): --attention encoder|decoder|cross
 
 DECODER_MASK = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])  # decoder valid_lens [5, 3]
 KINDS = ("encoder", "decoder", "cross")
@@ -524,7 +524,9 @@ def test_text_on_an_encoder_decoder_model_is_refused(models, tmp_path, cli):
     (folder / "tokenizer_config.json").write_text("{}")  # past the tokenizer check
     result = cli("inspect", "--weights", str(folder), "--text", "hello there")
     assert result.exit_code == 2, result.output
-    assert "encoder-decoder model (Whisper, BART), is not supported" in result.stderr
+    assert "encoder-decoder model (Whisper, BART; T5 with --attention), is not supported" in (
+        result.stderr
+    )
     assert "--inputs" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
