@@ -963,3 +963,16 @@ def test_families_says_t5_reads_its_decoder(cli):
     row = next(line for line in rows if line.startswith("| t5 |"))
     assert "| t5 or t5_decoder or t5_cross |" in row
     assert "decoder (causal; num_decoder_layers) | cross" in row and "not read" not in row
+
+
+@pytest.mark.parametrize("kind", ("decoder", "cross"))
+@pytest.mark.parametrize("family", ("t5", "umt5"))
+def test_compare_agrees_on_t5s_decoder_and_cross_attention(t5_models, family, kind):
+    """`mha compare` builds torch's layer from the same weights, the decoder's relative bias
+    (causal buckets) as an additive mask, and agrees on decoder layer 2."""
+    from mha_cli.comparison.lines import failure_message
+
+    comparison = mha_cli.compare(
+        weights=t5_models[family].folder, layer=2, attention=kind, valid_lens="3,2"
+    )
+    assert comparison.agrees, failure_message(comparison)
