@@ -968,8 +968,8 @@ def test_families_says_t5_reads_its_decoder(cli):
 @pytest.mark.parametrize("kind", ("decoder", "cross"))
 @pytest.mark.parametrize("family", ("t5", "umt5"))
 def test_compare_agrees_on_t5s_decoder_and_cross_attention(t5_models, family, kind):
-    """`mha compare` builds torch's layer from the same weights, the decoder's relative bias
-    (causal buckets) as an additive mask, and agrees on decoder layer 2."""
+    """`mha compare` builds torch's layer from the same weights and agrees on decoder
+    layer 2 (the decoder's relative bias included)."""
     from mha_cli.comparison.lines import failure_message
 
     comparison = mha_cli.compare(
