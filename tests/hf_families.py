@@ -17,6 +17,9 @@ VISION = ("dinov2", "clip_vision_model", "siglip_vision_model")  # run on pixels
 # An encoder and a decoder: three attentions per layer number (mha's --attention), run with
 # tests/test_hf_families.py's encoder_decoder_run rather than with input_ids alone.
 ENCODER_DECODER = ("whisper", "bart")
+# T5's three as whole encoder-decoder models (ForConditionalGeneration), beside their encoders
+# above: 2 encoder layers, 3 decoder layers (num_decoder_layers), the same heads in both.
+T5_SEQ2SEQ = ("t5", "mt5", "umt5")
 # Tiny models of a family with the config switches its first model leaves off: their model_type.
 VARIANTS = {
     "falcon_new": "falcon",
@@ -49,6 +52,51 @@ class FamilyModel:
         if kind == "encoder":
             return int(self.config.encoder_layers)
         return int(self.config.decoder_layers)
+
+
+@dataclass(frozen=True)
+class Seq2SeqT5(FamilyModel):
+    """A T5ForConditionalGeneration (or mT5's, UMT5's): attentions by stack and kind."""
+
+    def attention(self, layer: int, kind: str = "encoder") -> nn.Module:
+        stack = self.model.encoder if kind == "encoder" else self.model.decoder
+        block = stack.block[layer]
+        return block.layer[1].EncDecAttention if kind == "cross" else block.layer[0].SelfAttention
+
+    def layers_of(self, kind: str) -> int:
+        if kind == "encoder":
+            return int(self.config.num_layers)
+        return int(self.config.num_decoder_layers)
+
+    def bias_table(self, layer: int, kind: str) -> nn.Module:
+        """The relative position bias table layer `layer`'s self-attention adds (T5, mT5:
+        layer 0's of its stack; UMT5: its own)."""
+        return self.attention(0 if self.family != "umt5" else layer, kind).relative_attention_bias
+
+
+def build_t5_seq2seq(root: Path, seed: int = 300) -> dict[str, Seq2SeqT5]:
+    """T5, mT5 and UMT5 whole models, saved under root/<family>."""
+    import transformers as t
+
+    sizes = {"d_model": 32, "d_kv": 12, "num_heads": 4, "num_layers": 2, "d_ff": 64}
+    sizes |= {"num_decoder_layers": 3, "vocab_size": 64, "relative_attention_num_buckets": 8}
+    sizes |= {"relative_attention_max_distance": 5}
+    classes = {
+        "t5": (t.T5Config, t.T5ForConditionalGeneration),
+        "mt5": (t.MT5Config, t.MT5ForConditionalGeneration),
+        "umt5": (t.UMT5Config, t.UMT5ForConditionalGeneration),
+    }
+    models = {}
+    for offset, (family, (config_class, model_class)) in enumerate(classes.items()):
+        config = config_class(**sizes)
+        config._attn_implementation = "eager"
+        torch.manual_seed(seed + offset)
+        model = model_class(config).eval()
+        _redraw(model, seed + offset)
+        folder = root / family
+        model.save_pretrained(folder)
+        models[family] = Seq2SeqT5(family, folder, model, config)
+    return models
 
 
 _ATTENTION = {

@@ -21,7 +21,15 @@ import mha_cli
 
 pytest.importorskip("transformers")
 
-from hf_families import ENCODER_DECODER, FAMILIES, VARIANTS, VISION, build_families
+from hf_families import (
+    ENCODER_DECODER,
+    FAMILIES,
+    T5_SEQ2SEQ,
+    VARIANTS,
+    VISION,
+    build_families,
+    build_t5_seq2seq,
+)
 
 MASK = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]])  # right padding: valid_lens [6, 4]
 
@@ -355,7 +363,7 @@ def test_blooms_alibi_is_a_stage_row_with_blooms_slopes(models):
 
 
 # ---------------------------------------------------------------------------------------------
-# Encoder-decoder models (Whisper, BART): --attention encoder | decoder | cross
+# Encoder-decoder models (Whisper, BART; T5's at the end): --attention encoder|decoder|cross
 
 DECODER_MASK = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])  # decoder valid_lens [5, 3]
 KINDS = ("encoder", "decoder", "cross")
@@ -369,7 +377,8 @@ def encoder_decoder_run(model: Any, layer: int, kind: str) -> dict[str, torch.Te
 
     def grab_input(_module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         caught["queries"] = args[0] if args else kwargs["hidden_states"]
-        caught["keys"] = kwargs.get("key_value_states")
+        # UMT5Attention names them encoder_hidden_states, the others key_value_states
+        caught["keys"] = kwargs.get("key_value_states", kwargs.get("encoder_hidden_states"))
 
     def grab_output(_module: Any, _args: Any, output: Any) -> None:
         caught["output"] = output[0]
@@ -400,7 +409,7 @@ def encoder_decoder_run(model: Any, layer: int, kind: str) -> dict[str, torch.Te
     run = {"queries": caught["queries"], "keys": keys, "values": keys}
     if kind == "decoder":
         run["valid_lens"] = DECODER_MASK.sum(-1)
-    elif model.family == "bart":  # the encoder's padding masks its keys, in both attentions
+    elif model.family != "whisper":  # the encoder's padding masks its keys, in both attentions
         run["valid_lens"] = MASK.sum(-1)
     return run | {"weights": weights, "output": caught["output"]}
 
@@ -515,7 +524,9 @@ def test_text_on_an_encoder_decoder_model_is_refused(models, tmp_path, cli):
     (folder / "tokenizer_config.json").write_text("{}")  # past the tokenizer check
     result = cli("inspect", "--weights", str(folder), "--text", "hello there")
     assert result.exit_code == 2, result.output
-    assert "encoder-decoder model (Whisper, BART), is not supported" in result.stderr
+    assert "encoder-decoder model (Whisper, BART; T5 with --attention), is not supported" in (
+        result.stderr
+    )
     assert "--inputs" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
@@ -766,8 +777,8 @@ def test_t5s_decoder_config_is_refused_by_name(models, tmp_path, cli):
     (tmp_path / "config.json").write_text(json.dumps(config | {"is_decoder": True}))
     result = cli("inspect", "--config", str(tmp_path / "config.json"))
     assert result.exit_code == 2, result.output
-    assert "is_decoder = true is not supported" in result.stderr
-    assert "cross-attention are not read" in result.stderr
+    assert "is_decoder = true (a decoder alone) is not supported" in result.stderr
+    assert "--attention decoder or cross" in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -831,3 +842,137 @@ def test_t5_text_is_checked_against_its_attention_weights_not_its_position_bias(
     assert result.exit_code == 0, result.output
     line = next(x for x in result.output.splitlines() if "max difference" in x)
     assert float(line.rsplit(" ", 1)[1]) < 1e-5, line
+
+
+# ---------------------------------------------------------------------------------------------
+# T5, mT5, UMT5 decoders: --attention decoder | cross (issue 19)
+
+
+@pytest.fixture(scope="module")
+def t5_models(tmp_path_factory: pytest.TempPathFactory):
+    return build_t5_seq2seq(tmp_path_factory.mktemp("t5_seq2seq"))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("family", T5_SEQ2SEQ)
+def test_t5_decoder_and_cross_attention_reproduce_transformers(t5_models, tmp_path, family, kind):
+    """Whole T5/mT5/UMT5 models, a padded batch on both sides (encoder [6, 4], decoder
+    [5, 3]): each attention of layers 0, 1 and the last of its stack, weights within 1e-5,
+    the attention block's output within 1e-4; the decoder's relative bias table is its block
+    0's (T5, mT5) or its own (UMT5), causal, and cross-attention has none."""
+    model = t5_models[family]
+    last = model.layers_of(kind) - 1
+    assert model.layers_of("decoder") == 3 and model.layers_of("encoder") == 2
+    for layer in sorted({0, 1, last}):
+        run = encoder_decoder_run(model, layer, kind)
+        inputs = {name: run[name] for name in ("queries", "keys", "values", "valid_lens")}
+        torch.save(inputs, tmp_path / "inputs.pt")
+        report = mha_cli.inspect(
+            weights=model.folder, layer=layer, attention=kind, inputs=str(tmp_path / "inputs.pt")
+        )
+        assert report.spec.attention == kind
+        assert report.spec.causal is (kind == "decoder")
+        assert report.spec.heads == 4 and report.spec.head_dim == 12
+        assert report.spec.score_scale == 1.0
+        assert report.spec.queries == run["queries"].shape[1]
+        assert report.spec.kv == run["keys"].shape[1]
+        module = model.attention(layer, kind)
+        for d2l, name in (("W_q", "q"), ("W_k", "k"), ("W_v", "v"), ("W_o", "o")):
+            ours = report.parameters[f"{d2l}.weight"]
+            torch.testing.assert_close(ours, getattr(module, name).weight, atol=1e-5, rtol=0)
+            assert f"{d2l}.bias" not in report.parameters
+        if kind == "cross":
+            assert report.spec.relative_buckets is None
+            assert "relative_bias.weight" not in report.parameters
+        else:
+            table = model.bias_table(layer, kind).weight
+            ours = report.parameters["relative_bias.weight"]
+            torch.testing.assert_close(ours, table, atol=1e-5, rtol=0)
+        weights = report.attention_weights
+        torch.testing.assert_close(weights, run["weights"], atol=1e-5, rtol=0)
+        if report.mask is not None:
+            assert float(weights[report.mask].abs().max()) == 0.0
+        torch.testing.assert_close(report.output_tensor, run["output"], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("kind", "words", "table"),
+    [
+        ("decoder", "t5 decoder self-attention: decoder.block.N.layer.0.SelfAttention",
+         "decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"),
+        ("cross", "t5 cross-attention: decoder.block.N.layer.1.EncDecAttention", None),
+    ],
+)  # fmt: skip
+def test_t5s_attention_picks_the_decoders_stack_and_its_layers(t5_models, cli, kind, words, table):
+    """--attention decoder on layer 2 reads decoder block 2 with decoder block 0's shared table
+    (a relative_bias stage row, causal buckets); cross has no such row. The decoder's 3 layers
+    (num_decoder_layers) bound --layer, the encoder's 2 without --attention, as before."""
+    folder = str(t5_models["t5"].folder)
+    args = ("inspect", "--weights", folder, "--attention", kind, "--layer", "2")
+    result = cli(*args, "--format", "json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert words in document["source"]["layout"] and "layer 2 of 3" in document["source"]["layout"]
+    assert document["spec"]["causal"] is (kind == "decoder")
+    names = [stage["name"] for stage in document["stages"]]
+    assert ("relative_bias" in names) is (table is not None)
+    if table is not None:
+        assert table in result.stdout
+    beyond = cli("inspect", "--weights", folder, "--attention", kind, "--layer", "3")
+    assert beyond.exit_code == 2 and "gives 3 decoder layers" in beyond.stderr
+    encoder = cli("inspect", "--weights", folder, "--layer", "2")
+    assert encoder.exit_code == 2 and "gives 2 layers" in encoder.stderr
+    meta = cli("inspect", "--config", folder, "--attention", kind, "--layer", "2",
+               "--device", "meta", "--format", "json")  # fmt: skip
+    assert meta.exit_code == 0, meta.output
+    assert json.loads(meta.stdout)["spec"]["relative_buckets"] == (8 if table else None)
+
+
+@pytest.mark.parametrize("family", T5_SEQ2SEQ)
+def test_t5s_weights_alone_are_refused_or_exact_with_their_config(t5_models, tmp_path, cli, family):
+    """The weights file alone is refused, with --attention too; given the model's config.json
+    with --config, the decoder's self- and cross-attention are read exactly."""
+    model = t5_models[family]
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(model.folder / "model.safetensors", alone / "model.safetensors")
+    weights = alone / "model.safetensors"
+    for extra in ([], ["--attention", "decoder"], ["--attention", "cross"]):
+        result = cli("inspect", "--weights", str(weights), *extra)
+        assert result.exit_code == 2, result.output
+        assert "config.json" in result.stderr and "Traceback" not in result.output
+        assert len(result.stderr.strip().splitlines()) == 1
+    for kind in ("decoder", "cross"):
+        run = encoder_decoder_run(model, 2, kind)
+        inputs = {name: run[name] for name in ("queries", "keys", "values", "valid_lens")}
+        torch.save(inputs, tmp_path / "inputs.pt")
+        report = mha_cli.inspect(
+            weights=weights, config=model.folder / "config.json", layer=2, attention=kind,
+            inputs=str(tmp_path / "inputs.pt"),
+        )  # fmt: skip
+        torch.testing.assert_close(report.attention_weights, run["weights"], atol=1e-5, rtol=0)
+        torch.testing.assert_close(report.output_tensor, run["output"], atol=1e-4, rtol=0)
+
+
+def test_families_says_t5_reads_its_decoder(cli):
+    from mha_cli.hf.families import TABLE, UNSUPPORTED
+    from mha_cli.render.families import families_markdown
+
+    assert cli("families").exit_code == 0
+    rows = families_markdown(TABLE, UNSUPPORTED).splitlines()
+    row = next(line for line in rows if line.startswith("| t5 |"))
+    assert "| t5 or t5_decoder or t5_cross |" in row
+    assert "decoder (causal; num_decoder_layers) | cross" in row and "not read" not in row
+
+
+@pytest.mark.parametrize("kind", ("decoder", "cross"))
+@pytest.mark.parametrize("family", ("t5", "umt5"))
+def test_compare_agrees_on_t5s_decoder_and_cross_attention(t5_models, family, kind):
+    """`mha compare` builds torch's layer from the same weights and agrees on decoder
+    layer 2 (the decoder's relative bias included)."""
+    from mha_cli.comparison.lines import failure_message
+
+    comparison = mha_cli.compare(
+        weights=t5_models[family].folder, layer=2, attention=kind, valid_lens="3,2"
+    )
+    assert comparison.agrees, failure_message(comparison)

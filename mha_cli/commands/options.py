@@ -223,9 +223,9 @@ _SPEC_OPTIONS: list[tuple[str, type, tuple[str, ...], str, str | None, str]] = [
         "attention",
         str,
         ("--attention",),
-        "which attention of an encoder-decoder model (Whisper, BART) --layer N picks: encoder "
-        "(self-attention), decoder (causal self-attention) or cross (queries from the decoder, "
-        "keys and values from the encoder's output)",
+        "which attention of an encoder-decoder model (Whisper, BART, T5, mT5, UMT5) --layer N "
+        "picks: encoder (self-attention), decoder (causal self-attention) or cross (queries from "
+        "the decoder, keys and values from the encoder's output)",
         "encoder",
         DATA,
     ),

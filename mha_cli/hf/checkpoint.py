@@ -70,7 +70,7 @@ def load_hf_layer(
     the keys leave unknown, and `HFLayer.assumed` lists what is still taken on trust. `heads`
     is then needed too. `finite=False` lets NaN and infinite values through (`mha weights`).
     `attention` picks the encoder's, the decoder's or the cross-attention of an
-    encoder-decoder model (Whisper, BART), which is read with its config.json only.
+    encoder-decoder model (Whisper, BART, T5), which is read with its config.json only.
     `fallback_config` (the `--config config.json` given) serves weights without one beside them.
     """
     path = Path(path)

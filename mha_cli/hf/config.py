@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mha_cli.errors import MhaError
-from mha_cli.files.json_values import positive, read_json_file, whole
+from mha_cli.files.json_values import REQUIRED, positive, read_json_file, whole
 from mha_cli.hf.families import FAMILIES, FAMILY, UNSUPPORTED, Family, flag
 from mha_cli.hf.positions import rope_settings, sliding_window
 from mha_cli.messages import suggest
@@ -63,7 +63,8 @@ class HFAttention:
     relative_buckets: int | None  # T5's relative position bias: its buckets, or None
     relative_max_distance: int  # and the distance from which all share the last bucket
     dtype: str | None  # the dtype the config says the weights were saved in, for people
-    # Of an encoder-decoder model (Whisper, BART): "encoder", "decoder" or "cross"; else None.
+    # Of an encoder-decoder model (Whisper, BART; T5 when given): "encoder", "decoder" or
+    # "cross"; else None.
     attention: str | None = None
 
 
@@ -102,11 +103,17 @@ def parse_hf_config(
     heads_keys: tuple[str, ...] = _HEADS
     layers_keys: tuple[str, ...] = _LAYERS
     stack = ""
-    if attention is not None:  # Whisper, BART: the encoder's sizes, or the decoder's
+    layers_default: Any = REQUIRED
+    if attention is not None and rules.decoder_layers_key:  # T5: num_heads in both stacks
+        stack = "encoder" if attention == "encoder" else "decoder"
+        if stack == "decoder":  # T5Config: num_decoder_layers, num_layers when left out
+            layers_default = whole(config, _LAYERS, where)
+            layers_keys = (rules.decoder_layers_key,)
+    elif attention is not None:  # Whisper, BART: the encoder's sizes, or the decoder's
         stack = "encoder" if attention == "encoder" else "decoder"
         heads_keys, layers_keys = (f"{stack}_attention_heads",), (f"{stack}_layers",)
     heads = whole(config, heads_keys, where)
-    num_layers = whole(config, layers_keys, where)
+    num_layers = whole(config, layers_keys, where, layers_default)
     if not 0 <= layer < num_layers:
         raise MhaError(
             f"--layer {layer} is beyond the model: {where} gives {num_layers} "
@@ -172,7 +179,8 @@ def parse_hf_config(
     if rules.scale_fixed is not None:  # T5: the scores are not scaled at all
         scale = float(rules.scale_fixed)
     buckets, distance = None, 128
-    if rules.relative_bias:  # T5Config's defaults: 32 buckets, 128 positions
+    if rules.relative_bias and attention != "cross":  # T5's cross-attention has no bias
+        # T5Config's defaults: 32 buckets, 128 positions
         buckets = whole(config, ("relative_attention_num_buckets",), where, 32)
         distance = whole(config, ("relative_attention_max_distance",), where, 128)
     softcap = None
@@ -223,13 +231,13 @@ def _which_attention(family: Family, attention: str | None, where: str) -> str |
             f"--attention {attention!r} is not one of {', '.join(ATTENTIONS)}"
             f"{suggest(attention, ATTENTIONS)}"
         )
-    if family.encoder_decoder:
-        return attention or "encoder"
+    if family.encoder_decoder:  # T5: None (its encoder, read as before) when not given
+        return attention if family.decoder_layers_key else attention or "encoder"
     if attention is not None:
         raise MhaError(
             f"--attention {attention}: {where} describes a {family.name} model, which has one "
             "kind of attention (--attention picks one of an encoder-decoder model's: Whisper, "
-            "BART); drop --attention"
+            "BART, T5, mT5, UMT5); drop --attention"
         )
     return None
 

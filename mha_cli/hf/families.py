@@ -42,6 +42,10 @@ class Family:
     # "cross", one per attention `--attention` picks; the heads and layers of each stack come
     # from encoder_attention_heads, encoder_layers (decoder_... for the decoder and cross).
     encoder_decoder: bool = False
+    # T5, mT5, UMT5: an encoder and a decoder whose layouts are (encoder, decoder, cross) in
+    # that order, with num_heads in both stacks, num_layers in the encoder and this key in the
+    # decoder (num_layers when left out); without --attention, the encoder as the T5 encoder's.
+    decoder_layers_key: str = ""
     qkv_bias: Flag = False  # bias on W_q, W_k and W_v
     k_bias: bool | None = None  # None: as qkv_bias; False: none on W_k (Whisper's k_proj)
     o_bias: Flag = False  # bias on W_o
@@ -149,9 +153,9 @@ _T5_ENCODER = (
     Requirement(
         "is_decoder",
         False,
-        "is_decoder = true is not supported: mha reads the encoder's self-attention "
-        "(encoder.block.N); the decoder's self-attention and its cross-attention are not read; "
-        "give the model's own config.json (is_decoder false)",
+        "is_decoder = true (a decoder alone) is not supported: mha reads the decoder of a "
+        "whole encoder-decoder model with --attention decoder or cross; give the whole "
+        "model's config.json (is_decoder false)",
     ),
 )
 _CAUSAL = (
@@ -292,19 +296,21 @@ TABLE: tuple[Family, ...] = (
            reads="query_key_value: per key-value group with new_decoder_architecture "
                  "(num_kv_heads), h x d | d | d with multi_query, else per head; rope, or with "
                  "alibi ALiBi in bfloat16 scaled with the scores (a stage row); bias"),
-    Family("t5", ("t5",), encoder=True, own_head_dim=True, head_dim_key="d_kv",
-           head_dim_default=64, scale_fixed=1.0, relative_bias=True,
-           requires=_T5_ENCODER,
-           reads="the encoder's self-attention (encoder.block.N): d_kv, no 1/sqrt(d), relative "
-                 "position bias (a stage row) from layer 0's table, shared by every layer; "
-                 "the decoder (self- and cross-attention) is not read"),
-    Family("mt5", ("t5",), encoder=True, own_head_dim=True, head_dim_key="d_kv",
-           head_dim_default=64, scale_fixed=1.0, relative_bias=True,
-           requires=_T5_ENCODER, reads="as T5"),
-    Family("umt5", ("umt5",), encoder=True, own_head_dim=True, head_dim_key="d_kv",
-           head_dim_default=64, scale_fixed=1.0, relative_bias=True,
-           requires=_T5_ENCODER,
-           reads="as T5, with each layer's own relative position bias table"),
+    Family("t5", ("t5", "t5_decoder", "t5_cross"), encoder=True, own_head_dim=True,
+           head_dim_key="d_kv", head_dim_default=64, scale_fixed=1.0, relative_bias=True,
+           encoder_decoder=True, decoder_layers_key="num_decoder_layers", requires=_T5_ENCODER,
+           reads="--attention encoder (default) | decoder (causal; num_decoder_layers) | cross "
+                 "(queries from the decoder, keys and values from the encoder, no position "
+                 "bias); d_kv, no 1/sqrt(d), relative position bias (a stage row) from layer "
+                 "0's table of its stack, shared by every layer"),
+    Family("mt5", ("t5", "t5_decoder", "t5_cross"), encoder=True, own_head_dim=True,
+           head_dim_key="d_kv", head_dim_default=64, scale_fixed=1.0, relative_bias=True,
+           encoder_decoder=True, decoder_layers_key="num_decoder_layers", requires=_T5_ENCODER,
+           reads="as T5"),
+    Family("umt5", ("umt5", "umt5_decoder", "umt5_cross"), encoder=True, own_head_dim=True,
+           head_dim_key="d_kv", head_dim_default=64, scale_fixed=1.0, relative_bias=True,
+           encoder_decoder=True, decoder_layers_key="num_decoder_layers", requires=_T5_ENCODER,
+           reads="as T5, with each self-attention layer's own relative position bias table"),
     Family("distilbert", ("distilbert",), encoder=True, qkv_bias=True, o_bias=True,
            reads="q_lin, k_lin, v_lin, out_lin; dim, n_heads, n_layers"),
     # Encoder-decoder: --attention encoder (default), decoder (causal) or cross.

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from mha_cli.errors import MhaError
 from mha_cli.hf.families import FAMILIES, FAMILY, guess
 from mha_cli.messages import listing
+from mha_cli.spec.spec import ATTENTIONS
 
 if TYPE_CHECKING:
     import torch
@@ -92,6 +93,7 @@ def _packed(name: str, stack: str, qkv: str, o: str, packing: str) -> Layout:
 _SELF = "attention.self"  # BERT's, with query, key, value under it
 _VIT = "attention.attention"  # ViT's (legacy names)
 _T5 = "layer.0.SelfAttention"  # T5's self-attention in an encoder block
+_T5_CROSS = "layer.1.EncDecAttention"  # its cross-attention in a decoder block
 LAYOUTS = {
     "bert": _linear(
         "bert", "encoder.layer", f"{_SELF}.query", f"{_SELF}.key", f"{_SELF}.value",
@@ -147,6 +149,27 @@ LAYOUTS = {
         "umt5", "encoder.block", f"{_T5}.q", f"{_T5}.k", f"{_T5}.v", f"{_T5}.o",
         bias_table=f"{_T5}.relative_attention_bias.weight",
     ),
+    # Their decoders (--attention decoder: causal, the table of the decoder's layer 0, or each
+    # layer's own in UMT5) and cross-attention (no relative position bias).
+    "t5_decoder": replace(
+        _linear(
+            "t5 decoder self-attention", "decoder.block", f"{_T5}.q", f"{_T5}.k", f"{_T5}.v",
+            f"{_T5}.o",
+        ),
+        shared={"relative_bias.weight": f"{_T5}.relative_attention_bias.weight"},
+    ),
+    "umt5_decoder": _linear(
+        "umt5 decoder self-attention", "decoder.block", f"{_T5}.q", f"{_T5}.k", f"{_T5}.v",
+        f"{_T5}.o", bias_table=f"{_T5}.relative_attention_bias.weight",
+    ),
+    "t5_cross": _linear(
+        "t5 cross-attention", "decoder.block", f"{_T5_CROSS}.q", f"{_T5_CROSS}.k",
+        f"{_T5_CROSS}.v", f"{_T5_CROSS}.o",
+    ),
+    "umt5_cross": _linear(
+        "umt5 cross-attention", "decoder.block", f"{_T5_CROSS}.q", f"{_T5_CROSS}.k",
+        f"{_T5_CROSS}.v", f"{_T5_CROSS}.o",
+    ),
     "distilbert": _linear(
         "distilbert", "transformer.layer", "attention.q_lin", "attention.k_lin",
         "attention.v_lin", "attention.out_lin",
@@ -167,7 +190,8 @@ LAYOUTS = {
     ),
 }  # fmt: skip
 # Reached only through an encoder-decoder family's config.json, never by their keys alone.
-_CONFIG_ONLY = ("encoder", "decoder", "cross")
+_CONFIG_ONLY: tuple[str, ...] = ("encoder", "decoder", "cross")
+_CONFIG_ONLY += ("t5_decoder", "umt5_decoder", "t5_cross", "umt5_cross")
 _SHOWN = 6
 
 
@@ -282,7 +306,7 @@ def locate(
         raise MhaError(_other_message(where, *other))
     names = FAMILY[family].layouts if family else tuple(n for n in LAYOUTS if n not in _CONFIG_ONLY)
     if family and FAMILY[family].encoder_decoder:
-        names = (attention or "encoder",)
+        names = (FAMILY[family].layouts[ATTENTIONS.index(attention or "encoder")],)
     for name in names:
         found = _scan(LAYOUTS[name], keys)
         if len(found) > 1:

@@ -56,7 +56,7 @@ def build_spec(
     if spec.attention is not None and spec.weights is None and not model_config:
         raise MhaError(
             f"{spec.given('attention')} picks an attention of an encoder-decoder model "
-            "(Whisper, BART), and the seeded random layer is one self-attention layer: add "
+            "(Whisper, BART, T5), and the seeded random layer is one self-attention layer: add "
             "--weights (the model's folder) or --config (its config.json), or drop --attention"
         )
     return spec

@@ -20,9 +20,9 @@ VALUE_MODES = ("split", "full")
 ROPES = ("none", "half", "interleaved")
 DTYPES = ("float32", "float64", "float16", "bfloat16")
 DEVICES = ("cpu", "meta", "cuda")
-# Which attention of an encoder-decoder model (Whisper, BART) `--layer N` picks: the encoder's
-# self-attention, the decoder's (causal) self-attention, or the decoder's cross-attention
-# (queries from the decoder, keys and values from the encoder's output).
+# Which attention of an encoder-decoder model (Whisper, BART, T5) `--layer N` picks: the
+# encoder's self-attention, the decoder's (causal) self-attention, or the decoder's
+# cross-attention (queries from the decoder, keys and values from the encoder's output).
 ATTENTIONS = ("encoder", "decoder", "cross")
 INPUT_KINDS = ("randn", "ones")
 # A switch the options can turn off, and the config's settings that only mean something with

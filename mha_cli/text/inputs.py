@@ -394,9 +394,9 @@ def attention_module(spec: AttentionSpec) -> str:
     _, source, read = read_model_layer(spec)
     if read.attention is not None:
         raise MhaError(
-            f"--text on {spec.weights}, an encoder-decoder model (Whisper, BART), is not "
-            "supported: a text feeds one stack; give the layer's inputs with --inputs "
-            "(queries, keys, values: the decoder's states and the encoder's output)"
+            f"--text on {spec.weights}, an encoder-decoder model (Whisper, BART; T5 with "
+            "--attention), is not supported: a text feeds one stack; give the layer's inputs "
+            "with --inputs (queries, keys, values: the decoder's states and the encoder's output)"
         )
     return source.keys[0].rsplit(".", 2)[0]
 
