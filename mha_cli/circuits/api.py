@@ -13,7 +13,7 @@ from mha_cli.errors import MhaError
 from mha_cli.messages import suggest
 from mha_cli.render.images import format_of_path
 from mha_cli.spec.entry import load_heavy, specification
-from mha_cli.spec.layer_kind import layer_kinds
+from mha_cli.spec.layer_kind import asks_every_layer, layer_kinds
 
 Progress = Callable[[str], None]
 
@@ -36,7 +36,7 @@ def weights(
     table of `stat` (default `ov_frobenius`). `similarity` None computes it when it is cheap.
     `out` saves an image: the similarity heatmaps of one layer, or the layers x heads `stat`.
     """
-    every_layer = isinstance(layer, str) and layer.strip().lower() == "all"
+    every_layer = asks_every_layer(layer)
     if not every_layer and layer is not None:
         options["layer"] = layer
     stat = _check_stat(stat, every_layer)

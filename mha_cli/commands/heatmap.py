@@ -155,14 +155,10 @@ def heatmap(
         )
     for line in files.report.summary.notes:
         note(f"note: {line}")
-    summary = files.report.summary
-    every_layer = str(options.get("layer")).strip().lower() == "all"  # its notes name each layer's
-    roles = getattr(summary, "head_roles", None) or []
-    if any(role.kind not in ("spread", "n/a") for role in roles) and not every_layer:
-        from mha_cli.render.head_roles import role_words
+    from mha_cli.render.head_roles import named_role_lines
 
-        for line in role_words(roles):
-            note(f"note: {line.strip()}")
+    for line in named_role_lines(files.report.summary):
+        note(f"note: {line}")
     if annotate and not annotate_allowed(files.data):
         note("note: --annotate skipped: panels are larger than 16 x 16, too small for numbers")
     if terminal:

@@ -84,12 +84,9 @@ def _text_window(
     model runs on the text once, mha's layer streams the window from the captured inputs, and
     a window drawn cell for cell is labelled with its tokens and checked against the model's
     own weights there."""
-    options.setdefault("dtype", None)
-    if options["dtype"] is None:
-        options["dtype"] = "float32"  # as transformers runs the model here
     spec = specification(config, options)
     load_heavy("mha_cli.layer.streamed")
-    from mha_cli.heatmaps.plot_data import _title
+    from mha_cli.heatmaps.plot_data import on_texts
     from mha_cli.layer.streamed import picture_data, stream_heatmap
     from mha_cli.text.inputs import check_line, prepare, token_lines
 
@@ -100,11 +97,9 @@ def _text_window(
         first = -(-max(0, length - plan.queries.start) // plan.query_factor)  # pixel row
         picture.masked[example, :, first:, :] = True
         picture.values[example, :, first:, :] = 0.0
-    data = picture_data(run, picture)
+    about = on_texts(spec.layer, str(spec.weights), len(captured.texts))
+    data = picture_data(run, picture, about)
     notes = [*captured.notes, *run.summary.notes, *token_lines(captured)]
-    many = f"{len(captured.texts)} texts" if len(captured.texts) > 1 else "a text"
-    title = _title(run.spec, f"layer {spec.layer} of {spec.weights} on {many}")
-    title += data.title.removeprefix(_title(run.spec))
     if not plan.reduced:  # cell for cell: the tokens name the rows and columns
         rows, cols = plan.queries, plan.keys
         queries = tuple(tuple(t[rows.start : rows.stop]) for t in captured.tokens)
@@ -114,7 +109,7 @@ def _text_window(
         if difference is not None:
             notes.append(check_line(difference) + " (the window)")
     run.summary.notes[:] = notes
-    return run, replace(data, title=title)
+    return run, data
 
 
 def _window_difference(picture: Any, captured: Any, plan: Any) -> float | None:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from mha_cli.errors import MhaError
 from mha_cli.spec.entry import load_heavy, specification
+from mha_cli.spec.layer_kind import asks_every_layer
 
 if TYPE_CHECKING:
     from mha_cli.heatmaps.data import HeatmapData
@@ -16,8 +17,7 @@ if TYPE_CHECKING:
 
 
 def is_every_layer(options: dict[str, Any]) -> bool:
-    layer = options.get("layer")
-    return isinstance(layer, str) and layer.strip().lower() == "all"
+    return asks_every_layer(options.get("layer"))
 
 
 def model_view(config: Any, options: dict[str, Any]) -> tuple[Report, HeatmapData]:
@@ -37,9 +37,6 @@ def model_view(config: Any, options: dict[str, Any]) -> tuple[Report, HeatmapDat
             "(or one line in --text-file)"
         )
     options["layer"] = 0
-    options.setdefault("dtype", None)
-    if options["dtype"] is None:
-        options["dtype"] = "float32"  # as transformers runs the model here
     spec = specification(config, options)
     load_heavy("mha_cli.layer.run", "mha_cli.heatmaps.plot_data")
     import numpy as np
@@ -105,7 +102,9 @@ def model_view(config: Any, options: dict[str, Any]) -> tuple[Report, HeatmapDat
     notes.append(check_line(worst) + f" (every layer of {len(layers)})")
     assert first.text is not None
     record = replace(first.text, heads=roles, max_difference=worst)
-    first = replace(first, summary=replace(first.summary, notes=notes), text=record)
+    # Every layer's roles are in the notes and the text record: the summary's were layer 0's.
+    summary = replace(first.summary, notes=notes, head_roles=[], head_roles_note=None)
+    first = replace(first, summary=summary, text=record)
     grids = [heatmap_data(r) for r in reports]
     weights = np.concatenate([g.weights for g in grids])  # (layers, h, n, n)
     masked = np.concatenate([np.broadcast_to(g.masked, g.weights.shape) for g in grids])

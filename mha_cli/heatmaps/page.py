@@ -275,19 +275,9 @@ def _html_text(text: str) -> str:
     return html.escape(text).replace("/", "&#47;")
 
 
-def page_html(
-    data: HeatmapData,
-    *,
-    report: Any = None,
-    tokens: list[list[str]] | None = None,
-    summaries: list[list[dict[str, Any]]] | None = None,
-    row_name: str | None = None,
-    scale: str = "auto",
-) -> str:
-    """The whole page as one string (see `page_data` for the arguments)."""
-    payload = page_data(
-        data, report=report, tokens=tokens, summaries=summaries, row_name=row_name, scale=scale
-    )
+def page_html(data: HeatmapData, **options: Any) -> str:
+    """The whole page as one string; `options` as `page_data` takes them."""
+    payload = page_data(data, **options)
     title = "mha attention: " + (payload["run"] or data.title)
     return (
         PAGE.replace("__TITLE__", _html_text(title))

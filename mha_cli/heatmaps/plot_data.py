@@ -40,8 +40,7 @@ def heatmap_data(report: Report) -> HeatmapData:
         masked = masked.copy()
         for example, length in enumerate(text.valid_lens):
             masked[example, :, length:, :] = True  # padding's own rows are no part of the text
-        many = f"{len(text.texts)} texts" if len(text.texts) > 1 else "a text"
-        title = _title(report.spec, f"layer {text.layer} of {text.model} on {many}")
+        title = _title(report.spec, on_texts(text.layer, text.model, len(text.texts)))
     roles = tuple(short_role(role.role) for role in report.summary.head_roles)
     words = (roles,) * weights.shape[0] if roles else None  # the batch's roles, every example
     return HeatmapData(weights=weights, masked=masked, title=title, tokens=tokens, head_words=words)
@@ -67,6 +66,11 @@ def traced_heatmap_data(report: TraceReport) -> HeatmapData:
         f"head{'s' if heads > 1 else ''}, valid_lens {lens}, inputs {spec.inputs}"
     )
     return HeatmapData(weights=weights, masked=weights == 0, title=title)
+
+
+def on_texts(layer: int, model: str, count: int) -> str:
+    """ "layer 1 of MODEL on a text": what a --text run's title says ran."""
+    return f"layer {layer} of {model} on {f'{count} texts' if count > 1 else 'a text'}"
 
 
 def _title(spec: FinalSpec, text: str | None = None) -> str:

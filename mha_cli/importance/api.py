@@ -40,8 +40,6 @@ def heads(
     from mha_cli.text.inputs import pop_text
 
     text = pop_text(options)  # --text: the model's own inputs of the layer
-    if text is not None and options.get("dtype") is None:
-        options = {**options, "dtype": "float32"}  # as transformers runs the model here
     spec = specification(config, options)
     load_heavy("mha_cli.importance.head_importance")
     from mha_cli.importance.head_importance import measure_heads

@@ -53,8 +53,6 @@ def run(
     from mha_cli.text.inputs import pop_text
 
     text = pop_text(options)  # --text: the model's own inputs of the layer
-    if text is not None and options.get("dtype") is None:
-        options = {**options, "dtype": "float32"}  # as transformers runs the model here
     spec = specification(config, options)
     command = "heatmap" if needs_values == "heatmaps" else "inspect"  # whose peak to estimate
     if needs_values is not None:

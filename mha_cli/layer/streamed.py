@@ -466,14 +466,15 @@ def _notes(spec: FinalSpec, plan: StreamPlan, layer: nn.Module) -> list[str]:
     return notes
 
 
-def picture_data(run: StreamedRun, picture: Picture) -> HeatmapData:
+def picture_data(run: StreamedRun, picture: Picture, text: str | None = None) -> HeatmapData:
     """The reduced weights as the renderers' `HeatmapData`: ticks at the positions each pixel
-    starts at, and a title that says what a pixel is."""
+    starts at, and a title that says what a pixel is (and, for a --text run, `text`: which
+    layer of which model ran on it)."""
     from mha_cli.heatmaps.data import HeatmapData
     from mha_cli.heatmaps.plot_data import _title
 
     plan, spec = run.plan, run.spec
-    title = f"{_title(spec)}; {plan.describe()}"
+    title = f"{_title(spec, text)}; {plan.describe()}"
     if plan.queries.size < spec.queries or plan.keys.size < spec.kv:
         title += (
             f"; queries {plan.queries.start}..{plan.queries.stop - 1} of {spec.queries}, "

@@ -79,6 +79,15 @@ def cross_attention_lines(summary: Summary) -> list[str]:
     return lines
 
 
+def named_role_lines(summary: object) -> list[str]:
+    """The roles in words beneath a heatmap, only when some head has one (a run whose every
+    head spreads says nothing more than its picture); none for a run without roles."""
+    roles: list[HeadRole] = getattr(summary, "head_roles", None) or []
+    if all(role.kind in ("spread", "n/a") for role in roles):
+        return []
+    return [line.strip() for line in role_words(roles)]
+
+
 def role_words(roles: list[HeadRole]) -> list[str]:
     """Each head whose attention one share dominates, in words ("head 5: previous token
     0.91"); the others counted as spread."""

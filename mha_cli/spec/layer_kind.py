@@ -1,6 +1,6 @@
 """What kind of layer a model's layer N is, in words, where a model's layers differ: Gemma 2 and
 3 alternate local (sliding-window) and global layers, Gemma 3 with a rope base of its own for
-each, Qwen2 windows only some layers. Pure Python."""
+each, Qwen2 windows only some layers; and whether `--layer` asks for them all. Pure Python."""
 
 from __future__ import annotations
 
@@ -15,6 +15,11 @@ class _LayerSpec(Protocol):
     def rope(self) -> str: ...
     @property
     def rope_theta(self) -> float: ...
+
+
+def asks_every_layer(layer: object) -> bool:
+    """Whether `--layer` asks for every layer of the model (`--layer all`)."""
+    return isinstance(layer, str) and layer.strip().lower() == "all"
 
 
 def layer_kind(spec: _LayerSpec) -> str:

@@ -77,6 +77,7 @@ class Captured:
 
 def pop_text(options: dict[str, Any]) -> TextRequest | None:
     """Take `text`, `text_file` and `truncate` out of the options; None when no text is given.
+    With a text, the dtype is float32 unless the options say otherwise (transformers' run).
 
     A text may be one string or a list of them (the repeatable option). Conflicts with the
     options the text decides, and a missing `--weights`, are refused here."""
@@ -108,6 +109,8 @@ def pop_text(options: dict[str, Any]) -> TextRequest | None:
             )
     if not texts:
         raise MhaError(f"--text-file {text_file} holds no text; write one text per line")
+    if options.get("dtype") is None:
+        options["dtype"] = "float32"  # as transformers runs the model here
     return TextRequest(tuple(texts), truncate)
 
 
@@ -194,7 +197,7 @@ def tokenize(folder: Path, request: TextRequest) -> Tokenized:
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError, TypeError, KeyError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        first = _first_line(error)
         raise MhaError(
             f"--text: the tokenizer in {folder} cannot be loaded ({first}); save it again with "
             "tokenizer.save_pretrained(folder)"
@@ -272,7 +275,7 @@ def capture_layers(
     try:
         model = _load_model(transformers, folder)
     except (OSError, ValueError, KeyError, RuntimeError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        first = _first_line(error)
         raise MhaError(
             f"--text: transformers cannot load the model in {folder} ({first}); "
             "give a folder written by save_pretrained"
@@ -330,6 +333,12 @@ def capture_layers(
             )
         )
     return captured
+
+
+def _first_line(error: Exception) -> str:
+    """What a library's error says, in one line for ours (its name when it says nothing)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _load_model(transformers: Any, folder: Path) -> Any:
